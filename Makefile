@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh machine:  make demo   and   make test
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: setup catalogs demo test test-sqlite test-postgres check-postgres extract bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP) catalogs
+
+# .mo files are build products, compiled from the committed .po catalogs.
+catalogs: $(STAMP)
+	$(VENV)/bin/pybabel compile --domain messages --directory locales --statistics
+
+demo: setup
+	$(PY) -m bot demo --out demo-output
+
+test: setup test-sqlite test-postgres
+
+test-sqlite: setup
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+check-postgres: setup
+	@if [ "$$SKIP_POSTGRES" = "1" ]; then echo "SKIP_POSTGRES=1: PostgreSQL suite skipped"; exit 0; fi; \
+	$(PY) -c "import asyncio, asyncpg, sys; u=sys.argv[1].replace('postgresql+asyncpg://','postgresql://'); asyncio.run(asyncpg.connect(u, timeout=5))" "$(TEST_DATABASE_URL)" \
+	  || { echo "PostgreSQL is unreachable at $(TEST_DATABASE_URL): start it, set TEST_DATABASE_URL, or run with SKIP_POSTGRES=1"; exit 1; }
+
+test-postgres: check-postgres
+	@if [ "$$SKIP_POSTGRES" = "1" ]; then exit 0; fi; \
+	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Developers: re-extract messages after changing user-facing strings, then translate both catalogs.
+extract: $(STAMP)
+	$(VENV)/bin/pybabel extract --no-location --omit-header -F pyproject.toml -o locales/messages.pot bot scheduler
+	$(VENV)/bin/pybabel update --no-location --omit-header --no-fuzzy-matching -D messages -i locales/messages.pot -d locales
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache adherence.db* locales/*/LC_MESSAGES/*.mo

@@ -1,0 +1,152 @@
+"""`adherence-bot` command line. Plain-text output, non-zero exit on failure, no prompts.
+
+Configuration is validated before anything touches the database or Telegram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import date
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, default_config_path, load_settings
+
+
+class CommandError(Exception):
+    """A failure to report to the operator in one line (exit status 1)."""
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="configuration file (default: $ADHERENCE_BOT_CONFIG, else ./config.toml)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adherence-bot", description="Dosing-adherence Telegram bot for NCT07101627.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("path", nargs="?", type=Path, default=None)
+    _config_arg(check)
+
+    _config_arg(sub.add_parser("migrate", help="create or upgrade the database schema"))
+    _config_arg(sub.add_parser("run", help="run the bot (polling or webhook, as configured)"))
+
+    demo = sub.add_parser("demo", help="run a scripted trial against the local Bot API sandbox")
+    _config_arg(demo)
+    demo.add_argument("--out", type=Path, default=Path("demo-output"))
+
+    invite = sub.add_parser("invite", help="issue a single-use enrolment invitation")
+    _config_arg(invite)
+    invite.add_argument("--site", required=True)
+    invite.add_argument("--subject", default=None, help="pseudonymous subject id, e.g. SH-017")
+    invite.add_argument("--expires-days", type=int, default=7)
+
+    cycle = sub.add_parser("cycle", help="register a patient's next course")
+    _config_arg(cycle)
+    cycle.add_argument("subject")
+    cycle.add_argument("--chemo-end", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = getattr(args, "path", None) or args.config or default_config_path()
+    return load_settings(path)
+
+
+async def _with_engine(settings: Settings, work):
+    from bot.db.engine import make_engine
+
+    engine = make_engine(settings.database.url)
+    try:
+        return await work(engine)
+    finally:
+        await engine.dispose()
+
+
+def _cmd_check_config(args, settings: Settings) -> int:
+    coordinators = sum(len(s.coordinators) for s in settings.sites)
+    print(f"OK: {len(settings.sites)} sites, {coordinators} coordinators, "
+          f"{len(settings.triage.symptoms)} symptoms, database {settings.database.url.split(':', 1)[0]}")
+    return 0
+
+
+def _cmd_migrate(args, settings: Settings) -> int:
+    from bot.db.migrate import current_revision, upgrade
+
+    async def work(engine):
+        await upgrade(engine)
+        return await current_revision(engine)
+
+    print(f"database at revision {asyncio.run(_with_engine(settings, work))}")
+    return 0
+
+
+def _cmd_run(args, settings: Settings) -> int:
+    from bot.runner import run_forever
+
+    if not settings.token:
+        raise CommandError("no bot token: set TELEGRAM_BOT_TOKEN (or telegram.token)")
+    return run_forever(settings)
+
+
+def _cmd_demo(args, settings: Settings | None) -> int:
+    from bot.demo import run_demo
+
+    return asyncio.run(run_demo(out_dir=args.out, settings=settings))
+
+
+def _cmd_invite(args, settings: Settings) -> int:
+    from bot.services import invitations
+    from bot.services.clock import SystemClock
+
+    async def work(engine):
+        return await invitations.issue(engine=engine, settings=settings, clock=SystemClock(), site_id=args.site,
+                                       subject_id=args.subject, expires_days=args.expires_days, actor="operator")
+
+    issued = asyncio.run(_with_engine(settings, work))
+    print(f"token: {issued.token}")
+    print(f"link: {issued.link}")
+    print(f"expires: {issued.expires_at.isoformat()}")
+    return 0
+
+
+def _cmd_cycle(args, settings: Settings) -> int:
+    from bot.services import courses
+    from bot.services.clock import SystemClock
+
+    async def work(engine):
+        return await courses.register(engine=engine, settings=settings, clock=SystemClock(), subject_id=args.subject,
+                                      chemo_end=args.chemo_end, actor_kind="operator", actor_id="cli")
+
+    course = asyncio.run(_with_engine(settings, work))
+    print(f"{args.subject}: cycle {course.cycle}, doses {course.first_day} .. {course.last_day}")
+    return 0
+
+
+COMMANDS = {
+    "check-config": _cmd_check_config,
+    "migrate": _cmd_migrate,
+    "run": _cmd_run,
+    "demo": _cmd_demo,
+    "invite": _cmd_invite,
+    "cycle": _cmd_cycle,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        # The demo brings its own configuration unless one is given explicitly.
+        settings = None if args.command == "demo" and args.config is None else _settings(args)
+        return COMMANDS[args.command](args, settings)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

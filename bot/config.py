@@ -1,0 +1,302 @@
+"""Typed, validated settings loaded from one TOML file (no global singleton).
+
+Every model forbids unknown keys, so a misspelt key is an error that names it rather than a
+silently ignored setting. The bot token comes from TELEGRAM_BOT_TOKEN when set and is held
+as a SecretStr so it never appears in a repr, a log line or a validation error.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "ADHERENCE_BOT_CONFIG"
+TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
+WEBHOOK_SECRET_ENV = "TELEGRAM_WEBHOOK_SECRET"
+TELEGRAM_API = "https://api.telegram.org/bot"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for an operator: which key, what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_hhmm(value: str, *, allow_24: bool = False) -> time | None:
+    """'08:00' → time(8, 0). '24:00' (end of day) → None when allowed."""
+    if allow_24 and value == "24:00":
+        return None
+    try:
+        hours, minutes = value.split(":")
+        if len(hours) != 2 or len(minutes) != 2:
+            raise ValueError
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"expected a time as HH:MM, got {value!r}") from None
+
+
+def _check_hhmm(value: str) -> str:
+    parse_hhmm(value)
+    return value
+
+
+class WebhookSettings(_Strict):
+    listen: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+    url_path: str = "telegram"
+    public_url: str = ""
+    secret_token: SecretStr = SecretStr("")
+
+
+class TelegramSettings(_Strict):
+    token: SecretStr = SecretStr("")
+    base_url: str = TELEGRAM_API
+    mode: Literal["polling", "webhook"] = "polling"
+    bot_username: str = "adherence_trial_bot"
+    webhook: WebhookSettings = WebhookSettings()
+
+
+class DatabaseSettings(_Strict):
+    url: str = "sqlite+aiosqlite:///adherence.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")):
+            raise ValueError("use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB")
+        return value
+
+
+class TrialSettings(_Strict):
+    name: str = "NCT07101627"
+    protocol_id: str = "MA-CTIT-II-013"
+    course_days: int = Field(14, ge=1, le=60)
+    start_offset_days: int = Field(1, ge=0, le=14)
+    cycle_length_days: int = Field(21, ge=1, le=90)
+    consent_version: str = "v1"
+
+
+class MedicationSettings(_Strict):
+    name_en: str = "study tablets"
+    name_zh: str = "研究药物"
+    dose_text: str = "7.5 mg"
+    fast_before_hours: float = Field(2, ge=0, le=12)
+    fast_after_hours: float = Field(1, ge=0, le=12)
+    minerals_after_hours: float = Field(4, ge=0, le=24)
+    show_eat_after_note: bool = True
+
+    def name(self, locale: str) -> str:
+        return self.name_zh if locale.startswith("zh") else self.name_en
+
+
+class ReminderSettings(_Strict):
+    default_time: str = "08:00"
+    time_choices: list[str] = ["07:00", "08:00", "21:00", "22:00"]
+    followup_minutes: int = Field(120, ge=1, le=720)
+    followup_count: int = Field(1, ge=0, le=5)
+    snooze_minutes: int = Field(30, ge=1, le=240)
+    max_snoozes: int = Field(2, ge=0, le=5)
+    day_closes_at: str = "24:00"
+    late_grace_hours: int = Field(24, ge=1, le=72)
+    next_morning_time: str = "08:00"
+    quiet_hours_start: str = "22:30"
+    quiet_hours_end: str = "06:30"
+
+    _times = field_validator("default_time", "next_morning_time", "quiet_hours_start", "quiet_hours_end")(
+        classmethod(lambda cls, v: _check_hhmm(v))
+    )
+
+    @field_validator("time_choices")
+    @classmethod
+    def _choices(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _check_hhmm(item)
+        return value
+
+    @field_validator("day_closes_at")
+    @classmethod
+    def _close(cls, value: str) -> str:
+        parse_hhmm(value, allow_24=True)
+        return value
+
+    @property
+    def close_time(self) -> time | None:
+        return parse_hhmm(self.day_closes_at, allow_24=True)
+
+
+class AlertSettings(_Strict):
+    repeat_minutes: int = Field(5, ge=1, le=120)
+    escalate_after_minutes: int = Field(15, ge=1, le=720)
+    working_day_end: str = "17:30"
+    consecutive_missed_threshold: int = Field(2, ge=1, le=14)
+    digest_time: str = "08:30"
+
+    _times = field_validator("working_day_end", "digest_time")(classmethod(lambda cls, v: _check_hhmm(v)))
+
+
+class DeliverySettings(_Strict):
+    global_per_second: float = Field(30, gt=0, le=1000)
+    per_chat_per_second: float = Field(1, gt=0, le=100)
+    sweep_seconds: float = Field(60, gt=0, le=3600)
+    send_timeout_seconds: float = Field(10, gt=0, le=120)
+
+
+class LoggingSettings(_Strict):
+    format: Literal["kv", "json"] = "kv"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Coordinator(_Strict):
+    telegram_id: int = Field(gt=0)
+    role: Literal["coordinator", "admin"] = "coordinator"
+    locale: Literal["zh_Hans", "en"] = "zh_Hans"
+
+
+class Site(_Strict):
+    id: str = Field(pattern=r"^[A-Z0-9]{1,8}$")
+    name_en: str
+    name_zh: str
+    timezone: str = "Asia/Shanghai"
+    phone: str
+    alert_chat_id: int = 0
+    escalation_contact: int = 0
+    coordinators: list[Coordinator] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r}") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def name(self, locale: str) -> str:
+        return self.name_zh if locale.startswith("zh") else self.name_en
+
+
+class Symptom(_Strict):
+    code: str = Field(pattern=r"^[a-z0-9_]{1,24}$")
+    level: Literal["emergency", "same_day", "log"]
+    group: Literal["bleeding", "clot", "liver", "other"]
+    en: str
+    zh: str
+
+    def label(self, locale: str) -> str:
+        return self.zh if locale.startswith("zh") else self.en
+
+
+class TriageSettings(_Strict):
+    symptoms: list[Symptom]
+
+    @field_validator("symptoms")
+    @classmethod
+    def _unique(cls, value: list[Symptom]) -> list[Symptom]:
+        codes = [s.code for s in value]
+        duplicates = sorted({c for c in codes if codes.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate symptom codes: {', '.join(duplicates)}")
+        if not any(s.level == "emergency" for s in value):
+            raise ValueError("at least one emergency symptom is required")
+        return value
+
+    def by_code(self) -> dict[str, Symptom]:
+        return {s.code: s for s in self.symptoms}
+
+
+class Settings(_Strict):
+    telegram: TelegramSettings = TelegramSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    trial: TrialSettings = TrialSettings()
+    medication: MedicationSettings = MedicationSettings()
+    reminders: ReminderSettings = ReminderSettings()
+    alerts: AlertSettings = AlertSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    logging: LoggingSettings = LoggingSettings()
+    sites: list[Site] = Field(min_length=1)
+    triage: TriageSettings
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        ids = [s.id for s in self.sites]
+        if len(set(ids)) != len(ids):
+            raise ValueError("site ids must be unique")
+        seen: dict[int, str] = {}
+        for site in self.sites:
+            for coordinator in site.coordinators:
+                if coordinator.telegram_id in seen and seen[coordinator.telegram_id] != site.id:
+                    raise ValueError(f"coordinator {coordinator.telegram_id} is listed at two sites; use role admin")
+                seen[coordinator.telegram_id] = site.id
+        return self
+
+    def site(self, site_id: str) -> Site:
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        raise KeyError(site_id)
+
+    @property
+    def token(self) -> str:
+        return self.telegram.token.get_secret_value()
+
+    def with_overrides(self, **sections: object) -> Settings:
+        """A copy with whole sections or top-level fields replaced (used by tests and the demo)."""
+        return self.model_copy(update=sections)
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{key}: {message}")
+    return "\n".join(lines)
+
+
+def settings_from_mapping(data: dict, *, env: dict[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data = {**data, "telegram": dict(data.get("telegram", {}))}
+    if env.get(TOKEN_ENV):
+        data["telegram"]["token"] = env[TOKEN_ENV]
+    if env.get(WEBHOOK_SECRET_ENV):
+        data["telegram"]["webhook"] = {**data["telegram"].get("webhook", {}), "secret_token": env[WEBHOOK_SECRET_ENV]}
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error)) from None
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or "config.toml")
+
+
+def load_settings(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    path = Path(path) if path else default_config_path()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read configuration ({error.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    try:
+        return settings_from_mapping(data, env=env)
+    except ConfigError as error:
+        raise ConfigError(f"{path}:\n{error}") from None

@@ -1,0 +1,232 @@
+"""SQLModel tables. The database is the source of truth (DESIGN.md §3).
+
+States are stored as short strings whose meaning lives in `bot.domain`; there is deliberately
+no column anywhere for a study arm (a test keeps it that way).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.db.types import UTCDateTime
+
+
+def _instant(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _telegram_id(*, nullable: bool = True, index: bool = False) -> Any:
+    # Telegram ids exceed 32 bits; groups are negative.
+    return Field(default=None, sa_type=BigInteger, nullable=nullable, index=index)
+
+
+class Coordinator(SQLModel, table=True):
+    """Mirrors the config's coordinators so alerts and audits can refer to them."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_id: int = Field(sa_type=BigInteger, unique=True)
+    site_id: str = Field(max_length=8, index=True)
+    role: str = Field(max_length=16)
+    locale: str = Field(default="zh_Hans", max_length=8)
+    active: bool = True
+    created_at: datetime = _instant()
+
+
+class Invitation(SQLModel, table=True):
+    """A single-use enrolment token. Only its SHA-256 hash is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    site_id: str = Field(max_length=8, index=True)
+    subject_id: str | None = Field(default=None, max_length=32)
+    purpose: str = Field(default="enrol", max_length=16)  # enrol | rebind
+    created_by: str = Field(max_length=32)
+    created_at: datetime = _instant()
+    expires_at: datetime = _instant()
+    used_at: datetime | None = _instant(nullable=True)
+    used_by_telegram_id: int | None = _telegram_id()
+    revoked_at: datetime | None = _instant(nullable=True)
+    revoked_by: str | None = Field(default=None, max_length=32)
+
+
+class Patient(SQLModel, table=True):
+    """A pseudonymous participant: no name, phone, diagnosis or record number."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(max_length=32, unique=True)
+    site_id: str = Field(max_length=8, index=True)
+    telegram_user_id: int | None = _telegram_id(index=True)
+    chat_id: int | None = _telegram_id()
+    locale: str = Field(default="zh_Hans", max_length=8)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    reminder_time: str = Field(default="08:00", max_length=5)
+    status: str = Field(default="active", max_length=16)  # active | paused | withdrawn
+    unreachable: bool = False
+    consent_version: str | None = Field(default=None, max_length=32)
+    consented_at: datetime | None = _instant(nullable=True)
+    enrolled_at: datetime | None = _instant(nullable=True)
+    created_at: datetime = _instant()
+
+
+class Course(SQLModel, table=True):
+    """One cycle's 14-day course, anchored to that cycle's chemotherapy end date."""
+
+    __table_args__ = (UniqueConstraint("patient_id", "cycle", name="uq_course_patient_cycle"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    cycle: int
+    chemo_end: date
+    first_day: date
+    last_day: date
+    status: str = Field(default="active", max_length=16)  # active | cancelled
+    source: str = Field(default="coordinator", max_length=16)  # coordinator | patient | cli
+    confirmed: bool = True
+    created_at: datetime = _instant()
+    created_by: str = Field(max_length=32)
+
+
+class DoseDay(SQLModel, table=True):
+    """Current state of one course day; its history is in DoseEvent and the audit log."""
+
+    __tablename__ = "dose_day"
+
+    __table_args__ = (
+        UniqueConstraint("patient_id", "cycle", "day", name="uq_dose_day_patient_cycle_day"),
+        Index("ix_dose_day_state_closes", "state", "closes_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    course_id: int = Field(foreign_key="course.id", index=True)
+    cycle: int
+    day: int
+    local_date: date
+    due_at: datetime = _instant()
+    closes_at: datetime = _instant()
+    late_until: datetime = _instant()
+    state: str = Field(default="scheduled", max_length=16)
+    answered_at: datetime | None = _instant(nullable=True)
+    late: bool = False
+    source: str | None = Field(default=None, max_length=16)  # button | late_question | coordinator
+    missed_reason: str | None = Field(default=None, max_length=16)
+    snoozes: int = 0
+    reminder_queued_at: datetime | None = _instant(nullable=True)
+    reminder_message_id: int | None = _telegram_id()
+
+
+class DoseEvent(SQLModel, table=True):
+    """Every change of a dose day, in order. Corrections are new rows, never overwrites."""
+
+    __tablename__ = "dose_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dose_day_id: int = Field(foreign_key="dose_day.id", index=True)
+    at: datetime = _instant()
+    kind: str = Field(max_length=16)  # answer | close | correction | snooze
+    from_state: str = Field(max_length=16)
+    to_state: str = Field(max_length=16)
+    late: bool = False
+    actor: str = Field(max_length=32)
+    reason: str | None = Field(default=None, sa_type=Text)
+
+
+class Outbox(SQLModel, table=True):
+    """A message to send. pending → sending → sent | unknown | failed | skipped."""
+
+    __table_args__ = (Index("ix_outbox_state_lane_due", "state", "lane", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=24)
+    lane: str = Field(default="normal", max_length=8)  # alert | normal
+    chat_id: int = Field(sa_type=BigInteger)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    dose_day_id: int | None = Field(default=None, foreign_key="dose_day.id", index=True)
+    alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
+    due_at: datetime = _instant()
+    state: str = Field(default="pending", max_length=12)
+    attempts: int = 0
+    # Times the row was re-queued after a crash left it mid-send (a possible duplicate).
+    resends: int = 0
+    last_error: str | None = Field(default=None, sa_type=Text)
+    message_id: int | None = _telegram_id()
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dedupe_key: str | None = Field(default=None, max_length=96, unique=True)
+    created_at: datetime = _instant()
+    claimed_at: datetime | None = _instant(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    finished_at: datetime | None = _instant(nullable=True)
+
+
+class SymptomReport(SQLModel, table=True):
+    __tablename__ = "symptom_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    reported_at: datetime = _instant()
+    symptoms: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    level: str = Field(max_length=16)
+    note: str | None = Field(default=None, sa_type=Text)
+    update_id: int | None = _telegram_id()
+
+
+class Alert(SQLModel, table=True):
+    __table_args__ = (Index("ix_alert_open_repeat", "acknowledged_at", "next_repeat_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: str = Field(max_length=8, index=True)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
+    kind: str = Field(max_length=24)
+    level: str = Field(max_length=16)  # emergency | same_day | info
+    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dedupe_key: str | None = Field(default=None, max_length=96, unique=True)
+    created_at: datetime = _instant()
+    acknowledged_at: datetime | None = _instant(nullable=True)
+    acknowledged_by: int | None = _telegram_id()
+    escalated_at: datetime | None = _instant(nullable=True)
+    next_repeat_at: datetime | None = _instant(nullable=True)
+    repeats: int = 0
+
+
+class AlertMessage(SQLModel, table=True):
+    """Each copy of an alert that was sent, so acknowledgement can edit them all."""
+
+    __tablename__ = "alert_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    message_id: int = Field(sa_type=BigInteger)
+    sent_at: datetime = _instant()
+
+
+class AuditLog(SQLModel, table=True):
+    """Append-only (database triggers reject UPDATE and DELETE)."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _instant(index=True)
+    actor_kind: str = Field(max_length=16)  # patient | coordinator | system | operator | user
+    actor_id: str = Field(max_length=32, index=True)
+    action: str = Field(max_length=48, index=True)
+    entity: str | None = Field(default=None, max_length=24)
+    entity_id: str | None = Field(default=None, max_length=32)
+    before: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    reason: str | None = Field(default=None, sa_type=Text)
+    update_id: int | None = _telegram_id()
+
+
+class RuntimeState(SQLModel, table=True):
+    """Small key/value facts about running processes (last sweep, scheduler owner)."""
+
+    __tablename__ = "runtime_state"
+
+    key: str = Field(primary_key=True, max_length=48)
+    value: str = Field(sa_type=Text)
+    updated_at: datetime = _instant()
