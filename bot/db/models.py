@@ -187,6 +187,7 @@ class Alert(SQLModel, table=True):
     created_at: datetime = _instant()
     acknowledged_at: datetime | None = _instant(nullable=True)
     acknowledged_by: int | None = _telegram_id()
+    escalate_at: datetime | None = _instant(nullable=True)
     escalated_at: datetime | None = _instant(nullable=True)
     next_repeat_at: datetime | None = _instant(nullable=True)
     repeats: int = 0

@@ -112,6 +112,7 @@ def upgrade() -> None:
     sa.Column('created_at', bot.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('acknowledged_at', bot.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('acknowledged_by', sa.BigInteger(), nullable=True),
+    sa.Column('escalate_at', bot.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('escalated_at', bot.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('next_repeat_at', bot.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('repeats', sa.Integer(), nullable=False),

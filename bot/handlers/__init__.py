@@ -1,0 +1,1 @@
+"""Thin Telegram entry points: parse the update, call one service, render the answer."""

@@ -1,0 +1,186 @@
+"""Patient commands and free text: /start /status /help /language /time /stop, menu buttons."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton as Button
+from telegram import InlineKeyboardMarkup as Keyboard
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.domain.tokens import looks_like_token
+from bot.handlers import enrol, symptoms
+from bot.handlers.common import current_patient, runtime, translator_for
+from bot.i18n import SUPPORTED, Translator
+from bot.render import callbacks as cb
+from bot.render import patient as render
+from bot.services import courses, patients
+from bot.services.courses import CourseRefused
+
+
+def _not_enrolled(t: Translator) -> str:
+    return t._("Please open the invitation link from your study nurse, or send me the invitation code.")
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if context.args:
+        await enrol.begin(update, context, context.args[0])
+        return
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    if patient is None:
+        await update.effective_message.reply_text(_not_enrolled(t))
+        return
+    if patient.status == "paused":
+        await patients.set_paused(runtime(context), patient=patient, paused=False, actor_kind="patient",
+                                  actor_id=patient.subject_id, update_id=update.update_id)
+        await update.effective_message.reply_text(t._("Reminders are on again."), reply_markup=render.main_menu(t))
+        return
+    await update.effective_message.reply_text(t._("Welcome back. Use the buttons below."), reply_markup=render.main_menu(t))
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    lines = [
+        t._("Each course day you get one reminder. Tap ✅ Taken once you have taken your tablets."),
+        "/status — " + t._("this course at a glance"),
+        "/report — " + t._("report a symptom"),
+        "/time — " + t._("change the reminder time"),
+        "/language — " + t._("中文 / English"),
+        "/stop — " + t._("pause reminders"),
+    ]
+    if patient is not None:
+        lines.append(t._("Study site phone: {phone}", phone=runtime(context).settings.site(patient.site_id).phone))
+        lines.append(render.how_to_take(t, runtime(context).settings))
+    await update.effective_message.reply_text("\n".join(lines))
+
+
+async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = runtime(context)
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    if patient is None:
+        await update.effective_message.reply_text(_not_enrolled(t))
+        return
+    view = await patients.status_view(rt, patient=patient)
+    text, _ = render.status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
+                            next_due=view.next_due, paused=patient.status == "paused")
+    await update.effective_message.reply_text(text, reply_markup=render.main_menu(t))
+
+
+async def language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    t = translator_for(update, context, await current_patient(context, update.effective_user.id))
+    await update.effective_message.reply_text(t._("Choose your language."), reply_markup=Keyboard(
+        [[Button("中文", callback_data=cb.menu("lang.zh_Hans")), Button("English", callback_data=cb.menu("lang.en"))]]))
+
+
+async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = runtime(context)
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    if patient is None:
+        await update.effective_message.reply_text(_not_enrolled(t))
+        return
+    context.user_data["awaiting_time"] = True
+    choices = rt.settings.reminders.time_choices
+    rows = [[Button(c, callback_data=cb.menu("time." + c.replace(":", "."))) for c in choices[i:i + 2]]
+            for i in range(0, len(choices), 2)]
+    await update.effective_message.reply_text(
+        t._("Your reminder is at {time}. Tap a new time, or type one like 07:30. It applies from the next day "
+            "you have not answered yet.", time=patient.reminder_time), reply_markup=Keyboard(rows))
+
+
+async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    if patient is None:
+        await update.effective_message.reply_text(_not_enrolled(t))
+        return
+    await patients.set_paused(runtime(context), patient=patient, paused=True, actor_kind="patient",
+                              actor_id=patient.subject_id, update_id=update.update_id)
+    await update.effective_message.reply_text(
+        t._("Reminders are paused and your study team has been told. Send /start to turn them on again."))
+
+
+async def set_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str) -> None:
+    rt = runtime(context)
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    value = enrol.parse_time_input(raw)
+    if patient is None or value is None:
+        await update.effective_message.reply_text(t._("Please send a time like 07:30 (hours:minutes, 24-hour clock)."))
+        return
+    context.user_data.pop("awaiting_time", None)
+    changed = await patients.change_reminder_time(rt, patient=patient, reminder_time=value, update_id=update.update_id)
+    await update.effective_message.reply_text(
+        t._("Done: reminders at {time} from {date}.", time=value, date=t.date(changed)) if changed else
+        t._("Done: reminders at {time}.", time=value))
+
+
+async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE, item: str) -> None:
+    rt = runtime(context)
+    query = update.callback_query
+    await query.answer()
+    if item == "report":
+        await symptoms.start(update, context)
+    elif item.startswith("lang.") and item[5:] in SUPPORTED:
+        patient = await current_patient(context, update.effective_user.id)
+        if patient is not None:
+            patient = await patients.change_locale(rt, patient=patient, locale=item[5:], update_id=update.update_id)
+        else:
+            context.user_data.setdefault("enrol", {})["locale"] = item[5:]
+        t = translator_for(update, context, patient)
+        await query.edit_message_text(t._("Language set: English"))
+        if patient is not None:
+            await update.effective_message.reply_text(t._("Use the buttons below."), reply_markup=render.main_menu(t))
+    elif item.startswith("time."):
+        await set_time(update, context, item[5:].replace(".", ":"))
+
+
+def _menu_texts(key: str) -> set[str]:
+    """The persistent menu's button texts in every language (a patient may switch language)."""
+    texts = {"report": lambda t: t._("⚠ Report a symptom"), "status": lambda t: t._("📋 My status"),
+             "chemo": lambda t: t._("💉 Chemo finished today")}
+    return {texts[key](Translator(locale)) for locale in SUPPORTED}
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    text = (update.effective_message.text or "").strip()
+    pending = context.user_data.get("enrol")
+    if pending and pending.get("step") == "time":
+        await enrol.choose_time(update, context, text)
+    elif context.user_data.get("awaiting_time") and enrol.parse_time_input(text):
+        await set_time(update, context, text)
+    elif text in _menu_texts("report"):
+        await symptoms.start(update, context)
+    elif text in _menu_texts("status"):
+        await status(update, context)
+    elif text in _menu_texts("chemo"):
+        await chemo_finished(update, context)
+    elif looks_like_token(text) and await current_patient(context, update.effective_user.id) is None:
+        await enrol.begin(update, context, text)
+    else:
+        patient = await current_patient(context, update.effective_user.id)
+        t = translator_for(update, context, patient)
+        await update.effective_message.reply_text(
+            t._("Please use the buttons. For help, send /help.") if patient else _not_enrolled(t),
+            reply_markup=render.main_menu(t) if patient else None)
+
+
+async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = runtime(context)
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    if patient is None:
+        await update.effective_message.reply_text(_not_enrolled(t))
+        return
+    try:
+        course = await courses.patient_reported_chemo_end(rt, patient=patient, update_id=update.update_id)
+    except CourseRefused:
+        await update.effective_message.reply_text(
+            t._("You already have a course planned for these days, so nothing was changed. "
+                "If the dates are wrong, your study team can correct them."))
+        return
+    await update.effective_message.reply_text(
+        t._("Thank you. Your course starts tomorrow ({date}); your study team will confirm it.",
+            date=t.date(course.first_day)))

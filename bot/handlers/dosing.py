@@ -1,0 +1,66 @@
+"""Buttons under reminders: Taken, Remind me later, Not today, and an optional missed reason."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.domain.dose import Answer
+from bot.handlers.common import runtime, translator_for
+from bot.render import callbacks as cb
+from bot.render import patient as render
+from bot.services import doses
+
+
+async def on_dose(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_id: int, action: str) -> None:
+    rt = runtime(context)
+    query = update.callback_query
+    user_id = update.effective_user.id
+    if action == cb.LATER:
+        result = await doses.snooze(rt, telegram_user_id=user_id, dose_day_id=dose_day_id, update_id=update.update_id)
+    else:
+        choice = Answer.TAKEN if action == cb.TAKEN else Answer.MISSED
+        result = await doses.answer(rt, telegram_user_id=user_id, dose_day_id=dose_day_id, choice=choice,
+                                    update_id=update.update_id)
+    t = translator_for(update, context, result.patient)
+    if result.status == "not_yours":
+        await query.answer(t._("This button is not for you."), show_alert=True)
+    elif result.status == "already":
+        await query.answer(t._("Already recorded for that day: {state}. Nothing was changed.",
+                               state=render.state_label(t, result.dose.state)), show_alert=True)
+        await _show_final(query, t, rt.settings, result.dose)
+    elif result.status == "too_late":
+        await query.answer(t._("That day is closed and can no longer be changed here. Your study team can help."),
+                           show_alert=True)
+    elif result.status == "no_more_snoozes":
+        await query.answer(t._("No more reminders today. Please answer Taken or Not today."), show_alert=True)
+    elif result.status == "snoozed":
+        await query.answer(t._("OK, we will remind you again in {minutes} minutes.",
+                               minutes=rt.settings.reminders.snooze_minutes))
+    else:
+        await query.answer(t._("Recorded."))
+        await _show_final(query, t, rt.settings, result.dose)
+
+
+async def _show_final(query, t, settings, dose) -> None:
+    if dose.state == "taken":
+        text, markup = render.taken_confirmation(t, settings, dose)
+    elif dose.state == "missed":
+        text, markup = render.missed_confirmation(t, settings, dose)
+    else:
+        return
+    if query.message is not None and (query.message.text != text or query.message.reply_markup != markup):
+        await query.edit_message_text(text, reply_markup=markup)
+
+
+async def on_missed_reason(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_id: int, reason: str) -> None:
+    rt = runtime(context)
+    result = await doses.add_missed_reason(rt, telegram_user_id=update.effective_user.id, dose_day_id=dose_day_id,
+                                           reason=reason, update_id=update.update_id)
+    t = translator_for(update, context, result.patient)
+    if result.status == "not_yours":
+        await update.callback_query.answer(t._("This button is not for you."), show_alert=True)
+        return
+    await update.callback_query.answer(t._("Thank you."))
+    text, _ = render.missed_confirmation(t, rt.settings, result.dose)
+    await update.callback_query.edit_message_text(text)

@@ -1,0 +1,51 @@
+"""One callback entry point: parse the payload strictly, then hand it to its feature."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.handlers import coordinator, dosing, enrol, symptoms
+from bot.handlers.commands import on_menu
+from bot.handlers.common import runtime, translator_for
+from bot.render import callbacks as cb
+from bot.services.audit import audit
+
+log = logging.getLogger("adherence.handlers")
+
+
+async def _reject(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Malformed, oversized or unknown payloads: answer politely, change nothing, audit."""
+    rt = runtime(context)
+    async with rt.session() as session:
+        audit(session, at=rt.now(), actor_kind="user", actor_id=update.effective_user.id, action="callback.rejected",
+              reason="malformed", update_id=update.update_id)
+        await session.commit()
+    t = translator_for(update, context)
+    await update.callback_query.answer(t._("This button is no longer valid."), show_alert=True)
+
+
+def _int(value: str) -> int | None:
+    return int(value) if value.isdigit() and len(value) <= 12 else None
+
+
+async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    parsed = cb.parse(update.callback_query.data)
+    args = parsed.args if parsed else ()
+    kind = parsed.kind if parsed else None
+    if kind == "d" and len(args) == 2 and _int(args[0]) and args[1] in (cb.TAKEN, cb.LATER, cb.MISSED):
+        await dosing.on_dose(update, context, _int(args[0]), args[1])
+    elif kind == "r" and len(args) == 2 and _int(args[0]):
+        await dosing.on_missed_reason(update, context, _int(args[0]), args[1])
+    elif kind == "s" and len(args) == 1:
+        await symptoms.on_callback(update, context, args[0])
+    elif kind == "e" and len(args) == 2:
+        await enrol.on_callback(update, context, args[0], args[1])
+    elif kind == "m" and len(args) == 1:
+        await on_menu(update, context, args[0])
+    elif kind == "a" and len(args) == 1 and _int(args[0]):
+        await coordinator.on_ack(update, context, _int(args[0]))
+    else:
+        await _reject(update, context)

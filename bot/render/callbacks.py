@@ -1,0 +1,54 @@
+"""Callback payloads: short, opaque ids only, identical for every study arm. Every payload is
+re-authorized on use (the dose day must belong to the tapping patient)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_LEN = 64  # Telegram's limit for callback_data
+
+TAKEN, LATER, MISSED = "t", "l", "m"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    kind: str
+    args: tuple[str, ...]
+
+
+_PATTERN = re.compile(r"^([a-z]{1,3}):([A-Za-z0-9_:.\-]{0,56})$")
+
+
+def parse(data: str | None) -> Parsed | None:
+    """None for anything malformed or oversized: the caller answers and changes nothing."""
+    if not data or len(data) > MAX_LEN:
+        return None
+    match = _PATTERN.match(data)
+    if not match:
+        return None
+    return Parsed(match.group(1), tuple(match.group(2).split(":")) if match.group(2) else ())
+
+
+def dose(dose_day_id: int, action: str) -> str:
+    return f"d:{dose_day_id}:{action}"
+
+
+def missed_reason(dose_day_id: int, reason: str) -> str:
+    return f"r:{dose_day_id}:{reason}"
+
+
+def symptom(code: str) -> str:
+    return f"s:{code}"
+
+
+def enrol(step: str, value: str) -> str:
+    return f"e:{step}:{value}"
+
+
+def ack(alert_id: int) -> str:
+    return f"a:{alert_id}"
+
+
+def menu(item: str) -> str:
+    return f"m:{item}"

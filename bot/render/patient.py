@@ -1,0 +1,164 @@
+"""What patients read. Short lines, big obvious buttons, nothing to type. The medication is
+always the neutral configured name: no wording differs by study arm."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from telegram import InlineKeyboardButton as Button
+from telegram import InlineKeyboardMarkup as Keyboard
+from telegram import KeyboardButton, ReplyKeyboardMarkup
+
+from bot.config import Settings, Site
+from bot.db.models import Course, DoseDay
+from bot.domain.adherence import Adherence, marks
+from bot.domain.dose import DoseState
+from bot.i18n import Translator
+from bot.render import callbacks as cb
+
+Rendered = tuple[str, Keyboard | None]
+
+
+def _hours(value: float) -> str:
+    return f"{value:g}"
+
+
+def medication(t: Translator, settings: Settings) -> str:
+    return settings.medication.name(t.locale)
+
+
+def fasting_line(t: Translator, settings: Settings) -> str:
+    m = settings.medication
+    return t._("Take it on an empty stomach: no food {before} h before or {after} h after.",
+               before=_hours(m.fast_before_hours), after=_hours(m.fast_after_hours))
+
+
+def dose_buttons(t: Translator, dose: DoseDay) -> Keyboard:
+    return Keyboard([
+        [Button(t._("✅ Taken"), callback_data=cb.dose(dose.id, cb.TAKEN))],
+        [Button(t._("⏰ Remind me later"), callback_data=cb.dose(dose.id, cb.LATER)),
+         Button(t._("✖ Not today"), callback_data=cb.dose(dose.id, cb.MISSED))],
+        [Button(t._("⚠ Report a symptom"), callback_data=cb.menu("report"))],
+    ])
+
+
+def reminder(t: Translator, settings: Settings, dose: DoseDay, *, follow_up: bool = False) -> Rendered:
+    head = t._("Day {day} of {total}", day=dose.day, total=settings.trial.course_days)
+    what = t._("Time for your {medication}, {dose}.", medication=medication(t, settings), dose=settings.medication.dose_text)
+    if follow_up:
+        what = t._("Reminder: have you taken today's {medication}?", medication=medication(t, settings))
+    return f"💊 {head}\n{what}\n{fasting_line(t, settings)}", dose_buttons(t, dose)
+
+
+def taken_confirmation(t: Translator, settings: Settings, dose: DoseDay) -> Rendered:
+    head = t._("Day {day} of {total}", day=dose.day, total=settings.trial.course_days)
+    lines = [f"✅ {head}", t._("Taken, recorded at {time}. Thank you.", time=t.time(dose.answered_at))]
+    if dose.late:
+        lines = [f"✅ {head}", t._("Recorded as taken (reported late, at {when}).", when=t.datetime(dose.answered_at))]
+    elif settings.medication.show_eat_after_note:
+        eat_after = dose.answered_at + timedelta(hours=settings.medication.fast_after_hours)
+        lines.append(t._("You may eat after {time}.", time=t.time(eat_after)))
+    return "\n".join(lines), None
+
+
+def missed_confirmation(t: Translator, settings: Settings, dose: DoseDay) -> Rendered:
+    head = t._("Day {day} of {total}", day=dose.day, total=settings.trial.course_days)
+    text = "\n".join([
+        f"✖ {head}",
+        t._("Recorded: not taken."),
+        t._("Do not take two doses to make up for it. Take the next dose at the usual time on the next course day."),
+    ])
+    if dose.missed_reason or dose.late:
+        return text, None
+    reasons = [("forgot", t._("Forgot")), ("side_effects", t._("Side effects")), ("ran_out", t._("Ran out")),
+               ("doctor", t._("Doctor said stop")), ("other", t._("Other"))]
+    rows = [[Button(label, callback_data=cb.missed_reason(dose.id, code))] for code, label in reasons]
+    return text + "\n\n" + t._("If you like, tell us why (optional):"), Keyboard(rows)
+
+
+def late_question(t: Translator, settings: Settings, dose: DoseDay) -> Rendered:
+    text = t._("We did not hear from you yesterday ({date}). Did you take your {medication} that day?",
+               date=t.date(dose.local_date), medication=medication(t, settings))
+    note = t._("Either answer is fine. Do not take an extra dose today.")
+    keyboard = Keyboard([[Button(t._("Yes, I took it"), callback_data=cb.dose(dose.id, cb.TAKEN)),
+                          Button(t._("No, I did not"), callback_data=cb.dose(dose.id, cb.MISSED))]])
+    return f"{text}\n{note}", keyboard
+
+
+def how_to_take(t: Translator, settings: Settings) -> str:
+    m = settings.medication
+    return "\n".join([
+        t._("How to take it:"),
+        "• " + t._("Once a day, {dose}, with water, on an empty stomach.", dose=m.dose_text),
+        "• " + t._("No food for {before} h before and {after} h after the dose.", before=_hours(m.fast_before_hours),
+                   after=_hours(m.fast_after_hours)),
+        "• " + t._("No milk or dairy, antacids, or calcium, iron, magnesium, aluminium, selenium or zinc supplements "
+                   "for {hours} h after the dose.", hours=_hours(m.minerals_after_hours)),
+        t._("If you miss a dose: skip it, never take two at once, and take the next one at the usual time."),
+    ])
+
+
+def course_plan(t: Translator, settings: Settings, course: Course, reminder_time: str) -> Rendered:
+    text = "\n".join([
+        t._("Cycle {cycle}: your {medication} course", cycle=course.cycle, medication=medication(t, settings)),
+        t._("First dose: {date}", date=t.date(course.first_day)),
+        t._("Last dose: {date}", date=t.date(course.last_day)),
+        t._("Daily reminder at {time}.", time=reminder_time),
+        "",
+        how_to_take(t, settings),
+    ])
+    return text, None
+
+
+def course_end(t: Translator, settings: Settings, course: Course, counts: Adherence) -> Rendered:
+    text = "\n".join([
+        t._("Cycle {cycle} course finished.", cycle=course.cycle),
+        t._("You took {taken} of {total} doses.", taken=counts.taken, total=settings.trial.course_days),
+        t._("Thank you. Your study team will register your next cycle after your next chemotherapy; "
+            "you will get a new plan then."),
+    ])
+    return text, None
+
+
+def status(t: Translator, settings: Settings, *, course: Course | None, doses: list[DoseDay], today,
+           next_due: datetime | None, paused: bool) -> Rendered:
+    if course is None:
+        return t._("No course is planned yet. Your study team will register it after your chemotherapy."), None
+    states = [DoseState(d.state) for d in doses]
+    lines = [t._("Cycle {cycle}: {first} – {last}", cycle=course.cycle, first=t.date(course.first_day),
+                 last=t.date(course.last_day)), marks(states),
+             t._("✓ taken  ✗ not taken  ? no answer  · to come")]
+    today_dose = next((d for d in doses if d.local_date == today), None)
+    if today_dose is not None:
+        lines.append(t._("Today (day {day}): {state}", day=today_dose.day, state=state_label(t, today_dose.state)))
+    if paused:
+        lines.append(t._("Reminders are paused. Send /start to ask your study team to resume them."))
+    elif next_due is not None:
+        lines.append(t._("Next reminder: {when}", when=t.datetime(next_due)))
+    return "\n".join(lines), None
+
+
+def state_label(t: Translator, state: str) -> str:
+    return {
+        "scheduled": t._("waiting for your answer"),
+        "taken": t._("taken"),
+        "missed": t._("not taken"),
+        "not_reported": t._("no answer"),
+    }[state]
+
+
+def main_menu(t: Translator) -> ReplyKeyboardMarkup:
+    """Always-visible big buttons under the text box."""
+    return ReplyKeyboardMarkup(
+        [[KeyboardButton(t._("⚠ Report a symptom"))],
+         [KeyboardButton(t._("📋 My status")), KeyboardButton(t._("💉 Chemo finished today"))]],
+        resize_keyboard=True, is_persistent=True,
+    )
+
+
+def emergency_advice(t: Translator, site: Site) -> str:
+    return "\n".join([
+        "🚨 " + t._("Call 120 now, or go to the nearest emergency department."),
+        t._("Do not wait for the study team's reply."),
+        t._("Study site phone: {phone}", phone=site.phone),
+    ])

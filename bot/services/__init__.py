@@ -1,0 +1,1 @@
+"""Use cases. They take an engine or session, settings and a clock; never telegram objects."""

@@ -1,0 +1,113 @@
+"""Courses: registering a cycle's 14 dose days, and a patient's own "chemo ended today"."""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sqlmodel import func, select
+
+from bot.config import Settings, parse_hhmm
+from bot.db.models import Course, DoseDay, Patient
+from bot.domain.dose import day_bounds
+from bot.domain.schedule import CourseSpan, ScheduleError, check_new_course, course_span, plan_course
+from bot.services.alerts import raise_alert
+from bot.services.audit import audit
+from bot.services.outbox import enqueue
+from bot.services.queries import active_courses, patient_by_subject
+from bot.services.runtime import Runtime
+
+
+class CourseRefused(Exception):
+    """code: unknown_patient | withdrawn | overlap | out_of_order | wrong_site"""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail or code)
+        self.code = code
+
+
+def _span(course: Course) -> CourseSpan:
+    return CourseSpan(cycle=course.cycle, chemo_end=course.chemo_end, first_day=course.first_day, last_day=course.last_day)
+
+
+def dose_rows(*, settings: Settings, patient: Patient, course: Course) -> list[DoseDay]:
+    tz = ZoneInfo(patient.timezone)
+    rows = []
+    for planned in plan_course(chemo_end=course.chemo_end, tz=tz, reminder_time=parse_hhmm(patient.reminder_time),
+                               course_days=settings.trial.course_days,
+                               start_offset_days=settings.trial.start_offset_days):
+        closes_at, late_until = day_bounds(local_date=planned.local_date, tz=tz, close_at=settings.reminders.close_time,
+                                           late_grace_hours=settings.reminders.late_grace_hours)
+        rows.append(DoseDay(patient_id=patient.id, course_id=course.id, cycle=course.cycle, day=planned.day,
+                            local_date=planned.local_date, due_at=planned.due_utc, closes_at=closes_at,
+                            late_until=late_until, state="scheduled"))
+    return rows
+
+
+async def create_course(session, *, settings: Settings, now, patient: Patient, chemo_end: date, source: str,
+                        actor_kind: str, actor_id: str | int, update_id: int | None = None) -> Course:
+    """Validate against the patient's other courses, then write the course, its dose days,
+    the plan message for the patient and the audit row, in the caller's transaction."""
+    if patient.status == "withdrawn":
+        raise CourseRefused("withdrawn")
+    existing = await active_courses(session, patient_id=patient.id)
+    try:
+        check_new_course(chemo_end=chemo_end, existing=[_span(c) for c in existing],
+                         course_days=settings.trial.course_days, start_offset_days=settings.trial.start_offset_days)
+    except ScheduleError as error:
+        raise CourseRefused(error.code, str(error)) from None
+    # Cancelled courses keep their cycle numbers.
+    last_cycle = (await session.exec(select(func.max(Course.cycle)).where(Course.patient_id == patient.id))).one()
+    cycle = (last_cycle or 0) + 1
+    span = course_span(cycle=cycle, chemo_end=chemo_end, course_days=settings.trial.course_days,
+                       start_offset_days=settings.trial.start_offset_days)
+    first_day, last_day = span.first_day, span.last_day
+    course = Course(patient_id=patient.id, cycle=cycle, chemo_end=chemo_end, first_day=first_day, last_day=last_day,
+                    status="active", source=source, confirmed=source != "patient", created_at=now,
+                    created_by=f"{actor_kind}:{actor_id}")
+    session.add(course)
+    await session.flush()
+    session.add_all(dose_rows(settings=settings, patient=patient, course=course))
+    audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id, action="course.registered", entity="course",
+          entity_id=course.id, after={"subject_id": patient.subject_id, "cycle": cycle, "chemo_end": chemo_end.isoformat(),
+                                      "first_day": first_day.isoformat(), "last_day": last_day.isoformat(),
+                                      "source": source}, update_id=update_id)
+    if patient.chat_id and patient.status == "active":
+        await enqueue(session, kind="course_plan", chat_id=patient.chat_id, due_at=now, now=now, patient_id=patient.id,
+                      payload={"course_id": course.id}, dedupe_key=f"course_plan:{course.id}")
+    return course
+
+
+async def register(rt: Runtime, *, subject_id: str, chemo_end: date, actor_kind: str, actor_id: str | int,
+                   site_id: str | None = None, update_id: int | None = None) -> Course:
+    """A coordinator (or operator) registers the next cycle. site_id limits a coordinator to their site."""
+    async with rt.session() as session:
+        patient = await patient_by_subject(session, subject_id=subject_id)
+        if patient is None:
+            raise CourseRefused("unknown_patient")
+        if site_id is not None and patient.site_id != site_id:
+            raise CourseRefused("wrong_site")
+        course = await create_course(session, settings=rt.settings, now=rt.now(), patient=patient, chemo_end=chemo_end,
+                                     source="coordinator" if actor_kind == "coordinator" else "cli",
+                                     actor_kind=actor_kind, actor_id=actor_id, update_id=update_id)
+        await session.commit()
+    rt.wake()
+    return course
+
+
+async def patient_reported_chemo_end(rt: Runtime, *, patient: Patient, update_id: int | None = None) -> Course:
+    """"My chemotherapy for this cycle finished today": a course from tomorrow, to be confirmed."""
+    now = rt.now()
+    today = now.astimezone(ZoneInfo(patient.timezone)).date()
+    async with rt.session() as session:
+        patient = await session.get(Patient, patient.id)
+        course = await create_course(session, settings=rt.settings, now=now, patient=patient, chemo_end=today,
+                                     source="patient", actor_kind="patient", actor_id=patient.subject_id,
+                                     update_id=update_id)
+        await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="patient_course_start",
+                          patient=patient, details={"course_id": course.id, "cycle": course.cycle,
+                                                    "chemo_end": today.isoformat()},
+                          dedupe_key=f"patient_course:{course.id}", update_id=update_id)
+        await session.commit()
+    rt.wake()
+    return course

@@ -1,0 +1,138 @@
+"""Enrolment: check a token, then (after language, consent and time) bind the patient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import select
+
+from bot.db.models import AuditLog, Invitation, Patient
+from bot.domain.tokens import InvitationStatus, invitation_status, looks_like_token, throttle_allows
+from bot.services import invitations
+from bot.services.alerts import raise_alert
+from bot.services.audit import audit
+from bot.services.queries import patient_by_subject, patient_by_telegram
+from bot.services.runtime import Runtime
+
+REJECTED = "enrol.token_rejected"
+
+
+class EnrolmentRefused(Exception):
+    """code: invalid | throttled | already_enrolled. The patient sees one message for all
+    invalid cases, so the reason is never revealed to them (it is in the audit log)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PendingEnrolment:
+    site_id: str
+    subject_id: str | None
+
+
+async def _recent_failures(session, *, telegram_user_id: int, since) -> list:
+    statement = select(AuditLog.at).where(
+        AuditLog.action == REJECTED, AuditLog.actor_id == str(telegram_user_id), AuditLog.at >= since
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def check_token(rt: Runtime, *, telegram_user_id: int, token: str, update_id: int | None = None) -> PendingEnrolment:
+    now = rt.now()
+    async with rt.session() as session:
+        failures = await _recent_failures(session, telegram_user_id=telegram_user_id, since=now - timedelta(hours=1))
+        if not throttle_allows(failures, now=now):
+            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="enrol.throttled", update_id=update_id)
+            await session.commit()
+            raise EnrolmentRefused("throttled")
+        invitation = await invitations.find(session, token=token) if looks_like_token(token) else None
+        if invitation and invitation.purpose == "enrol" and await patient_by_telegram(session, telegram_user_id=telegram_user_id):
+            raise EnrolmentRefused("already_enrolled")
+        reason = "format" if not looks_like_token(token) else "unknown" if invitation is None else None
+        if invitation is not None:
+            status = invitation_status(expires_at=invitation.expires_at, used_at=invitation.used_at,
+                                       revoked_at=invitation.revoked_at, now=now)
+            if status is not InvitationStatus.VALID:
+                reason = status.value
+        if reason:
+            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action=REJECTED,
+                  entity="invitation", entity_id=invitation.id if invitation else None, reason=reason, update_id=update_id)
+            await session.commit()
+            raise EnrolmentRefused("invalid")
+        return PendingEnrolment(site_id=invitation.site_id, subject_id=invitation.subject_id)
+
+
+async def _next_subject_id(session, site_id: str) -> str:
+    count = (await session.exec(select(func.count()).select_from(Patient).where(Patient.site_id == site_id))).one()
+    return f"{site_id}-T{count + 1:03d}"
+
+
+async def complete(
+    rt: Runtime,
+    *,
+    telegram_user_id: int,
+    chat_id: int,
+    token: str,
+    locale: str,
+    reminder_time: str,
+    update_id: int | None = None,
+) -> Patient:
+    """Spend the token and bind this Telegram user. Re-checks everything: the flow may have
+    taken minutes and the token may have been used or revoked meanwhile."""
+    await check_token(rt, telegram_user_id=telegram_user_id, token=token, update_id=update_id)
+    now = rt.now()
+    settings = rt.settings
+    async with rt.session() as session:
+        invitation = await invitations.find(session, token=token)
+        spent = await session.exec(
+            update(Invitation)
+            .where(Invitation.id == invitation.id, Invitation.used_at.is_(None), Invitation.revoked_at.is_(None))
+            .values(used_at=now, used_by_telegram_id=telegram_user_id)
+        )
+        if spent.rowcount != 1:
+            raise EnrolmentRefused("invalid")
+        site = settings.site(invitation.site_id)
+        patient = await patient_by_subject(session, subject_id=invitation.subject_id) if invitation.subject_id else None
+        if patient is not None and invitation.purpose == "rebind":
+            before = {"telegram_user_id": patient.telegram_user_id}
+            patient.telegram_user_id, patient.chat_id, patient.unreachable = telegram_user_id, chat_id, False
+            patient.locale, patient.reminder_time = locale, reminder_time
+            action = "patient.rebound"
+        elif patient is not None:
+            raise EnrolmentRefused("invalid")
+        else:
+            before = None
+            patient = Patient(
+                subject_id=invitation.subject_id or await _next_subject_id(session, site.id), site_id=site.id,
+                telegram_user_id=telegram_user_id, chat_id=chat_id, locale=locale, timezone=site.timezone,
+                reminder_time=reminder_time, status="active", created_at=now, enrolled_at=now,
+            )
+            action = "patient.enrolled"
+        patient.consent_version, patient.consented_at = settings.trial.consent_version, now
+        session.add(patient)
+        await session.flush()
+        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="invitation.used",
+              entity="invitation", entity_id=invitation.id, update_id=update_id)
+        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="consent.given",
+              entity="patient", entity_id=patient.subject_id, after={"consent_version": patient.consent_version},
+              update_id=update_id)
+        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action=action, entity="patient",
+              entity_id=patient.subject_id, before=before,
+              after={"site_id": site.id, "telegram_user_id": telegram_user_id, "locale": locale,
+                     "reminder_time": reminder_time}, update_id=update_id)
+        await raise_alert(session, settings=settings, now=now, site_id=site.id, kind="new_enrolment", patient=patient,
+                          dedupe_key=f"enrolled:{patient.subject_id}:{invitation.id}", update_id=update_id)
+        await session.commit()
+    rt.wake()
+    return patient
+
+
+async def record_declined(rt: Runtime, *, telegram_user_id: int, update_id: int | None = None) -> None:
+    async with rt.session() as session:
+        audit(session, at=rt.now(), actor_kind="user", actor_id=telegram_user_id, action="consent.declined",
+              update_id=update_id)
+        await session.commit()

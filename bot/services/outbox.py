@@ -1,0 +1,44 @@
+"""Queueing messages: every message the bot sends on its own initiative is an outbox row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.db.models import Outbox
+
+ALERT_LANE = "alert"
+NORMAL_LANE = "normal"
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    chat_id: int,
+    due_at: datetime,
+    now: datetime,
+    lane: str = NORMAL_LANE,
+    patient_id: int | None = None,
+    dose_day_id: int | None = None,
+    alert_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Insert a pending row; a row with the same dedupe key already queued makes this a no-op,
+    even when two processes race (ON CONFLICT DO NOTHING). Returns whether a row was added."""
+    values = dict(
+        kind=kind, lane=lane, chat_id=chat_id, patient_id=patient_id, dose_day_id=dose_day_id, alert_id=alert_id,
+        due_at=due_at, state="pending", attempts=0, resends=0, payload=payload or {}, dedupe_key=dedupe_key,
+        created_at=now,
+    )
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(Outbox).values(**values)
+    statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"]) if dedupe_key else statement
+    result = await session.exec(statement)
+    return bool(result.rowcount)

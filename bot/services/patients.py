@@ -1,0 +1,104 @@
+"""A patient's own settings and status: pause/resume, reminder time, language, status view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+
+from bot.config import parse_hhmm
+from bot.db.models import Course, DoseDay, Patient
+from bot.domain.schedule import local_due_instant
+from bot.services.alerts import raise_alert
+from bot.services.audit import audit
+from bot.services.queries import current_course, dose_days
+from bot.services.runtime import Runtime
+
+
+async def set_paused(rt: Runtime, *, patient: Patient, paused: bool, actor_kind: str, actor_id: str | int,
+                     reason: str | None = None, update_id: int | None = None) -> Patient:
+    now = rt.now()
+    async with rt.session() as session:
+        patient = await session.get(Patient, patient.id)
+        target = "paused" if paused else "active"
+        if patient.status == target or patient.status == "withdrawn":
+            return patient
+        before = patient.status
+        patient.status = target
+        session.add(patient)
+        audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id, action="patient.paused" if paused else
+              "patient.resumed", entity="patient", entity_id=patient.subject_id, before={"status": before},
+              after={"status": target}, reason=reason, update_id=update_id)
+        if paused and actor_kind == "patient":
+            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="patient_paused",
+                              patient=patient, dedupe_key=f"paused:{patient.id}:{now.isoformat()}", update_id=update_id)
+        await session.commit()
+    rt.wake()
+    return patient
+
+
+async def change_locale(rt: Runtime, *, patient: Patient, locale: str, update_id: int | None = None) -> Patient:
+    async with rt.session() as session:
+        patient = await session.get(Patient, patient.id)
+        before = patient.locale
+        patient.locale = locale
+        session.add(patient)
+        audit(session, at=rt.now(), actor_kind="patient", actor_id=patient.subject_id, action="patient.locale_changed",
+              entity="patient", entity_id=patient.subject_id, before={"locale": before}, after={"locale": locale},
+              update_id=update_id)
+        await session.commit()
+    return patient
+
+
+async def change_reminder_time(rt: Runtime, *, patient: Patient, reminder_time: str,
+                               update_id: int | None = None) -> date | None:
+    """New time applies from the next untouched day (not yet reminded, not answered).
+    Returns the first local date that changed, if any."""
+    now = rt.now()
+    tz = ZoneInfo(patient.timezone)
+    at = parse_hhmm(reminder_time)
+    async with rt.session() as session:
+        patient = await session.get(Patient, patient.id)
+        before = patient.reminder_time
+        patient.reminder_time = reminder_time
+        session.add(patient)
+        untouched = (await session.exec(select(DoseDay).where(
+            DoseDay.patient_id == patient.id, DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None)
+        ).order_by(col(DoseDay.due_at)))).all()
+        first_changed = None
+        for dose in untouched:
+            due = local_due_instant(dose.local_date, at, tz)
+            if due <= now:
+                continue  # today's time has already passed: keep today as it was
+            dose.due_at = due
+            first_changed = first_changed or dose.local_date
+            session.add(dose)
+        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="patient.time_changed",
+              entity="patient", entity_id=patient.subject_id, before={"reminder_time": before},
+              after={"reminder_time": reminder_time, "from": first_changed.isoformat() if first_changed else None},
+              update_id=update_id)
+        await session.commit()
+    rt.wake()
+    return first_changed
+
+
+@dataclass(frozen=True)
+class StatusView:
+    course: Course | None
+    doses: list[DoseDay]
+    today: date
+    next_due: datetime | None
+
+
+async def status_view(rt: Runtime, *, patient: Patient) -> StatusView:
+    now = rt.now()
+    today = now.astimezone(ZoneInfo(patient.timezone)).date()
+    async with rt.session() as session:
+        course = await current_course(session, patient_id=patient.id, today=today)
+        doses = await dose_days(session, course_id=course.id) if course else []
+        next_due = (await session.exec(select(DoseDay.due_at).where(
+            DoseDay.patient_id == patient.id, DoseDay.state == "scheduled", DoseDay.due_at > now
+        ).order_by(col(DoseDay.due_at)).limit(1))).first()
+    return StatusView(course=course, doses=doses, today=today, next_due=next_due)

@@ -1,0 +1,53 @@
+"""Keyword-only lookups shared by several use cases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.db.models import Course, DoseDay, Patient
+
+
+async def patient_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Patient | None:
+    statement = select(Patient).where(Patient.telegram_user_id == telegram_user_id, Patient.status != "withdrawn")
+    return (await session.exec(statement)).first()
+
+
+async def patient_by_subject(session: AsyncSession, *, subject_id: str) -> Patient | None:
+    return (await session.exec(select(Patient).where(Patient.subject_id == subject_id))).first()
+
+
+async def active_courses(session: AsyncSession, *, patient_id: int) -> list[Course]:
+    statement = (
+        select(Course).where(Course.patient_id == patient_id, Course.status == "active").order_by(col(Course.cycle))
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def dose_days(session: AsyncSession, *, course_id: int) -> list[DoseDay]:
+    statement = select(DoseDay).where(DoseDay.course_id == course_id).order_by(col(DoseDay.day))
+    return list((await session.exec(statement)).all())
+
+
+async def current_course(session: AsyncSession, *, patient_id: int, today) -> Course | None:
+    """The course running today, else the next one, else the last one."""
+    courses = await active_courses(session, patient_id=patient_id)
+    for course in courses:
+        if course.first_day <= today <= course.last_day:
+            return course
+    upcoming = [c for c in courses if c.first_day > today]
+    if upcoming:
+        return upcoming[0]
+    return courses[-1] if courses else None
+
+
+async def open_dose_day(session: AsyncSession, *, patient_id: int, now: datetime) -> DoseDay | None:
+    """Today's dose day if its reminder time has come and it is still open."""
+    statement = select(DoseDay).where(
+        DoseDay.patient_id == patient_id,
+        DoseDay.state == "scheduled",
+        DoseDay.closes_at > now,
+    ).order_by(col(DoseDay.due_at))
+    return (await session.exec(statement)).first()

@@ -1,0 +1,154 @@
+"""The dose-day lifecycle, advanced to `now`: queue due reminders and their follow-ups, close
+unanswered days, ask about them next morning, end courses, repeat and escalate alerts.
+
+Every step is idempotent (dedupe keys, conditional updates), so running it twice, from two
+processes, or after a long downtime gives the same result as running it once on time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import Settings, parse_hhmm
+from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
+from bot.db.types import UTCDateTime
+from bot.domain.schedule import local_due_instant
+from bot.services.alerts import alert_recipients
+from bot.services.audit import audit
+from bot.services.doses import check_consecutive
+from bot.services.outbox import ALERT_LANE, enqueue
+
+BATCH = 500
+
+
+def in_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> bool:
+    start, end = parse_hhmm(settings.reminders.quiet_hours_start), parse_hhmm(settings.reminders.quiet_hours_end)
+    local = instant.astimezone(tz).time()
+    return (start <= local or local < end) if start > end else (start <= local < end)
+
+
+async def close_days(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    rows = (await session.exec(
+        select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
+        .where(DoseDay.state == "scheduled", DoseDay.closes_at <= now).order_by(col(DoseDay.closes_at)).limit(BATCH)
+    )).all()
+    morning = parse_hhmm(settings.reminders.next_morning_time)
+    for dose, patient in rows:
+        changed = await session.exec(update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == "scheduled")
+                                     .values(state="not_reported"))
+        if changed.rowcount != 1:
+            continue
+        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="close", from_state="scheduled",
+                              to_state="not_reported", actor="system"))
+        audit(session, at=now, actor_kind="system", actor_id="scheduler", action="dose.closed_not_reported",
+              entity="dose_day", entity_id=dose.id, before={"state": "scheduled"},
+              after={"state": "not_reported", "subject_id": patient.subject_id, "cycle": dose.cycle, "day": dose.day})
+        ask_at = max(local_due_instant(dose.local_date + timedelta(days=1), morning, ZoneInfo(patient.timezone)), now)
+        if patient.chat_id and patient.status == "active" and ask_at < dose.late_until:
+            await enqueue(session, kind="late_question", chat_id=patient.chat_id, due_at=ask_at, now=now,
+                          patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"late_question:{dose.id}")
+        await check_consecutive(session, settings=settings, now=now, patient=patient)
+    return len(rows)
+
+
+async def queue_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    rows = (await session.exec(
+        select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
+        .where(DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at <= now,
+               DoseDay.closes_at > now, Patient.status == "active", Patient.unreachable.is_(False),
+               col(Patient.chat_id).is_not(None))
+        .order_by(col(DoseDay.due_at)).limit(BATCH)
+    )).all()
+    reminders = settings.reminders
+    for dose, patient in rows:
+        tz = ZoneInfo(patient.timezone)
+        await enqueue(session, kind="reminder", chat_id=patient.chat_id, due_at=dose.due_at, now=now,
+                      patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"reminder:{dose.id}")
+        for k in range(1, reminders.followup_count + 1):
+            at = dose.due_at + timedelta(minutes=k * reminders.followup_minutes)
+            if at < dose.closes_at and not in_quiet_hours(settings, at, tz):
+                await enqueue(session, kind="followup", chat_id=patient.chat_id, due_at=at, now=now,
+                              patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"followup:{dose.id}:{k}")
+        dose.reminder_queued_at = now
+        session.add(dose)
+    return len(rows)
+
+
+async def end_courses(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    """After a course's last day has closed, send the patient its summary (once)."""
+    rows = (await session.exec(
+        select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
+        .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
+        .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
+               Patient.status == "active", col(Patient.chat_id).is_not(None))
+    )).all()
+    added = 0
+    for course, patient, _ in rows:
+        added += await enqueue(session, kind="course_end", chat_id=patient.chat_id, due_at=now, now=now,
+                               patient_id=patient.id, payload={"course_id": course.id},
+                               dedupe_key=f"course_end:{course.id}")
+    return added
+
+
+async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    alerts = (await session.exec(
+        select(Alert).where(col(Alert.acknowledged_at).is_(None),
+                            ((Alert.next_repeat_at <= now) | ((Alert.escalate_at <= now) & col(Alert.escalated_at).is_(None))))
+        .limit(BATCH)
+    )).all()
+    for alert in alerts:
+        site = settings.site(alert.site_id)
+        if alert.next_repeat_at is not None and alert.next_repeat_at <= now:
+            alert.repeats += 1
+            for chat_id in alert_recipients(site):
+                await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
+                              patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
+                              dedupe_key=f"alert:{alert.id}:{chat_id}:{alert.repeats}")
+            alert.next_repeat_at = now + timedelta(minutes=settings.alerts.repeat_minutes)
+            audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.repeated", entity="alert",
+                  entity_id=alert.id, after={"round": alert.repeats})
+        if alert.escalate_at is not None and alert.escalate_at <= now and alert.escalated_at is None:
+            alert.escalated_at = now
+            if site.escalation_contact:
+                await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=site.escalation_contact, due_at=now,
+                              now=now, patient_id=alert.patient_id, alert_id=alert.id,
+                              payload={"round": alert.repeats, "escalated": True},
+                              dedupe_key=f"alert:{alert.id}:escalation")
+            audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.escalated", entity="alert",
+                  entity_id=alert.id, after={"to": site.escalation_contact})
+        session.add(alert)
+    return len(alerts)
+
+
+async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    """One idempotent pass; returns how much it did (callers loop while it is busy)."""
+    done = await close_days(session, settings=settings, now=now)
+    done += await queue_reminders(session, settings=settings, now=now)
+    done += await end_courses(session, settings=settings, now=now)
+    done += await repeat_and_escalate(session, settings=settings, now=now)
+    return done
+
+
+async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
+    """The earliest instant at which something will become due."""
+    candidates = [
+        (await session.exec(select(_earliest(Outbox.due_at)).where(Outbox.state == "pending"))).one(),
+        (await session.exec(select(_earliest(DoseDay.due_at)).where(
+            DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None)))).one(),
+        (await session.exec(select(_earliest(DoseDay.closes_at)).where(DoseDay.closes_at > now))).one(),
+        (await session.exec(select(_earliest(Alert.next_repeat_at)).where(col(Alert.acknowledged_at).is_(None)))).one(),
+        (await session.exec(select(_earliest(Alert.escalate_at)).where(
+            col(Alert.acknowledged_at).is_(None), col(Alert.escalated_at).is_(None)))).one(),
+    ]
+    values = [c for c in candidates if c is not None]
+    return min(values) if values else None
+
+
+def _earliest(column):
+    # Typed, so SQLite's text result comes back as an aware UTC datetime.
+    return func.min(column, type_=UTCDateTime())
