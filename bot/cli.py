@@ -98,13 +98,21 @@ def _cmd_demo(args, settings: Settings | None) -> int:
     return asyncio.run(run_demo(out_dir=args.out, settings=settings))
 
 
+def _runtime(settings: Settings, engine):
+    from bot.services.runtime import Runtime
+
+    return Runtime(settings=settings, engine=engine)
+
+
 def _cmd_invite(args, settings: Settings) -> int:
     from bot.services import invitations
-    from bot.services.clock import SystemClock
 
     async def work(engine):
-        return await invitations.issue(engine=engine, settings=settings, clock=SystemClock(), site_id=args.site,
-                                       subject_id=args.subject, expires_days=args.expires_days, actor="operator")
+        try:
+            return await invitations.issue(_runtime(settings, engine), site_id=args.site, subject_id=args.subject,
+                                           expires_days=args.expires_days, actor_kind="operator", actor_id="cli")
+        except invitations.InvitationError as error:
+            raise CommandError(str(error)) from None
 
     issued = asyncio.run(_with_engine(settings, work))
     print(f"token: {issued.token}")
@@ -115,11 +123,13 @@ def _cmd_invite(args, settings: Settings) -> int:
 
 def _cmd_cycle(args, settings: Settings) -> int:
     from bot.services import courses
-    from bot.services.clock import SystemClock
 
     async def work(engine):
-        return await courses.register(engine=engine, settings=settings, clock=SystemClock(), subject_id=args.subject,
-                                      chemo_end=args.chemo_end, actor_kind="operator", actor_id="cli")
+        try:
+            return await courses.register(_runtime(settings, engine), subject_id=args.subject,
+                                          chemo_end=args.chemo_end, actor_kind="operator", actor_id="cli")
+        except courses.CourseRefused as error:
+            raise CommandError(f"course not registered: {error.code} {error}") from None
 
     course = asyncio.run(_with_engine(settings, work))
     print(f"{args.subject}: cycle {course.cycle}, doses {course.first_day} .. {course.last_day}")
