@@ -124,7 +124,8 @@ class ReminderSettings(_Strict):
     @field_validator("day_closes_at")
     @classmethod
     def _close(cls, value: str) -> str:
-        parse_hhmm(value, allow_24=True)
+        if parse_hhmm(value, allow_24=True) == time(0, 0):
+            raise ValueError('a day cannot close at its own start; use "24:00" for the end of the day')
         return value
 
     @property

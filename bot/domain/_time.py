@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 
 def require_aware(value: datetime, name: str) -> datetime:
@@ -17,5 +17,3 @@ def require_aware(value: datetime, name: str) -> datetime:
 def as_utc(value: datetime, name: str) -> datetime:
     return require_aware(value, name).astimezone(timezone.utc)
 
-
-ZERO = timedelta(0)

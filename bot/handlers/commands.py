@@ -21,14 +21,21 @@ def _not_enrolled(t: Translator) -> str:
     return t._("Please open the invitation link from your study nurse, or send me the invitation code.")
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    if context.args:
-        await enrol.begin(update, context, context.args[0])
-        return
+async def _enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE):
+    """(patient, translator); patient is None after telling a stranger how to enrol."""
     patient = await current_patient(context, update.effective_user.id)
     t = translator_for(update, context, patient)
     if patient is None:
         await update.effective_message.reply_text(_not_enrolled(t))
+    return patient, t
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if context.args:
+        await enrol.begin(update, context, context.args[0])
+        return
+    patient, t = await _enrolled(update, context)
+    if patient is None:
         return
     if patient.status == "paused":
         await patients.set_paused(runtime(context), patient=patient, paused=False, actor_kind="patient",
@@ -57,10 +64,8 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = runtime(context)
-    patient = await current_patient(context, update.effective_user.id)
-    t = translator_for(update, context, patient)
+    patient, t = await _enrolled(update, context)
     if patient is None:
-        await update.effective_message.reply_text(_not_enrolled(t))
         return
     view = await patients.status_view(rt, patient=patient)
     text, _ = render.status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
@@ -76,10 +81,8 @@ async def language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = runtime(context)
-    patient = await current_patient(context, update.effective_user.id)
-    t = translator_for(update, context, patient)
+    patient, t = await _enrolled(update, context)
     if patient is None:
-        await update.effective_message.reply_text(_not_enrolled(t))
         return
     context.user_data["awaiting_time"] = True
     choices = rt.settings.reminders.time_choices
@@ -91,10 +94,8 @@ async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 
 async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    patient = await current_patient(context, update.effective_user.id)
-    t = translator_for(update, context, patient)
+    patient, t = await _enrolled(update, context)
     if patient is None:
-        await update.effective_message.reply_text(_not_enrolled(t))
         return
     await patients.set_paused(runtime(context), patient=patient, paused=True, actor_kind="patient",
                               actor_id=patient.subject_id, update_id=update.update_id)
@@ -169,10 +170,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = runtime(context)
-    patient = await current_patient(context, update.effective_user.id)
-    t = translator_for(update, context, patient)
+    patient, t = await _enrolled(update, context)
     if patient is None:
-        await update.effective_message.reply_text(_not_enrolled(t))
         return
     try:
         course = await courses.patient_reported_chemo_end(rt, patient=patient, update_id=update.update_id)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings, Site
+from bot.config import Settings, Site, parse_hhmm
 from bot.db.models import Alert, Patient
 from bot.domain.schedule import local_due_instant
 from bot.services.audit import audit
@@ -38,11 +38,11 @@ def _escalate_at(*, settings: Settings, site: Site, level: str, now: datetime) -
     if level == "emergency":
         return now + timedelta(minutes=settings.alerts.escalate_after_minutes)
     if level == "same_day":
-        hour, minute = map(int, settings.alerts.working_day_end.split(":"))
+        day_end = parse_hhmm(settings.alerts.working_day_end)
         local_today = now.astimezone(site.tz).date()
-        end = local_due_instant(local_today, datetime.min.time().replace(hour=hour, minute=minute), site.tz)
+        end = local_due_instant(local_today, day_end, site.tz)
         # Raised after hours: expected by the end of the next working day.
-        return end if end > now else local_due_instant(local_today + timedelta(days=1), end.astimezone(site.tz).time(), site.tz)
+        return end if end > now else local_due_instant(local_today + timedelta(days=1), day_end, site.tz)
     return None
 
 

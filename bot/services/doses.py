@@ -29,17 +29,18 @@ class DoseResult:
     patient: Patient | None = None
 
 
-async def _load(session, *, telegram_user_id: int, dose_day_id: int) -> tuple[Patient | None, DoseDay | None]:
+async def _authorized(session, *, now, telegram_user_id: int, dose_day_id: int, what: str,
+                      update_id) -> tuple[Patient | None, DoseDay | None]:
+    """The caller's patient and the dose day, only if that day is theirs; otherwise the attempt
+    is audited (a forged or stale callback) and the day is None."""
     patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
     dose = await session.get(DoseDay, dose_day_id)
     if patient is None or dose is None or dose.patient_id != patient.id:
+        audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
+              entity="dose_day", entity_id=dose_day_id, reason=what, update_id=update_id)
+        await session.commit()
         return patient, None
     return patient, dose
-
-
-def _reject(session, *, now, telegram_user_id: int, dose_day_id: int, what: str, update_id) -> None:
-    audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
-          entity="dose_day", entity_id=dose_day_id, reason=what, update_id=update_id)
 
 
 async def check_consecutive(session, *, settings, now, patient: Patient, update_id=None) -> None:
@@ -65,11 +66,9 @@ async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice
                  source: str = "button", update_id: int | None = None) -> DoseResult:
     now = rt.now()
     async with rt.session() as session:
-        patient, dose = await _load(session, telegram_user_id=telegram_user_id, dose_day_id=dose_day_id)
+        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+                                          dose_day_id=dose_day_id, what="not_yours", update_id=update_id)
         if dose is None:
-            _reject(session, now=now, telegram_user_id=telegram_user_id, dose_day_id=dose_day_id, what="not_yours",
-                    update_id=update_id)
-            await session.commit()
             return DoseResult("not_yours")
         try:
             outcome = answer_dose(state=DoseState(dose.state), answer=choice, now=now, closes_at=dose.closes_at,
@@ -107,11 +106,9 @@ async def add_missed_reason(rt: Runtime, *, telegram_user_id: int, dose_day_id: 
         return DoseResult("not_yours")
     now = rt.now()
     async with rt.session() as session:
-        patient, dose = await _load(session, telegram_user_id=telegram_user_id, dose_day_id=dose_day_id)
+        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+                                          dose_day_id=dose_day_id, what="reason", update_id=update_id)
         if dose is None or dose.state != DoseState.MISSED:
-            _reject(session, now=now, telegram_user_id=telegram_user_id, dose_day_id=dose_day_id, what="reason",
-                    update_id=update_id)
-            await session.commit()
             return DoseResult("not_yours")
         if dose.missed_reason:
             return DoseResult("already", dose, patient)
@@ -126,11 +123,9 @@ async def snooze(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, update
     now = rt.now()
     settings = rt.settings.reminders
     async with rt.session() as session:
-        patient, dose = await _load(session, telegram_user_id=telegram_user_id, dose_day_id=dose_day_id)
+        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+                                          dose_day_id=dose_day_id, what="not_yours", update_id=update_id)
         if dose is None:
-            _reject(session, now=now, telegram_user_id=telegram_user_id, dose_day_id=dose_day_id, what="not_yours",
-                    update_id=update_id)
-            await session.commit()
             return DoseResult("not_yours")
         if dose.state != DoseState.SCHEDULED or now >= dose.closes_at:
             return DoseResult("already" if dose.state != DoseState.SCHEDULED else "too_late", dose, patient)

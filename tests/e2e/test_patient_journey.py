@@ -67,3 +67,26 @@ async def test_enrol_course_reminder_taken_twice(engine, database_url, language_
         events = await h.rows(DoseEvent, DoseEvent.dose_day_id == days[0].id, DoseEvent.kind == "answer")
         assert len(events) == 1
         assert_language(user.messages, locale)
+
+
+async def test_forged_and_malformed_callbacks_change_nothing(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        victim, _ = await enrol(h, 7101, "en", "English", subject="NJ-7101")
+        intruder, _ = await enrol(h, 7102, "zh-hans", "中文", subject="NJ-7102")
+        await courses.register(h.rt, subject_id="NJ-7101", chemo_end=date(2026, 12, 1), actor_kind="operator",
+                               actor_id="test")
+        await h.tick(datetime(2026, 12, 2, 0, 0, tzinfo=UTC))
+        reminder = await h.sandbox.wait_for(
+            lambda: next((m for m in victim.messages if m.buttons and m.buttons[0][1].startswith("d:")), None))
+        answers = len(h.sandbox.callback_answers)
+        for data in (reminder.buttons[0][1], "d:999999:t", "d:abc:t", "zz" * 40, "x"):
+            intruder.press(reminder, data)
+        await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) >= answers + 5)
+
+        async def rejected():
+            rows = await h.rows(AuditLog, AuditLog.action == "callback.rejected", AuditLog.actor_id == "7102")
+            return len(rows) == 5
+
+        await h.sandbox.wait_for(rejected)
+        assert all(d.state == "scheduled" for d in await h.rows(DoseDay))
+        assert reminder.reply_markup is not None  # the victim's message was not touched
