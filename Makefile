@@ -40,7 +40,7 @@ test-postgres: check-postgres
 # Developers: re-extract messages after changing user-facing strings, then translate both catalogs.
 extract: $(STAMP)
 	$(VENV)/bin/pybabel extract --no-location --omit-header -F pyproject.toml -o locales/messages.pot bot scheduler
-	$(VENV)/bin/pybabel update --no-location --no-fuzzy-matching --ignore-obsolete -D messages -i locales/messages.pot -d locales
+	$(VENV)/bin/pybabel update --no-fuzzy-matching --ignore-obsolete -D messages -i locales/messages.pot -d locales
 	$(PY) -m bot.tools.catalogs fill-en
 
 bench: setup

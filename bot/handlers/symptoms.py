@@ -91,13 +91,15 @@ async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translato
     if level is TriageLevel.EMERGENCY:  # first, before anything else
         await update.effective_message.reply_text(emergency_advice(t, site))
     try:
-        await symptoms.report(rt, telegram_user_id=update.effective_user.id, codes=codes, update_id=update.update_id)
+        saved = await symptoms.report(rt, telegram_user_id=update.effective_user.id, codes=codes,
+                                      update_id=update.update_id)
     except ReportNotSaved:
         await query.edit_message_text(
             "❗ " + t._("Your report was NOT received because of a technical problem. "
                        "Please phone your study site now: {phone}", phone=site.phone))
         return
     context.user_data.pop("symptoms", None)
+    context.user_data["note_for"] = saved.report_id
     if level is TriageLevel.EMERGENCY:
         text = t._("Your report was sent to your study team. Still call 120 or go to the emergency department now.")
     elif level is TriageLevel.SAME_DAY:
@@ -106,4 +108,15 @@ async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translato
     else:
         text = t._("Thank you, your report was saved. Keep watching for bleeding that will not stop, "
                    "black stool, blood in urine, or new large bruises, and report them here.")
-    await query.edit_message_text("✅ " + text)
+    await query.edit_message_text("✅ " + text + "\n\n" + t._("If you want, type a short note now (optional)."))
+
+
+async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = runtime(context)
+    report_id = context.user_data.pop("note_for")
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    saved = await symptoms.add_note(rt, telegram_user_id=update.effective_user.id, report_id=report_id,
+                                    note=update.effective_message.text or "", update_id=update.update_id)
+    await update.effective_message.reply_text(
+        t._("Your note was added to your report.") if saved else t._("Please use the buttons. For help, send /help."))

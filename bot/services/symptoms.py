@@ -60,3 +60,23 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
         raise ReportNotSaved(type(error).__name__) from error
     rt.wake()
     return ReportResult(report_id=report_id, level=level)
+
+
+async def add_note(rt: Runtime, *, telegram_user_id: int, report_id: int, note: str,
+                   update_id: int | None = None) -> bool:
+    """Attach the patient's optional free-text note to their report, once. The note itself is
+    kept out of the audit row and the logs (it may hold anything); only its length is recorded."""
+    note = note.strip()[:2000]
+    now = rt.now()
+    async with rt.session() as session:
+        patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+        report_row = await session.get(SymptomReport, report_id)
+        if not note or patient is None or report_row is None or report_row.patient_id != patient.id \
+                or report_row.note is not None:
+            return False
+        report_row.note = note
+        session.add(report_row)
+        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="symptom.note_added",
+              entity="symptom_report", entity_id=report_id, after={"note_length": len(note)}, update_id=update_id)
+        await session.commit()
+    return True
