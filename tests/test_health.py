@@ -1,0 +1,38 @@
+from datetime import datetime, timedelta, timezone
+
+from bot.db.models import RuntimeState
+from bot.health import check
+from bot.services.runtime import Runtime
+from tests.e2e.harness import EXAMPLE
+
+import tomllib
+
+from bot.config import settings_from_mapping
+
+UTC = timezone.utc
+
+
+def _settings(url: str):
+    data = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    data["database"]["url"] = url
+    return settings_from_mapping(data, env={})
+
+
+async def test_health_needs_database_and_a_recent_sweep(engine, database_url):
+    settings = _settings(database_url)
+    now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    ok, message = await check(settings, now=now)
+    assert not ok and "never swept" in message
+    async with Runtime(settings=settings, engine=engine).session() as session:
+        session.add(RuntimeState(key="scheduler.last_sweep", value="host:1", updated_at=now - timedelta(seconds=30)))
+        await session.commit()
+    ok, message = await check(settings, now=now)
+    assert ok, message
+    ok, message = await check(settings, now=now + timedelta(hours=1))
+    assert not ok and "last swept" in message
+
+
+async def test_health_fails_when_database_is_unreachable(tmp_path):
+    settings = _settings("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    ok, message = await check(settings)
+    assert not ok and "database unreachable" in message and "nobody" not in message
