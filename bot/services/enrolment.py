@@ -58,6 +58,9 @@ async def check_token(rt: Runtime, *, telegram_user_id: int, token: str, update_
                                        revoked_at=invitation.revoked_at, now=now)
             if status is not InvitationStatus.VALID:
                 reason = status.value
+            elif invitation.purpose == "enrol" and invitation.subject_id and \
+                    await patient_by_subject(session, subject_id=invitation.subject_id):
+                reason = "subject_already_bound"  # moving a subject to a new account needs /rebind
         if reason:
             audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action=REJECTED,
                   entity="invitation", entity_id=invitation.id if invitation else None, reason=reason, update_id=update_id)
