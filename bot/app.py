@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import time as wall_time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from telegram import BotCommand, BotCommandScopeAllPrivateChats, Update
+from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -17,10 +19,21 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.config import Settings
-from bot.handlers import commands, router, symptoms
+from bot.config import Settings, parse_hhmm
+from bot.handlers import (
+    commands,
+    coord_courses,
+    coord_dialog,
+    coord_invites,
+    coord_patients,
+    coord_reports,
+    coordinator,
+    dedupe,
+    router,
+)
 from bot.handlers.common import translator_for
 from bot.i18n import SUPPORTED, Translator
+from bot.logs import install_secret_scrubber
 from bot.services.clock import Clock, SystemClock
 from bot.services.runtime import Runtime
 from scheduler.ratelimit import TelegramRateLimiter
@@ -37,6 +50,21 @@ def _commands(t: Translator) -> list[BotCommand]:
         BotCommand("language", t._("Language")),
         BotCommand("help", t._("Help")),
         BotCommand("stop", t._("Pause reminders")),
+    ]
+
+
+def _coordinator_commands(t: Translator) -> list[BotCommand]:
+    return [
+        BotCommand("patients", t._("Your site's patients")),
+        BotCommand("alerts", t._("Open alerts")),
+        BotCommand("invite", t._("Invite a patient (link and QR code)")),
+        BotCommand("cycle", t._("Register the next cycle")),
+        BotCommand("patient", t._("One patient in detail")),
+        BotCommand("report", t._("Adherence chart")),
+        BotCommand("digest", t._("Today's digest")),
+        BotCommand("export", t._("Export all data (CSV)")),
+        BotCommand("invites", t._("Open invitations")),
+        BotCommand("help", t._("All study team commands")),
     ]
 
 
@@ -65,12 +93,63 @@ async def on_startup(application: Application) -> None:
         await application.bot.set_my_commands(_commands(Translator(locale)), scope=BotCommandScopeAllPrivateChats(),
                                               language_code=language)
     await application.bot.set_my_commands(_commands(Translator("zh_Hans")), scope=BotCommandScopeAllPrivateChats())
+    await _coordinator_menus(application)
     scheduler: Scheduler = application.bot_data["scheduler"]
     await scheduler.start(application.job_queue)
+    _schedule_digests(application)
+
+
+async def _coordinator_menus(application: Application) -> None:
+    """Each coordinator sees the study-team commands in their own language. Telegram refuses a
+    chat scope for someone who has never opened the bot: they get the menu on the next start."""
+    settings: Settings = application.bot_data["runtime"].settings
+    for site in settings.sites:
+        for person in site.coordinators:
+            try:
+                await application.bot.set_my_commands(_coordinator_commands(Translator(person.locale)),
+                                                      scope=BotCommandScopeChat(person.telegram_id))
+            except TelegramError as error:
+                log.info("event=coordinator_menu_skipped site=%s error=%s", site.id, type(error).__name__)
+
+
+def _schedule_digests(application: Application) -> None:
+    """One daily job per site at its local digest time (APScheduler follows the zone's DST)."""
+    if application.job_queue is None or not application.bot_data.get("digests", True):
+        return
+    settings: Settings = application.bot_data["runtime"].settings
+    at = parse_hhmm(settings.alerts.digest_time)
+    for site in settings.sites:
+        name = f"digest:{site.id}"
+        for job in application.job_queue.get_jobs_by_name(name):
+            job.schedule_removal()
+        application.job_queue.run_daily(coord_reports.digest_job, time=wall_time(at.hour, at.minute, tzinfo=site.tz),
+                                        data=site.id, name=name)
+
+
+# Study-team commands: anyone may send them, only configured coordinators get past the check.
+COORDINATOR_COMMANDS = {
+    "invite": coord_invites.invite,
+    "invites": coord_invites.invites,
+    "rebind": coord_invites.rebind,
+    "cycle": coord_courses.cycle,
+    "correct": coord_courses.correct,
+    "cancelcycle": coord_courses.cancel_cycle,
+    "patients": coord_patients.patients,
+    "patient": coord_patients.patient,
+    "pause": coord_patients.pause,
+    "resume": coord_patients.resume,
+    "withdraw": coord_patients.withdraw,
+    "alerts": coordinator.alerts,
+    "digest": coord_reports.digest_now,
+    "export": coord_reports.export,
+    "cancel": coord_dialog.cancel,
+}
 
 
 def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseRequest | None = None,
                       clock: Clock | None = None, scheduler_enabled: bool = True) -> Application:
+    # Before the Bot exists: PTB and httpx log URLs that contain the token.
+    install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value())
     rt = Runtime(settings=settings, engine=engine, clock=clock or SystemClock())
     delivery = settings.delivery
     timeout = delivery.send_timeout_seconds
@@ -94,15 +173,23 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     application.bot_data["runtime"] = rt
     application.bot_data["scheduler"] = scheduler
 
+    application.add_handler(dedupe.handler(), group=dedupe.GROUP)
     private = filters.ChatType.PRIVATE
+    # Checked again on every call (coord_access); this filter only picks the right /start, /help and text.
+    team = filters.User(user_id=[c.telegram_id for site in settings.sites for c in site.coordinators])
+    application.add_handler(CommandHandler(["start", "help"], coordinator.start_or_help, filters=private & team))
     application.add_handler(CommandHandler("start", commands.start, filters=private))
     application.add_handler(CommandHandler("help", commands.help_command, filters=private))
     application.add_handler(CommandHandler("status", commands.status, filters=private))
-    application.add_handler(CommandHandler("report", symptoms.start, filters=private))
+    # /report: the chart for coordinators, the symptom picker for everyone else.
+    application.add_handler(CommandHandler("report", coord_reports.report, filters=private))
     application.add_handler(CommandHandler("language", commands.language, filters=private))
     application.add_handler(CommandHandler("time", commands.time_command, filters=private))
     application.add_handler(CommandHandler("stop", commands.stop, filters=private))
+    for name, callback in COORDINATOR_COMMANDS.items():
+        application.add_handler(CommandHandler(name, callback, filters=private))
     application.add_handler(CallbackQueryHandler(router.on_callback))
+    application.add_handler(MessageHandler(private & team & filters.TEXT & ~filters.COMMAND, coord_dialog.on_text))
     application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, commands.on_text))
     application.add_error_handler(_on_error)
     return application

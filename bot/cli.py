@@ -11,6 +11,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from bot import cli_team
 from bot.config import ConfigError, Settings, default_config_path, load_settings
 
 
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _config_arg(sub.add_parser("migrate", help="create or upgrade the database schema"))
     _config_arg(sub.add_parser("run", help="run the bot (polling or webhook, as configured)"))
+    _config_arg(sub.add_parser("health", help="exit 0 only if the database answers and the scheduler swept recently"))
 
     demo = sub.add_parser("demo", help="run a scripted trial against the local Bot API sandbox")
     _config_arg(demo)
@@ -42,12 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(invite)
     invite.add_argument("--site", required=True)
     invite.add_argument("--subject", default=None, help="pseudonymous subject id, e.g. SH-017")
-    invite.add_argument("--expires-days", type=int, default=7)
+    invite.add_argument("--expires-days", type=int, default=None, help="default: the configured expiry (7 days)")
 
     cycle = sub.add_parser("cycle", help="register a patient's next course")
     _config_arg(cycle)
     cycle.add_argument("subject")
     cycle.add_argument("--chemo-end", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+
+    cli_team.add_parsers(sub, _config_arg)
     return parser
 
 
@@ -92,6 +96,14 @@ def _cmd_run(args, settings: Settings) -> int:
     return run_forever(settings)
 
 
+def _cmd_health(args, settings: Settings) -> int:
+    from bot.health import check
+
+    healthy, message = asyncio.run(check(settings))
+    print(message, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
 def _cmd_demo(args, settings: Settings | None) -> int:
     from bot.demo import run_demo
 
@@ -106,11 +118,13 @@ def _runtime(settings: Settings, engine):
 
 def _cmd_invite(args, settings: Settings) -> int:
     from bot.services import invitations
+    from bot.services.coord_invites import expiry_days
 
     async def work(engine):
         try:
             return await invitations.issue(_runtime(settings, engine), site_id=args.site, subject_id=args.subject,
-                                           expires_days=args.expires_days, actor_kind="operator", actor_id="cli")
+                                           expires_days=args.expires_days or expiry_days(settings),
+                                           actor_kind="operator", actor_id="cli")
         except invitations.InvitationError as error:
             raise CommandError(str(error)) from None
 
@@ -140,9 +154,11 @@ COMMANDS = {
     "check-config": _cmd_check_config,
     "migrate": _cmd_migrate,
     "run": _cmd_run,
+    "health": _cmd_health,
     "demo": _cmd_demo,
     "invite": _cmd_invite,
     "cycle": _cmd_cycle,
+    **cli_team.COMMANDS,
 }
 
 
@@ -155,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    except CommandError as error:
+    except (CommandError, cli_team.TeamCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

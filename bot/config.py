@@ -82,6 +82,7 @@ class TrialSettings(_Strict):
     start_offset_days: int = Field(1, ge=0, le=14)
     cycle_length_days: int = Field(21, ge=1, le=90)
     consent_version: str = "v1"
+    invitation_expiry_days: int = Field(7, ge=1, le=90)
 
 
 class MedicationSettings(_Strict):

@@ -7,6 +7,7 @@ a 14-day course. The conversation is printed as it happens. Nothing is left runn
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tomllib
 from datetime import date, datetime, timedelta, timezone
@@ -92,24 +93,36 @@ async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
             user.press(message, data)
             await settle()
 
+        nurse = sandbox.user(NURSE, language_code="zh-hans")
+
+        async def nurse_says(command: str, payload: str | None = None) -> list:
+            before = len(sandbox.messages(NURSE))
+            show.user(NURSE, f"{command} {payload or ''}".strip())
+            nurse.send_command(command, payload)
+            await sandbox.wait_for(lambda: len(sandbox.messages(NURSE)) > before, timeout=10)
+            await settle()
+            return sandbox.messages(NURSE)[before:]
+
         print("=== adherence-bot demo: NCT07101627, site NJ, accelerated clock ===")
         for user_id, (language_code, locale, subject) in PATIENTS.items():
-            issued = await invitations.issue(rt, site_id="NJ", subject_id=subject, actor_kind="coordinator",
-                                             actor_id=NURSE)
-            print(f"\n-- coordinator issues an invitation for {subject}: {issued.link}")
+            print(f"\n-- the coordinator invites {subject}")
+            replies = await nurse_says("/invite", subject)
+            token = next(re.search(r"start=([A-Za-z0-9_-]+)", m.text or "").group(1)
+                         for m in replies if re.search(r"start=", m.text or ""))
+            qr = next(m for m in replies if m.kind == "photo")
+            (out_dir / f"invitation-{subject}.png").write_bytes(qr.file_bytes)
             user = sandbox.user(user_id, language_code=language_code)
-            show.user(user_id, "opens the invitation link (/start <token>)")
-            user.send_command("/start", issued.token)
+            show.user(user_id, "scans the QR code and opens the link (/start <token>)")
+            user.send_command("/start", token)
             await settle()
             await press(user_id, "中文" if locale == "zh_Hans" else "English")
             await press(user_id, user.last_message.button_texts[0])  # agree
             await press(user_id, "08:00")
             await press(user_id, user.last_message.button_texts[0])  # confirm
         for user_id, (_, _, subject) in PATIENTS.items():
-            print(f"\n-- coordinator registers cycle 1 for {subject}: chemotherapy ended 2026-12-01")
-            await courses.register(rt, subject_id=subject, chemo_end=date(2026, 12, 1), actor_kind="coordinator",
-                                   actor_id=NURSE)
-            await settle()
+            print(f"\n-- the coordinator registers cycle 1 for {subject}: chemotherapy ended 2026-12-01")
+            preview = next(m for m in await nurse_says("/cycle", f"{subject} 2026-12-01") if m.buttons)
+            await press(NURSE, preview.button_texts[0], preview)
 
         script = {  # day → (zh patient, en patient)
             2: ("later", "taken"), 4: ("silent", "taken"), 6: ("taken", "missed"), 9: ("taken", "same_day"),
@@ -121,8 +134,9 @@ async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
             print(f"\n===== {local.date()} 08:00 Asia/Shanghai — course day {day} =====")
             await settle()
             for user_id in PATIENTS:  # answer "did you take yesterday's dose?" (a late report)
-                question = sandbox.user(user_id).last_message
-                if len(question.buttons) == 2 and question.buttons[0][1].endswith(":t"):
+                question = next((m for m in sandbox.messages(user_id)
+                                 if len(m.buttons) == 2 and m.buttons[0][1].endswith(":t")), None)
+                if question is not None:
                     await press(user_id, question.button_texts[0], question)
             for user_id, action in zip(PATIENTS, script.get(day, ("taken", "taken"))):
                 await _act(sandbox, show, settle, press, clock, user_id, action)
@@ -131,11 +145,16 @@ async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
         clock.set(datetime(2026, 12, 16, 8, 0, tzinfo=SHANGHAI))
         print("\n===== after the course =====")
         await settle()
+        await nurse_says("/digest")
+        chart = next(m for m in await nurse_says("/report") if m.kind == "photo")
+        (out_dir / "adherence-chart.png").write_bytes(chart.file_bytes)
+        export = next(m for m in await nurse_says("/export") if m.kind == "document")
+        (out_dir / export.filename).write_bytes(export.file_bytes)
         await app.updater.stop()
         await app.stop()
         await app.shutdown()
     await engine.dispose()
-    print(f"\nDemo finished. Database: {out_dir / 'demo.db'}")
+    print(f"\nDemo finished. Written to {out_dir}/: " + ", ".join(sorted(p.name for p in out_dir.iterdir())))
     return 0
 
 

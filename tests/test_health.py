@@ -36,3 +36,18 @@ async def test_health_fails_when_database_is_unreachable(tmp_path):
     settings = _settings("postgresql+asyncpg://nobody@127.0.0.1:1/none")
     ok, message = await check(settings)
     assert not ok and "database unreachable" in message and "nobody" not in message
+
+
+def test_health_cli_exits_nonzero_without_a_sweep(tmp_path, example_config_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.toml"
+    config.write_text(example_config_path.read_text("utf-8").replace(
+        "sqlite+aiosqlite:///adherence.db", f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"), "utf-8")
+    migrate = subprocess.run([sys.executable, "-m", "bot", "migrate", "--config", str(config)], capture_output=True,
+                             text=True, timeout=60)
+    assert migrate.returncode == 0, migrate.stderr
+    result = subprocess.run([sys.executable, "-m", "bot", "health", "--config", str(config)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and "never swept" in result.stderr

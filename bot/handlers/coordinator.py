@@ -1,4 +1,5 @@
-"""Coordinator actions available so far: acknowledging alerts (every copy is edited)."""
+"""Coordinator basics: /start and /help for the study team, acknowledging alerts (every copy is
+edited, each in its reader's language), and /alerts."""
 
 from __future__ import annotations
 
@@ -6,25 +7,75 @@ from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
+from bot.handlers import commands
 from bot.handlers.common import runtime, translator_for
+from bot.handlers.coord_common import require_coordinator
 from bot.render import coordinator as render
-from bot.services import alerts_ack
+from bot.services import alerts_ack, coord_alerts
+from bot.services.alerts_ack import AckResult
+
+ALERTS_SHOWN = 10
 
 
-async def on_ack(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> None:
-    rt = runtime(context)
-    query = update.callback_query
-    t = translator_for(update, context)
-    result = await alerts_ack.acknowledge(rt, alert_id=alert_id, telegram_user_id=update.effective_user.id,
-                                          update_id=update.update_id)
-    if result.status == "refused":
-        await query.answer(t._("Only this site's coordinators can acknowledge this alert."), show_alert=True)
+async def start_or_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A coordinator's /start or /help; /start with an invitation code still goes to enrolment."""
+    if context.args and update.message and update.message.text.startswith("/start"):
+        await commands.start(update, context)
         return
-    await query.answer(t._("Acknowledged.") if result.status == "acknowledged" else t._("Already acknowledged."))
+    if not (found := await require_coordinator(update, context, "help")):
+        return
+    await update.effective_message.reply_text(render.help_text(found[1]))
+
+
+async def edit_copies(context: ContextTypes.DEFAULT_TYPE, result: AckResult) -> None:
+    rt = runtime(context)
     for copy in result.copies:
+        t = render.chat_translator(rt.settings, copy.chat_id, result.alert.site_id)
         text, markup = render.alert_message(t, rt.settings, result.alert)
         try:
             await context.bot.edit_message_text(text, chat_id=copy.chat_id, message_id=copy.message_id,
                                                 reply_markup=markup)
         except BadRequest:
             pass  # already edited, or deleted by the chat: nothing to fix
+
+
+async def acknowledge(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> AckResult:
+    """Record the acknowledgement (or the refusal, audited) and update every copy."""
+    rt = runtime(context)
+    query = update.callback_query
+    result = await alerts_ack.acknowledge(rt, alert_id=alert_id, telegram_user_id=update.effective_user.id,
+                                          update_id=update.update_id)
+    if result.status == "refused":
+        t = translator_for(update, context)
+        await query.answer(t._("Only this site's coordinators can acknowledge this alert."), show_alert=True)
+    else:
+        await edit_copies(context, result)
+    return result
+
+
+async def on_ack(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> None:
+    result = await acknowledge(update, context, alert_id)
+    if result.status != "refused":
+        t = translator_for(update, context)
+        await update.callback_query.answer(t._("Acknowledged.") if result.status == "acknowledged"
+                                           else t._("Already acknowledged."))
+
+
+async def alerts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Open alerts for the caller's sites, newest last, each with its buttons; these copies are
+    recorded so that an acknowledgement elsewhere edits them too."""
+    if not (found := await require_coordinator(update, context, "alerts")):
+        return
+    actor, t = found
+    rt = runtime(context)
+    site = context.args[0].upper() if context.args else None
+    rows = await coord_alerts.open_alerts(rt, actor, site_id=site)
+    if not rows:
+        await update.effective_message.reply_text(t._("No open alerts."))
+        return
+    await update.effective_message.reply_text(t._("Open alerts: {count}", count=len(rows)) + (
+        "\n" + t._("Showing the latest {shown}.", shown=ALERTS_SHOWN) if len(rows) > ALERTS_SHOWN else ""))
+    for alert in rows[-ALERTS_SHOWN:]:
+        text, markup = render.alert_message(t, rt.settings, alert, escalated=alert.escalated_at is not None)
+        message = await update.effective_message.reply_text(text, reply_markup=markup)
+        await coord_alerts.record_copy(rt, alert_id=alert.id, chat_id=message.chat_id, message_id=message.message_id)

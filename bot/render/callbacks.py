@@ -52,3 +52,32 @@ def ack(alert_id: int) -> str:
 
 def menu(item: str) -> str:
     return f"m:{item}"
+
+
+# Coordinator buttons. Each carries only ids (or a subject id and a date) and is re-authorized
+# on every tap: the caller must be a configured coordinator of that patient's site.
+COURSE_REGISTER, COURSE_DROP = "y", "n"
+PAUSE, RESUME, WITHDRAW, REBIND = "p", "r", "w", "b"
+
+
+def course_confirm(alert_id: int) -> str:
+    """Confirm the course a patient reported (from its alert)."""
+    return f"pc:{alert_id}"
+
+
+def course_correct(alert_id: int) -> str:
+    """Correct the date of the course a patient reported (from its alert)."""
+    return f"pk:{alert_id}"
+
+
+def course_register(subject_id: str, chemo_end_iso: str, action: str) -> str:
+    """Register (or drop) the previewed next cycle: cy:y:SH-017:20261201."""
+    return f"cy:{action}:{subject_id}:{chemo_end_iso.replace('-', '')}"
+
+
+def revoke_invitation(invitation_id: int) -> str:
+    return f"iv:{invitation_id}"
+
+
+def patient_action(action: str, subject_id: str) -> str:
+    return f"pt:{action}:{subject_id}"

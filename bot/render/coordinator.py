@@ -1,4 +1,5 @@
-"""What coordinators read: alerts with an Acknowledge button."""
+"""What coordinators read: alerts (with Acknowledge, and Confirm / Correct for a course the
+patient reported), help, refusals. Lists, cards, the digest and reports are in coord_views."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+
+
+def chat_translator(settings: Settings, chat_id: int, site_id: str) -> Translator:
+    """The language of whoever reads this chat: a coordinator's own, else the site's alert-chat default."""
+    site = settings.site(site_id)
+    for any_site in settings.sites:
+        for coordinator in any_site.coordinators:
+            if coordinator.telegram_id == chat_id:
+                return Translator(coordinator.locale, any_site.tz)
+    return Translator("zh_Hans", site.tz)
 
 
 def alert_title(t: Translator, kind: str) -> str:
@@ -41,4 +52,49 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=acknowledged_by or alert.acknowledged_by,
                                  when=t.datetime(alert.acknowledged_at)))
         return "\n".join(lines), None
-    return "\n".join(lines), Keyboard([[Button(t._("Acknowledge"), callback_data=cb.ack(alert.id))]])
+    rows = [[Button(t._("Acknowledge"), callback_data=cb.ack(alert.id))]]
+    if alert.kind == "patient_course_start" and details.get("course_id"):
+        rows.insert(0, [Button(t._("Confirm course"), callback_data=cb.course_confirm(alert.id)),
+                        Button(t._("Correct date"), callback_data=cb.course_correct(alert.id))])
+    return "\n".join(lines), Keyboard(rows)
+
+
+def help_text(t: Translator) -> str:
+    return "\n".join([
+        t._("Study team commands:"),
+        "/patients — " + t._("your site's patients"),
+        "/patient SH-017 — " + t._("one patient: courses, days, symptoms, alerts"),
+        "/invite SH-017 — " + t._("invitation link and QR code"),
+        "/invites — " + t._("open invitations (revoke)"),
+        "/cycle SH-017 2026-12-01 — " + t._("register the next cycle (chemotherapy end date)"),
+        "/correct SH-017 2026-12-03 — " + t._("correct a course's chemotherapy end date"),
+        "/cancelcycle SH-017 — " + t._("cancel a course"),
+        "/pause SH-017, /resume SH-017 — " + t._("pause or resume reminders"),
+        "/withdraw SH-017 — " + t._("withdraw (stops all messages, keeps all data)"),
+        "/rebind SH-017 — " + t._("new link for a patient's new phone"),
+        "/alerts — " + t._("open alerts"),
+        "/digest — " + t._("today's digest now"),
+        "/report — " + t._("adherence chart"),
+        "/export — " + t._("all data as CSV files (zip)"),
+        "/cancel — " + t._("stop the current question"),
+    ])
+
+
+def not_for_you(t: Translator) -> str:
+    return t._("Sorry, this is for the study team only.")
+
+
+def not_at_your_site(t: Translator, subject: str | None) -> str:
+    return t._("No patient {subject} at your site.", subject=subject or "—")
+
+
+def bad_subject(t: Translator) -> str:
+    return t._("Please give a subject id like SH-017.")
+
+
+def bad_date(t: Translator) -> str:
+    return t._("Please give the date as YYYY-MM-DD, e.g. 2026-12-01.")
+
+
+def expired_step(t: Translator) -> str:
+    return t._("This step has expired. Please send the command again.")

@@ -44,7 +44,10 @@ async def _authorized(session, *, now, telegram_user_id: int, dose_day_id: int, 
 
 
 async def check_consecutive(session, *, settings, now, patient: Patient, update_id=None) -> None:
-    """Raise one alert when the configured number of consecutive days went missed or unreported."""
+    """Raise one alert when the configured number of consecutive days went missed or unreported
+    (not for a withdrawn patient: the team already knows and has stopped all messages)."""
+    if patient.status == "withdrawn":
+        return
     states = (await session.exec(
         select(DoseDay.state).where(DoseDay.patient_id == patient.id, DoseDay.due_at <= now)
         .order_by(col(DoseDay.due_at))

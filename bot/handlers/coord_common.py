@@ -1,0 +1,112 @@
+"""What every coordinator handler needs: who is calling (checked on every update), their
+language, refusals that are audited, and the one place service refusals become messages."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+from telegram import Update
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.handlers.common import current_patient, runtime, translator_for
+from bot.i18n import Translator
+from bot.render import coord_views as views
+from bot.render import coordinator as render
+from bot.services.coord_access import Actor, NotFound, NotPermitted, coordinator_actor, refuse_stranger
+from bot.services.coord_courses import CourseActionRefused
+from bot.services.coord_invites import InviteRefused
+from bot.services.coord_patients import PatientActionRefused
+
+PENDING = "coord_pending"
+PENDING_MINUTES = 15
+REFUSED = object()
+_DATE = re.compile(r"\A(\d{4})[-/.]?(\d{1,2})[-/.]?(\d{1,2})\Z")
+
+
+def coordinator_translator(context: ContextTypes.DEFAULT_TYPE, telegram_id: int) -> Translator:
+    site, person = runtime(context).settings_coordinator(telegram_id)
+    return Translator(person.locale, site.tz)
+
+
+async def tell(update: Update, text: str, reply_markup=None) -> None:
+    """Answer a command with a message, a button tap with a pop-up."""
+    if update.callback_query is not None:
+        await update.callback_query.answer(text[:190], show_alert=True)
+    else:
+        await update.effective_message.reply_text(text, reply_markup=reply_markup)
+
+
+async def require_coordinator(update: Update, context: ContextTypes.DEFAULT_TYPE,
+                              what: str) -> tuple[Actor, Translator] | None:
+    """The calling coordinator and their language, or None after a polite, audited refusal."""
+    rt = runtime(context)
+    user = update.effective_user
+    actor = coordinator_actor(rt, user.id)
+    if actor is None:
+        await refuse_stranger(rt, telegram_user_id=user.id, what=what, update_id=update.update_id)
+        t = translator_for(update, context, await current_patient(context, user.id))
+        await tell(update, render.not_for_you(t))
+        return None
+    if update.callback_query is None and context.user_data is not None:
+        context.user_data.pop(PENDING, None)  # a new command ends any open question
+    return actor, coordinator_translator(context, user.id)
+
+
+async def guarded(update: Update, t: Translator, subject: str | None, work):
+    """Run a coordinator use case; turn its refusals into one message. Returns REFUSED if refused."""
+    try:
+        return await work()
+    except (NotFound, NotPermitted):
+        await tell(update, render.not_at_your_site(t, subject))
+    except CourseActionRefused as refused:
+        await tell(update, views.course_refusal(t, refused.code))
+    except PatientActionRefused as refused:
+        await tell(update, views.patient_refusal(t, refused.code))
+    except InviteRefused as refused:
+        if refused.code == "enrolled":
+            await tell(update, t._("{subject} is already enrolled. For a new phone use /rebind {subject}.",
+                                   subject=subject))
+        elif refused.code == "bad_subject":
+            await tell(update, render.bad_subject(t))
+        else:
+            await tell(update, t._("Unknown site."))
+    return REFUSED
+
+
+def parse_date(raw: str | None) -> date | None:
+    match = _DATE.match((raw or "").strip())
+    if not match:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+def set_pending(context: ContextTypes.DEFAULT_TYPE, step: str, **values) -> None:
+    """An open question (a reason, a date) for this coordinator's next text message; it lapses
+    after a few minutes so a stray message later can never become a withdrawal reason."""
+    context.user_data[PENDING] = {"step": step, "at": runtime(context).now().isoformat(), **values}
+
+
+def take_pending(context: ContextTypes.DEFAULT_TYPE) -> dict | None:
+    """The open question, once; {"step": "lapsed"} if it was asked too long ago."""
+    pending = context.user_data.pop(PENDING, None) if context.user_data is not None else None
+    if pending is None:
+        return None
+    if runtime(context).now() - datetime.fromisoformat(pending["at"]) > timedelta(minutes=PENDING_MINUTES):
+        return {"step": "lapsed"}
+    return pending
+
+
+async def edit_quietly(query, text: str | None = None, reply_markup=None) -> None:
+    """Edit the tapped message; "not modified" or a deleted message is not a problem."""
+    try:
+        if text is None:
+            await query.edit_message_reply_markup(reply_markup)
+        else:
+            await query.edit_message_text(text, reply_markup=reply_markup)
+    except BadRequest:
+        pass

@@ -1,0 +1,35 @@
+"""A coordinator's typed answers (a reason, a corrected date) to the question the bot just asked,
+and /cancel. Anything else a coordinator types gets the command list."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.handlers import coord_courses, coord_patients
+from bot.handlers.coord_common import PENDING, coordinator_translator, require_coordinator, take_pending
+from bot.render import coordinator as render
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    pending = take_pending(context)
+    text = (update.effective_message.text or "").strip()
+    if pending is None or not text:
+        t = coordinator_translator(context, update.effective_user.id)
+        await update.effective_message.reply_text(render.help_text(t))
+    elif pending["step"] == "lapsed":
+        t = coordinator_translator(context, update.effective_user.id)
+        await update.effective_message.reply_text(render.expired_step(t))
+    elif pending["step"] == "withdraw_reason":
+        await coord_patients.answer_withdraw(update, context, pending, text)
+    else:
+        await coord_courses.answer_pending(update, context, pending, text)
+
+
+async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    had = context.user_data.get(PENDING) is not None if context.user_data is not None else False
+    if not (found := await require_coordinator(update, context, "cancel")):
+        return
+    t = found[1]
+    await update.effective_message.reply_text(t._("Stopped. Nothing was changed.") if had else
+                                              t._("There is no open question."))

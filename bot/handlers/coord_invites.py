@@ -1,0 +1,73 @@
+"""/invite [subject-id] [site], /invites, the Revoke button, and /rebind <subject-id>."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.handlers.common import runtime
+from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
+from bot.render import coord_views as views
+from bot.reports.qr import qr_png
+from bot.services import coord_invites, coord_patients
+from bot.services.coord_access import NotFound, NotPermitted
+
+
+async def _send_link(update: Update, context: ContextTypes.DEFAULT_TYPE, t, issued, purpose: str) -> None:
+    site = runtime(context).settings.site(issued.site_id)
+    caption = views.invitation_caption(t, link=issued.link, subject_id=issued.subject_id, site=site,
+                                       expires_at=issued.expires_at, purpose=purpose)
+    await update.effective_message.reply_photo(qr_png(issued.link), caption=caption,
+                                               reply_markup=views.invitation_keyboard(t, issued.invitation_id))
+
+
+async def invite(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not (found := await require_coordinator(update, context, "invite")):
+        return
+    actor, t = found
+    subject = context.args[0] if context.args else None
+    site = context.args[1].upper() if len(context.args) > 1 else None
+    issued = await guarded(update, t, subject, lambda: coord_invites.issue(
+        runtime(context), actor, subject_id=subject, site_id=site, update_id=update.update_id))
+    if issued is not REFUSED:
+        await _send_link(update, context, t, issued, "enrol")
+
+
+async def rebind(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: str | None = None) -> None:
+    if not (found := await require_coordinator(update, context, "rebind")):
+        return
+    actor, t = found
+    subject = subject or (context.args[0] if context.args else None)
+    issued = await guarded(update, t, subject, lambda: coord_patients.rebind(
+        runtime(context), actor, subject_id=subject or "", update_id=update.update_id))
+    if issued is not REFUSED:
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+        await _send_link(update, context, t, issued, "rebind")
+
+
+async def invites(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not (found := await require_coordinator(update, context, "invites")):
+        return
+    actor, t = found
+    text, keyboard = views.invitations_list(t, await coord_invites.list_open(runtime(context), actor))
+    await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+
+async def on_revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, invitation_id: int) -> None:
+    if not (found := await require_coordinator(update, context, "revoke_invitation")):
+        return
+    actor, t = found
+    rt = runtime(context)
+    query = update.callback_query
+    try:
+        status = await coord_invites.revoke(rt, actor, invitation_id=invitation_id, update_id=update.update_id)
+    except (NotFound, NotPermitted):
+        await query.answer(t._("This button is not for you."), show_alert=True)
+        return
+    await query.answer(views.revoke_result(t, status), show_alert=True)
+    if query.message is not None and query.message.photo:
+        await edit_quietly(query, None, None)
+    else:
+        text, keyboard = views.invitations_list(t, await coord_invites.list_open(rt, actor))
+        await edit_quietly(query, text, keyboard)

@@ -1,0 +1,119 @@
+"""/patients, /patient <id>, /pause, /resume, /withdraw (asks for a reason), and the buttons
+under a patient card. Every call re-checks the caller and the patient's site."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.handlers.common import runtime
+from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator, set_pending, tell
+from bot.handlers.coord_invites import rebind
+from bot.render import callbacks as cb
+from bot.render import coord_views as views
+from bot.render import coordinator as render
+from bot.services import coord_patients
+
+
+async def patients(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not (found := await require_coordinator(update, context, "patients")):
+        return
+    actor, t = found
+    rt = runtime(context)
+    site = context.args[0].upper() if context.args else None
+    rows = await coord_patients.overview(rt, actor, site_id=site)
+    for text in views.patients_list(t, rt.settings, rows):
+        await update.effective_message.reply_text(text)
+
+
+async def _card(update: Update, context: ContextTypes.DEFAULT_TYPE, actor, t, subject: str | None, *,
+                edit: bool = False) -> None:
+    rt = runtime(context)
+    detail = await guarded(update, t, subject, lambda: coord_patients.detail(
+        rt, actor, subject_id=subject or "", update_id=update.update_id))
+    if detail is REFUSED:
+        return
+    text, keyboard = views.patient_card(t, rt.settings, detail)
+    if edit:
+        await edit_quietly(update.callback_query, text, keyboard)
+    else:
+        await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+
+async def patient(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not (found := await require_coordinator(update, context, "patient")):
+        return
+    actor, t = found
+    if not context.args:
+        await update.effective_message.reply_text(render.bad_subject(t))
+        return
+    await _card(update, context, actor, t, context.args[0])
+
+
+async def _set_paused(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: str | None, paused: bool,
+                      reason: str | None) -> bool:
+    if not (found := await require_coordinator(update, context, "pause" if paused else "resume")):
+        return False
+    actor, t = found
+    if not subject:
+        await tell(update, render.bad_subject(t))
+        return False
+    done = await guarded(update, t, subject, lambda: coord_patients.set_paused(
+        runtime(context), actor, subject_id=subject, paused=paused, reason=reason, update_id=update.update_id))
+    if done is REFUSED:
+        return False
+    if update.callback_query is None:
+        await update.effective_message.reply_text(views.paused_text(t, done.subject_id, paused))
+    else:
+        await update.callback_query.answer(views.paused_text(t, done.subject_id, paused))
+        await _card(update, context, actor, t, subject, edit=True)
+    return True
+
+
+async def pause(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    args = context.args
+    await _set_paused(update, context, args[0] if args else None, True, " ".join(args[1:]) or None)
+
+
+async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    args = context.args
+    await _set_paused(update, context, args[0] if args else None, False, " ".join(args[1:]) or None)
+
+
+async def withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: str | None = None) -> None:
+    if not (found := await require_coordinator(update, context, "withdraw")):
+        return
+    actor, t = found
+    subject = subject or (context.args[0] if context.args else None)
+    detail = await guarded(update, t, subject, lambda: coord_patients.detail(
+        runtime(context), actor, subject_id=subject or "", update_id=update.update_id, what="withdraw"))
+    if detail is REFUSED:
+        return
+    if detail.patient.status == "withdrawn":
+        await tell(update, views.patient_refusal(t, "withdrawn"))
+        return
+    set_pending(context, "withdraw_reason", subject=detail.patient.subject_id)
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    await context.bot.send_message(update.effective_user.id,
+                                   views.ask_reason(t, "withdraw", detail.patient.subject_id))
+
+
+async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, subject: str) -> None:
+    if action in (cb.PAUSE, cb.RESUME):
+        await _set_paused(update, context, subject, action == cb.PAUSE, None)
+    elif action == cb.WITHDRAW:
+        await withdraw(update, context, subject)
+    elif action == cb.REBIND:
+        await rebind(update, context, subject)
+
+
+async def answer_withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, reason: str) -> None:
+    if not (found := await require_coordinator(update, context, "withdraw")):
+        return
+    actor, t = found
+    done = await guarded(update, t, pending["subject"], lambda: coord_patients.withdraw(
+        runtime(context), actor, subject_id=pending["subject"], reason=reason, update_id=update.update_id))
+    if done is not REFUSED:
+        await update.effective_message.reply_text("✅ " + t._(
+            "{subject} is withdrawn. No more messages will be sent; all data is kept.", subject=done.subject_id))

@@ -1,0 +1,207 @@
+"""The site's patients as a coordinator sees them, and what a coordinator may do to one:
+pause, resume, withdraw (stops every message, keeps every record), issue a rebind link."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+
+from bot.db.models import Alert, Course, DoseDay, Patient, SymptomReport
+from bot.domain.adherence import EMPTY, Adherence, adherence, combine
+from bot.services import invitations, patients
+from bot.services.audit import audit
+from bot.services.coord_access import Actor, patient_in_reach
+from bot.services.coord_courses import remove_untouched_days
+from bot.services.coord_invites import expiry_days
+from bot.services.runtime import Runtime
+
+STATUSES = ("enrolled", "on_course", "between", "paused", "unreachable", "withdrawn")
+
+
+class PatientActionRefused(Exception):
+    """code: withdrawn | reason_required | unchanged"""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    subject_id: str
+    site_id: str
+    status: str  # one of STATUSES
+    cycle: int | None  # the current course (running, else next, else last)
+    day: int | None  # course day today, when on course
+    states: list[str]  # the current course's days, in order
+    so_far: Adherence  # all active courses
+    open_alerts: int
+
+
+def status_of(patient: Patient, courses: list[Course], today: date) -> str:
+    if patient.status == "withdrawn":
+        return "withdrawn"
+    if patient.unreachable:
+        return "unreachable"
+    if patient.status == "paused":
+        return "paused"
+    if any(c.first_day <= today <= c.last_day for c in courses):
+        return "on_course"
+    return "between" if courses else "enrolled"
+
+
+def current_of(courses: list[Course], today: date) -> Course | None:
+    """Running today, else the next one, else the last one (as the patient's /status shows)."""
+    running = [c for c in courses if c.first_day <= today <= c.last_day]
+    upcoming = [c for c in courses if c.first_day > today]
+    return (running or upcoming or courses[-1:] or [None])[0]
+
+
+async def _load(session, patient_ids: list[int]):
+    if not patient_ids:
+        return {}, {}, {}
+    courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(patient_ids),
+                                                        Course.status == "active").order_by(col(Course.cycle)))).all()
+    doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(patient_ids))
+                                .order_by(col(DoseDay.cycle), col(DoseDay.day)))).all()
+    alerts = (await session.exec(select(Alert.patient_id).where(col(Alert.patient_id).in_(patient_ids),
+                                                                col(Alert.acknowledged_at).is_(None)))).all()
+    by_patient: dict[int, list[Course]] = defaultdict(list)
+    for course in courses:
+        by_patient[course.patient_id].append(course)
+    by_course: dict[int, list[DoseDay]] = defaultdict(list)
+    for dose in doses:
+        by_course[dose.course_id].append(dose)
+    open_alerts: dict[int, int] = defaultdict(int)
+    for patient_id in alerts:
+        open_alerts[patient_id] += 1
+    return by_patient, by_course, open_alerts
+
+
+def _row(patient: Patient, courses: list[Course], by_course: dict, open_alerts: int, today: date) -> PatientRow:
+    current = current_of(courses, today)
+    states = [d.state for d in by_course.get(current.id, [])] if current else []
+    day = None
+    if current is not None and current.first_day <= today <= current.last_day:
+        day = (today - current.first_day).days + 1
+    so_far = combine(adherence(d.state for d in by_course.get(c.id, [])) for c in courses) if courses else EMPTY
+    return PatientRow(patient.subject_id, patient.site_id, status_of(patient, courses, today),
+                      current.cycle if current else None, day, states, so_far, open_alerts)
+
+
+async def overview(rt: Runtime, actor: Actor, *, site_id: str | None = None) -> list[PatientRow]:
+    now = rt.now()
+    async with rt.session() as session:
+        statement = select(Patient).order_by(col(Patient.subject_id))
+        rows = [p for p in (await session.exec(statement)).all()
+                if actor.may(p.site_id) and (site_id is None or p.site_id == site_id)]
+        by_patient, by_course, open_alerts = await _load(session, [p.id for p in rows])
+    return [_row(p, by_patient.get(p.id, []), by_course, open_alerts.get(p.id, 0),
+                 now.astimezone(ZoneInfo(p.timezone)).date()) for p in rows]
+
+
+@dataclass(frozen=True)
+class CourseView:
+    course: Course
+    doses: list[DoseDay]
+    counts: Adherence
+
+
+@dataclass(frozen=True)
+class PatientDetail:
+    patient: Patient
+    row: PatientRow
+    courses: list[CourseView]
+    cancelled: list[Course]
+    reports: list[SymptomReport]
+    alerts: list[Alert] = field(default_factory=list)
+
+
+async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int | None = None,
+                 report_limit: int = 10, what: str = "patient") -> PatientDetail:
+    now = rt.now()
+    async with rt.session() as session:
+        patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what=what, update_id=update_id)
+        by_patient, by_course, open_alerts = await _load(session, [patient.id])
+        cancelled = (await session.exec(select(Course).where(Course.patient_id == patient.id,
+                                                             Course.status != "active"))).all()
+        reports = (await session.exec(select(SymptomReport).where(SymptomReport.patient_id == patient.id)
+                                      .order_by(col(SymptomReport.reported_at).desc()).limit(report_limit))).all()
+        alerts = (await session.exec(select(Alert).where(Alert.patient_id == patient.id,
+                                                         col(Alert.acknowledged_at).is_(None))
+                                     .order_by(col(Alert.created_at)))).all()
+    today = now.astimezone(ZoneInfo(patient.timezone)).date()
+    courses = by_patient.get(patient.id, [])
+    views = [CourseView(c, by_course.get(c.id, []), adherence(d.state for d in by_course.get(c.id, [])))
+             for c in courses]
+    return PatientDetail(patient, _row(patient, courses, by_course, open_alerts.get(patient.id, 0), today), views,
+                         list(cancelled), list(reports), list(alerts))
+
+
+async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,
+                     update_id: int | None = None) -> Patient:
+    async with rt.session() as session:
+        patient = await patient_in_reach(session, rt, actor, subject_id=subject_id,
+                                         what="pause" if paused else "resume", update_id=update_id)
+    if patient.status == "withdrawn":
+        raise PatientActionRefused("withdrawn")
+    if patient.status == ("paused" if paused else "active"):
+        raise PatientActionRefused("unchanged")
+    return await patients.set_paused(rt, patient=patient, paused=paused, actor_kind=actor.kind, actor_id=actor.id,
+                                     reason=reason, update_id=update_id)
+
+
+async def withdraw(rt: Runtime, actor: Actor, *, subject_id: str, reason: str,
+                   update_id: int | None = None) -> Patient:
+    """No more messages of any kind; every record stays. Future days that were only planned
+    (never reminded or answered) are removed so they never turn into "not reported"."""
+    if not (reason and reason.strip()):
+        raise PatientActionRefused("reason_required")
+    now = rt.now()
+    async with rt.session() as session:
+        patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="withdraw",
+                                         update_id=update_id)
+        if patient.status == "withdrawn":
+            raise PatientActionRefused("withdrawn")
+        before = patient.status
+        today = now.astimezone(ZoneInfo(patient.timezone)).date()
+        removed = {}
+        for course in (await session.exec(select(Course).where(Course.patient_id == patient.id,
+                                                               Course.status == "active"))).all():
+            days = await remove_untouched_days(session, course=course, from_date=today)
+            if days:
+                removed[str(course.cycle)] = days
+            if course.first_day > today:
+                course.status = "cancelled"
+                session.add(course)
+        patient.status = "withdrawn"
+        session.add(patient)
+        audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="patient.withdrawn", entity="patient",
+              entity_id=patient.subject_id, before={"status": before},
+              after={"status": "withdrawn", "removed_days": removed}, reason=reason.strip(), update_id=update_id)
+        await session.commit()
+        await session.refresh(patient)
+    rt.wake()
+    return patient
+
+
+async def rebind(rt: Runtime, actor: Actor, *, subject_id: str,
+                 update_id: int | None = None) -> invitations.IssuedInvitation:
+    """A new single-use link for a patient who lost their phone; the old Telegram account stops
+    being theirs when the new link is used (bot.services.enrolment.complete)."""
+    async with rt.session() as session:
+        patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="rebind",
+                                         update_id=update_id)
+    if patient.status == "withdrawn":
+        raise PatientActionRefused("withdrawn")
+    return await invitations.issue(rt, site_id=patient.site_id, subject_id=patient.subject_id,
+                                   expires_days=expiry_days(rt.settings), actor_kind=actor.kind, actor_id=actor.id,
+                                   purpose="rebind", update_id=update_id)
+
+
+__all__ = ["STATUSES", "CourseView", "PatientActionRefused", "PatientDetail", "PatientRow", "current_of", "detail",
+           "overview", "rebind", "set_paused", "status_of", "withdraw"]

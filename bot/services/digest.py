@@ -1,0 +1,128 @@
+"""The coordinators' morning digest, one per site per local day.
+
+Built from the database at send time: who is on course today, yesterday's answers, symptom
+reports since the previous digest, open alerts, adherence so far. A row in runtime_state
+claims each site-day (ON CONFLICT DO NOTHING), so a restart or a second process never sends
+it twice; another row remembers when the last digest was built.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, select
+
+from bot.db.models import Alert, Course, DoseDay, Patient, RuntimeState, SymptomReport
+from bot.domain.adherence import Adherence, adherence, combine
+from bot.services.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class OnCourse:
+    subject_id: str
+    cycle: int
+    day: int
+    paused: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    subject_id: str
+    reported_at: datetime
+    level: str
+    symptoms: list[str]
+
+
+@dataclass
+class Digest:
+    site_id: str
+    today: date
+    since: datetime
+    on_course: list[OnCourse] = field(default_factory=list)
+    yesterday: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # state -> [(subject, late)]
+    reports: list[Report] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    adherence: list[tuple[str, Adherence]] = field(default_factory=list)
+    total: Adherence | None = None
+
+
+def _last_key(site_id: str) -> str:
+    return f"digest:{site_id}:last"
+
+
+async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since: datetime | None = None) -> Digest:
+    now = now or rt.now()
+    site = rt.settings.site(site_id)
+    today = now.astimezone(site.tz).date()
+    yesterday = today - timedelta(days=1)
+    async with rt.session() as session:
+        if since is None:
+            last = await session.get(RuntimeState, _last_key(site_id))
+            since = datetime.fromisoformat(last.value) if last else now - timedelta(hours=24)
+        patients = {p.id: p for p in (await session.exec(
+            select(Patient).where(Patient.site_id == site_id).order_by(col(Patient.subject_id)))).all()}
+        ids = list(patients)
+        courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(ids), Course.status == "active")
+                                      .order_by(col(Course.cycle)))).all() if ids else []
+        active_course_ids = {c.id for c in courses}
+        doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(ids))
+                                    .order_by(col(DoseDay.cycle), col(DoseDay.day)))).all() if ids else []
+        reports = (await session.exec(select(SymptomReport).where(
+            col(SymptomReport.patient_id).in_(ids), SymptomReport.reported_at > since, SymptomReport.reported_at <= now)
+            .order_by(col(SymptomReport.reported_at)))).all() if ids else []
+        alerts = (await session.exec(select(Alert).where(Alert.site_id == site_id, col(Alert.acknowledged_at).is_(None))
+                                     .order_by(col(Alert.created_at)))).all()
+    digest = Digest(site_id=site_id, today=today, since=since, alerts=list(alerts))
+    for course in courses:
+        patient = patients[course.patient_id]
+        if patient.status != "withdrawn" and course.first_day <= today <= course.last_day:
+            digest.on_course.append(OnCourse(patient.subject_id, course.cycle, (today - course.first_day).days + 1,
+                                             patient.status == "paused"))
+    digest.on_course.sort(key=lambda o: o.subject_id)
+    by_state: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+    per_patient: dict[int, list[str]] = defaultdict(list)
+    for dose in doses:
+        if dose.course_id not in active_course_ids:
+            continue
+        per_patient[dose.patient_id].append(dose.state)
+        if dose.local_date == yesterday:
+            by_state[dose.state].append((patients[dose.patient_id].subject_id, dose.late))
+    digest.yesterday = {state: sorted(subjects) for state, subjects in by_state.items()}
+    digest.reports = [Report(patients[r.patient_id].subject_id, r.reported_at, r.level, list(r.symptoms))
+                      for r in reports]
+    counted = []
+    for patient_id, states in sorted(per_patient.items(), key=lambda item: patients[item[0]].subject_id):
+        if patients[patient_id].status == "withdrawn":
+            continue
+        counts = adherence(states)
+        counted.append(counts)
+        digest.adherence.append((patients[patient_id].subject_id, counts))
+    digest.total = combine(counted)
+    return digest
+
+
+async def claim(rt: Runtime, *, site_id: str, local_date: date, owner: str) -> bool:
+    """True for exactly one caller per site and local date."""
+    now = rt.now()
+    async with rt.session() as session:
+        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        result = await session.exec(insert(RuntimeState).values(
+            key=f"digest:{site_id}:{local_date.isoformat()}", value=owner, updated_at=now
+        ).on_conflict_do_nothing(index_elements=["key"]))
+        await session.commit()
+        return bool(result.rowcount)
+
+
+async def mark_built(rt: Runtime, *, site_id: str, at: datetime) -> None:
+    async with rt.session() as session:
+        row = await session.get(RuntimeState, _last_key(site_id)) or RuntimeState(key=_last_key(site_id))
+        row.value, row.updated_at = at.isoformat(), at
+        session.add(row)
+        await session.commit()
+
+
+__all__ = ["Digest", "OnCourse", "Report", "build", "claim", "mark_built"]

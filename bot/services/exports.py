@@ -1,0 +1,222 @@
+"""Trial data for data managers: one table per file, rows straight from the database.
+
+Column names and meanings are documented in docs/exports.md; keep the two in step. No column
+can differ by study arm: the database has no arm. A site export holds that site's patients and
+every audit row that concerns them, its coordinators, invitations, courses, days, reports and
+alerts; an all-sites export holds every audit row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+
+from bot.db.models import Alert, AlertMessage, AuditLog, Course, DoseDay, DoseEvent, Invitation, Patient, SymptomReport
+from bot.domain.tokens import invitation_status
+from bot.services.audit import audit
+from bot.services.coord_access import Actor
+from bot.services.runtime import Runtime
+
+COLUMNS: dict[str, list[str]] = {
+    "patients": ["subject_id", "site_id", "status", "unreachable", "locale", "timezone", "reminder_time",
+                 "consent_version", "consented_at_utc", "consented_at_local", "enrolled_at_utc", "enrolled_at_local",
+                 "withdrawn_at_utc", "withdrawn_at_local", "telegram_bound"],
+    "courses": ["course_id", "subject_id", "site_id", "cycle", "chemo_end", "first_day", "last_day", "status",
+                "source", "confirmed", "created_at_utc", "created_at_local", "created_by"],
+    "dose_days": ["dose_day_id", "course_id", "subject_id", "site_id", "cycle", "day", "local_date", "timezone",
+                  "course_status", "state", "late", "source", "missed_reason", "snoozes",
+                  "scheduled_at_utc", "scheduled_at_local", "answered_at_utc", "answered_at_local",
+                  "recorded_at_utc", "recorded_at_local", "closes_at_utc", "late_until_utc"],
+    "dose_events": ["event_id", "dose_day_id", "subject_id", "cycle", "day", "at_utc", "at_local", "kind",
+                    "from_state", "to_state", "late", "actor", "reason"],
+    "symptom_reports": ["report_id", "subject_id", "site_id", "reported_at_utc", "reported_at_local", "level",
+                        "symptoms", "note", "update_id"],
+    "alerts": ["alert_id", "site_id", "subject_id", "kind", "level", "created_at_utc", "created_at_local",
+               "acknowledged_at_utc", "acknowledged_at_local", "acknowledged_by", "minutes_to_acknowledge",
+               "escalate_at_utc", "escalated_at_utc", "repeats", "copies_sent", "details"],
+    "invitations": ["invitation_id", "site_id", "subject_id", "purpose", "status", "created_by", "created_at_utc",
+                    "expires_at_utc", "used_at_utc", "revoked_at_utc", "revoked_by"],
+    "audit_log": ["audit_id", "at_utc", "actor_kind", "actor_id", "action", "entity", "entity_id", "before", "after",
+                  "reason", "update_id"],
+}
+
+
+@dataclass
+class Export:
+    site_id: str | None
+    created_at: datetime
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def utc(value: datetime | None) -> str:
+    return value.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+
+
+def local(value: datetime | None, tz: str) -> str:
+    return value.astimezone(ZoneInfo(tz)).isoformat(timespec="seconds") if value else ""
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True) if value is not None else ""
+
+
+async def _all(session, statement):
+    return list((await session.exec(statement)).all())
+
+
+async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, update_id: int | None = None) -> Export:
+    """Everything the actor may see (one site, or all sites for an admin or operator without --site).
+    The export itself is audited, after the audit rows it contains were read."""
+    now = rt.now()
+    sites = [s.id for s in rt.settings.sites if actor.may(s.id) and (site_id is None or s.id == site_id)]
+    site_tz = {s.id: s.timezone for s in rt.settings.sites}
+    export = Export(site_id=site_id, created_at=now)
+    async with rt.session() as session:
+        patients = await _all(session, select(Patient).where(col(Patient.site_id).in_(sites))
+                              .order_by(col(Patient.subject_id)))
+        by_id = {p.id: p for p in patients}
+        ids = list(by_id)
+        courses = await _all(session, select(Course).where(col(Course.patient_id).in_(ids))
+                             .order_by(col(Course.patient_id), col(Course.cycle)))
+        doses = await _all(session, select(DoseDay).where(col(DoseDay.patient_id).in_(ids))
+                           .order_by(col(DoseDay.patient_id), col(DoseDay.cycle), col(DoseDay.day)))
+        dose_ids = [d.id for d in doses]
+        events = await _all(session, select(DoseEvent).where(col(DoseEvent.dose_day_id).in_(dose_ids))
+                            .order_by(col(DoseEvent.id))) if dose_ids else []
+        reports = await _all(session, select(SymptomReport).where(col(SymptomReport.patient_id).in_(ids))
+                             .order_by(col(SymptomReport.id)))
+        alerts = await _all(session, select(Alert).where(col(Alert.site_id).in_(sites)).order_by(col(Alert.id)))
+        copies = await _all(session, select(AlertMessage.alert_id).where(
+            col(AlertMessage.alert_id).in_([a.id for a in alerts]))) if alerts else []
+        invitations = await _all(session, select(Invitation).where(col(Invitation.site_id).in_(sites))
+                                 .order_by(col(Invitation.id)))
+        audit_rows = await _all(session, select(AuditLog).order_by(col(AuditLog.id)))
+        everything = len(sites) == len(rt.settings.sites)
+        audit_rows = audit_rows if everything else _site_audit(rt, sites, audit_rows, patients, courses, doses,
+                                                              reports, alerts, invitations)
+        withdrawn = {r.entity_id: r.at for r in audit_rows if r.action == "patient.withdrawn"}
+        course_status = {c.id: c.status for c in courses}
+        recorded = _recorded_at(doses, events)
+        dose_by_id = {d.id: d for d in doses}
+        copy_count: dict[int, int] = defaultdict(int)
+        for alert_id in copies:
+            copy_count[alert_id] += 1
+
+        export.tables["patients"] = [{
+            "subject_id": p.subject_id, "site_id": p.site_id, "status": p.status, "unreachable": _flag(p.unreachable),
+            "locale": p.locale, "timezone": p.timezone, "reminder_time": p.reminder_time,
+            "consent_version": p.consent_version or "", "consented_at_utc": utc(p.consented_at),
+            "consented_at_local": local(p.consented_at, p.timezone), "enrolled_at_utc": utc(p.enrolled_at),
+            "enrolled_at_local": local(p.enrolled_at, p.timezone),
+            "withdrawn_at_utc": utc(withdrawn.get(p.subject_id)),
+            "withdrawn_at_local": local(withdrawn.get(p.subject_id), p.timezone),
+            "telegram_bound": _flag(p.telegram_user_id is not None)} for p in patients]
+        export.tables["courses"] = [{
+            "course_id": c.id, "subject_id": by_id[c.patient_id].subject_id, "site_id": by_id[c.patient_id].site_id,
+            "cycle": c.cycle, "chemo_end": c.chemo_end.isoformat(), "first_day": c.first_day.isoformat(),
+            "last_day": c.last_day.isoformat(), "status": c.status, "source": c.source,
+            "confirmed": _flag(c.confirmed), "created_at_utc": utc(c.created_at),
+            "created_at_local": local(c.created_at, by_id[c.patient_id].timezone), "created_by": c.created_by}
+            for c in courses]
+        export.tables["dose_days"] = [_dose_row(d, by_id[d.patient_id], course_status, recorded) for d in doses]
+        export.tables["dose_events"] = [{
+            "event_id": e.id, "dose_day_id": e.dose_day_id,
+            "subject_id": by_id[dose_by_id[e.dose_day_id].patient_id].subject_id,
+            "cycle": dose_by_id[e.dose_day_id].cycle, "day": dose_by_id[e.dose_day_id].day, "at_utc": utc(e.at),
+            "at_local": local(e.at, by_id[dose_by_id[e.dose_day_id].patient_id].timezone), "kind": e.kind,
+            "from_state": e.from_state, "to_state": e.to_state, "late": _flag(e.late), "actor": e.actor,
+            "reason": e.reason or ""} for e in events]
+        export.tables["symptom_reports"] = [{
+            "report_id": r.id, "subject_id": by_id[r.patient_id].subject_id, "site_id": by_id[r.patient_id].site_id,
+            "reported_at_utc": utc(r.reported_at),
+            "reported_at_local": local(r.reported_at, by_id[r.patient_id].timezone),
+            "level": r.level, "symptoms": ";".join(r.symptoms), "note": r.note or "",
+            "update_id": r.update_id if r.update_id is not None else ""} for r in reports]
+        export.tables["alerts"] = [_alert_row(a, by_id, site_tz[a.site_id], copy_count[a.id]) for a in alerts]
+        export.tables["invitations"] = [{
+            "invitation_id": i.id, "site_id": i.site_id, "subject_id": i.subject_id or "", "purpose": i.purpose,
+            "status": invitation_status(expires_at=i.expires_at, used_at=i.used_at, revoked_at=i.revoked_at,
+                                        now=now).value,
+            "created_by": i.created_by, "created_at_utc": utc(i.created_at), "expires_at_utc": utc(i.expires_at),
+            "used_at_utc": utc(i.used_at), "revoked_at_utc": utc(i.revoked_at), "revoked_by": i.revoked_by or ""}
+            for i in invitations]
+        export.tables["audit_log"] = [{
+            "audit_id": r.id, "at_utc": utc(r.at), "actor_kind": r.actor_kind, "actor_id": r.actor_id,
+            "action": r.action, "entity": r.entity or "", "entity_id": r.entity_id or "", "before": _json(r.before),
+            "after": _json(r.after), "reason": r.reason or "",
+            "update_id": r.update_id if r.update_id is not None else ""}
+            for r in audit_rows]
+        audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="export.created", entity="site",
+              entity_id=site_id or "all", after={"sites": sites, "rows": {k: len(v) for k, v in export.tables.items()}},
+              update_id=update_id)
+        await session.commit()
+    return export
+
+
+def _recorded_at(doses: list[DoseDay], events: list[DoseEvent]) -> dict[int, datetime]:
+    """When each day's current state was written: the last event that moved it into that state."""
+    recorded: dict[int, datetime] = {}
+    state = {d.id: d.state for d in doses}
+    for event in events:
+        if event.to_state == state.get(event.dose_day_id) and event.from_state != event.to_state:
+            recorded[event.dose_day_id] = event.at
+    return recorded
+
+
+def _dose_row(d: DoseDay, patient: Patient, course_status: dict, recorded: dict) -> dict:
+    tz = patient.timezone
+    return {
+        "dose_day_id": d.id, "course_id": d.course_id, "subject_id": patient.subject_id, "site_id": patient.site_id,
+        "cycle": d.cycle, "day": d.day, "local_date": d.local_date.isoformat(), "timezone": tz,
+        "course_status": course_status.get(d.course_id, ""), "state": d.state, "late": _flag(d.late),
+        "source": d.source or "", "missed_reason": d.missed_reason or "", "snoozes": d.snoozes,
+        "scheduled_at_utc": utc(d.due_at), "scheduled_at_local": local(d.due_at, tz),
+        "answered_at_utc": utc(d.answered_at), "answered_at_local": local(d.answered_at, tz),
+        "recorded_at_utc": utc(recorded.get(d.id)), "recorded_at_local": local(recorded.get(d.id), tz),
+        "closes_at_utc": utc(d.closes_at), "late_until_utc": utc(d.late_until)}
+
+
+def _alert_row(a: Alert, by_id: dict, tz: str, copies: int) -> dict:
+    waited = (a.acknowledged_at - a.created_at).total_seconds() / 60 if a.acknowledged_at else None
+    return {
+        "alert_id": a.id, "site_id": a.site_id, "subject_id": (a.details or {}).get("subject_id") or "",
+        "kind": a.kind, "level": a.level, "created_at_utc": utc(a.created_at),
+        "created_at_local": local(a.created_at, tz),
+        "acknowledged_at_utc": utc(a.acknowledged_at), "acknowledged_at_local": local(a.acknowledged_at, tz),
+        "acknowledged_by": a.acknowledged_by if a.acknowledged_by is not None else "",
+        "minutes_to_acknowledge": f"{waited:.1f}" if waited is not None else "",
+        "escalate_at_utc": utc(a.escalate_at), "escalated_at_utc": utc(a.escalated_at), "repeats": a.repeats,
+        "copies_sent": copies, "details": _json(a.details)}
+
+
+def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations) -> list[AuditLog]:
+    subjects = {p.subject_id for p in patients}
+    coordinators = {str(c.telegram_id) for s in rt.settings.sites if s.id in sites for c in s.coordinators}
+    ids = {
+        "patient": subjects, "course": {str(c.id) for c in courses}, "dose_day": {str(d.id) for d in doses},
+        "symptom_report": {str(r.id) for r in reports}, "alert": {str(a.id) for a in alerts},
+        "invitation": {str(i.id) for i in invitations}, "site": set(sites),
+    }
+
+    def concerns(row: AuditLog) -> bool:
+        if row.entity in ids and row.entity_id in ids[row.entity]:
+            return True
+        if row.actor_kind == "patient" and row.actor_id in subjects:
+            return True
+        if row.actor_kind == "coordinator" and row.actor_id in coordinators and row.entity is None:
+            return True
+        return isinstance(row.after, dict) and row.after.get("subject_id") in subjects
+
+    return [row for row in rows if concerns(row)]
+
+
+__all__ = ["COLUMNS", "Export", "collect", "local", "utc"]
