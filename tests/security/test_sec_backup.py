@@ -1,0 +1,92 @@
+"""Backup/restore drill: back up a populated database, restore it into a fresh one, and the
+export of the restored copy is identical to the export of the original."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import text
+
+from bot.db.engine import make_engine
+from bot.domain.dose import Answer
+from bot.reports import csv_files
+from bot.services import courses, doses, enrolment, invitations, symptoms
+from bot.services.clock import FakeClock
+from bot.services.coord_access import operator_actor
+from bot.services.exports import collect
+from bot.services.runtime import Runtime
+from tests.conftest import ON_POSTGRES
+from tests.e2e.harness import EXAMPLE
+
+import tomllib
+
+from bot.config import settings_from_mapping
+
+UTC = timezone.utc
+
+
+def _settings(url: str):
+    data = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    data["database"]["url"] = url
+    return settings_from_mapping(data, env={})
+
+
+async def _populate(rt: Runtime, clock: FakeClock) -> None:
+    for user_id, subject in ((8801, "NJ-881"), (8802, "NJ-882")):
+        issued = await invitations.issue(rt, site_id="NJ", subject_id=subject)
+        await enrolment.complete(rt, telegram_user_id=user_id, chat_id=user_id, token=issued.token, locale="en",
+                                 reminder_time="08:00")
+        await courses.register(rt, subject_id=subject, chemo_end=date(2026, 12, 1), actor_kind="operator",
+                               actor_id="test")
+    clock.set(datetime(2026, 12, 2, 1, 0, tzinfo=UTC))
+    async with rt.session() as session:
+        first = (await session.exec(text("SELECT id FROM dose_day ORDER BY id LIMIT 1"))).one()[0]
+    await doses.answer(rt, telegram_user_id=8801, dose_day_id=first, choice=Answer.TAKEN)
+    await symptoms.report(rt, telegram_user_id=8802, codes=["urine_blood"], note="since this morning")
+
+
+async def _export(url: str, clock: FakeClock, out) -> dict[str, bytes]:
+    engine = make_engine(url)
+    try:
+        rt = Runtime(settings=_settings(url), engine=engine, clock=clock)
+        data = await collect(rt, operator_actor())
+    finally:
+        await engine.dispose()
+    paths = csv_files.write_directory(data, out)
+    return {p.name: p.read_bytes() for p in paths}
+
+
+def _restore_postgres(source_url: str) -> str:
+    plain = source_url.replace("postgresql+asyncpg://", "postgresql://")
+    base, _, _ = plain.rpartition("/")
+    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", "DROP DATABASE IF EXISTS adherence_restore_drill"],
+                   check=True, capture_output=True)
+    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", "CREATE DATABASE adherence_restore_drill"],
+                   check=True, capture_output=True)
+    dump = subprocess.run(["pg_dump", "--format=custom", plain], check=True, capture_output=True).stdout
+    subprocess.run(["pg_restore", "--no-owner", "--dbname", f"{base}/adherence_restore_drill"], input=dump,
+                   check=True, capture_output=True)
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/adherence_restore_drill"
+
+
+async def test_backup_restore_export_is_identical(engine, database_url, tmp_path):
+    clock = FakeClock(datetime(2026, 12, 1, 1, 0, tzinfo=UTC))
+    await _populate(Runtime(settings=_settings(database_url), engine=engine, clock=clock), clock)
+    await engine.dispose()
+    if ON_POSTGRES:
+        restored_url = _restore_postgres(database_url)
+    else:  # SQLite's online backup API, as docs/operations.md describes
+        source_path = database_url.split(":///", 1)[1]
+        target_path = tmp_path / "restored.db"
+        with sqlite3.connect(source_path) as source, sqlite3.connect(target_path) as target:
+            source.backup(target)
+        restored_url = f"sqlite+aiosqlite:///{target_path}"
+    clock.advance(timedelta(hours=1))
+    original = await _export(database_url, clock, tmp_path / "original")
+    restored = await _export(restored_url, clock, tmp_path / "restored")
+    assert {"patients.csv", "dose_days.csv", "symptom_reports.csv", "audit_log.csv"} <= set(original)
+    assert original == restored
+    assert b"NJ-881" in original["patients.csv"] and b"urine_blood" in original["symptom_reports.csv"]
