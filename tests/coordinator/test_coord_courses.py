@@ -34,6 +34,8 @@ async def test_correct_before_start_rebuilds_the_plan(engine, database_url, nurs
         assert t._("New: {first} – {last} (chemotherapy ended {chemo})", first=t.date(date(2026, 12, 4)),
                    last=t.date(date(2026, 12, 17)), chemo=t.date(date(2026, 12, 3))) in preview.text
         assert (await h.rows(Course))[0].chemo_end == date(2026, 12, 1)  # nothing changes before the reason
+        await h.tick()  # the first plan has gone out; the scheduler may send the new one at any moment now
+        before = len(patient.messages)
         [done] = await type_text(h, coordinator, "Chemotherapy delayed two days (platelets)")
         assert done.text.startswith("✅")
         [course] = await h.rows(Course)
@@ -48,7 +50,6 @@ async def test_correct_before_start_rebuilds_the_plan(engine, database_url, nurs
         assert row.reason == "Chemotherapy delayed two days (platelets)"
         assert row.before["first_day"] == "2026-12-02" and row.after["first_day"] == "2026-12-04"
         # the patient is sent the new plan, and nothing on the old first day
-        before = len(patient.messages)
         await h.tick()
         await h.sandbox.wait_for(lambda: len(patient.messages) > before)
         assert tr("en").date(date(2026, 12, 4)) in patient.last_message.text
