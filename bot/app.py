@@ -36,6 +36,7 @@ from bot.i18n import SUPPORTED, Translator
 from bot.logs import install_secret_scrubber
 from bot.services.clock import Clock, SystemClock
 from bot.services.runtime import Runtime
+from scheduler import reachability
 from scheduler.ratelimit import TelegramRateLimiter
 from scheduler.service import Scheduler
 
@@ -174,6 +175,7 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     application.bot_data["scheduler"] = scheduler
 
     application.add_handler(dedupe.handler(), group=dedupe.GROUP)
+    reachability.register(application)  # a patient who writes again is reachable again
     private = filters.ChatType.PRIVATE
     # Checked again on every call (coord_access); this filter only picks the right /start, /help and text.
     team = filters.User(user_id=[c.telegram_id for site in settings.sites for c in site.coordinators])

@@ -1,26 +1,47 @@
 """Sending outbox rows: claim briefly, render from current state, send, record the outcome.
 
+Row states: pending → claimed → sending → sent | unknown | failed | skipped.
+
+- claimed: taken by one worker (PostgreSQL: `FOR UPDATE SKIP LOCKED`), not yet dispatched.
+  Safe to hand back: nothing left the process.
+- sending: committed right before the request is dispatched (after the flood gate granted
+  its slot), so a crash can only be ambiguous for requests actually in flight.
+
 Delivery policy (DESIGN.md §3, at-least-once-safe):
 - sent: Telegram answered with a message id.
-- skipped: the row no longer makes sense (day answered or closed, patient paused): never sent late.
-- unknown: the request may have reached Telegram (read timeout). Not resent; the day's
-  follow-up and the patient's buttons still work.
-- pending again with backoff: certainly not delivered (connection refused, connect timeout, 5xx).
-- failed: Telegram refused for good (403 blocked/deactivated, 400 chat not found): the patient
-  becomes unreachable and coordinators get one alert.
-- A row found mid-send after a crash is re-queued once and counted in `resends` (the one case
-  that can duplicate: the crash fell between Telegram's answer and our commit).
+- skipped: the row no longer makes sense (day answered or closed, patient paused or
+  unreachable, alert acknowledged): never sent late. The reason is kept in `last_error`.
+- deferred (pending again, later): a follow-up is never sent sooner than the follow-up
+  interval after its reminder actually went out (after downtime both may be due at once).
+- unknown: the request may have reached Telegram (read timeout, connection lost while waiting
+  for the answer). Not resent; the day's follow-up and the patient's buttons still work.
+- pending again with backoff: certainly not delivered (connection refused, connect or pool
+  timeout, 5xx or any other error answer). 429 waits `retry_after` and does not count as an
+  attempt. Retries stop when the row stops making sense or after `GIVE_UP`.
+- failed: Telegram refused for good (403 blocked/deactivated, 400 chat not found) → the
+  patient becomes unreachable (no further sends) and coordinators get one alert; any other
+  400 is a bug in what we sent and is logged as an error.
+- Crash recovery (`recover`): claimed rows go back to pending untouched; rows found `sending`
+  (in flight when the process died) are re-queued once and counted in `resends` — the one
+  case that can duplicate: the crash fell between Telegram accepting and our commit. A
+  re-queued row is re-checked like any other, so a day answered meanwhile is not reminded.
+
+Outcomes of concurrent sends are committed together (`Recorder`), which is what lets one
+process keep up with the flood limits on SQLite as well as PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlmodel import col, select
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
@@ -34,12 +55,21 @@ from bot.render import coordinator as render_coordinator
 from bot.render import patient as render_patient
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
+from bot.services.outbox import ALERT_LANE
 from bot.services.runtime import Runtime
+from scheduler.lifecycle import in_quiet_hours
+from scheduler.ownership import alive
+from scheduler.ratelimit import (PRIORITY_ALERT, PRIORITY_BULK, AbortTag, SendAborted, SendArgs, TelegramRateLimiter,
+                                 retry_after_seconds)
 
 log = logging.getLogger("adherence.delivery")
 
-STALE_CLAIM = timedelta(minutes=2)
-MAX_ATTEMPTS = 8
+# PostgreSQL: another live instance may hold claims this long (its batches last seconds).
+STALE_CLAIM = timedelta(minutes=5)
+GIVE_UP = timedelta(hours=24)
+MAX_BACKOFF = 300
+IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
+PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end")
 
 
 @dataclass(frozen=True)
@@ -54,22 +84,82 @@ class Skip:
     reason: str
 
 
-def chat_translator(settings: Settings, chat_id: int, patient: Patient | None) -> Translator:
+@dataclass(frozen=True)
+class Defer:
+    until: datetime
+    reason: str
+
+
+Plan = Prepared | Skip | Defer
+
+
+@dataclass
+class Loaded:
+    """What a batch of rows needs to be rendered, fetched in a handful of queries."""
+
+    patients: dict[int, Patient] = field(default_factory=dict)
+    doses: dict[int, DoseDay] = field(default_factory=dict)
+    alerts: dict[int, Alert] = field(default_factory=dict)
+    courses: dict[int, Course] = field(default_factory=dict)
+    course_states: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    reminders: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)  # dose id → (state, sent at)
+    translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
+
+    def translator(self, locale: str, tz: str) -> Translator:
+        key = (locale, str(tz))
+        if key not in self.translators:
+            self.translators[key] = Translator(locale, tz)
+        return self.translators[key]
+
+
+def chat_translator(settings: Settings, chat_id: int, patient: Patient | None, loaded: Loaded | None = None) -> Translator:
+    make = loaded.translator if loaded is not None else (lambda locale, tz: Translator(locale, tz))
     if patient is not None and patient.chat_id == chat_id:
-        return Translator(patient.locale, patient.timezone)
+        return make(patient.locale, patient.timezone)
     for site in settings.sites:
         for coordinator in site.coordinators:
             if coordinator.telegram_id == chat_id:
-                return Translator(coordinator.locale, site.tz)
+                return make(coordinator.locale, site.timezone)
     site = settings.sites[0] if patient is None else settings.site(patient.site_id)
-    return Translator("zh_Hans", site.tz)
+    return make("zh_Hans", site.timezone)
 
 
-async def prepare(session, *, settings: Settings, row: Outbox, now: datetime) -> Prepared | Skip:
-    patient = await session.get(Patient, row.patient_id) if row.patient_id else None
-    t = chat_translator(settings, row.chat_id, patient)
+async def load(session, rows: list[Outbox]) -> Loaded:
+    loaded = Loaded()
+
+    async def fetch(model, ids):
+        ids = {i for i in ids if i is not None}
+        if not ids:
+            return {}
+        return {o.id: o for o in (await session.exec(select(model).where(col(model.id).in_(ids)))).all()}
+
+    loaded.patients = await fetch(Patient, (r.patient_id for r in rows))
+    loaded.doses = await fetch(DoseDay, (r.dose_day_id for r in rows))
+    loaded.alerts = await fetch(Alert, (r.alert_id for r in rows))
+    course_ids = {r.payload.get("course_id") for r in rows if r.kind in ("course_plan", "course_end")}
+    loaded.courses = await fetch(Course, course_ids)
+    ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
+    if ending:
+        for course_id, state in (await session.exec(select(DoseDay.course_id, DoseDay.state)
+                                                    .where(col(DoseDay.course_id).in_(ending)))).all():
+            loaded.course_states[course_id].append(state)
+    following = {r.dose_day_id for r in rows if r.kind == "followup"}
+    if following:
+        for dose_id, state, finished in (await session.exec(
+                select(Outbox.dose_day_id, Outbox.state, Outbox.finished_at)
+                .where(Outbox.kind == "reminder", col(Outbox.dose_day_id).in_(following)))).all():
+            loaded.reminders[dose_id] = (state, finished)
+    return loaded
+
+
+def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
+    """What to do with one claimed row, decided from the current state of its day, patient or alert."""
+    patient = loaded.patients.get(row.patient_id) if row.patient_id else None
+    t = chat_translator(settings, row.chat_id, patient, loaded)
     if row.kind == "alert":
-        alert = await session.get(Alert, row.alert_id)
+        alert = loaded.alerts.get(row.alert_id)
+        if alert is None:
+            return Skip("alert missing")
         if alert.acknowledged_at is not None:
             return Skip("alert already acknowledged")
         text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")))
@@ -79,160 +169,406 @@ async def prepare(session, *, settings: Settings, row: Outbox, now: datetime) ->
     if patient.unreachable:
         return Skip("patient unreachable")
     if row.kind in ("reminder", "followup", "snooze", "late_question"):
-        dose = await session.get(DoseDay, row.dose_day_id)
+        dose = loaded.doses.get(row.dose_day_id)
+        if dose is None:
+            return Skip("dose day missing")
         if row.kind == "late_question":
-            if dose.state != DoseState.NOT_REPORTED or now >= dose.late_until:
-                return Skip("day already answered or too late to ask")
+            if dose.state != DoseState.NOT_REPORTED:
+                return Skip(f"day already {dose.state}")
+            if now >= dose.late_until:
+                return Skip("too late to ask about the day")
             text, markup = render_patient.late_question(t, settings, dose)
             return Prepared(text, markup, protect=True)
+        if dose.state == DoseState.NOT_REPORTED or (dose.state == DoseState.SCHEDULED and now >= dose.closes_at):
+            return Skip("day closed before it could be sent")
         if dose.state != DoseState.SCHEDULED:
-            return Skip("day already answered")
-        if now >= dose.closes_at:
-            return Skip("day closed")
+            return Skip(f"day already answered ({dose.state})")
+        if row.kind == "followup":
+            deferred = _follow_up_too_soon(loaded, settings=settings, row=row, dose=dose, patient=patient, now=now)
+            if deferred is not None:
+                return deferred
         text, markup = render_patient.reminder(t, settings, dose, follow_up=row.kind != "reminder")
         return Prepared(text, markup, protect=True)
     if row.kind in ("course_plan", "course_end"):
-        course = await session.get(Course, row.payload["course_id"])
+        course = loaded.courses.get(row.payload.get("course_id"))
         if course is None or course.status != "active":
             return Skip("course cancelled")
         if row.kind == "course_plan":
             text, markup = render_patient.course_plan(t, settings, course, patient.reminder_time)
         else:
-            states = (await session.exec(select(DoseDay.state).where(DoseDay.course_id == course.id))).all()
+            states = loaded.course_states.get(course.id, [])
             text, markup = render_patient.course_end(t, settings, course, adherence(DoseState(s) for s in states))
         return Prepared(text, markup, protect=True)
     return Skip(f"unknown kind {row.kind}")
 
 
-def _certainly_not_delivered(error: TimedOut) -> bool:
+def _follow_up_too_soon(loaded: Loaded, *, settings: Settings, row: Outbox, dose: DoseDay, patient: Patient,
+                        now: datetime) -> Plan | None:
+    """A follow-up goes out `k` intervals after its reminder really did, not after it was due."""
+    state, sent_at = loaded.reminders.get(dose.id, ("missing", None))
+    gap = timedelta(minutes=settings.reminders.followup_minutes * int(row.payload.get("k", 1)))
+    if state in ("pending", "claimed", "sending"):
+        until = now + gap
+    elif state == "sent" and sent_at is not None and now < sent_at + gap - timedelta(seconds=1):
+        until = sent_at + gap
+    else:
+        return None  # reminder unknown, skipped or failed: the follow-up is the safety net
+    if until >= dose.closes_at or in_quiet_hours(settings, until, ZoneInfo(patient.timezone)):
+        return Skip("no time left for a follow-up after the late reminder")
+    return Defer(until, "follow-up moved after its late reminder")
+
+
+def _uncertain(error: TelegramError) -> bool:
+    """Whether the request may have reached Telegram although we got no answer."""
     cause = error.__cause__
-    return isinstance(cause, (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError))
+    return isinstance(cause, (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError))
+
+
+class ClaimLost(SendAborted):
+    """The row is no longer claimed by us (recovered by another instance): do not send it."""
+
+
+class Recorder:
+    """Group commit: marks and outcomes of concurrent sends share one short transaction."""
+
+    def __init__(self, rt: Runtime, *, worker_id: str) -> None:
+        self.rt = rt
+        self.worker_id = worker_id
+        self._marks: list[tuple[int, asyncio.Future[bool]]] = []
+        self._outcomes: list[tuple[Outbox, dict[str, Any], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def _kick(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_all())
+
+    async def mark_sending(self, row_id: int) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        self._marks.append((row_id, future))
+        self._kick()
+        return await asyncio.shield(future)
+
+    async def outcome(self, row: Outbox, **values: Any) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._outcomes.append((row, values, future))
+        self._kick()
+        await asyncio.shield(future)
+
+    async def _flush_all(self) -> None:
+        while self._marks or self._outcomes:
+            marks, self._marks = self._marks, []
+            outcomes, self._outcomes = self._outcomes, []
+            futures = [f for _, f in marks] + [f for _, _, f in outcomes]
+            try:
+                async with self.rt.session() as session:
+                    marked = await self._write(session, marks, outcomes)
+                    await session.commit()
+            except Exception as error:  # each waiter decides what a failed write means for its row
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for row_id, future in marks:
+                if not future.done():
+                    future.set_result(row_id in marked)
+            for _, _, future in outcomes:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _write(self, session, marks, outcomes) -> set[int]:
+        marked: set[int] = set()
+        if marks:
+            result = await session.exec(
+                update(Outbox).where(col(Outbox.id).in_([i for i, _ in marks]), Outbox.state == "claimed",
+                                     Outbox.claimed_by == self.worker_id)
+                .values(state="sending", attempts=Outbox.attempts + 1).returning(Outbox.id))
+            marked = set(result.scalars().all())
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        message_ids, alert_messages = [], []
+        for row, values, _ in outcomes:
+            groups[tuple(sorted(values))].append({"row_id": row.id, **{f"v_{k}": v for k, v in values.items()}})
+            if values.get("state") == "sent":
+                if row.kind == "reminder" and row.dose_day_id:
+                    message_ids.append({"dose_id": row.dose_day_id, "message_id": values["message_id"]})
+                if row.kind == "alert":
+                    alert_messages.append(dict(alert_id=row.alert_id, chat_id=row.chat_id,
+                                               message_id=values["message_id"], sent_at=values["finished_at"]))
+        connection = await session.connection()
+        table = Outbox.__table__
+        for keys, params in groups.items():  # executemany, one statement per shape of outcome
+            # Only rows still ours: one recovered from us after a long stall belongs to its new worker.
+            statement = update(table).where(table.c.id == bindparam("row_id"),
+                                            table.c.claimed_by == self.worker_id).values(
+                {key: bindparam(f"v_{key}", type_=table.c[key].type) for key in keys})
+            await connection.execute(statement, params)
+        if message_ids:
+            dose = DoseDay.__table__
+            await connection.execute(update(dose).where(dose.c.id == bindparam("dose_id"))
+                                     .values(reminder_message_id=bindparam("message_id")), message_ids)
+        if alert_messages:
+            await connection.execute(insert(AlertMessage.__table__), alert_messages)
+        return marked
 
 
 class Courier:
-    def __init__(self, rt: Runtime, bot: Bot, *, worker_id: str, concurrency: int = 16) -> None:
+    def __init__(self, rt: Runtime, bot: Bot, *, worker_id: str, in_flight: int | None = None,
+                 batch: int | None = None) -> None:
         self.rt = rt
         self.bot = bot
         self.worker_id = worker_id
-        self.concurrency = concurrency
+        self.recorder = Recorder(rt, worker_id=worker_id)
+        self._holding: set[int] = set()  # rows this courier has claimed and not yet settled
+        rate = rt.settings.delivery.global_per_second
+        self.batch = batch or max(16, min(256, int(rate * 2)))
+        self._in_flight_sizes = {ALERT_LANE: IN_FLIGHT[ALERT_LANE], "normal": in_flight or IN_FLIGHT["normal"]}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._gated = isinstance(getattr(bot, "rate_limiter", None), TelegramRateLimiter)
+        self._tags: set[AbortTag] = set()
+        self.stopping = False
         self.sent = 0
+        # Called after this courier raised an alert (403), so the alert lane runs now.
+        self.on_alert_raised = lambda: None
 
     @property
     def _postgres(self) -> bool:
         return self.rt.engine.dialect.name == "postgresql"
 
-    async def recover(self) -> int:
-        """Rows left mid-send by a crash: re-queue once, counted in `resends`."""
+    def stop(self) -> None:
+        """Stop claiming; sends still waiting for a slot give their rows back."""
+        self.stopping = True
+        for tag in list(self._tags):
+            tag.abort()
+
+    async def recover(self, *, startup: bool = True) -> tuple[int, int]:
+        """Rows left claimed or in flight: (handed back, re-queued as possible duplicates).
+
+        At SQLite start-up everything is ours to recover (one process owns the file). Otherwise:
+        rows of a worker that is gone (same host, pid dead), of one silent for STALE_CLAIM, and
+        our own orphans (claimed, but no task of ours holds them any more, e.g. after a database
+        error mid-batch)."""
         now = self.rt.now()
-        condition = Outbox.state == "sending"
-        if self._postgres:  # other live instances may be sending right now
-            condition = condition & (Outbox.claimed_at < now - STALE_CLAIM)
         async with self.rt.session() as session:
-            result = await session.exec(update(Outbox).where(condition).values(
-                state="pending", resends=Outbox.resends + 1, last_error="interrupted mid-send; delivery unknown"))
+            busy = or_(Outbox.state == "claimed", Outbox.state == "sending")
+            if startup and not self._postgres:
+                condition = busy
+            else:
+                owners = (await session.exec(select(Outbox.claimed_by).where(busy).distinct())).all()
+                dead = [o for o in owners if o and o != self.worker_id and not alive(o)]
+                condition = busy & (
+                    col(Outbox.claimed_by).in_(dead)
+                    | ((Outbox.claimed_at < now - STALE_CLAIM) & (Outbox.claimed_by != self.worker_id))
+                    | ((Outbox.claimed_by == self.worker_id) & col(Outbox.id).not_in(self._holding or {0})))
+            released = await session.exec(update(Outbox).where(condition, Outbox.state == "claimed")
+                                           .values(state="pending"))
+            requeued = await session.exec(update(Outbox).where(condition, Outbox.state == "sending").values(
+                state="pending", resends=Outbox.resends + 1, last_error="interrupted in flight; delivery unknown"))
             await session.commit()
-            return result.rowcount
+            return released.rowcount, requeued.rowcount
 
     async def claim(self, *, lane: str, limit: int) -> list[Outbox]:
+        """Claim due rows in one statement (a write from the start: no lock upgrade on SQLite)."""
+        now = self.rt.now()
+        due = (select(Outbox.id).where(Outbox.state == "pending", Outbox.lane == lane, Outbox.due_at <= now)
+               .order_by(col(Outbox.due_at), col(Outbox.id)).limit(limit))
+        if self._postgres:
+            due = due.with_for_update(skip_locked=True)
+        async with self.rt.session() as session:
+            result = await session.exec(
+                update(Outbox).where(col(Outbox.id).in_(due.scalar_subquery()))
+                .values(state="claimed", claimed_at=now, claimed_by=self.worker_id)
+                .returning(Outbox))
+            rows = list(result.scalars().all())
+            self._holding.update(r.id for r in rows)
+            await session.commit()
+        rows.sort(key=lambda r: (r.due_at, r.id))
+        return rows
+
+    async def plan(self, rows: list[Outbox]) -> list[tuple[Outbox, Plan | Exception]]:
         now = self.rt.now()
         async with self.rt.session() as session:
-            statement = (select(Outbox).where(Outbox.state == "pending", Outbox.lane == lane, Outbox.due_at <= now)
-                         .order_by(col(Outbox.due_at), col(Outbox.id)).limit(limit))
-            if self._postgres:
-                statement = statement.with_for_update(skip_locked=True)
-            rows = list((await session.exec(statement)).all())
-            for row in rows:
-                row.state, row.claimed_at, row.claimed_by, row.attempts = "sending", now, self.worker_id, row.attempts + 1
-                session.add(row)
-            await session.commit()
-            return rows
+            loaded = await load(session, rows)
+        planned: list[tuple[Outbox, Plan | Exception]] = []
+        for row in rows:
+            try:
+                planned.append((row, prepare(loaded, settings=self.rt.settings, row=row, now=now)))
+            except Exception as error:  # one bad row must not stop the others
+                planned.append((row, error))
+        return planned
 
-    async def drain(self, *, lane: str) -> int:
-        """Send everything due in one lane; returns how many rows were handled."""
+    async def drain(self, *, lane: str, between=None) -> int:
+        """Send everything due in one lane; returns how many rows were handled.
+
+        `between(starved)` is awaited before each claim, so a long fan-out still lets the lifecycle
+        move on; `starved` says the due rows are running out."""
+        tag = AbortTag()
+        self._tags.add(tag)
         handled = 0
-        while True:
-            rows = await self.claim(lane=lane, limit=self.concurrency)
-            if not rows:
-                return handled
-            await asyncio.gather(*(self.deliver(row) for row in rows))
-            handled += len(rows)
+        tasks: set[asyncio.Task[None]] = set()
+        low_water = self.batch // 2
+        room = asyncio.Event()  # set when the outstanding rows fall to the low-water mark (O(1) per row)
 
-    async def _finish(self, row: Outbox, **values) -> None:
-        async with self.rt.session() as session:
-            await session.exec(update(Outbox).where(Outbox.id == row.id).values(finished_at=self.rt.now(), **values))
-            await session.commit()
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("event=delivery_task_failed error=%r", task.exception())
+            if len(tasks) <= low_water:
+                room.set()
 
-    async def deliver(self, row: Outbox) -> None:
+        starved = True  # the last claim got fewer rows than it asked for
         try:
-            async with self.rt.session() as session:
-                prepared = await prepare(session, settings=self.rt.settings, row=row, now=self.rt.now())
-            if isinstance(prepared, Skip):
-                await self._finish(row, state="skipped", last_error=prepared.reason)
-                return
-            message = await self.bot.send_message(row.chat_id, prepared.text, reply_markup=prepared.markup,
-                                                  protect_content=prepared.protect)
+            while not self.stopping:
+                if len(tasks) > low_water:
+                    room.clear()
+                    await room.wait()
+                    continue
+                if between is not None:
+                    await between(starved)
+                wanted = self.batch - len(tasks)
+                rows = await self.claim(lane=lane, limit=wanted)
+                starved = len(rows) < wanted
+                if not rows:
+                    if not tasks:
+                        break
+                    await asyncio.gather(*tasks, return_exceptions=True)  # finish these, then look again
+                    continue
+                handled += len(rows)
+                for row, plan in await self.plan(rows):
+                    task = asyncio.create_task(self.deliver(row, plan, tag))
+                    tasks.add(task)
+                    task.add_done_callback(finished)
+        finally:
+            if tasks:
+                if self.stopping:
+                    tag.abort()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self._tags.discard(tag)
+        return handled
+
+    def _slot(self, lane: str) -> asyncio.Semaphore:
+        if lane not in self._slots:
+            self._slots[lane] = asyncio.Semaphore(self._in_flight_sizes.get(lane, IN_FLIGHT["normal"]))
+        return self._slots[lane]
+
+    async def deliver(self, row: Outbox, plan: Plan | Exception, tag: AbortTag | None = None) -> None:
+        try:
+            await self._deliver(row, plan, tag)
+        finally:
+            self._holding.discard(row.id)
+
+    async def _deliver(self, row: Outbox, plan: Plan | Exception, tag: AbortTag | None) -> None:
+        now = self.rt.now()
+        if isinstance(plan, Exception):
+            log.error("event=render_failed outbox_id=%s kind=%s error=%r", row.id, row.kind, plan)
+            await self.recorder.outcome(row, state="failed", finished_at=now, last_error=f"render: {plan!r}"[:500])
+            return
+        if isinstance(plan, Skip):
+            await self.recorder.outcome(row, state="skipped", finished_at=now, last_error=plan.reason)
+            return
+        if isinstance(plan, Defer):
+            await self.recorder.outcome(row, state="pending", due_at=plan.until, last_error=plan.reason)
+            return
+        dispatched = False
+
+        async def on_dispatch() -> None:
+            nonlocal dispatched
+            if dispatched:
+                return  # a retry after 429: already in flight once
+            if self.stopping or (tag is not None and tag.aborted):
+                raise SendAborted
+            if not await self.recorder.mark_sending(row.id):
+                raise ClaimLost
+            dispatched = True
+            row.attempts += 1
+
+        try:
+            async with self._slot(row.lane):
+                if self.stopping or (tag is not None and tag.aborted):
+                    raise SendAborted
+                priority = PRIORITY_ALERT if row.lane == ALERT_LANE else PRIORITY_BULK
+                if self._gated:
+                    args = {"rate_limit_args": SendArgs(priority=priority, on_dispatch=on_dispatch, tag=tag)}
+                else:
+                    await on_dispatch()
+                    args = {}
+                message = await self.bot.send_message(row.chat_id, plan.text, reply_markup=plan.markup,
+                                                      protect_content=plan.protect, **args)
+        except ClaimLost:
+            log.warning("event=claim_lost outbox_id=%s", row.id)
+        except SendAborted:
+            await self.recorder.outcome(row, state="pending")
         except RetryAfter as error:
-            await self._retry(row, error.retry_after, f"429 retry after {error.retry_after}")
+            delay = retry_after_seconds(error)
+            await self._retry(row, delay, f"429 retry after {delay:g}", counts=False)
         except Forbidden as error:
             await self._refused(row, error)
         except BadRequest as error:
             if "chat not found" in error.message.lower():
                 await self._refused(row, error)
             else:
-                await self._finish(row, state="failed", last_error=f"400 {error.message}")
-        except TimedOut as error:
-            if _certainly_not_delivered(error):
-                await self._retry(row, None, "connect timeout")
+                log.error("event=send_rejected outbox_id=%s kind=%s error=%r", row.id, row.kind, error.message)
+                await self.recorder.outcome(row, state="failed", finished_at=self.rt.now(),
+                                            last_error=f"400 {error.message}")
+        except (TimedOut, NetworkError) as error:
+            if _uncertain(error):
+                log.warning("event=send_unknown outbox_id=%s kind=%s error=%r", row.id, row.kind, error.message)
+                await self.recorder.outcome(row, state="unknown", finished_at=self.rt.now(),
+                                            last_error=f"no answer after the request was sent: {error.message}")
             else:
-                await self._finish(row, state="unknown", last_error="timed out after the request was sent")
-        except (NetworkError, TelegramError) as error:
-            await self._retry(row, None, f"network: {error.message}")
+                await self._retry(row, None, f"not delivered: {error.message}")
+        except TelegramError as error:
+            await self._retry(row, None, f"telegram: {error.message}")
+        except Exception as error:
+            log.exception("event=send_crashed outbox_id=%s kind=%s", row.id, row.kind)
+            if dispatched:  # the answer may have been lost in our own code
+                await self.recorder.outcome(row, state="unknown", finished_at=self.rt.now(),
+                                            last_error=f"error after dispatch: {error!r}"[:500])
+            else:
+                await self._retry(row, None, f"error before dispatch: {error!r}"[:500])
         else:
-            await self._sent(row, message.message_id)
+            self.sent += 1
+            await self.recorder.outcome(row, state="sent", message_id=message.message_id, finished_at=self.rt.now())
 
-    async def _sent(self, row: Outbox, message_id: int) -> None:
+    async def _retry(self, row: Outbox, delay: float | None, reason: str, *, counts: bool = True) -> None:
         now = self.rt.now()
-        async with self.rt.session() as session:
-            await session.exec(update(Outbox).where(Outbox.id == row.id).values(
-                state="sent", message_id=message_id, finished_at=now))
-            if row.kind == "reminder" and row.dose_day_id:
-                await session.exec(update(DoseDay).where(DoseDay.id == row.dose_day_id)
-                                   .values(reminder_message_id=message_id))
-            if row.kind == "alert":
-                session.add(AlertMessage(alert_id=row.alert_id, chat_id=row.chat_id, message_id=message_id, sent_at=now))
-            await session.commit()
-        self.sent += 1
-
-    async def _retry(self, row: Outbox, retry_after, reason: str) -> None:
-        if row.attempts >= MAX_ATTEMPTS:
-            await self._finish(row, state="failed", last_error=f"gave up after {row.attempts} attempts: {reason}")
-            log.error("event=send_failed outbox_id=%s kind=%s reason=%r", row.id, row.kind, reason)
+        if now - row.created_at > GIVE_UP:
+            log.error("event=send_failed outbox_id=%s kind=%s attempts=%d reason=%r", row.id, row.kind,
+                      row.attempts, reason)
+            await self.recorder.outcome(row, state="failed", finished_at=now, last_error=f"gave up: {reason}")
             return
-        if isinstance(retry_after, timedelta):
-            delay = retry_after.total_seconds()
-        else:
-            delay = float(retry_after) if retry_after else min(2 ** row.attempts, 300)
-        async with self.rt.session() as session:
-            await session.exec(update(Outbox).where(Outbox.id == row.id).values(
-                state="pending", due_at=self.rt.now() + timedelta(seconds=delay), last_error=reason))
-            await session.commit()
+        if delay is None:
+            delay = min(2 ** max(row.attempts, 1), MAX_BACKOFF)
+        values: dict[str, Any] = {"state": "pending", "due_at": now + timedelta(seconds=delay), "last_error": reason}
+        if not counts:
+            values["attempts"] = max(row.attempts - 1, 0)
+        await self.recorder.outcome(row, **values)
 
     async def _refused(self, row: Outbox, error: TelegramError) -> None:
         """Blocked, deactivated or gone: stop sending to this patient and tell the team once."""
         now = self.rt.now()
+        raised = False
         async with self.rt.session() as session:
             await session.exec(update(Outbox).where(Outbox.id == row.id).values(
                 state="failed", finished_at=now, last_error=f"refused: {error.message}"))
-            if row.patient_id:
-                flipped = await session.exec(update(Patient).where(Patient.id == row.patient_id,
+            patient = await session.get(Patient, row.patient_id) if row.patient_id else None
+            if patient is not None and patient.chat_id == row.chat_id:
+                flipped = await session.exec(update(Patient).where(Patient.id == patient.id,
                                                                    Patient.unreachable.is_(False))
                                              .values(unreachable=True))
                 if flipped.rowcount == 1:
-                    patient = await session.get(Patient, row.patient_id)
                     audit(session, at=now, actor_kind="system", actor_id="courier", action="patient.unreachable",
                           entity="patient", entity_id=patient.subject_id, after={"unreachable": True},
                           reason=error.message)
-                    await raise_alert(session, settings=self.rt.settings, now=now, site_id=patient.site_id,
-                                      kind="unreachable", patient=patient,
-                                      dedupe_key=f"unreachable:{patient.id}:{now.isoformat()}")
+                    raised = await raise_alert(session, settings=self.rt.settings, now=now, site_id=patient.site_id,
+                                               kind="unreachable", patient=patient,
+                                               dedupe_key=f"unreachable:{patient.id}:{now.isoformat()}") is not None
+            else:  # a coordinator or alert chat: nobody to mark, but it must not go unnoticed
+                log.error("event=alert_chat_refused outbox_id=%s chat_id=%s error=%r", row.id, row.chat_id,
+                          error.message)
             await session.commit()
+        if raised:
+            self.on_alert_raised()
+
+
+async def counts_by_state(rt: Runtime) -> dict[str, int]:
+    async with rt.session() as session:
+        return dict((await session.exec(select(Outbox.state, func.count()).group_by(Outbox.state))).all())

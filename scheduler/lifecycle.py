@@ -2,7 +2,13 @@
 unanswered days, ask about them next morning, end courses, repeat and escalate alerts.
 
 Every step is idempotent (dedupe keys, conditional updates), so running it twice, from two
-processes, or after a long downtime gives the same result as running it once on time.
+processes, or after a long downtime gives the same result as running it once on time. Rows are
+visited in a total order (instant, then id) so two processes never lock them in different
+orders; on PostgreSQL the scheduler also serialises whole passes (see `service.py`).
+
+After downtime: a day whose close passed is closed (and its next-morning question queued if
+that is still useful); a reminder whose day is still open is queued at once, and its
+follow-ups count from when it actually goes out, never from the instant it was missed.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,7 +29,7 @@ from bot.domain.schedule import local_due_instant
 from bot.services.alerts import alert_recipients
 from bot.services.audit import audit
 from bot.services.doses import check_consecutive
-from bot.services.outbox import ALERT_LANE, enqueue
+from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
 
 BATCH = 500
 
@@ -35,7 +43,8 @@ def in_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> bool:
 async def close_days(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     rows = (await session.exec(
         select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(DoseDay.state == "scheduled", DoseDay.closes_at <= now).order_by(col(DoseDay.closes_at)).limit(BATCH)
+        .where(DoseDay.state == "scheduled", DoseDay.closes_at <= now)
+        .order_by(col(DoseDay.closes_at), col(DoseDay.id)).limit(BATCH)
     )).all()
     morning = parse_hhmm(settings.reminders.next_morning_time)
     for dose, patient in rows:
@@ -57,26 +66,47 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
 
 
 async def queue_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    # The due days first, on their own (materialised), then their patients: planned any other way,
+    # PostgreSQL without fresh statistics (right after a bulk load) probed the whole day index
+    # once per patient, which took half a minute for 10,000 patients.
+    due = (select(DoseDay.id).where(DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None),
+                                    DoseDay.due_at <= now, DoseDay.closes_at > now)
+           .cte("due_days").prefix_with("MATERIALIZED"))
     rows = (await session.exec(
-        select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at <= now,
-               DoseDay.closes_at > now, Patient.status == "active", Patient.unreachable.is_(False),
-               col(Patient.chat_id).is_not(None))
-        .order_by(col(DoseDay.due_at)).limit(BATCH)
+        select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
+        .where(Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None))
+        .order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH)
     )).all()
     reminders = settings.reminders
+    queued = []
     for dose, patient in rows:
         tz = ZoneInfo(patient.timezone)
-        await enqueue(session, kind="reminder", chat_id=patient.chat_id, due_at=dose.due_at, now=now,
-                      patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"reminder:{dose.id}")
+        queued.append(_row("reminder", patient, dose, due_at=dose.due_at, now=now, dedupe_key=f"reminder:{dose.id}"))
+        sent_from = max(dose.due_at, now)  # a reminder sent late moves its follow-ups with it
         for k in range(1, reminders.followup_count + 1):
-            at = dose.due_at + timedelta(minutes=k * reminders.followup_minutes)
+            at = sent_from + timedelta(minutes=k * reminders.followup_minutes)
             if at < dose.closes_at and not in_quiet_hours(settings, at, tz):
-                await enqueue(session, kind="followup", chat_id=patient.chat_id, due_at=at, now=now,
-                              patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"followup:{dose.id}:{k}")
-        dose.reminder_queued_at = now
-        session.add(dose)
+                queued.append(_row("followup", patient, dose, due_at=at, now=now, payload={"k": k},
+                                   dedupe_key=f"followup:{dose.id}:{k}"))
+    if rows:
+        await enqueue_many(session, queued)
+        await session.exec(update(DoseDay).where(col(DoseDay.id).in_([dose.id for dose, _ in rows]))
+                           .values(reminder_queued_at=now))
     return len(rows)
+
+
+def _row(kind: str, patient: Patient, dose: DoseDay, *, due_at: datetime, now: datetime, dedupe_key: str,
+         payload: dict | None = None) -> dict:
+    return dict(kind=kind, lane=NORMAL_LANE, chat_id=patient.chat_id, patient_id=patient.id, dose_day_id=dose.id,
+                alert_id=None, due_at=due_at, state="pending", attempts=0, resends=0, payload=payload or {},
+                dedupe_key=dedupe_key, created_at=now)
+
+
+async def enqueue_many(session: AsyncSession, rows: list[dict]) -> None:
+    """`outbox.enqueue` for a whole batch in one statement (a fan-out of thousands must not cost
+    one round trip per row); rows whose dedupe key is already queued are left alone."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    await session.exec(insert(Outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]), params=rows)
 
 
 async def end_courses(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
@@ -86,6 +116,7 @@ async def end_courses(session: AsyncSession, *, settings: Settings, now: datetim
         .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
         .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
                Patient.status == "active", col(Patient.chat_id).is_not(None))
+        .order_by(col(Course.id))
     )).all()
     added = 0
     for course, patient, _ in rows:
@@ -99,7 +130,7 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
     alerts = (await session.exec(
         select(Alert).where(col(Alert.acknowledged_at).is_(None),
                             ((Alert.next_repeat_at <= now) | ((Alert.escalate_at <= now) & col(Alert.escalated_at).is_(None))))
-        .limit(BATCH)
+        .order_by(col(Alert.id)).limit(BATCH)
     )).all()
     for alert in alerts:
         site = settings.site(alert.site_id)
@@ -134,19 +165,37 @@ async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -
     return done
 
 
+async def advance_alerts(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    """The alert lane's own pass, so repeats and escalations never wait behind a reminder fan-out."""
+    return await repeat_and_escalate(session, settings=settings, now=now)
+
+
 async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
-    """The earliest instant at which something will become due."""
+    """The earliest instant after `now` at which something becomes due.
+
+    Only the future counts: whatever is due already was handled by the pass that just ran, or
+    is waiting for an event that wakes the scheduler itself (a paused patient resuming, an
+    unreachable one writing again). Counting it would make the scheduler spin."""
     candidates = [
-        (await session.exec(select(_earliest(Outbox.due_at)).where(Outbox.state == "pending"))).one(),
+        (await session.exec(select(_earliest(Outbox.due_at)).where(Outbox.state == "pending",
+                                                                    Outbox.due_at > now))).one(),
         (await session.exec(select(_earliest(DoseDay.due_at)).where(
-            DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None)))).one(),
+            DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at > now))).one(),
+        # Every close, answered days included: the last one ends the course.
         (await session.exec(select(_earliest(DoseDay.closes_at)).where(DoseDay.closes_at > now))).one(),
-        (await session.exec(select(_earliest(Alert.next_repeat_at)).where(col(Alert.acknowledged_at).is_(None)))).one(),
+        (await session.exec(select(_earliest(Alert.next_repeat_at)).where(
+            col(Alert.acknowledged_at).is_(None), Alert.next_repeat_at > now))).one(),
         (await session.exec(select(_earliest(Alert.escalate_at)).where(
-            col(Alert.acknowledged_at).is_(None), col(Alert.escalated_at).is_(None)))).one(),
+            col(Alert.acknowledged_at).is_(None), col(Alert.escalated_at).is_(None), Alert.escalate_at > now))).one(),
     ]
     values = [c for c in candidates if c is not None]
     return min(values) if values else None
+
+
+async def overdue_outbox(session: AsyncSession, *, now: datetime) -> bool:
+    """Pending rows already due: normally none after a drain (another process may hold them)."""
+    return (await session.exec(select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)
+                               .limit(1))).first() is not None
 
 
 def _earliest(column):

