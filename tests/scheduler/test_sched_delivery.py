@@ -12,7 +12,6 @@ from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
 from bot.sandbox import BotApiSandbox
 from bot.services.alerts import raise_alert
 from bot.services.clock import FakeClock
-from scheduler import reachability
 from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ
 from tests.scheduler.sched_support import (app_on, outbox_rows, outbox_states, reminders_per_chat, seed_due, tick_at,
                                            wait_until)
@@ -34,7 +33,6 @@ async def test_blocked_patient_mid_fan_out_others_delivered_one_alert_and_cleare
     async with BotApiSandbox() as sandbox:
         sandbox.inject_fault(kind="blocked", chat_id=blocked, times=None)
         async with app_on(sandbox, engine, database_url, clock=FakeClock(T0)) as h:
-            reachability.register(h.app)
             await wait_until(lambda: len(reminders_per_chat(sandbox, chats)) == 39, timeout=10, what="39 delivered")
             await wait_until(lambda: all(sandbox.messages(c) for c in COORDINATORS), timeout=5, what="alert")
             await tick_at(h, T0 + timedelta(hours=2))  # follow-ups: none for the blocked patient

@@ -10,7 +10,6 @@ import pytest
 
 from bot.db.models import Outbox
 from bot.sandbox import BotApiSandbox
-from tests.conftest import ON_POSTGRES
 from tests.scheduler.sched_support import (BotProcess, outbox_rows, outbox_states, reminders_per_chat, seed_due,
                                            wait_until, write_config)
 
@@ -80,7 +79,7 @@ async def test_sigkill_during_fan_out_then_restart_loses_nothing(engine, databas
         assert duplicated == [chats[-1]]  # the one ambiguous row: accepted by Telegram, never recorded
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="several schedulers need PostgreSQL")
+@pytest.mark.postgres_only  # several schedulers need PostgreSQL (SQLite: see the next test)
 async def test_two_processes_on_postgresql_send_each_reminder_once(engine, database_url, tmp_path):
     rows = await seed_due(engine, 1000, due_at=_now() + timedelta(seconds=4))
     chats = [c for _, c, _ in rows]
@@ -102,7 +101,7 @@ async def test_two_processes_on_postgresql_send_each_reminder_once(engine, datab
     assert len(workers) == 2, workers  # both really sent
 
 
-@pytest.mark.skipif(ON_POSTGRES, reason="the single-scheduler guard is for SQLite")
+@pytest.mark.sqlite_only  # the single-scheduler guard is for SQLite
 async def test_a_second_scheduler_on_the_same_sqlite_file_refuses_to_start(engine, database_url, tmp_path):
     rows = await seed_due(engine, 5, due_at=_now() + timedelta(seconds=2))
     async with BotApiSandbox() as sandbox:
