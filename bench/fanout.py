@@ -49,11 +49,13 @@ async def fan_out(database: str, *, limits: bool, window: float = 60.0, patients
         in_window = [t for t in times if t < start + window]
         rate = len(in_window) / window
         return {"database": db.label, "limits": "enforced (30/s, 1/s per chat)", "window_s": window,
-                "first_send_after_due_s": first_after_due, "sent_in_window": len(in_window), "rate_per_s": rate, "fraction_of_30": rate / 30,
+                "first_send_after_due_s": first_after_due, "sent_in_window": len(in_window), "rate_per_s": rate,
+                "fraction_of_30": rate / 30,
                 "too_many_requests": stats["too_many_requests"]}
     chats = {c for _, c in stats["sends"]}
     elapsed = times[-1] - times[0]
-    return {"database": db.label, "limits": "lifted", "first_send_after_due_s": first_after_due, "sent": len(times), "distinct_chats": len(chats),
+    return {"database": db.label, "limits": "lifted", "first_send_after_due_s": first_after_due, "sent": len(times),
+            "distinct_chats": len(chats),
             "elapsed_s": elapsed, "rate_per_s": (len(times) - 1) / elapsed,
             "bot_cpu_ms_per_message": 1000 * cpu / len(times),
             "sandbox_cpu_ms_per_message": 1000 * (stats["cpu_s"] - sandbox_cpu_start) / len(times),

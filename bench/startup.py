@@ -52,6 +52,7 @@ async def startup(database: str) -> dict:
                 raise RuntimeError("the bot exited before it was ready")
             if b"event=scheduler_ready" in line:
                 ready = time.monotonic() - started
+                scheduler_part = float(line.split(b"seconds_since_created=")[1].split()[0])
         await asyncio.sleep(2.0)  # a sweep's worth of steady state for the peak
         rss = _peak_rss_mb(process.pid)
     finally:
@@ -60,4 +61,4 @@ async def startup(database: str) -> dict:
         sandbox.stop()
         db.cleanup()
     return {"database": db.label, "patients": PATIENTS, "dose_days": PATIENTS * DAYS, "seed_s": seed_seconds,
-            "ready_s": ready, "peak_rss_mb": rss}
+            "ready_s": ready, "scheduler_s": scheduler_part, "peak_rss_mb": rss}

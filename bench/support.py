@@ -43,7 +43,8 @@ def _sandbox_child(conn, enforce_limits: bool) -> None:
         while True:
             command = await loop.run_in_executor(None, conn.recv)
             if command == "stats":
-                sends = [(c.timestamp, c.chat_id) for c in sandbox.calls if c.method == "sendMessage" and c.status == 200]
+                sends = [(c.timestamp, c.chat_id) for c in sandbox.calls
+                         if c.method == "sendMessage" and c.status == 200]
                 conn.send({"sends": sends, "too_many_requests": sandbox.too_many_requests_count,
                            "calls": len(sandbox.calls), "cpu_s": time.process_time()})
             else:

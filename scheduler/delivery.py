@@ -112,7 +112,8 @@ class Loaded:
         return self.translators[key]
 
 
-def chat_translator(settings: Settings, chat_id: int, patient: Patient | None, loaded: Loaded | None = None) -> Translator:
+def chat_translator(settings: Settings, chat_id: int, patient: Patient | None,
+                    loaded: Loaded | None = None) -> Translator:
     make = loaded.translator if loaded is not None else (lambda locale, tz: Translator(locale, tz))
     if patient is not None and patient.chat_id == chat_id:
         return make(patient.locale, patient.timezone)

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import date, datetime, timezone
 
 from bot.db.engine import session_factory
-from bot.db.models import DoseDay, Outbox, Patient
+from bot.db.models import DoseDay, Patient
 from bot.render import callbacks as cb
 from bot.sandbox import BotApiSandbox
 from bot.services import courses
@@ -78,7 +78,8 @@ async def test_a_whole_course_runs_in_seconds_from_the_clock_alone(engine, datab
     states = await outbox_states(engine)
     assert set(states) <= {"sent", "skipped"}, states  # nothing pending, in flight, unknown or failed
     rows = await outbox_rows(engine)
-    late = [(r.kind, r.chat_id, r.due_at, r.finished_at) for r in rows if r.state == "sent" and r.finished_at != r.due_at]
+    late = [(r.kind, r.chat_id, r.due_at, r.finished_at) for r in rows
+            if r.state == "sent" and r.finished_at != r.due_at]
     assert not late, late  # on the fake clock, everything goes out at its instant
     by_patient = {user_id: [r for r in rows if r.chat_id == user_id and r.state == "sent"] for user_id in PATIENTS}
     kinds = {user_id: Counter(r.kind for r in sent) for user_id, sent in by_patient.items()}

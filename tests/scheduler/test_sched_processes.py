@@ -26,6 +26,10 @@ async def _settled(engine, count: int) -> bool:
     return sum(states.values()) == count and not (states["pending"] or states["claimed"] or states["sending"])
 
 
+async def _states_are(engine, expected: dict) -> bool:
+    return dict(await outbox_states(engine, Outbox.kind == "reminder")) == expected
+
+
 @pytest.mark.parametrize("moment", ["before_any_send", "mid_fan_out", "after_last_send_before_recorded"])
 async def test_sigkill_during_fan_out_then_restart_loses_nothing(engine, database_url, tmp_path, moment,
                                                                  record_property):
@@ -48,7 +52,8 @@ async def test_sigkill_during_fan_out_then_restart_loses_nothing(engine, databas
                                  timeout=30, interval=0.01, what="half the fan-out")
             else:
                 await wait_until(lambda: sandbox.messages(chats[-1]), timeout=30, interval=0.01, what="last send")
-                await asyncio.sleep(0.3)  # let the other answers be recorded: only the last is in doubt
+                expected = {"sent": CRASH_PATIENTS - 1, "sending": 1}  # only the last one is in doubt
+                await wait_until(lambda: _states_are(engine, expected), timeout=10, what="others recorded")
         finally:
             await first.kill()
         delivered_before = len(reminders_per_chat(sandbox, chats))
