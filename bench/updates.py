@@ -27,7 +27,7 @@ from telegram.request import HTTPXRequest
 from bot.app import build_application, on_startup
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
-from bot.db.models import Course, DoseDay, Patient
+from bot.db.models import Course, Patient
 from bot.sandbox import BotApiSandbox
 from bot.services.clock import FakeClock
 from bot.services.courses import dose_rows

@@ -19,7 +19,6 @@ from bot.config import Settings, settings_from_mapping
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.sandbox import BotApiSandbox
-from bot.services import courses, invitations
 from bot.services.clock import FakeClock
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
@@ -75,7 +74,7 @@ async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
         await on_startup(app)
         await app.start()
         await app.updater.start_polling(poll_interval=0, timeout=1)
-        rt, scheduler = app.bot_data["runtime"], app.bot_data["scheduler"]
+        scheduler = app.bot_data["scheduler"]
         names = {NURSE: "nurse (zh)", 8101: "patient NJ-101 (中文)", 8102: "patient NJ-102 (English)"}
         show = Transcript(sandbox, names)
 

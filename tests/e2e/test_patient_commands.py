@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 
-from bot.db.models import Alert, AuditLog, Course, DoseDay, Outbox, Patient, SymptomReport
+from bot.db.models import Alert, AuditLog, Course, DoseDay, Patient, SymptomReport
 from bot.i18n import Translator
-from bot.services import courses, invitations
+from bot.services import invitations
 from tests.e2e.harness import assert_language, is_chinese, running_bot
 from tests.e2e.test_patient_days import DAY1, enrolled_with_course, reminder_at
 from tests.e2e.test_patient_journey import CASES, enrol

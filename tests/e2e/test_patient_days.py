@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.db.models import Alert, AuditLog, DoseDay, Invitation, Patient, SymptomReport
+from bot.db.models import Alert, AuditLog, DoseDay, Patient, SymptomReport
 from bot.services import courses, invitations
 from tests.e2e.harness import COORDINATOR_NJ, assert_language, running_bot
 from tests.e2e.test_patient_journey import CASES, enrol

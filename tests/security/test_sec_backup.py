@@ -3,7 +3,6 @@ export of the restored copy is identical to the export of the original."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import subprocess
 from datetime import date, datetime, timedelta, timezone
