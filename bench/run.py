@@ -165,9 +165,9 @@ ANALYSIS = [
     "the window measured is its first 60 s.",
     "- **Limits lifted: the 1,000/s target is not reached on this machine.** The two halves measured apart "
     "(\"where the time goes\") say why: PTB's Bot with httpx, inside the running Application and with no "
-    "database at all, costs 1.5–2 ms of CPU per `sendMessage` here, i.e. at most ~500–600/s on one core; "
-    "the courier's own work (claim, render, commit \"sending\" before dispatch, record the outcome, through "
-    "SQLAlchemy + aiosqlite/asyncpg) costs 1–1.5 ms more; and the sandbox (and the PostgreSQL server) share "
+    "database at all, costs 1.3–2 ms of CPU per `sendMessage` here (over several runs), i.e. at most "
+    "~500–750/s on one core; the courier's own work (claim, render, commit \"sending\" before dispatch, record the outcome, through "
+    "SQLAlchemy + aiosqlite/asyncpg) costs another 1–1.5 ms; and the sandbox (and the PostgreSQL server) share "
     "the same 2 vCPUs. Done to get here: outcomes and in-flight marks are group-committed, reminders are queued "
     "with one multi-row INSERT per 500, the fan-out starts after the first 500 are queued, the drain waits in "
     "O(1) per row (it was O(outstanding) with `asyncio.wait`), and 8 requests are kept in flight (httpx's "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot import cli_team
 from bot.config import ConfigError, Settings, default_config_path, load_settings
+from scheduler.ownership import AnotherSchedulerRunning
 
 
 class CommandError(Exception):
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     except (CommandError, cli_team.TeamCommandError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except AnotherSchedulerRunning as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
