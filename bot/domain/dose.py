@@ -95,11 +95,16 @@ def close_day(*, state: DoseState | str) -> DoseState:
     return DoseState.NOT_REPORTED if state is DoseState.SCHEDULED else state
 
 
+def has_reason(reason: str | None) -> bool:
+    """Corrections, cancellations and withdrawals need a non-blank reason for the audit trail."""
+    return bool(reason and reason.strip())
+
+
 def correct_dose(*, state: DoseState | str, new_state: DoseState | str, reason: str | None) -> DoseState:
     """Validate a coordinator's correction. The caller records it as a new event, never an overwrite."""
     state = DoseState(state)
     new_state = DoseState(new_state)
-    if not (reason and reason.strip()):
+    if not has_reason(reason):
         raise DoseRuleError("reason_required", "a correction needs a reason for the audit trail")
     if new_state is DoseState.SCHEDULED:
         raise DoseRuleError("not_open", "a day cannot be corrected back to scheduled (re-opened)")

@@ -16,7 +16,14 @@ from sqlalchemy import delete, func
 from sqlmodel import select
 
 from bot.db.models import Course, DoseDay, DoseEvent, Outbox, Patient
-from bot.domain.schedule import CourseSpan, ScheduleError, check_new_course, check_reanchor, course_span
+from bot.domain.dose import has_reason
+from bot.domain.schedule import (
+    CourseSpan,
+    ScheduleError,
+    check_new_course,
+    check_reanchor,
+    course_span,
+)
 from bot.services import courses
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, check_site, patient_in_reach
@@ -164,7 +171,7 @@ async def preview_reanchor(rt: Runtime, actor: Actor, *, subject_id: str, new_ch
 
 async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, new_chemo_end: date, reason: str,
                    update_id: int | None = None) -> Course:
-    if not (reason and reason.strip()):
+    if not has_reason(reason):
         raise CourseActionRefused("reason_required")
     now = rt.now()
     async with rt.session() as session:
@@ -227,7 +234,7 @@ async def remove_untouched_days(session, *, course: Course, from_date: date | No
 
 async def cancel(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | None, reason: str,
                  update_id: int | None = None) -> Course:
-    if not (reason and reason.strip()):
+    if not has_reason(reason):
         raise CourseActionRefused("reason_required")
     now = rt.now()
     async with rt.session() as session:

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from bot.db.models import Alert, Course, DoseDay, Patient, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
+from bot.domain.dose import has_reason
 from bot.services import invitations, patients
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
@@ -159,7 +160,7 @@ async def withdraw(rt: Runtime, actor: Actor, *, subject_id: str, reason: str,
                    update_id: int | None = None) -> Patient:
     """No more messages of any kind; every record stays. Future days that were only planned
     (never reminded or answered) are removed so they never turn into "not reported"."""
-    if not (reason and reason.strip()):
+    if not has_reason(reason):
         raise PatientActionRefused("reason_required")
     now = rt.now()
     async with rt.session() as session:
