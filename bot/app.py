@@ -31,7 +31,9 @@ from bot.handlers import (
     dedupe,
     router,
 )
-from bot.handlers.common import translator_for
+from bot.handlers.common import answer_quietly, fallback_translator, known_sites
+from bot.handlers.dedupe import SeenUpdates
+from bot.render.patient import site_phones
 from bot.i18n import SUPPORTED, Translator
 from bot.logs import install_secret_scrubber
 from bot.services.clock import Clock, SystemClock
@@ -70,20 +72,24 @@ def _coordinator_commands(t: Translator) -> list[BotCommand]:
 
 
 async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Never leave a patient without an answer, never leak internals (or the token) to them."""
+    """Never leave a patient without an answer, never leak internals (or the token) to them.
+    The answer carries 120 and the site's phone (every site's if we cannot tell which, e.g.
+    with the database down), and goes out once per update however many handlers failed."""
     log.error("event=handler_error error=%s", type(context.error).__name__, exc_info=context.error)
-    if isinstance(update, Update) and update.effective_chat is not None and update.effective_user is not None:
-        t = translator_for(update, context)
-        site = context.application.bot_data["runtime"].settings.sites[0]
-        try:
-            text = t._("Sorry, something went wrong and your last action may not have been saved. Please try again, "
-                       "or phone your study site.")
-            if update.callback_query is not None:
-                await update.callback_query.answer(text, show_alert=True)
-            else:
-                await update.effective_message.reply_text(text)
-        except Exception:  # the error path must not raise
-            log.warning("event=error_reply_failed site=%s", site.id)
+    if not (isinstance(update, Update) and update.effective_chat is not None and update.effective_user is not None):
+        return
+    if not context.application.bot_data.setdefault("error_replies", SeenUpdates(1_000)).first_time(update.update_id):
+        return
+    t = fallback_translator(update, context)
+    sites = known_sites(context, update.effective_user.id)
+    text = "\n".join([t._("Sorry, something went wrong and your last action may not have been saved. "
+                          "Please try again, or phone your study site."),
+                      t._("If you feel unwell, call 120 now."), site_phones(t, sites)])
+    await answer_quietly(update.callback_query)  # stop the button's spinner; the message says why
+    try:
+        await context.bot.send_message(update.effective_chat.id, text)
+    except Exception:  # the error path must not raise
+        log.warning("event=error_reply_failed")
 
 
 async def on_startup(application: Application) -> None:

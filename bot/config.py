@@ -140,6 +140,9 @@ class AlertSettings(_Strict):
     working_day_end: str = "17:30"
     consecutive_missed_threshold: int = Field(2, ge=1, le=14)
     digest_time: str = "08:30"
+    # A patient's reports beyond this many in an hour are still saved and added to their open
+    # alert, but no longer edit the team's alert messages; the patient is told the team has them.
+    max_reports_per_hour: int = Field(6, ge=1, le=100)
 
     _times = field_validator("working_day_end", "digest_time")(classmethod(lambda cls, v: _check_hhmm(v)))
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,10 +53,11 @@ from bot.domain.dose import DoseState
 from bot.i18n import Translator
 from bot.render import coordinator as render_coordinator
 from bot.render import patient as render_patient
-from bot.services.alerts import raise_alert
+from bot.services.alerts import escalate_now, mark_recipient_unreachable, raise_alert, reachable_recipients
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE
 from bot.services.runtime import Runtime
+from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
 from scheduler.lifecycle import in_quiet_hours
 from scheduler.ownership import alive
 from scheduler.ratelimit import (PRIORITY_ALERT, PRIORITY_BULK, AbortTag, SendAborted, SendArgs, TelegramRateLimiter,
@@ -69,7 +70,8 @@ STALE_CLAIM = timedelta(minutes=5)
 GIVE_UP = timedelta(hours=24)
 MAX_BACKOFF = 300
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
-PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end")
+PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", ADVICE_KIND)
+DOSE_KINDS = ("reminder", "followup", "snooze")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Prepared:
     text: str
     markup: object | None
     protect: bool
+    edit_message_id: int | None = None  # edit this message instead of sending a new one
 
 
 @dataclass(frozen=True)
@@ -155,16 +158,29 @@ async def load(session, rows: list[Outbox]) -> Loaded:
 
 def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
     """What to do with one claimed row, decided from the current state of its day, patient or alert."""
+    plan = _prepare(loaded, settings=settings, row=row, now=now)
+    if isinstance(plan, Prepared) and row.resends and row.kind in PATIENT_KINDS:
+        patient = loaded.patients.get(row.patient_id) if row.patient_id else None
+        marker = _resent_marker(chat_translator(settings, row.chat_id, patient, loaded), row)
+        plan = replace(plan, text=marker + plan.text)
+    return plan
+
+
+def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
     patient = loaded.patients.get(row.patient_id) if row.patient_id else None
     t = chat_translator(settings, row.chat_id, patient, loaded)
-    if row.kind == "alert":
+    if row.kind in ("alert", ALERT_UPDATE_KIND):
         alert = loaded.alerts.get(row.alert_id)
         if alert is None:
             return Skip("alert missing")
         if alert.acknowledged_at is not None:
             return Skip("alert already acknowledged")
         text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")))
-        return Prepared(text, markup, protect=False)
+        return Prepared(text, markup, protect=False, edit_message_id=row.payload.get("edit"))
+    if row.kind == ADVICE_KIND:  # emergency advice: whatever the patient's status, as long as we can reach them
+        if patient is None or patient.chat_id != row.chat_id:
+            return Skip("patient missing or moved to another chat")
+        return Prepared(render_patient.emergency_advice(t, settings.site(patient.site_id)), None, protect=False)
     if patient is None or patient.status != "active":
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if patient.unreachable:
@@ -203,6 +219,15 @@ def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -
     return Skip(f"unknown kind {row.kind}")
 
 
+def _resent_marker(t: Translator, row: Outbox) -> str:
+    """A row re-queued after a crash left its send in doubt may be a duplicate: say so first."""
+    if not row.resends:
+        return ""
+    if row.kind in DOSE_KINDS:
+        return "⚠ " + t._("You may have received this already. Take only one dose today.") + "\n\n"
+    return "⚠ " + t._("You may have received this message already.") + "\n\n"
+
+
 def _follow_up_too_soon(loaded: Loaded, *, settings: Settings, row: Outbox, dose: DoseDay, patient: Patient,
                         now: datetime) -> Plan | None:
     """A follow-up goes out `k` intervals after its reminder really did, not after it was due."""
@@ -223,6 +248,11 @@ def _uncertain(error: TelegramError) -> bool:
     """Whether the request may have reached Telegram although we got no answer."""
     cause = error.__cause__
     return isinstance(cause, (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError))
+
+
+@dataclass(frozen=True)
+class _Edited:
+    message_id: int
 
 
 class ClaimLost(SendAborted):
@@ -319,6 +349,9 @@ class Courier:
         self.worker_id = worker_id
         self.recorder = Recorder(rt, worker_id=worker_id)
         self._holding: set[int] = set()  # rows this courier has claimed and not yet settled
+        # Claims and orphan recovery never interleave: recovery reads `_holding` and the table
+        # as of one moment, so a row claimed meanwhile is never mistaken for an orphan.
+        self._claims = asyncio.Lock()
         rate = rt.settings.delivery.global_per_second
         self.batch = batch or max(16, min(256, int(rate * 2)))
         self._in_flight_sizes = {ALERT_LANE: IN_FLIGHT[ALERT_LANE], "normal": in_flight or IN_FLIGHT["normal"]}
@@ -348,7 +381,7 @@ class Courier:
         our own orphans (claimed, but no task of ours holds them any more, e.g. after a database
         error mid-batch)."""
         now = self.rt.now()
-        async with self.rt.session() as session:
+        async with self._claims, self.rt.session() as session:
             busy = or_(Outbox.state == "claimed", Outbox.state == "sending")
             if startup and not self._postgres:
                 condition = busy
@@ -370,10 +403,10 @@ class Courier:
         """Claim due rows in one statement (a write from the start: no lock upgrade on SQLite)."""
         now = self.rt.now()
         due = (select(Outbox.id).where(Outbox.state == "pending", Outbox.lane == lane, Outbox.due_at <= now)
-               .order_by(col(Outbox.due_at), col(Outbox.id)).limit(limit))
+               .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id)).limit(limit))
         if self._postgres:
             due = due.with_for_update(skip_locked=True)
-        async with self.rt.session() as session:
+        async with self._claims, self.rt.session() as session:
             result = await session.exec(
                 update(Outbox).where(col(Outbox.id).in_(due.scalar_subquery()))
                 .values(state="claimed", claimed_at=now, claimed_by=self.worker_id)
@@ -381,7 +414,7 @@ class Courier:
             rows = list(result.scalars().all())
             self._holding.update(r.id for r in rows)
             await session.commit()
-        rows.sort(key=lambda r: (r.due_at, r.id))
+        rows.sort(key=lambda r: (r.priority, r.due_at, r.id))
         return rows
 
     async def plan(self, rows: list[Outbox]) -> list[tuple[Outbox, Plan | Exception]]:
@@ -491,8 +524,11 @@ class Courier:
                 else:
                     await on_dispatch()
                     args = {}
-                message = await self.bot.send_message(row.chat_id, plan.text, reply_markup=plan.markup,
-                                                      protect_content=plan.protect, **args)
+                if plan.edit_message_id is not None:
+                    message = await self._edit(row, plan, args)
+                else:
+                    message = await self.bot.send_message(row.chat_id, plan.text, reply_markup=plan.markup,
+                                                          protect_content=plan.protect, **args)
         except ClaimLost:
             log.warning("event=claim_lost outbox_id=%s", row.id)
         except SendAborted:
@@ -529,6 +565,17 @@ class Courier:
             self.sent += 1
             await self.recorder.outcome(row, state="sent", message_id=message.message_id, finished_at=self.rt.now())
 
+    async def _edit(self, row: Outbox, plan: Prepared, args: dict[str, Any]):
+        """Edit a message already delivered; an edit that changes nothing is as good as done."""
+        try:
+            edited = await self.bot.edit_message_text(plan.text, chat_id=row.chat_id, message_id=plan.edit_message_id,
+                                                      reply_markup=plan.markup, **args)
+        except BadRequest as error:
+            if "not modified" not in error.message.lower():
+                raise
+            edited = None
+        return edited if hasattr(edited, "message_id") else _Edited(plan.edit_message_id)
+
     async def _retry(self, row: Outbox, delay: float | None, reason: str, *, counts: bool = True) -> None:
         now = self.rt.now()
         if now - row.created_at > GIVE_UP:
@@ -562,9 +609,15 @@ class Courier:
                     raised = await raise_alert(session, settings=self.rt.settings, now=now, site_id=patient.site_id,
                                                kind="unreachable", patient=patient,
                                                dedupe_key=f"unreachable:{patient.id}:{now.isoformat()}") is not None
-            else:  # a coordinator or alert chat: nobody to mark, but it must not go unnoticed
-                log.error("event=alert_chat_refused outbox_id=%s chat_id=%s error=%r", row.id, row.chat_id,
-                          error.message)
+            else:  # a coordinator, alert chat or escalation contact: every alert still needs a person
+                await mark_recipient_unreachable(session, settings=self.rt.settings, chat_id=row.chat_id, now=now,
+                                                 error=error.message)
+                alert = await session.get(Alert, row.alert_id) if row.alert_id else None
+                if alert is not None and alert.acknowledged_at is None and alert.escalated_at is None and \
+                        not await reachable_recipients(session, self.rt.settings.site(alert.site_id)):
+                    await escalate_now(session, settings=self.rt.settings, alert=alert, now=now,
+                                       reason="every recipient refused the alert")
+                    raised = True
             await session.commit()
         if raised:
             self.on_alert_raised()

@@ -13,6 +13,7 @@ follow-ups count from when it actually goes out, never from the instant it was m
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,12 +27,13 @@ from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.db.types import UTCDateTime
 from bot.domain.schedule import local_due_instant
-from bot.services.alerts import alert_recipients
+from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, NEW, reachable_escalation, reachable_recipients
 from bot.services.audit import audit
 from bot.services.doses import check_consecutive
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
 
 BATCH = 500
+log = logging.getLogger("adherence.lifecycle")
 
 
 def in_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> bool:
@@ -136,22 +138,27 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
         site = settings.site(alert.site_id)
         if alert.next_repeat_at is not None and alert.next_repeat_at <= now:
             alert.repeats += 1
-            for chat_id in alert_recipients(site):
+            # Repeats go after any first alert in the lane: a new emergency never waits behind them.
+            for chat_id in await reachable_recipients(session, site):
                 await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
                               patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
-                              dedupe_key=f"alert:{alert.id}:{chat_id}:{alert.repeats}")
+                              priority=FOLLOW_UP, dedupe_key=f"alert:{alert.id}:{chat_id}:{alert.repeats}")
             alert.next_repeat_at = now + timedelta(minutes=settings.alerts.repeat_minutes)
             audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.repeated", entity="alert",
                   entity_id=alert.id, after={"round": alert.repeats})
         if alert.escalate_at is not None and alert.escalate_at <= now and alert.escalated_at is None:
             alert.escalated_at = now
-            if site.escalation_contact:
-                await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=site.escalation_contact, due_at=now,
+            contact = await reachable_escalation(session, site)
+            if contact is not None:
+                await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=contact, due_at=now,
                               now=now, patient_id=alert.patient_id, alert_id=alert.id,
                               payload={"round": alert.repeats, "escalated": True},
+                              priority=FIRST_EMERGENCY if alert.level == "emergency" else NEW,
                               dedupe_key=f"alert:{alert.id}:escalation")
+            else:
+                log.critical("event=escalation_reaches_nobody site=%s alert_id=%s", site.id, alert.id)
             audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.escalated", entity="alert",
-                  entity_id=alert.id, after={"to": site.escalation_contact})
+                  entity_id=alert.id, after={"to": "escalation_contact" if contact else None})
         session.add(alert)
     return len(alerts)
 

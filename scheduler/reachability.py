@@ -1,5 +1,6 @@
 """An unreachable patient (Telegram refused a send: blocked, deactivated) becomes reachable again
-as soon as they write to the bot: any message, button or command, or unblocking the bot.
+as soon as they write to the bot: any message, button or command, or unblocking the bot. So
+does a coordinator or escalation contact whose alerts Telegram refused.
 
 Registered as a TypeHandler in its own group, before the feature handlers: it never answers
 and never stops the update from reaching them. Wire it with `register(application)`.
@@ -7,15 +8,23 @@ and never stops the update from reaching them. Wire it with `register(applicatio
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import update as sql_update
 from sqlmodel import select
 from telegram import ChatMember, Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.db.models import Patient
+from bot.services.alerts import mark_recipient_reachable
 from bot.services.audit import audit
 
 GROUP = -10
+log = logging.getLogger("adherence.reachability")
+
+
+def _is_staff_chat(settings, user_id: int) -> bool:
+    return any(user_id in (site.alert_chat_id, site.escalation_contact) for site in settings.sites)
 
 
 async def patient_wrote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -26,8 +35,22 @@ async def patient_wrote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     if member is not None and member.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
         return  # this update says they blocked us, not that they came back
     rt = context.application.bot_data["runtime"]
+    try:
+        await _mark_reachable(rt, user.id, update.update_id)
+    except Exception as error:  # never an error reply of its own: the feature handler answers once
+        log.warning("event=reachability_check_failed error=%s", type(error).__name__)
+
+
+async def _mark_reachable(rt, user_id: int, update_id: int) -> None:
+    if rt.settings_coordinator(user_id) is not None or _is_staff_chat(rt.settings, user_id):
+        async with rt.session() as session:
+            if await mark_recipient_reachable(session, settings=rt.settings, chat_id=user_id, now=rt.now(),
+                                              update_id=update_id):
+                await session.commit()
+                log.info("event=alert_recipient_reachable_again")
+        return
     async with rt.session() as session:
-        patient = (await session.exec(select(Patient).where(Patient.telegram_user_id == user.id,
+        patient = (await session.exec(select(Patient).where(Patient.telegram_user_id == user_id,
                                                             Patient.unreachable.is_(True)))).first()
         if patient is None:
             return
@@ -37,7 +60,7 @@ async def patient_wrote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
             return
         audit(session, at=rt.now(), actor_kind="patient", actor_id=patient.subject_id, action="patient.reachable",
               entity="patient", entity_id=patient.subject_id, before={"unreachable": True},
-              after={"unreachable": False}, update_id=update.update_id)
+              after={"unreachable": False}, update_id=update_id)
         await session.commit()
     rt.wake()  # their open days can be reminded again
 

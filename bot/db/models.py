@@ -149,6 +149,9 @@ class Outbox(SQLModel, table=True):
     alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
     due_at: datetime = _instant()
     state: str = Field(default="pending", max_length=12)
+    # Claim order within a lane: 0 a first emergency alert or the patient's emergency advice,
+    # 1 everything else new, 2 repeats and updates of alerts already delivered.
+    priority: int = 1
     attempts: int = 0
     # Times the row was re-queued after a crash left it mid-send (a possible duplicate).
     resends: int = 0
@@ -203,6 +206,18 @@ class AlertMessage(SQLModel, table=True):
     chat_id: int = Field(sa_type=BigInteger)
     message_id: int = Field(sa_type=BigInteger)
     sent_at: datetime = _instant()
+
+
+class UnreachableRecipient(SQLModel, table=True):
+    """A staff chat (coordinator, alert chat, escalation contact) that Telegram refused: blocked
+    the bot, deactivated, or gone. Cleared when that person writes to the bot again."""
+
+    __tablename__ = "unreachable_recipient"
+
+    chat_id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    site_id: str = Field(max_length=8, index=True)
+    since: datetime = _instant()
+    error: str = Field(sa_type=Text)
 
 
 class AuditLog(SQLModel, table=True):

@@ -9,7 +9,7 @@ from telegram.ext import ContextTypes
 
 from bot.domain.tokens import looks_like_token
 from bot.handlers import enrol, symptoms
-from bot.handlers.common import current_patient, runtime, translator_for
+from bot.handlers.common import answer_quietly, current_patient, runtime, translator_for
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render import patient as render
@@ -121,7 +121,7 @@ async def set_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str)
 async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE, item: str) -> None:
     rt = runtime(context)
     query = update.callback_query
-    await query.answer()
+    await answer_quietly(query)  # a failed answer must not keep a patient from the symptom picker
     if item == "report":
         await symptoms.start(update, context)
     elif item.startswith("lang.") and item[5:] in SUPPORTED:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from telegram import Update
+import logging
+
+from telegram import CallbackQuery, Update
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
+from bot.config import Site
 from bot.db.models import Patient
 from bot.i18n import Translator, resolve_locale
 from bot.services.queries import patient_by_telegram
-from bot.services.runtime import Runtime
+from bot.services.runtime import KnownPatient, Runtime
+
+log = logging.getLogger("adherence.handlers")
 
 
 def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
@@ -18,7 +24,45 @@ def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
 async def current_patient(context: ContextTypes.DEFAULT_TYPE, user_id: int) -> Patient | None:
     rt = runtime(context)
     async with rt.session() as session:
-        return await patient_by_telegram(session, telegram_user_id=user_id)
+        patient = await patient_by_telegram(session, telegram_user_id=user_id)
+    if patient is not None:
+        rt.known_patients.remember(user_id, KnownPatient(patient.site_id, patient.locale, patient.timezone))
+    return patient
+
+
+def known_sites(context: ContextTypes.DEFAULT_TYPE, user_id: int | None, site_hint: str | None = None) -> list[Site]:
+    """The caller's site without asking the database: remembered from an earlier lookup, else a
+    hint carried by the button (a site id, checked against the config), else every site."""
+    rt = runtime(context)
+    known = rt.known_patients.get(user_id) if user_id is not None else None
+    site_ids = [s.id for s in rt.settings.sites]
+    site_id = known.site_id if known is not None else site_hint
+    if site_id in site_ids:
+        return [rt.settings.site(site_id)]
+    return list(rt.settings.sites)
+
+
+def fallback_translator(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translator:
+    """The caller's language without asking the database (the emergency and error paths)."""
+    rt = runtime(context)
+    user = update.effective_user
+    known = rt.known_patients.get(user.id) if user is not None else None
+    if known is not None:
+        return Translator(known.locale, known.timezone)
+    return translator_for(update, context)
+
+
+async def answer_quietly(query: CallbackQuery | None, text: str | None = None, *, show_alert: bool = False) -> bool:
+    """Answer a button tap; a failure ("query is too old" after a backlog, a network error) must
+    never stop what the tap asked for."""
+    if query is None:
+        return False
+    try:
+        await query.answer(text, show_alert=show_alert)
+        return True
+    except TelegramError as error:
+        log.warning("event=callback_answer_failed error=%s", type(error).__name__)
+        return False
 
 
 def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE, patient: Patient | None = None) -> Translator:

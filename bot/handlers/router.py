@@ -39,8 +39,8 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await dosing.on_dose(update, context, _int(args[0]), args[1])
     elif kind == "r" and len(args) == 2 and _int(args[0]):
         await dosing.on_missed_reason(update, context, _int(args[0]), args[1])
-    elif kind == "s" and len(args) == 1:
-        await symptoms.on_callback(update, context, args[0])
+    elif kind == "s" and (len(args) == 1 or (len(args) == 2 and args[0] == "_send")):
+        await symptoms.on_callback(update, context, args[0], args[1] if len(args) == 2 else None)
     elif kind == "e" and len(args) == 2:
         await enrol.on_callback(update, context, args[0], args[1])
     elif kind == "m" and len(args) == 1:

@@ -1,25 +1,36 @@
 """Symptom reports, tap only: pick one or more symptoms by group, then Send.
 
-Emergency advice is computed before saving and always shown first; the confirmation says
-"sent" only if the report is in the database.
+The emergency path holds under any single fault (DESIGN.md §1):
+- triage needs only the configuration, and the picker opens even when the database is down;
+- the ticked symptoms live in the picker message itself (its ☑ marks), so a restart or a
+  second process loses nothing, and the Send button carries the site id for the phone number;
+- on Send, the emergency advice (a new message, first) and the save run side by side: neither
+  waits for the other, a failed advice send is retried from the outbox, and the confirmation
+  says "sent" only when the report is stored and a person on the team can be reached.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
-from telegram import Update
+from telegram import Message, Update
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.domain.triage import TriageLevel
-from bot.handlers.common import current_patient, runtime, translator_for
+from bot.handlers.common import answer_quietly, current_patient, fallback_translator, known_sites, runtime, translator_for
 from bot.i18n import Translator
 from bot.render import callbacks as cb
-from bot.render.patient import emergency_advice
+from bot.render.patient import emergency_advice, site_phones
 from bot.services import symptoms
-from bot.services.symptoms import ReportNotSaved
+from bot.services.symptoms import ReportNotSaved, ReportResult
 
+log = logging.getLogger("adherence.symptoms")
 GROUP_ORDER = ("bleeding", "clot", "liver", "other")
+TICK = "☑ "
 
 
 def _group_title(t: Translator, group: str) -> str:
@@ -27,7 +38,7 @@ def _group_title(t: Translator, group: str) -> str:
             "liver": t._("Liver warning signs"), "other": t._("Other")}[group]
 
 
-def _picker(t: Translator, settings, selected: list[str]) -> tuple[str, Keyboard]:
+def _picker(t: Translator, settings, selected: list[str], site_id: str | None) -> tuple[str, Keyboard]:
     lines = [t._("What is happening? Tap all that apply, then tap Send.")]
     rows = []
     for group in GROUP_ORDER:
@@ -36,79 +47,159 @@ def _picker(t: Translator, settings, selected: list[str]) -> tuple[str, Keyboard
             continue
         lines.append(f"— {_group_title(t, group)}")
         for s in items:
-            mark = "☑ " if s.code in selected else ""
+            mark = TICK if s.code in selected else ""
             rows.append([Button(mark + s.label(t.locale), callback_data=cb.symptom(s.code))])
-    rows.append([Button(t._("📨 Send"), callback_data=cb.symptom("_send")),
+    rows.append([Button(t._("📨 Send"), callback_data=cb.symptom_send(site_id)),
                  Button(t._("Cancel"), callback_data=cb.symptom("_cancel"))])
     return "\n".join(lines), Keyboard(rows)
 
 
+def _ticked(message: Message | None, known: set[str]) -> list[str]:
+    """The symptoms ticked on this picker, read from its own buttons."""
+    markup = message.reply_markup if message is not None else None
+    codes = []
+    for row in (markup.inline_keyboard if markup else ()):
+        for button in row:
+            code = (button.callback_data or "")[2:]
+            if code in known and (button.text or "").startswith(TICK):
+                codes.append(code)
+    return codes
+
+
+async def _patient_or_none(context, user_id: int):
+    """(patient, database answered). A database fault must not keep the picker from a patient."""
+    try:
+        return await current_patient(context, user_id), True
+    except Exception as error:
+        log.warning("event=patient_lookup_failed error=%s", type(error).__name__)
+        return None, False
+
+
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    patient = await current_patient(context, update.effective_user.id)
-    t = translator_for(update, context, patient)
-    if patient is None:
+    rt = runtime(context)
+    user_id = update.effective_user.id
+    patient, answered = await _patient_or_none(context, user_id)
+    t = translator_for(update, context, patient) if patient else fallback_translator(update, context)
+    if patient is None and answered:
         await update.effective_message.reply_text(t._("Please enrol first with the invitation link from your study nurse."))
         return
-    context.user_data["symptoms"] = []
-    text, keyboard = _picker(t, runtime(context).settings, [])
+    known = rt.known_patients.get(user_id)
+    site_id = patient.site_id if patient else (known.site_id if known else None)
+    text, keyboard = _picker(t, rt.settings, [], site_id)
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str) -> None:
+async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str, site_hint: str | None = None) -> None:
     rt = runtime(context)
     query = update.callback_query
-    patient = await current_patient(context, update.effective_user.id)
-    t = translator_for(update, context, patient)
-    selected = context.user_data.setdefault("symptoms", [])
     known = rt.settings.triage.by_code()
-    if patient is None:
-        await query.answer(t._("Please enrol first with the invitation link from your study nurse."), show_alert=True)
-    elif code == "_cancel":
-        context.user_data.pop("symptoms", None)
-        await query.answer()
+    selected = _ticked(query.message, set(known))
+    if code == "_send":
+        await _send(update, context, selected, site_hint)
+        return
+    t = fallback_translator(update, context)
+    await answer_quietly(query)
+    if code == "_cancel":
         await query.edit_message_text(t._("Cancelled. Nothing was sent."))
-    elif code == "_send":
-        await _send(update, context, t, list(selected))
     elif code in known:
         selected.remove(code) if code in selected else selected.append(code)
-        await query.answer()
-        text, keyboard = _picker(t, rt.settings, selected)
+        text, keyboard = _picker(t, rt.settings, selected, _send_site(query.message))
         await query.edit_message_text(text, reply_markup=keyboard)
-    else:
-        await query.answer()
 
 
-async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, codes: list[str]) -> None:
+def _send_site(message: Message | None) -> str | None:
+    markup = message.reply_markup if message is not None else None
+    for row in (markup.inline_keyboard if markup else ()):
+        for button in row:
+            parsed = cb.parse(button.callback_data)
+            if parsed and parsed.kind == "s" and parsed.args[:1] == ("_send",) and len(parsed.args) == 2:
+                return parsed.args[1]
+    return None
+
+
+async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, codes: list[str], site_hint: str | None) -> None:
     rt = runtime(context)
     query = update.callback_query
+    t = fallback_translator(update, context)
     if not codes:
-        await query.answer(t._("Please tap at least one symptom first."), show_alert=True)
+        await answer_quietly(query, t._("Please tap at least one symptom first."), show_alert=True)
         return
-    patient = await current_patient(context, update.effective_user.id)
-    site = rt.settings.site(patient.site_id)
     level = symptoms.classify(rt.settings, codes)
-    await query.answer()
-    if level is TriageLevel.EMERGENCY:  # first, before anything else
-        await update.effective_message.reply_text(emergency_advice(t, site))
+    sites = known_sites(context, update.effective_user.id, site_hint)
+    advice = asyncio.create_task(_show_advice(update, t, sites)) if level is TriageLevel.EMERGENCY else None
+    save = asyncio.create_task(_save(rt, update, codes))
+    await answer_quietly(query)
+    saved = await save
+    shown = await advice if advice is not None else None
+    if saved is not None and saved.advice_row_id is not None:
+        await _settle_advice(rt, saved.advice_row_id, shown)
+    if saved is not None:
+        context.user_data["note_for"] = saved.report_id
+        sites = [rt.settings.site(saved.site_id)]
+    await _confirm(query, _confirmation(t, level, saved, sites))
+
+
+async def _show_advice(update: Update, t: Translator, sites) -> Message | Exception:
     try:
-        saved = await symptoms.report(rt, telegram_user_id=update.effective_user.id, codes=codes,
-                                      update_id=update.update_id)
-    except ReportNotSaved:
-        await query.edit_message_text(
-            "❗ " + t._("Your report was NOT received because of a technical problem. "
-                       "Please phone your study site now: {phone}", phone=site.phone))
-        return
-    context.user_data.pop("symptoms", None)
-    context.user_data["note_for"] = saved.report_id
+        return await update.effective_message.reply_text(emergency_advice(t, sites))
+    except TelegramError as error:
+        log.warning("event=advice_send_failed error=%s", type(error).__name__)
+        return error
+
+
+async def _save(rt, update: Update, codes: list[str]) -> ReportResult | None:
+    try:
+        return await symptoms.report(rt, telegram_user_id=update.effective_user.id, codes=codes,
+                                     update_id=update.update_id)
+    except ReportNotSaved as error:
+        log.error("event=symptom_report_not_saved error=%s", error)
+        return None
+
+
+async def _settle_advice(rt, row_id: int, shown: Message | Exception | None) -> None:
+    """The advice row is the retry: done if the patient has the advice, due now if not."""
+    try:
+        if isinstance(shown, Message):
+            await symptoms.advice_delivered(rt, row_id=row_id, message_id=shown.message_id)
+        else:
+            await symptoms.advice_failed(rt, row_id=row_id, error=type(shown).__name__)
+    except Exception as error:  # the row stays due a little later: the courier sends it then
+        log.warning("event=advice_settle_failed error=%s", type(error).__name__)
+
+
+def _confirmation(t: Translator, level: TriageLevel, saved: ReportResult | None, sites) -> str:
+    phones = site_phones(t, sites)
+    if saved is None:
+        return "❗ " + t._("Your report was NOT received because of a technical problem.") + "\n" + \
+            t._("If this is an emergency, call 120 now.") + "\n" + phones
+    if not saved.team_reached and level is not TriageLevel.LOG:
+        return "❗ " + t._("Your report was saved, but we could not reach your study team. Please phone them now.") \
+            + "\n" + t._("If this is an emergency, call 120 now.") + "\n" + phones
+    if saved.throttled:
+        return t._("You have sent several reports in the last hour. Your study team has all of them. If something "
+                   "new happens or it gets worse, call 120 or phone the site.") + "\n" + phones
     if level is TriageLevel.EMERGENCY:
         text = t._("Your report was sent to your study team. Still call 120 or go to the emergency department now.")
     elif level is TriageLevel.SAME_DAY:
         text = t._("Your report was sent. Your study team will contact you today. "
-                   "If it gets worse, call 120 or phone the site: {phone}", phone=site.phone)
+                   "If it gets worse, call 120 or phone the site: {phone}", phone=sites[0].phone)
     else:
         text = t._("Thank you, your report was saved. Keep watching for bleeding that will not stop, "
                    "black stool, blood in urine, or new large bruises, and report them here.")
-    await query.edit_message_text("✅ " + text + "\n\n" + t._("If you want, type a short note now (optional)."))
+    return "✅ " + text + "\n\n" + t._("If you want, type a short note now (optional).")
+
+
+async def _confirm(query, text: str) -> None:
+    """Replace the picker with the outcome; if Telegram refuses the edit, send it as a new message."""
+    try:
+        await query.edit_message_text(text)
+        return
+    except TelegramError as error:
+        log.warning("event=report_confirmation_edit_failed error=%s", type(error).__name__)
+    try:
+        await query.message.reply_text(text)
+    except TelegramError as error:
+        log.error("event=report_confirmation_failed error=%s", type(error).__name__)
 
 
 async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -42,6 +42,12 @@ def symptom(code: str) -> str:
     return f"s:{code}"
 
 
+def symptom_send(site_id: str | None) -> str:
+    """Send carries the patient's site id, so the emergency path can show the right phone
+    number without the database."""
+    return f"s:_send:{site_id}" if site_id else "s:_send"
+
+
 def enrol(step: str, value: str) -> str:
     return f"e:{step}:{value}"
 

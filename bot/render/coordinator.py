@@ -42,6 +42,9 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     symptoms = settings.triage.by_code()
     if details.get("symptoms"):
         lines += ["• " + symptoms[c].label(t.locale) for c in details["symptoms"] if c in symptoms]
+    if len(details.get("report_ids", [])) > 1:
+        lines.append(t._("Reports from the patient while this alert is open: {count}",
+                         count=len(details["report_ids"])))
     if details.get("days"):
         lines.append(t._("Days in a row: {days}", days=details["days"]))
     if details.get("chemo_end"):

@@ -156,9 +156,17 @@ def main_menu(t: Translator) -> ReplyKeyboardMarkup:
     )
 
 
-def emergency_advice(t: Translator, site: Site) -> str:
+def site_phones(t: Translator, sites: Site | list[Site]) -> str:
+    """The site's phone; every site's when we cannot tell which is the patient's."""
+    sites = [sites] if isinstance(sites, Site) else sites
+    if len(sites) == 1:
+        return t._("Study site phone: {phone}", phone=sites[0].phone)
+    return t._("Study site phones: {phones}", phones="; ".join(f"{s.name(t.locale)} {s.phone}" for s in sites))
+
+
+def emergency_advice(t: Translator, sites: Site | list[Site]) -> str:
     return "\n".join([
         "🚨 " + t._("Call 120 now, or go to the nearest emergency department."),
         t._("Do not wait for the study team's reply."),
-        t._("Study site phone: {phone}", phone=site.phone),
+        site_phones(t, sites),
     ])

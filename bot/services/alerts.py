@@ -1,20 +1,32 @@
-"""Raising alerts for the study team. Delivery, repeats and escalation run in the scheduler."""
+"""Raising alerts for the study team. Delivery, repeats and escalation run in the scheduler.
+
+Every alert must have a reachable person (DESIGN.md §1): copies go to the site's recipients
+that Telegram has not refused; when none is left, the alert escalates at once to the site's
+escalation contact, an audit row records it and the error log says so.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings, Site, parse_hhmm
-from bot.db.models import Alert, Patient
+from bot.db.models import Alert, Patient, UnreachableRecipient
 from bot.domain.schedule import local_due_instant
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, enqueue
+
+log = logging.getLogger("adherence.alerts")
+
+# Outbox claim priorities in the alert lane (lower first).
+FIRST_EMERGENCY, NEW, FOLLOW_UP = 0, 1, 2
 
 LEVEL_BY_KIND = {
     "emergency_symptom": "emergency",
@@ -32,6 +44,93 @@ def alert_recipients(site: Site) -> list[int]:
     if site.alert_chat_id:
         return [site.alert_chat_id]
     return [c.telegram_id for c in site.coordinators]
+
+
+async def unreachable_chats(session: AsyncSession, chat_ids: list[int]) -> set[int]:
+    if not chat_ids:
+        return set()
+    rows = await session.exec(select(UnreachableRecipient.chat_id).where(
+        UnreachableRecipient.chat_id.in_(chat_ids)))  # type: ignore[attr-defined]
+    return set(rows.all())
+
+
+async def reachable_recipients(session: AsyncSession, site: Site) -> list[int]:
+    """The site's recipients that Telegram has not refused."""
+    recipients = alert_recipients(site)
+    gone = await unreachable_chats(session, recipients)
+    return [chat_id for chat_id in recipients if chat_id not in gone]
+
+
+async def reachable_escalation(session: AsyncSession, site: Site) -> int | None:
+    contact = site.escalation_contact
+    if not contact or await unreachable_chats(session, [contact]):
+        return None
+    return contact
+
+
+async def mark_recipient_unreachable(session: AsyncSession, *, settings: Settings, chat_id: int, now: datetime,
+                                     error: str) -> bool:
+    """Record that Telegram refused a staff chat (once); returns whether this is news."""
+    if await unreachable_chats(session, [chat_id]):
+        return False
+    site_id = next((s.id for s in settings.sites if chat_id in (*alert_recipients(s), s.escalation_contact)),
+                   settings.sites[0].id)
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    result = await session.exec(insert(UnreachableRecipient).values(chat_id=chat_id, site_id=site_id, since=now,
+                                                                    error=error[:500])
+                                .on_conflict_do_nothing(index_elements=["chat_id"]))
+    if not result.rowcount:
+        return False
+    audit(session, at=now, actor_kind="system", actor_id="courier", action="recipient.unreachable",
+          entity="site", entity_id=site_id, after={"recipient": _role(settings, chat_id)}, reason=error[:500])
+    log.error("event=alert_recipient_unreachable site=%s recipient=%s error=%r", site_id, _role(settings, chat_id),
+              error)
+    return True
+
+
+async def mark_recipient_reachable(session: AsyncSession, *, settings: Settings, chat_id: int, now: datetime,
+                                   update_id: int | None = None) -> bool:
+    result = await session.exec(delete(UnreachableRecipient).where(UnreachableRecipient.chat_id == chat_id))
+    if not result.rowcount:
+        return False
+    audit(session, at=now, actor_kind="system", actor_id="bot", action="recipient.reachable", entity="recipient",
+          entity_id=_role(settings, chat_id), update_id=update_id)
+    return True
+
+
+def _role(settings: Settings, chat_id: int) -> str:
+    """How a staff chat is named in logs and audit rows: its role at its site, never the raw id."""
+    for site in settings.sites:
+        if chat_id == site.alert_chat_id:
+            return f"{site.id}:alert_chat"
+        if chat_id == site.escalation_contact:
+            return f"{site.id}:escalation_contact"
+        for index, coordinator in enumerate(site.coordinators, start=1):
+            if coordinator.telegram_id == chat_id:
+                return f"{site.id}:coordinator{index}"
+    return "unknown"
+
+
+async def escalate_now(session: AsyncSession, *, settings: Settings, alert: Alert, now: datetime,
+                       reason: str) -> bool:
+    """Nobody on the site's list can be reached: escalate at once. Returns whether a reachable
+    escalation contact got a copy queued."""
+    site = settings.site(alert.site_id)
+    if alert.escalated_at is not None:
+        return await reachable_escalation(session, site) is not None
+    alert.escalated_at = now
+    session.add(alert)
+    contact = await reachable_escalation(session, site)
+    if contact is not None:
+        await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=contact, due_at=now, now=now,
+                      patient_id=alert.patient_id, alert_id=alert.id, priority=FIRST_EMERGENCY,
+                      payload={"round": alert.repeats, "escalated": True}, dedupe_key=f"alert:{alert.id}:escalation")
+    audit(session, at=now, actor_kind="system", actor_id="bot", action="alert.escalated", entity="alert",
+          entity_id=alert.id, after={"to": "escalation_contact" if contact else None, "immediate": True}, reason=reason)
+    if contact is None:
+        log.critical("event=alert_reaches_nobody site=%s alert_id=%s: no coordinator, alert chat or escalation "
+                     "contact can be reached", alert.site_id, alert.id)
+    return contact is not None
 
 
 def _escalate_at(*, settings: Settings, site: Site, level: str, now: datetime) -> datetime | None:
@@ -58,8 +157,9 @@ async def raise_alert(
     dedupe_key: str | None = None,
     update_id: int | None = None,
 ) -> Alert | None:
-    """Create the alert and queue one copy per recipient in the alert lane, in the caller's
-    transaction. An alert with the same dedupe key is raised only once."""
+    """Create the alert and queue one copy per reachable recipient in the alert lane, in the
+    caller's transaction. An alert with the same dedupe key is raised only once. With no
+    reachable recipient the alert escalates at once (see `escalate_now`)."""
     site = settings.site(site_id)
     level = LEVEL_BY_KIND[kind]
     values = dict(
@@ -79,11 +179,15 @@ async def raise_alert(
         alert = Alert(**values)
         session.add(alert)
         await session.flush()
-    for chat_id in alert_recipients(site):
+    recipients = await reachable_recipients(session, site)
+    priority = FIRST_EMERGENCY if level == "emergency" else NEW
+    for chat_id in recipients:
         await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
-                      patient_id=alert.patient_id, alert_id=alert.id, payload={"round": 0},
+                      patient_id=alert.patient_id, alert_id=alert.id, payload={"round": 0}, priority=priority,
                       dedupe_key=f"alert:{alert.id}:{chat_id}:0")
     audit(session, at=now, actor_kind="system", actor_id="bot", action="alert.raised", entity="alert",
           entity_id=alert.id, after={"kind": kind, "level": level, "subject_id": alert.details.get("subject_id")},
           update_id=update_id)
+    if not recipients:
+        await escalate_now(session, settings=settings, alert=alert, now=now, reason="no reachable recipient")
     return alert

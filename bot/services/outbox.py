@@ -28,12 +28,13 @@ async def enqueue(
     alert_id: int | None = None,
     payload: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
+    priority: int = 1,
 ) -> bool:
     """Insert a pending row; a row with the same dedupe key already queued makes this a no-op,
     even when two processes race (ON CONFLICT DO NOTHING). Returns whether a row was added."""
     values = dict(
         kind=kind, lane=lane, chat_id=chat_id, patient_id=patient_id, dose_day_id=dose_day_id, alert_id=alert_id,
-        due_at=due_at, state="pending", attempts=0, resends=0, payload=payload or {}, dedupe_key=dedupe_key,
+        due_at=due_at, state="pending", priority=priority, attempts=0, resends=0, payload=payload or {}, dedupe_key=dedupe_key,
         created_at=now,
     )
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"

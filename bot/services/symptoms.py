@@ -1,15 +1,34 @@
-"""Symptom reports: saved before they are acknowledged; the alert is raised in the same step."""
+"""Symptom reports: saved independently of Telegram, with their alert, in one transaction.
+
+- One open alert per patient and level: a further report while it is open is added to it
+  (symptoms merged, reports counted) and the copies already delivered are edited, never a
+  new page per tap.
+- The emergency advice is also an outbox row in the alert lane (`symptom_advice`, one per
+  report), due a little later: the handler sends it at once and marks the row sent; if that
+  send fails, the row is made due now and the courier retries it.
+- Past `alerts.max_reports_per_hour` a report is still saved and merged, but no longer edits
+  the team's messages (`ReportResult.throttled`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from bot.db.models import SymptomReport
+from sqlalchemy import func, update
+from sqlmodel import col, select
+
+from bot.db.models import Alert, AlertMessage, Outbox, Patient, SymptomReport
 from bot.domain.triage import TriageLevel, triage
-from bot.services.alerts import raise_alert
+from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, raise_alert, reachable_escalation, reachable_recipients
 from bot.services.audit import audit
+from bot.services.outbox import ALERT_LANE, enqueue
 from bot.services.queries import patient_by_telegram
 from bot.services.runtime import Runtime
+
+ADVICE_KIND = "symptom_advice"
+ALERT_UPDATE_KIND = "alert_update"
+KIND_BY_LEVEL = {TriageLevel.EMERGENCY: "emergency_symptom", TriageLevel.SAME_DAY: "same_day_symptom"}
 
 
 class ReportNotSaved(Exception):
@@ -20,6 +39,12 @@ class ReportNotSaved(Exception):
 class ReportResult:
     report_id: int
     level: TriageLevel
+    site_id: str
+    alert_id: int | None = None
+    # A copy for a person is delivered or queued to a recipient Telegram has not refused.
+    team_reached: bool = True
+    throttled: bool = False
+    advice_row_id: int | None = None
 
 
 def levels(settings) -> dict[str, TriageLevel]:
@@ -32,7 +57,7 @@ def classify(settings, codes: list[str]) -> TriageLevel:
 
 
 async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: str | None = None,
-                 update_id: int | None = None) -> ReportResult:
+                 update_id: int | None = None, advice_sent_by_caller: bool = True) -> ReportResult:
     level = classify(rt.settings, codes)
     now = rt.now()
     try:
@@ -40,26 +65,112 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
             patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
             if patient is None:
                 raise ReportNotSaved("not enrolled")
+            recent = (await session.exec(select(func.count()).select_from(SymptomReport).where(
+                SymptomReport.patient_id == patient.id, SymptomReport.reported_at > now - timedelta(hours=1)))).one()
+            throttled = recent >= rt.settings.alerts.max_reports_per_hour
             row = SymptomReport(patient_id=patient.id, reported_at=now, symptoms=list(codes), level=level.key,
                                 note=note, update_id=update_id)
             session.add(row)
             await session.flush()
             audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="symptom.reported",
-                  entity="symptom_report", entity_id=row.id, after={"symptoms": list(codes), "level": level.key},
-                  update_id=update_id)
-            if level is not TriageLevel.LOG:
-                kind = "emergency_symptom" if level is TriageLevel.EMERGENCY else "same_day_symptom"
-                await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind=kind,
-                                  patient=patient, details={"symptoms": list(codes), "report_id": row.id},
-                                  dedupe_key=f"symptom:{row.id}", update_id=update_id)
+                  entity="symptom_report", entity_id=row.id,
+                  after={"symptoms": list(codes), "level": level.key, "throttled": throttled}, update_id=update_id)
+            advice_row_id = None
+            if level is TriageLevel.EMERGENCY and patient.chat_id:
+                # Sent by the handler right away; this row is the retry if that send fails.
+                grace = timedelta(seconds=rt.settings.delivery.send_timeout_seconds + 5) if advice_sent_by_caller \
+                    else timedelta(0)
+                await enqueue(session, kind=ADVICE_KIND, lane=ALERT_LANE, chat_id=patient.chat_id, due_at=now + grace,
+                              now=now, patient_id=patient.id, priority=FIRST_EMERGENCY,
+                              payload={"report_id": row.id}, dedupe_key=f"advice:{row.id}")
+                advice_row_id = (await session.exec(select(Outbox.id).where(
+                    Outbox.dedupe_key == f"advice:{row.id}"))).one()
+            alert_id, reached = None, True
+            if level in KIND_BY_LEVEL:
+                alert = await _open_alert(rt, session, patient=patient, kind=KIND_BY_LEVEL[level], codes=codes,
+                                          report_id=row.id, quiet=throttled, update_id=update_id)
+                alert_id = alert.id
+                reached = await _team_reached(rt, session, alert)
             await session.commit()
-            report_id = row.id
+            result = ReportResult(report_id=row.id, level=level, site_id=patient.site_id, alert_id=alert_id,
+                                  team_reached=reached, throttled=throttled, advice_row_id=advice_row_id)
     except ReportNotSaved:
         raise
     except Exception as error:  # any database failure: never a false "received"
         raise ReportNotSaved(type(error).__name__) from error
     rt.wake()
-    return ReportResult(report_id=report_id, level=level)
+    return result
+
+
+async def _open_alert(rt: Runtime, session, *, patient: Patient, kind: str, codes: list[str], report_id: int,
+                      quiet: bool, update_id: int | None) -> Alert:
+    """The patient's open alert of this kind with this report added, or a new one."""
+    now = rt.now()
+    # Alerts of this kind already closed: a concurrent report computes the same key, so the
+    # second insert is a no-op and both reports land in one alert.
+    closed = (await session.exec(select(func.count()).select_from(Alert).where(
+        Alert.patient_id == patient.id, Alert.kind == kind, col(Alert.acknowledged_at).is_not(None)))).one()
+    key = f"open:{patient.id}:{kind}:{closed}"
+    alert = await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind=kind,
+                              patient=patient, details={"symptoms": list(codes), "report_ids": [report_id]},
+                              dedupe_key=key, update_id=update_id)
+    if alert is not None:
+        return alert
+    alert = (await session.exec(select(Alert).where(Alert.dedupe_key == key))).one()
+    details = dict(alert.details or {})
+    merged = list(details.get("symptoms", []))
+    merged += [c for c in codes if c not in merged]
+    details.update(symptoms=merged, report_ids=[*details.get("report_ids", []), report_id])
+    await session.exec(update(Alert).where(Alert.id == alert.id).values(details=details))
+    audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="alert.report_added",
+          entity="alert", entity_id=alert.id, after={"reports": len(details["report_ids"]), "symptoms": merged},
+          update_id=update_id)
+    alert.details = details
+    if not quiet:
+        await _queue_edits(session, alert=alert, now=now)
+    return alert
+
+
+async def _queue_edits(session, *, alert: Alert, now) -> None:
+    """Edit the latest delivered copy in each chat to show the added report. One pending edit
+    per copy is enough: it renders the alert as it is when it is sent."""
+    copies = (await session.exec(select(AlertMessage).where(AlertMessage.alert_id == alert.id)
+                                 .order_by(col(AlertMessage.id)))).all()
+    latest = {copy.chat_id: copy for copy in copies}
+    for copy in latest.values():
+        prefix = f"alert_update:{alert.id}:{copy.id}:"
+        pending = (await session.exec(select(Outbox.id).where(
+            Outbox.state == "pending", col(Outbox.dedupe_key).startswith(prefix)).limit(1))).first()
+        if pending is None:
+            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, chat_id=copy.chat_id, due_at=now, now=now,
+                          patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
+                          payload={"edit": copy.message_id},
+                          dedupe_key=prefix + str(len(alert.details.get("report_ids", []))))
+
+
+async def _team_reached(rt: Runtime, session, alert: Alert) -> bool:
+    site = rt.settings.site(alert.site_id)
+    if await reachable_recipients(session, site):
+        return True
+    return alert.escalated_at is not None and await reachable_escalation(session, site) is not None
+
+
+async def advice_delivered(rt: Runtime, *, row_id: int, message_id: int | None) -> None:
+    """The handler showed the advice itself: the retry row is done."""
+    now = rt.now()
+    async with rt.session() as session:
+        await session.exec(update(Outbox).where(Outbox.id == row_id, Outbox.state == "pending").values(
+            state="sent", message_id=message_id, finished_at=now, attempts=1))
+        await session.commit()
+
+
+async def advice_failed(rt: Runtime, *, row_id: int, error: str) -> None:
+    """The handler could not show the advice: the courier retries it now, in the alert lane."""
+    async with rt.session() as session:
+        await session.exec(update(Outbox).where(Outbox.id == row_id, Outbox.state == "pending").values(
+            due_at=rt.now(), last_error=f"handler send failed: {error}"[:500]))
+        await session.commit()
+    rt.wake()
 
 
 async def add_note(rt: Runtime, *, telegram_user_id: int, report_id: int, note: str,

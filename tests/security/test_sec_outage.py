@@ -20,11 +20,12 @@ async def test_dose_answer_during_outage_is_not_confirmed_and_recovers(engine, d
             raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
 
         monkeypatch.setattr(AsyncSession, "commit", down)
-        answers = len(h.sandbox.callback_answers)
+        answers, count = len(h.sandbox.callback_answers), len(user.messages)
         user.press(reminder, reminder.buttons[0][1])
-        await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
-        answer = h.sandbox.callback_answers[-1]
-        assert "Recorded" not in (answer.get("text") or "") and answer.get("show_alert")
+        await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers and len(user.messages) > count)
+        assert "Recorded" not in (h.sandbox.callback_answers[-1].get("text") or "")
+        [error_reply] = user.messages[count:]  # one answer for the update, with 120 and the site's phone
+        assert "120" in error_reply.text and "+86-25-0000-0000" in error_reply.text
         assert reminder.reply_markup is not None and not reminder.history  # still shows the buttons
         assert [d.state for d in await h.rows(DoseDay, DoseDay.day == 1)] == ["scheduled"]
 
