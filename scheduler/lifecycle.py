@@ -139,7 +139,11 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
         if alert.next_repeat_at is not None and alert.next_repeat_at <= now:
             alert.repeats += 1
             # Repeats go after any first alert in the lane: a new emergency never waits behind them.
-            for chat_id in await reachable_recipients(session, site):
+            recipients = await reachable_recipients(session, site)
+            contact = await reachable_escalation(session, site) if alert.escalated_at is not None else None
+            if contact is not None and contact not in recipients:
+                recipients.append(contact)  # once escalated, the repeats page the escalation contact too
+            for chat_id in recipients:
                 await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
                               patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
                               priority=FOLLOW_UP, dedupe_key=f"alert:{alert.id}:{chat_id}:{alert.repeats}")
