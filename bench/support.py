@@ -45,7 +45,9 @@ def _sandbox_child(conn, enforce_limits: bool) -> None:
             if command == "stats":
                 sends = [(c.timestamp, c.chat_id) for c in sandbox.calls
                          if c.method == "sendMessage" and c.status == 200]
-                conn.send({"sends": sends, "too_many_requests": sandbox.too_many_requests_count,
+                staff = [(c.timestamp, c.chat_id, c.params.get("text") or "") for c in sandbox.calls
+                         if c.method == "sendMessage" and c.status == 200 and (c.chat_id or 0) >= 100_000_000]
+                conn.send({"sends": sends, "staff_sends": staff, "too_many_requests": sandbox.too_many_requests_count,
                            "calls": len(sandbox.calls), "cpu_s": time.process_time()})
             else:
                 break

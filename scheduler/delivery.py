@@ -21,6 +21,16 @@ Delivery policy (DESIGN.md §3, at-least-once-safe):
 - failed: Telegram refused for good (403 blocked/deactivated, 400 chat not found) → the
   patient becomes unreachable (no further sends) and coordinators get one alert; any other
   400 is a bug in what we sent and is logged as an error.
+- A staff chat refused for good is recorded as unreachable; an alert with no reachable recipient
+  left escalates at once (`bot.services.alerts.escalate_now`).
+- Kinds besides the patient's messages and alert copies: `symptom_advice` (the 120 advice for one
+  emergency report, sent by the handler itself and retried from here only if that send failed)
+  and `alert_update` (edits a delivered alert copy after the patient added a report).
+- Claim order is by `priority` (0: first emergency alerts and patient advice, 1: new, 2: repeats
+  and updates), and a row takes an in-flight slot only once the flood gate granted its chat's
+  turn, so a queue for one chat never holds up another's emergency.
+- A row re-queued after a crash is sent with a first line saying it may be a duplicate ("take
+  only one dose today" on dose reminders).
 - Crash recovery (`recover`): claimed rows go back to pending untouched; rows found `sending`
   (in flight when the process died) are re-queued once and counted in `resends` — the one
   case that can duplicate: the crash fell between Telegram accepting and our commit. A
@@ -69,6 +79,7 @@ log = logging.getLogger("adherence.delivery")
 STALE_CLAIM = timedelta(minutes=5)
 GIVE_UP = timedelta(hours=24)
 MAX_BACKOFF = 300
+LOOK_AGAIN = {True: 0.1, False: 0.5}  # seconds between claims while sends are outstanding (alert lane: True)
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
 PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", ADVICE_KIND)
 DOSE_KINDS = ("reminder", "followup", "snooze")
@@ -463,7 +474,10 @@ class Courier:
                 if not rows:
                     if not tasks:
                         break
-                    await asyncio.gather(*tasks, return_exceptions=True)  # finish these, then look again
+                    # Look again as soon as one finishes, or shortly: rows waiting for one chat's
+                    # 1/s must not keep a new emergency for another chat unclaimed.
+                    await asyncio.wait(set(tasks), timeout=LOOK_AGAIN[lane == ALERT_LANE],
+                                       return_when=asyncio.FIRST_COMPLETED)
                     continue
                 handled += len(rows)
                 for row, plan in await self.plan(rows):
@@ -502,33 +516,43 @@ class Courier:
             await self.recorder.outcome(row, state="pending", due_at=plan.until, last_error=plan.reason)
             return
         dispatched = False
+        slot = self._slot(row.lane)
+        holding_slot = False
 
         async def on_dispatch() -> None:
-            nonlocal dispatched
+            # The in-flight slot is taken only once the flood gate has granted this chat's turn:
+            # a row waiting for one chat's 1/s never holds up a send to another chat.
+            nonlocal dispatched, holding_slot
             if dispatched:
                 return  # a retry after 429: already in flight once
             if self.stopping or (tag is not None and tag.aborted):
                 raise SendAborted
+            await slot.acquire()
+            holding_slot = True
             if not await self.recorder.mark_sending(row.id):
                 raise ClaimLost
             dispatched = True
             row.attempts += 1
 
         try:
-            async with self._slot(row.lane):
-                if self.stopping or (tag is not None and tag.aborted):
-                    raise SendAborted
-                priority = PRIORITY_ALERT if row.lane == ALERT_LANE else PRIORITY_BULK
-                if self._gated:
-                    args = {"rate_limit_args": SendArgs(priority=priority, on_dispatch=on_dispatch, tag=tag)}
-                else:
-                    await on_dispatch()
-                    args = {}
+            if self.stopping or (tag is not None and tag.aborted):
+                raise SendAborted
+            if self._gated:
+                # Within the alert lane, a first emergency before new alerts before repeats.
+                priority = PRIORITY_ALERT + row.priority / 10 if row.lane == ALERT_LANE else PRIORITY_BULK
+                args = {"rate_limit_args": SendArgs(priority=priority, on_dispatch=on_dispatch, tag=tag)}
+            else:
+                await on_dispatch()
+                args = {}
+            try:
                 if plan.edit_message_id is not None:
                     message = await self._edit(row, plan, args)
                 else:
                     message = await self.bot.send_message(row.chat_id, plan.text, reply_markup=plan.markup,
                                                           protect_content=plan.protect, **args)
+            finally:
+                if holding_slot:
+                    slot.release()
         except ClaimLost:
             log.warning("event=claim_lost outbox_id=%s", row.id)
         except SendAborted:

@@ -65,7 +65,7 @@ class SendArgs:
     """`rate_limit_args` for one send: its priority, a hook awaited after the slot is granted
     and right before the request is dispatched, and the abort tag of its sender."""
 
-    priority: int = PRIORITY_BULK
+    priority: float = PRIORITY_BULK
     on_dispatch: Callable[[], Awaitable[None]] | None = None
     tag: AbortTag | None = None
 

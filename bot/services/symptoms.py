@@ -76,7 +76,7 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
                   entity="symptom_report", entity_id=row.id,
                   after={"symptoms": list(codes), "level": level.key, "throttled": throttled}, update_id=update_id)
             advice_row_id = None
-            if level is TriageLevel.EMERGENCY and patient.chat_id:
+            if level is TriageLevel.EMERGENCY and patient.chat_id and not throttled:
                 # Sent by the handler right away; this row is the retry if that send fails.
                 grace = timedelta(seconds=rt.settings.delivery.send_timeout_seconds + 5) if advice_sent_by_caller \
                     else timedelta(0)

@@ -233,3 +233,21 @@ async def test_a_blocked_coordinator_is_reachable_again_when_they_write(engine, 
             await asyncio.sleep(0.05)
         assert await h.rows(UnreachableRecipient) == []
         assert await h.rows(AuditLog, AuditLog.action == "recipient.reachable")
+
+
+async def test_reports_beyond_the_hourly_limit_are_kept_merged_and_answered_with_the_advice(engine, database_url):
+    async with running_bot(engine, database_url, alerts={"max_reports_per_hour": 2}) as h:
+        user = await enrolled_with_course(h, "en", "English", 8401)
+        for n in range(3):
+            picker = await open_picker(h, user)
+            await tick_symptom(h, user, picker, "black_stool" if n < 2 else "fainting")
+            count = len(advice_messages(user))
+            user.press(picker, send_button(picker))
+            await h.sandbox.wait_for(lambda: len(picker.history) >= 2 and len(advice_messages(user)) > count)
+        assert "several reports" in picker.text and "120" in picker.text and NJ_PHONE in picker.text
+        assert "✅" not in picker.text
+        assert len(await h.rows(SymptomReport)) == 3  # nothing the patient reported is lost
+        [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
+        assert len(alert.details["report_ids"]) == 3 and alert.details["symptoms"] == ["black_stool", "fainting"]
+        throttled = [r for r in await h.rows(AuditLog, AuditLog.action == "symptom.reported") if r.after["throttled"]]
+        assert len(throttled) == 1

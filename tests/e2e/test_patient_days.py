@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from bot.db.models import Alert, AuditLog, DoseDay, Patient, SymptomReport
+from bot.i18n import Translator
+from bot.render.coordinator import alert_title
 from bot.services import courses, invitations
 from tests.e2e.harness import COORDINATOR_NJ, assert_language, running_bot
 from tests.e2e.test_patient_journey import CASES, enrol
@@ -104,8 +106,10 @@ async def test_emergency_symptom_advice_first_alert_and_audit(engine, database_u
         assert report.level == "emergency" and report.symptoms == ["black_stool"]
         [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
         assert alert.next_repeat_at is not None
-        await h.sandbox.wait_for(lambda: any(f"NJ-{user_id}" in (m.text or "") and m.buttons
-                                             for m in h.sandbox.messages(COORDINATOR_NJ)))
+        # The emergency alert itself (not any coordinator message: the enrolment notice names the subject too).
+        title = alert_title(Translator("zh_Hans"), "emergency_symptom")
+        await h.sandbox.wait_for(lambda: any(f"NJ-{user_id}" in (m.text or "") and title in (m.text or "")
+                                             and m.buttons for m in h.sandbox.messages(COORDINATOR_NJ)))
         assert await h.rows(AuditLog, AuditLog.action == "symptom.reported")
         assert await h.rows(AuditLog, AuditLog.action == "alert.raised")
         assert_language(user.messages, locale)

@@ -82,6 +82,12 @@ async def test_sigkill_during_fan_out_then_restart_loses_nothing(engine, databas
         assert len(duplicated) <= 1  # at most a request in flight at the instant of the kill
     else:
         assert duplicated == [chats[-1]]  # the one ambiguous row: accepted by Telegram, never recorded
+    marker = "You may have received this already. Take only one dose today."
+    for chat in chats:  # a re-sent reminder says so (and only a re-sent one)
+        marked = [m for m in sandbox.messages(chat) if marker in (m.text or "")]
+        assert len(marked) == (1 if chat in resent else 0), chat
+        if chat in duplicated:
+            assert sandbox.messages(chat)[-1].text.startswith("⚠ " + marker)
 
 
 @pytest.mark.postgres_only  # several schedulers need PostgreSQL (SQLite: see the next test)
