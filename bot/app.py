@@ -199,5 +199,8 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     application.add_handler(CallbackQueryHandler(router.on_callback))
     application.add_handler(MessageHandler(private & team & filters.TEXT & ~filters.COMMAND, coord_dialog.on_text))
     application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, commands.on_text))
+    media = (filters.VOICE | filters.AUDIO | filters.PHOTO | filters.VIDEO | filters.VIDEO_NOTE | filters.Document.ALL
+             | filters.Sticker.ALL | filters.ANIMATION | filters.LOCATION | filters.CONTACT)
+    application.add_handler(MessageHandler(private & ~team & media, commands.on_media))
     application.add_error_handler(_on_error)
     return application

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from bot.domain.hours import WorkingHours
+from bot.domain.keywords import FeverRule, KeywordRule
+from bot.domain.triage import TriageLevel
 
 CONFIG_ENV = "ADHERENCE_BOT_CONFIG"
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
@@ -137,14 +141,13 @@ class ReminderSettings(_Strict):
 class AlertSettings(_Strict):
     repeat_minutes: int = Field(5, ge=1, le=120)
     escalate_after_minutes: int = Field(15, ge=1, le=720)
-    working_day_end: str = "17:30"
     consecutive_missed_threshold: int = Field(2, ge=1, le=14)
     digest_time: str = "08:30"
     # A patient's reports beyond this many in an hour are still saved and added to their open
     # alert, but no longer edit the team's alert messages; the patient is told the team has them.
     max_reports_per_hour: int = Field(6, ge=1, le=100)
 
-    _times = field_validator("working_day_end", "digest_time")(classmethod(lambda cls, v: _check_hhmm(v)))
+    _times = field_validator("digest_time")(classmethod(lambda cls, v: _check_hhmm(v)))
 
 
 class DeliverySettings(_Strict):
@@ -174,6 +177,34 @@ class Site(_Strict):
     alert_chat_id: int = 0
     escalation_contact: int = 0
     coordinators: list[Coordinator] = []
+    # When the study team reads same-day alerts and relayed messages (site-local). Emergencies
+    # never wait for them; same-day wording, escalation deadlines and relay replies follow them.
+    working_hours: list[str] = ["08:00", "17:30"]
+    working_days: list[int] = [1, 2, 3, 4, 5]  # ISO weekdays: 1 = Monday … 7 = Sunday
+    holidays: list[date] = []
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, value: list[str]) -> list[str]:
+        if len(value) != 2:
+            raise ValueError('give a start and an end, e.g. ["08:00", "17:30"]')
+        start, end = (parse_hhmm(_check_hhmm(v)) for v in value)
+        if start >= end:
+            raise ValueError("the working day must end after it starts")
+        return value
+
+    @field_validator("working_days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 or d > 7 for d in value):
+            raise ValueError("list ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
+        return value
+
+    @property
+    def hours(self) -> WorkingHours:
+        start, end = (parse_hhmm(v) for v in self.working_hours)
+        return WorkingHours(start=start, end=end, weekdays=frozenset(d - 1 for d in self.working_days),
+                            holidays=frozenset(self.holidays), tz=self.tz)
 
     @field_validator("timezone")
     @classmethod
@@ -203,8 +234,26 @@ class Symptom(_Strict):
         return self.zh if locale.startswith("zh") else self.en
 
 
+class KeywordList(_Strict):
+    """Words (either language) that put a patient's free-text message at `level`."""
+
+    code: str = Field(pattern=r"^[a-z0-9_]{1,24}$")
+    level: Literal["emergency", "same_day"]
+    words: list[str] = Field(min_length=1)
+
+
+class FeverSettings(_Strict):
+    """A fever word with a temperature at or above `threshold_c` (°C; Fahrenheit is converted)."""
+
+    threshold_c: float = Field(38.0, ge=37.0, le=41.0)
+    level: Literal["emergency", "same_day"] = "emergency"
+    words: list[str] = ["发烧", "发热", "高烧", "体温", "fever", "temperature", "temp"]
+
+
 class TriageSettings(_Strict):
     symptoms: list[Symptom]
+    keywords: list[KeywordList] = []
+    fever: FeverSettings = FeverSettings()
 
     @field_validator("symptoms")
     @classmethod
@@ -219,6 +268,11 @@ class TriageSettings(_Strict):
 
     def by_code(self) -> dict[str, Symptom]:
         return {s.code: s for s in self.symptoms}
+
+    def keyword_rules(self) -> tuple[list[KeywordRule], FeverRule]:
+        rules = [KeywordRule(k.code, TriageLevel.from_key(k.level), tuple(k.words)) for k in self.keywords]
+        fever = FeverRule(tuple(self.fever.words), self.fever.threshold_c, TriageLevel.from_key(self.fever.level))
+        return rules, fever
 
 
 class Settings(_Strict):

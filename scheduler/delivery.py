@@ -57,7 +57,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.config import Settings
-from bot.db.models import Alert, AlertMessage, Course, DoseDay, Outbox, Patient
+from bot.db.models import Alert, AlertMessage, Course, DoseDay, Outbox, Patient, PatientMessage
 from bot.domain.adherence import adherence
 from bot.domain.dose import DoseState
 from bot.i18n import Translator
@@ -67,6 +67,7 @@ from bot.services.alerts import escalate_now, mark_recipient_unreachable, raise_
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE
 from bot.services.runtime import Runtime
+from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
 from scheduler.lifecycle import in_quiet_hours
 from scheduler.ownership import alive
@@ -81,7 +82,8 @@ GIVE_UP = timedelta(hours=24)
 MAX_BACKOFF = 300
 LOOK_AGAIN = {True: 0.1, False: 0.5}  # seconds between claims while sends are outstanding (alert lane: True)
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
-PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", ADVICE_KIND)
+PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", ADVICE_KIND,
+                 STAFF_REPLY_KIND)
 DOSE_KINDS = ("reminder", "followup", "snooze")
 
 
@@ -91,6 +93,7 @@ class Prepared:
     markup: object | None
     protect: bool
     edit_message_id: int | None = None  # edit this message instead of sending a new one
+    copy_from: tuple[int, int] | None = None  # (chat id, message id) to copy instead of sending text
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Loaded:
     courses: dict[int, Course] = field(default_factory=dict)
     course_states: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     reminders: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)  # dose id → (state, sent at)
+    messages: dict[int, PatientMessage] = field(default_factory=dict)  # staff replies to send
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
 
     def translator(self, locale: str, tz: str) -> Translator:
@@ -151,6 +155,8 @@ async def load(session, rows: list[Outbox]) -> Loaded:
     loaded.patients = await fetch(Patient, (r.patient_id for r in rows))
     loaded.doses = await fetch(DoseDay, (r.dose_day_id for r in rows))
     loaded.alerts = await fetch(Alert, (r.alert_id for r in rows))
+    loaded.messages = await fetch(PatientMessage, (r.payload.get("message_id") for r in rows
+                                                   if r.kind == STAFF_REPLY_KIND))
     course_ids = {r.payload.get("course_id") for r in rows if r.kind in ("course_plan", "course_end")}
     loaded.courses = await fetch(Course, course_ids)
     ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
@@ -180,6 +186,12 @@ def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -
 def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
     patient = loaded.patients.get(row.patient_id) if row.patient_id else None
     t = chat_translator(settings, row.chat_id, patient, loaded)
+    if row.kind == RELAY_MEDIA_KIND:  # the patient's voice note, photo …, right after its alert
+        alert = loaded.alerts.get(row.alert_id)
+        if alert is None:
+            return Skip("alert missing")
+        return Prepared("", None, protect=True,
+                        copy_from=(row.payload["from_chat_id"], row.payload["message_id"]))
     if row.kind in ("alert", ALERT_UPDATE_KIND):
         alert = loaded.alerts.get(row.alert_id)
         if alert is None:
@@ -188,6 +200,11 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             return Skip("alert already acknowledged")
         text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")))
         return Prepared(text, markup, protect=False, edit_message_id=row.payload.get("edit"))
+    if row.kind == STAFF_REPLY_KIND:  # an answer to what the patient sent: even while reminders are paused
+        message = loaded.messages.get(row.payload.get("message_id"))
+        if patient is None or message is None or patient.status == "withdrawn" or patient.chat_id != row.chat_id:
+            return Skip("patient withdrawn, moved or missing")
+        return Prepared(render_patient.staff_reply(t, message.text or ""), None, protect=True)
     if row.kind == ADVICE_KIND:  # emergency advice: whatever the patient's status, as long as we can reach them
         if patient is None or patient.chat_id != row.chat_id:
             return Skip("patient missing or moved to another chat")
@@ -545,7 +562,10 @@ class Courier:
                 await on_dispatch()
                 args = {}
             try:
-                if plan.edit_message_id is not None:
+                if plan.copy_from is not None:
+                    message = await self.bot.copy_message(row.chat_id, plan.copy_from[0], plan.copy_from[1],
+                                                          protect_content=plan.protect, **args)
+                elif plan.edit_message_id is not None:
                     message = await self._edit(row, plan, args)
                 else:
                     message = await self.bot.send_message(row.chat_id, plan.text, reply_markup=plan.markup,

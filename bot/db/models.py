@@ -177,6 +177,26 @@ class SymptomReport(SQLModel, table=True):
     update_id: int | None = _telegram_id()
 
 
+class PatientMessage(SQLModel, table=True):
+    """What a patient sent outside a question (text, voice, photo, document …), and what the
+    study team answered. Kept and exported: nothing a patient says is dropped."""
+
+    __tablename__ = "patient_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    at: datetime = _instant()
+    direction: str = Field(max_length=12)  # from_patient | to_patient
+    kind: str = Field(max_length=12)  # text | voice | photo | document | video | audio | sticker | other
+    text: str | None = Field(default=None, sa_type=Text)  # the text or the caption
+    level: str = Field(default="info", max_length=16)  # info | same_day | emergency (the keyword safety net)
+    matched: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    author: str = Field(max_length=32)  # the subject id, or the staff member's role label
+    telegram_message_id: int | None = _telegram_id()
+    alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
+    update_id: int | None = _telegram_id()
+
+
 class Alert(SQLModel, table=True):
     __table_args__ = (Index("ix_alert_open_repeat", "acknowledged_at", "next_repeat_at"),)
 

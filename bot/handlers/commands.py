@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.domain.tokens import looks_like_token
-from bot.handlers import enrol, symptoms
+from bot.handlers import enrol, messages, symptoms
 from bot.handlers.common import answer_quietly, current_patient, runtime, translator_for
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
@@ -158,16 +158,21 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await status(update, context)
     elif text in _menu_texts("chemo"):
         await chemo_finished(update, context)
-    elif context.user_data.get("note_for") and not text.startswith("/"):
+    elif symptoms.note_pending(context) and not text.startswith("/"):
         await symptoms.on_note(update, context)
     elif looks_like_token(text) and await current_patient(context, update.effective_user.id) is None:
         await enrol.begin(update, context, text)
-    else:
-        patient = await current_patient(context, update.effective_user.id)
-        t = translator_for(update, context, patient)
-        await update.effective_message.reply_text(
-            t._("Please use the buttons. For help, send /help.") if patient else _not_enrolled(t),
-            reply_markup=render.main_menu(t) if patient else None)
+    else:  # kept, relayed to the study team, answered
+        await messages.on_message(update, context, not_enrolled=tell_not_enrolled)
+
+
+async def tell_not_enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await update.effective_message.reply_text(_not_enrolled(translator_for(update, context)))
+
+
+async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Voice notes, photos, documents, stickers …: kept and relayed like text."""
+    await messages.on_message(update, context, not_enrolled=tell_not_enrolled)
 
 
 async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers import coord_courses, coord_patients
+from bot.handlers import coord_courses, coord_messages, coord_patients
 from bot.handlers.coord_common import PENDING, coordinator_translator, require_coordinator, take_pending
 from bot.render import coordinator as render
 
@@ -22,6 +22,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(render.expired_step(t))
     elif pending["step"] == "withdraw_reason":
         await coord_patients.answer_withdraw(update, context, pending, text)
+    elif pending["step"] == "reply":
+        await coord_messages.answer_reply(update, context, pending, text)
     else:
         await coord_courses.answer_pending(update, context, pending, text)
 

@@ -7,7 +7,8 @@ import logging
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers import coord_courses, coord_invites, coord_patients, coordinator, dosing, enrol, symptoms
+from bot.handlers import (coord_courses, coord_invites, coord_messages, coord_patients, coordinator, dosing, enrol,
+                          symptoms)
 from bot.handlers.commands import on_menu
 from bot.handlers.common import runtime, translator_for
 from bot.render import callbacks as cb
@@ -47,6 +48,8 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await on_menu(update, context, args[0])
     elif kind == "a" and len(args) == 1 and _int(args[0]):
         await coordinator.on_ack(update, context, _int(args[0]))
+    elif kind == "rp" and len(args) == 1 and _int(args[0]):
+        await coord_messages.on_reply(update, context, _int(args[0]))
     elif kind in ("pc", "pk") and len(args) == 1 and _int(args[0]):
         await coord_courses.on_patient_course(update, context, _int(args[0]), confirm=kind == "pc")
     elif kind == "cy" and len(args) == 3 and args[0] in (cb.COURSE_REGISTER, cb.COURSE_DROP) and \

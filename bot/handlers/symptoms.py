@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
 
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
@@ -30,6 +31,9 @@ from bot.services.symptoms import ReportNotSaved, ReportResult
 
 log = logging.getLogger("adherence.symptoms")
 GROUP_ORDER = ("bleeding", "clot", "liver", "other")
+NOTE = "note_for"
+DESCRIBE = "other_unwell"  # "Something else is wrong": the note prompt asks for a description
+NOTE_MINUTES = 30
 TICK = "☑ "
 
 
@@ -134,9 +138,9 @@ async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, codes: list[
     if saved is not None and saved.advice_row_id is not None:
         await _settle_advice(rt, saved.advice_row_id, shown)
     if saved is not None:
-        context.user_data["note_for"] = saved.report_id
+        context.user_data[NOTE] = {"report": saved.report_id, "at": rt.now().isoformat()}
         sites = [rt.settings.site(saved.site_id)]
-    await _confirm(query, _confirmation(t, level, saved, sites))
+    await _confirm(query, _confirmation(t, level, saved, sites, describe=DESCRIBE in codes))
 
 
 async def _show_advice(update: Update, t: Translator, sites) -> Message | Exception:
@@ -167,7 +171,8 @@ async def _settle_advice(rt, row_id: int, shown: Message | Exception | None) -> 
         log.warning("event=advice_settle_failed error=%s", type(error).__name__)
 
 
-def _confirmation(t: Translator, level: TriageLevel, saved: ReportResult | None, sites) -> str:
+def _confirmation(t: Translator, level: TriageLevel, saved: ReportResult | None, sites, *,
+                  describe: bool = False) -> str:
     phones = site_phones(t, sites)
     if saved is None:
         return "❗ " + t._("Your report was NOT received because of a technical problem.") + "\n" + \
@@ -180,13 +185,19 @@ def _confirmation(t: Translator, level: TriageLevel, saved: ReportResult | None,
                    "new happens or it gets worse, call 120 or phone the site.") + "\n" + phones
     if level is TriageLevel.EMERGENCY:
         text = t._("Your report was sent to your study team. Still call 120 or go to the emergency department now.")
-    elif level is TriageLevel.SAME_DAY:
+    elif level is TriageLevel.SAME_DAY and saved.team_today:
         text = t._("Your report was sent. Your study team will contact you today. "
                    "If it gets worse, call 120 or phone the site: {phone}", phone=sites[0].phone)
+    elif level is TriageLevel.SAME_DAY:  # after working hours: say when, never a false "today"
+        text = t._("Your report was sent. Your study team will contact you on {day}. "
+                   "If it gets worse, call 120 or phone the site: {phone}", day=t.date(saved.team_from),
+                   phone=sites[0].phone)
     else:
         text = t._("Thank you, your report was saved. Keep watching for bleeding that will not stop, "
                    "black stool, blood in urine, or new large bruises, and report them here.")
-    return "✅ " + text + "\n\n" + t._("If you want, type a short note now (optional).")
+    prompt = t._("Please describe it in a few words: type a message now.") if describe else \
+        t._("If you want, type a short note now (optional).")
+    return "✅ " + text + "\n\n" + prompt
 
 
 async def _confirm(query, text: str) -> None:
@@ -202,9 +213,21 @@ async def _confirm(query, text: str) -> None:
         log.error("event=report_confirmation_failed error=%s", type(error).__name__)
 
 
+def note_pending(context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """A note prompt is open for this patient's next text; it lapses after NOTE_MINUTES (a later
+    message is a new message to the team, not a note)."""
+    pending = context.user_data.get(NOTE) if context.user_data is not None else None
+    if not pending:
+        return False
+    if runtime(context).now() - datetime.fromisoformat(pending["at"]) > timedelta(minutes=NOTE_MINUTES):
+        context.user_data.pop(NOTE, None)
+        return False
+    return True
+
+
 async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = runtime(context)
-    report_id = context.user_data.pop("note_for")
+    report_id = context.user_data.pop(NOTE)["report"]
     patient = await current_patient(context, update.effective_user.id)
     t = translator_for(update, context, patient)
     saved = await symptoms.add_note(rt, telegram_user_id=update.effective_user.id, report_id=report_id,

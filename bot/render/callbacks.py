@@ -56,6 +56,10 @@ def ack(alert_id: int) -> str:
     return f"a:{alert_id}"
 
 
+def reply(alert_id: int) -> str:
+    return f"rp:{alert_id}"
+
+
 def menu(item: str) -> str:
     return f"m:{item}"
 

@@ -31,17 +31,41 @@ def alert_title(t: Translator, kind: str) -> str:
         "patient_course_start": "ℹ " + t._("Patient reports chemotherapy finished: confirm the course"),
         "patient_paused": "ℹ " + t._("Patient paused reminders"),
         "new_enrolment": "ℹ " + t._("New enrolment"),
+        "patient_message": "💬 " + t._("Message from a patient"),
     }[kind]
+
+
+def _message_title(t: Translator, alert: Alert) -> str:
+    if alert.level == "emergency":
+        return "🚨 " + t._("Patient's message: EMERGENCY words")
+    if alert.level == "same_day":
+        return "⚠ " + t._("Patient's message: call the patient today")
+    return alert_title(t, alert.kind)
+
+
+def _media_label(t: Translator, media: str) -> str:
+    return {"voice": t._("voice message (copy below)"), "audio": t._("audio (copy below)"),
+            "photo": t._("photo (copy below)"), "video": t._("video (copy below)"),
+            "document": t._("file (copy below)"), "sticker": t._("sticker"), "animation": t._("animation"),
+            "location": t._("location (copy below)"), "contact": t._("contact card (copy below)")}.get(
+        media, t._("message (copy below)"))
 
 
 def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated: bool = False,
                   acknowledged_by: str | None = None) -> tuple[str, Keyboard | None]:
     details = alert.details or {}
-    lines = [alert_title(t, alert.kind), t._("Subject: {subject}", subject=details.get("subject_id") or "—"),
+    title = _message_title(t, alert) if alert.kind == "patient_message" else alert_title(t, alert.kind)
+    lines = [title, t._("Subject: {subject}", subject=details.get("subject_id") or "—"),
              t._("Raised: {when}", when=t.datetime(alert.created_at))]
     symptoms = settings.triage.by_code()
     if details.get("symptoms"):
         lines += ["• " + symptoms[c].label(t.locale) for c in details["symptoms"] if c in symptoms]
+    if details.get("media") and details["media"] != "text":
+        lines.append("📎 " + _media_label(t, details["media"]))
+    if details.get("text"):
+        lines.append("“" + details["text"] + "”")
+    for note in details.get("notes", []):
+        lines.append("✎ " + t._("Patient's note: {note}", note=note))
     if len(details.get("report_ids", [])) > 1:
         lines.append(t._("Reports from the patient while this alert is open: {count}",
                          count=len(details["report_ids"])))
@@ -54,8 +78,12 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     if alert.acknowledged_at is not None:
         lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=acknowledged_by or alert.acknowledged_by,
                                  when=t.datetime(alert.acknowledged_at)))
+        if alert.kind == "patient_message" and alert.patient_id:  # a reply is still possible
+            return "\n".join(lines), Keyboard([[Button(t._("Reply"), callback_data=cb.reply(alert.id))]])
         return "\n".join(lines), None
     rows = [[Button(t._("Acknowledge"), callback_data=cb.ack(alert.id))]]
+    if alert.kind == "patient_message" and alert.patient_id:
+        rows[0].append(Button(t._("Reply"), callback_data=cb.reply(alert.id)))
     if alert.kind == "patient_course_start" and details.get("course_id"):
         rows.insert(0, [Button(t._("Confirm course"), callback_data=cb.course_confirm(alert.id)),
                         Button(t._("Correct date"), callback_data=cb.course_correct(alert.id))])

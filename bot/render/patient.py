@@ -13,6 +13,7 @@ from bot.config import Settings, Site
 from bot.db.models import Course, DoseDay
 from bot.domain.adherence import Adherence, marks
 from bot.domain.dose import DoseState
+from bot.domain.triage import TriageLevel
 from bot.i18n import Translator
 from bot.render import callbacks as cb
 
@@ -170,3 +171,42 @@ def emergency_advice(t: Translator, sites: Site | list[Site]) -> str:
         t._("Do not wait for the study team's reply."),
         site_phones(t, sites),
     ])
+
+
+def when_team_reads(t: Translator, relayed) -> str:
+    """When a person reads what the patient sent: now (working hours), later today, or a later day."""
+    if relayed.seen_from <= relayed.received_at:
+        return t._("They read messages during working hours.")
+    if relayed.seen_today:
+        return t._("Your study team will read it from {time} today.", time=t.time(relayed.seen_from))
+    return t._("Your study team will read it on {day} from {time}.", day=t.date(relayed.seen_from),
+               time=t.time(relayed.seen_from))
+
+
+def relay_answer(t: Translator, level: TriageLevel | None, relayed, sites) -> str:
+    """The answer to a patient's free text or media: whether it reached the team, when a person
+    will read it, and what to do if it is urgent."""
+    phones = site_phones(t, sites)
+    if relayed is None:
+        return "\n".join(["❗ " + t._("Your message was NOT received because of a technical problem."),
+                          t._("If it is urgent, call 120 now."), phones])
+    if not relayed.team_reached:
+        return "\n".join(["❗ " + t._("Your message was saved, but we could not reach your study team. "
+                                     "Please phone them now."), t._("If it is urgent, call 120 now."), phones])
+    lines = [t._("Your message was passed to your study team.")]
+    if level is TriageLevel.EMERGENCY:
+        lines.append(t._("Call 120 now, or go to the nearest emergency department."))
+    elif level is TriageLevel.SAME_DAY:
+        lines.append(t._("Your study team will contact you today.") if relayed.seen_today else
+                     t._("Your study team will contact you on {day}.", day=t.date(relayed.seen_from)))
+        lines.append(t._("If it gets worse, call 120 or phone the site."))
+    else:
+        lines += [when_team_reads(t, relayed), t._("If it is urgent, call 120 or phone the site.")]
+    lines.append(phones)
+    if level is not None:
+        lines.append(t._("You can also tap the button below to report a symptom."))
+    return "\n".join(lines)
+
+
+def staff_reply(t: Translator, text: str) -> str:
+    return "💬 " + t._("Message from your study team:") + "\n" + text

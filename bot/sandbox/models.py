@@ -74,7 +74,7 @@ class SentMessage:
 
     message_id: int
     chat_id: int
-    kind: str  # "text" | "photo" | "document"
+    kind: str  # "text" | "photo" | "document" | a copied user message's kind ("voice", "sticker" …)
     text: str | None  # exactly what the bot sent (markup included); caption for media
     reply_markup: dict[str, Any] | None = None
     protect_content: bool = False
@@ -149,6 +149,10 @@ class SandboxUser:
                   entities: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Queue a text message from this user (to its private chat unless ``chat_id``)."""
         return self.sandbox._user_message(self, chat_id or self.user_id, text, entities)
+
+    def send_media(self, kind: str, *, caption: str | None = None, chat_id: int | None = None) -> dict[str, Any]:
+        """Queue a voice note, photo, document, sticker, video or audio message from this user."""
+        return self.sandbox._user_media(self, chat_id or self.user_id, kind, caption)
 
     def send_command(self, command: str, payload: str | None = None, *,
                      chat_id: int | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ _RAW_PARAMS = frozenset({"text", "caption", "parse_mode", "callback_query_id", "
                          "secret_token", "language_code", "action", "inline_message_id",
                          "file_id", "photo", "document", "ip_address", "description",
                          "short_description", "name", "business_connection_id", "emoji", "title"})
-_SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "editMessageText",
+_SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "copyMessage", "editMessageText",
                            "editMessageReplyMarkup", "editMessageCaption"})
 # Accepted and recorded in ``calls`` but otherwise ignored.
 _ACCEPTED_METHODS = ("setMyDescription", "setMyShortDescription", "setMyName",
@@ -63,6 +63,7 @@ class BotApiSandbox:
         self.too_many_requests_count = 0
         self.updates: list[dict[str, Any]] = []  # every update ever queued, for inspection
         self.sent: list[SentMessage] = []  # every message the bot sent, all chats, in order
+        self.user_messages: dict[tuple[int, int], tuple[str, str | None]] = {}  # (chat, id) → (kind, caption)
         self.webhook: dict[str, Any] | None = None  # {"url", "secret_token", ...} when set
         self.webhook_errors: list[str] = []
         self._pending: list[dict[str, Any]] = []  # queued, not yet confirmed/delivered
@@ -216,6 +217,28 @@ class BotApiSandbox:
                                "text": text}
         if entities:
             msg["entities"] = entities
+        return self._queue_update("message", msg)
+
+    _MEDIA_JSON = {
+        "voice": lambda f: {"voice": {**f, "duration": 4, "mime_type": "audio/ogg"}},
+        "audio": lambda f: {"audio": {**f, "duration": 30}},
+        "photo": lambda f: {"photo": [{**f, "width": 640, "height": 480}]},
+        "video": lambda f: {"video": {**f, "width": 640, "height": 480, "duration": 5}},
+        "document": lambda f: {"document": {**f, "file_name": "scan.pdf", "mime_type": "application/pdf"}},
+        "sticker": lambda f: {"sticker": {**f, "width": 512, "height": 512, "is_animated": False,
+                                          "is_video": False, "type": "regular"}},
+    }
+
+    def _user_media(self, user: SandboxUser, chat_id: int, kind: str, caption: str | None) -> dict[str, Any]:
+        if kind not in self._MEDIA_JSON:
+            raise ValueError(f"unknown media kind {kind!r}; expected one of {sorted(self._MEDIA_JSON)}")
+        message_id = self._new_message_id(chat_id)
+        file = {"file_id": f"USR{chat_id}_{message_id}", "file_unique_id": f"uUSR{chat_id}_{message_id}"}
+        msg: dict[str, Any] = {"message_id": message_id, "from": user.as_json(), "chat": self._chat_json(chat_id),
+                               "date": int(time.time()), **self._MEDIA_JSON[kind](file)}
+        if caption:
+            msg["caption"] = caption
+        self.user_messages[(chat_id, message_id)] = (kind, caption)
         return self._queue_update("message", msg)
 
     def _user_callback(self, user: SandboxUser, message: SentMessage, data: str) -> dict[str, Any]:
@@ -553,6 +576,22 @@ class BotApiSandbox:
     async def _m_deleteMessage(self, p: dict[str, Any], f: Any) -> bool:
         self._find(p, "delete").deleted = True
         return True
+
+    async def _m_copyMessage(self, p: dict[str, Any], f: Any) -> dict[str, Any]:
+        """Copy a user's media message (recorded by ``send_media``) or one of the bot's own."""
+        chat_id = require_chat(p)
+        source = (p.get("from_chat_id"), p.get("message_id"))
+        if source in self.user_messages:
+            kind, caption = self.user_messages[source]
+        else:
+            original = self._find({"chat_id": source[0], "message_id": source[1]}, "copy")
+            kind, caption = original.kind, original.text
+        msg = SentMessage(message_id=self._new_message_id(chat_id), chat_id=chat_id, kind=kind,
+                          text=p.get("caption", caption), reply_markup=check_markup(p),
+                          protect_content=bool(p.get("protect_content")))
+        self._chats.setdefault(chat_id, []).append(msg)
+        self.sent.append(msg)
+        return {"message_id": msg.message_id}
 
     async def _m_answerCallbackQuery(self, p: dict[str, Any], f: Any) -> bool:
         if p.get("callback_query_id") not in self._callbacks:

@@ -17,9 +17,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings, Site, parse_hhmm
+from bot.config import Settings, Site
 from bot.db.models import Alert, Patient, UnreachableRecipient
-from bot.domain.schedule import local_due_instant
+from bot.domain.hours import same_day_deadline
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, enqueue
 
@@ -36,6 +36,7 @@ LEVEL_BY_KIND = {
     "patient_course_start": "info",
     "patient_paused": "info",
     "new_enrolment": "info",
+    "patient_message": "info",  # raised to same_day or emergency by the keyword safety net
 }
 
 
@@ -68,6 +69,15 @@ async def reachable_escalation(session: AsyncSession, site: Site) -> int | None:
     return contact
 
 
+async def team_reached(session: AsyncSession, settings: Settings, alert: Alert) -> bool:
+    """Whether a person can get this alert: a reachable recipient, or the escalation contact
+    of an alert already escalated."""
+    site = settings.site(alert.site_id)
+    if await reachable_recipients(session, site):
+        return True
+    return alert.escalated_at is not None and await reachable_escalation(session, site) is not None
+
+
 async def mark_recipient_unreachable(session: AsyncSession, *, settings: Settings, chat_id: int, now: datetime,
                                      error: str) -> bool:
     """Record that Telegram refused a staff chat (once); returns whether this is news."""
@@ -96,6 +106,11 @@ async def mark_recipient_reachable(session: AsyncSession, *, settings: Settings,
     audit(session, at=now, actor_kind="system", actor_id="bot", action="recipient.reachable", entity="recipient",
           entity_id=_role(settings, chat_id), update_id=update_id)
     return True
+
+
+def staff_name(settings: Settings, chat_id: int) -> str:
+    """How a staff member is named to patients' records, logs and audit rows: never the raw id."""
+    return _role(settings, chat_id)
 
 
 def _role(settings: Settings, chat_id: int) -> str:
@@ -134,14 +149,10 @@ async def escalate_now(session: AsyncSession, *, settings: Settings, alert: Aler
 
 
 def _escalate_at(*, settings: Settings, site: Site, level: str, now: datetime) -> datetime | None:
-    if level == "emergency":
+    if level == "emergency":  # never waits for working hours
         return now + timedelta(minutes=settings.alerts.escalate_after_minutes)
-    if level == "same_day":
-        day_end = parse_hhmm(settings.alerts.working_day_end)
-        local_today = now.astimezone(site.tz).date()
-        end = local_due_instant(local_today, day_end, site.tz)
-        # Raised after hours: expected by the end of the next working day.
-        return end if end > now else local_due_instant(local_today + timedelta(days=1), day_end, site.tz)
+    if level == "same_day":  # by the end of the working period, never within a repeat interval of it
+        return same_day_deadline(site.hours, now, at_least=timedelta(minutes=settings.alerts.repeat_minutes * 2))
     return None
 
 
@@ -156,12 +167,13 @@ async def raise_alert(
     details: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
     update_id: int | None = None,
+    level: str | None = None,
 ) -> Alert | None:
     """Create the alert and queue one copy per reachable recipient in the alert lane, in the
     caller's transaction. An alert with the same dedupe key is raised only once. With no
     reachable recipient the alert escalates at once (see `escalate_now`)."""
     site = settings.site(site_id)
-    level = LEVEL_BY_KIND[kind]
+    level = level or LEVEL_BY_KIND[kind]
     values = dict(
         site_id=site_id, patient_id=patient.id if patient else None, kind=kind, level=level,
         details={"subject_id": patient.subject_id if patient else None, **(details or {})},

@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from bot.db.models import Alert, AlertMessage, Outbox, Patient, SymptomReport
+from bot.domain.hours import next_working_start, seen_today
 from bot.domain.triage import TriageLevel, triage
-from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, raise_alert, reachable_escalation, reachable_recipients
+from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, raise_alert, team_reached
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, enqueue
 from bot.services.queries import patient_by_telegram
@@ -28,6 +29,7 @@ from bot.services.runtime import Runtime
 
 ADVICE_KIND = "symptom_advice"
 ALERT_UPDATE_KIND = "alert_update"
+NOTE_SHOWN = 500  # characters of a note shown on the alert (the report keeps all of it)
 KIND_BY_LEVEL = {TriageLevel.EMERGENCY: "emergency_symptom", TriageLevel.SAME_DAY: "same_day_symptom"}
 
 
@@ -45,6 +47,8 @@ class ReportResult:
     team_reached: bool = True
     throttled: bool = False
     advice_row_id: int | None = None
+    team_from: datetime | None = None  # when the team is next at work (now during working hours)
+    team_today: bool = True  # whether that is still today, site-local
 
 
 def levels(settings) -> dict[str, TriageLevel]:
@@ -90,10 +94,12 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
                 alert = await _open_alert(rt, session, patient=patient, kind=KIND_BY_LEVEL[level], codes=codes,
                                           report_id=row.id, quiet=throttled, update_id=update_id)
                 alert_id = alert.id
-                reached = await _team_reached(rt, session, alert)
+                reached = await team_reached(session, rt.settings, alert)
             await session.commit()
+            hours = rt.settings.site(patient.site_id).hours
             result = ReportResult(report_id=row.id, level=level, site_id=patient.site_id, alert_id=alert_id,
-                                  team_reached=reached, throttled=throttled, advice_row_id=advice_row_id)
+                                  team_reached=reached, throttled=throttled, advice_row_id=advice_row_id,
+                                  team_from=next_working_start(hours, now), team_today=seen_today(hours, now))
     except ReportNotSaved:
         raise
     except Exception as error:  # any database failure: never a false "received"
@@ -145,14 +151,8 @@ async def _queue_edits(session, *, alert: Alert, now) -> None:
             await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, chat_id=copy.chat_id, due_at=now, now=now,
                           patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
                           payload={"edit": copy.message_id},
-                          dedupe_key=prefix + str(len(alert.details.get("report_ids", []))))
-
-
-async def _team_reached(rt: Runtime, session, alert: Alert) -> bool:
-    site = rt.settings.site(alert.site_id)
-    if await reachable_recipients(session, site):
-        return True
-    return alert.escalated_at is not None and await reachable_escalation(session, site) is not None
+                          dedupe_key=prefix + f"{len(alert.details.get('report_ids', []))}."
+                                                      f"{len(alert.details.get('notes', []))}")
 
 
 async def advice_delivered(rt: Runtime, *, row_id: int, message_id: int | None) -> None:
@@ -189,5 +189,23 @@ async def add_note(rt: Runtime, *, telegram_user_id: int, report_id: int, note: 
         session.add(report_row)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="symptom.note_added",
               entity="symptom_report", entity_id=report_id, after={"note_length": len(note)}, update_id=update_id)
+        await _note_on_alert(session, patient_id=patient.id, report_id=report_id, note=note, now=now)
         await session.commit()
+    rt.wake()
     return True
+
+
+async def _note_on_alert(session, *, patient_id: int, report_id: int, note: str, now) -> None:
+    """The team sees the note: added to the alert that carries the report, its copies edited."""
+    candidates = (await session.exec(select(Alert).where(
+        Alert.patient_id == patient_id, col(Alert.kind).in_(list(KIND_BY_LEVEL.values())))
+        .order_by(col(Alert.id).desc()).limit(20))).all()
+    alert = next((a for a in candidates if report_id in (a.details or {}).get("report_ids", [])), None)
+    if alert is None:  # a log-level report has no alert: the card and the digest show its note
+        return
+    details = dict(alert.details)
+    details["notes"] = [*details.get("notes", []), note[:NOTE_SHOWN]]
+    alert.details = details
+    session.add(alert)
+    if alert.acknowledged_at is None:
+        await _queue_edits(session, alert=alert, now=now)

@@ -43,6 +43,7 @@ ALLOWED_MODULES = {
     "hashlib",
     "hmac",
     "re",
+    "unicodedata",
     "secrets",
     "typing",
     "zoneinfo",

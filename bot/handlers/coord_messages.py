@@ -1,0 +1,36 @@
+"""A coordinator answers a patient's relayed message: Reply on the alert, then the next text
+goes to the patient as a message from the study team (stored, audited, sent from the outbox)."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.handlers.common import runtime
+from bot.handlers.coord_common import require_coordinator, set_pending, tell
+from bot.services import messages
+from bot.services.messages import ReplyRefused
+
+
+async def on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> None:
+    if not (found := await require_coordinator(update, context, "reply")):
+        return
+    t = found[1]
+    set_pending(context, "reply", alert_id=alert_id)
+    await update.callback_query.answer()
+    await update.effective_message.reply_text(
+        t._("Type your reply now. It goes to the patient as a message from the study team. /cancel to stop."))
+
+
+async def answer_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, text: str) -> None:
+    if not (found := await require_coordinator(update, context, "reply")):
+        return
+    t = found[1]
+    try:
+        subject = await messages.reply(runtime(context), staff_telegram_id=update.effective_user.id,
+                                       alert_id=pending["alert_id"], text=text, update_id=update.update_id)
+    except ReplyRefused as refused:
+        await tell(update, t._("Only this site's coordinators can answer this patient.")
+                   if refused.code == "not_your_site" else t._("This message can no longer be answered."))
+        return
+    await update.effective_message.reply_text(t._("Sent to {subject}.", subject=subject))

@@ -1,0 +1,151 @@
+"""What patients say outside a question, and what the study team answers.
+
+Every text, voice note, photo or document a patient sends outside a dialog is stored, relayed to
+the site's team as an alert (its text in the alert; media copied, protected) and answered. The
+keyword safety net (`bot.domain.keywords`) only raises the alert's level and picks the advice;
+a message that matches nothing is relayed all the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import select
+
+from bot.db.models import Alert, Patient, PatientMessage
+from bot.domain.hours import next_working_start, seen_today
+from bot.domain.keywords import triage_text
+from bot.domain.triage import TriageLevel
+from bot.services.alerts import (FIRST_EMERGENCY, NEW, raise_alert, reachable_escalation, reachable_recipients,
+                                 staff_name, team_reached)
+from bot.services.audit import audit
+from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
+from bot.services.queries import patient_by_telegram
+from bot.services.runtime import Runtime
+
+RELAY_MEDIA_KIND = "relay_media"
+STAFF_REPLY_KIND = "staff_reply"
+TEXT_SHOWN = 1000  # characters of a message shown in the alert (all of it is stored)
+
+
+class NotAPatient(Exception):
+    """The sender is not an enrolled patient."""
+
+
+class ReplyRefused(Exception):
+    def __init__(self, code: str) -> None:  # not_found | not_your_site | empty
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Relayed:
+    message_id: int
+    level: TriageLevel | None
+    matched: tuple[str, ...]
+    site_id: str
+    received_at: datetime
+    seen_from: datetime  # when a person on the team reads it (received_at during working hours)
+    seen_today: bool
+    team_reached: bool
+
+
+def classify(rt: Runtime, text: str | None) -> tuple[TriageLevel | None, tuple[str, ...]]:
+    """Pure keyword triage from the configuration (no database): usable before saving."""
+    rules, fever = rt.settings.triage.keyword_rules()
+    result = triage_text(text or "", rules, fever)
+    return result.level, result.codes
+
+
+async def receive(rt: Runtime, *, telegram_user_id: int, kind: str, text: str | None,
+                  telegram_message_id: int | None, update_id: int | None = None) -> Relayed:
+    level, matched = classify(rt, text)
+    now = rt.now()
+    async with rt.session() as session:
+        patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+        if patient is None:
+            raise NotAPatient
+        row = PatientMessage(patient_id=patient.id, at=now, direction="from_patient", kind=kind, text=text,
+                             level=level.key if level else "info", matched=list(matched), author=patient.subject_id,
+                             telegram_message_id=telegram_message_id, update_id=update_id)
+        session.add(row)
+        await session.flush()
+        # The text stays out of the audit row and the logs (it may hold anything); the table keeps it.
+        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="message.received",
+              entity="patient_message", entity_id=row.id,
+              after={"kind": kind, "length": len(text or ""), "level": row.level, "matched": list(matched)},
+              update_id=update_id)
+        alert = await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id,
+                                  kind="patient_message", patient=patient, level=row.level,
+                                  details={"message_id": row.id, "text": (text or "")[:TEXT_SHOWN], "media": kind,
+                                           "matched": list(matched)},
+                                  dedupe_key=f"message:{row.id}", update_id=update_id)
+        row.alert_id = alert.id
+        site = rt.settings.site(patient.site_id)
+        recipients = await reachable_recipients(session, site)
+        if kind != "text" and telegram_message_id is not None and patient.chat_id:
+            targets = recipients or [c for c in [await reachable_escalation(session, site)] if c]
+            for chat_id in targets:  # after the alert text (same priority, later id)
+                await enqueue(session, kind=RELAY_MEDIA_KIND, lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
+                              patient_id=patient.id, alert_id=alert.id,
+                              priority=FIRST_EMERGENCY if level is TriageLevel.EMERGENCY else NEW,
+                              payload={"from_chat_id": patient.chat_id, "message_id": telegram_message_id},
+                              dedupe_key=f"relay:{row.id}:{chat_id}")
+        reached = await team_reached(session, rt.settings, alert)
+        await session.commit()
+        result = Relayed(message_id=row.id, level=level, matched=matched, site_id=patient.site_id, received_at=now,
+                         seen_from=next_working_start(site.hours, now), seen_today=seen_today(site.hours, now),
+                         team_reached=reached)
+    rt.wake()
+    return result
+
+
+async def reply(rt: Runtime, *, staff_telegram_id: int, alert_id: int, text: str,
+                update_id: int | None = None) -> str:
+    """A coordinator answers a relayed message: stored, audited, queued to the patient, and the
+    alert is acknowledged by the reply. Returns the patient's subject id."""
+    text = (text or "").strip()[:3000]
+    if not text:
+        raise ReplyRefused("empty")
+    now = rt.now()
+    found = rt.settings_coordinator(staff_telegram_id)
+    async with rt.session() as session:
+        alert = await session.get(Alert, alert_id)
+        if alert is None or alert.patient_id is None:
+            raise ReplyRefused("not_found")
+        if found is None or (found[1].role != "admin" and found[0].id != alert.site_id):
+            audit(session, at=now, actor_kind="user", actor_id=staff_name(rt.settings, staff_telegram_id),
+                  action="access.refused", entity="alert", entity_id=alert_id, reason="reply", update_id=update_id)
+            await session.commit()
+            raise ReplyRefused("not_your_site")
+        patient = await session.get(Patient, alert.patient_id)
+        author = staff_name(rt.settings, staff_telegram_id)
+        row = PatientMessage(patient_id=patient.id, at=now, direction="to_patient", kind="text", text=text,
+                             author=author, alert_id=alert.id, update_id=update_id)
+        session.add(row)
+        await session.flush()
+        audit(session, at=now, actor_kind="coordinator", actor_id=author, action="message.replied",
+              entity="patient_message", entity_id=row.id,
+              after={"subject_id": patient.subject_id, "length": len(text)}, update_id=update_id)
+        if patient.chat_id:
+            await enqueue(session, kind=STAFF_REPLY_KIND, lane=NORMAL_LANE, chat_id=patient.chat_id, due_at=now,
+                          now=now, patient_id=patient.id, priority=FIRST_EMERGENCY,
+                          payload={"message_id": row.id}, dedupe_key=f"reply:{row.id}")
+        if alert.acknowledged_at is None:
+            await session.exec(update(Alert).where(Alert.id == alert.id, Alert.acknowledged_at.is_(None)).values(
+                acknowledged_at=now, acknowledged_by=staff_telegram_id, next_repeat_at=None))
+            audit(session, at=now, actor_kind="coordinator", actor_id=author, action="alert.acknowledged",
+                  entity="alert", entity_id=alert.id, reason="replied", update_id=update_id)
+        await session.commit()
+        subject = patient.subject_id
+    rt.wake()
+    return subject
+
+
+async def messages_for(session, *, patient_id: int, limit: int = 5) -> list[PatientMessage]:
+    """The latest messages both ways, oldest first (for the patient card)."""
+    rows = (await session.exec(select(PatientMessage).where(PatientMessage.patient_id == patient_id)
+                               .order_by(PatientMessage.id.desc()).limit(limit))).all()  # type: ignore[attr-defined]
+    return list(reversed(rows))

@@ -1,0 +1,132 @@
+"""The patient's voice reaches the team: typed text and voice notes are kept, relayed and
+answered; the keyword safety net answers danger words at once; the team can reply; notes show."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from bot.db.models import Alert, AuditLog, PatientMessage
+from bot.i18n import Translator
+from bot.render.coordinator import alert_title
+from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ, running_bot
+from tests.e2e.test_emergency_faults import NJ_PHONE, emergency_alert_for, open_picker, send_button, tick_symptom
+from tests.e2e.test_patient_days import enrolled_with_course
+
+UTC = timezone.utc
+FRIDAY_2230 = datetime(2026, 12, 4, 14, 30, tzinfo=UTC)  # Friday 22:30 in Shanghai
+
+
+@pytest.mark.parametrize("language_code, user_id, text", [("zh-hans", 9101, "我发烧了，39度"),
+                                                          ("en", 9102, "I have a fever, 39.2 C")])
+async def test_typed_fever_gets_emergency_advice_at_once_and_an_emergency_alert(engine, database_url, language_code,
+                                                                               user_id, text):
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, language_code, "中文" if language_code == "zh-hans" else "English",
+                                          user_id)
+        count = len(user.messages)
+        user.send_text(text)
+        await h.sandbox.wait_for(lambda: len(user.messages) >= count + 2)
+        advice, answer = user.messages[count:count + 2]
+        assert advice.text.startswith("🚨") and "120" in advice.text and NJ_PHONE in advice.text
+        assert answer.buttons == [(answer.buttons[0][0], "m:report")]  # the picker is offered
+        [message] = await h.rows(PatientMessage)
+        assert message.text == text and message.level == "emergency" and message.matched[0] == "fever"
+        [alert] = await h.rows(Alert, Alert.kind == "patient_message")
+        assert alert.level == "emergency" and alert.next_repeat_at is not None  # repeats until acknowledged
+        title = "🚨 " + Translator("zh_Hans")._("Patient's message: EMERGENCY words")
+        await h.sandbox.wait_for(lambda: any(title in (m.text or "") and text in (m.text or "")
+                                             for m in h.sandbox.messages(COORDINATOR_NJ)))
+
+
+async def test_plain_text_and_a_voice_note_are_kept_relayed_and_answered_and_the_team_can_reply(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, "en", "English", 9201)
+        subject = "NJ-9201"
+        count = len(user.messages)
+        user.send_text("The tablets make me a bit sleepy, is that ok?")
+        await h.sandbox.wait_for(lambda: len(user.messages) > count)
+        answer = user.messages[count]
+        assert "passed to your study team" in answer.text and "working hours" in answer.text
+        assert not answer.text.startswith("🚨") and NJ_PHONE in answer.text
+
+        count = len(user.messages)
+        user.send_media("voice")
+        await h.sandbox.wait_for(lambda: len(user.messages) > count)
+        copies = lambda chat: [m for m in h.sandbox.messages(chat) if m.kind == "voice"]  # noqa: E731
+        await h.sandbox.wait_for(lambda: copies(COORDINATOR_NJ) and copies(ADMIN_NJ))
+        assert all(m.protect_content for m in copies(COORDINATOR_NJ) + copies(ADMIN_NJ))
+        rows = await h.rows(PatientMessage)
+        assert [(r.kind, r.direction, r.level) for r in rows] == [("text", "from_patient", "info"),
+                                                                  ("voice", "from_patient", "info")]
+        assert await h.rows(AuditLog, AuditLog.action == "message.received")
+
+        # The admin (English) replies from the text alert.
+        alert_copy = next(m for m in h.sandbox.messages(ADMIN_NJ) if "sleepy" in (m.text or ""))
+        assert "Reply" in alert_copy.button_texts
+        admin = h.sandbox.user(ADMIN_NJ, language_code="en")
+        admin.press_button("Reply", alert_copy)
+        await h.sandbox.wait_for(lambda: "Type your reply" in (admin.last_message.text or ""))
+        count = len(user.messages)
+        admin.send_text("Yes, that can happen. We will call you this afternoon.")
+        await h.sandbox.wait_for(lambda: len(user.messages) > count, timeout=10)
+        reply = user.messages[count]
+        assert "Message from your study team" in reply.text and "call you this afternoon" in reply.text
+        assert reply.protect_content
+        await h.sandbox.wait_for(lambda: "Sent to NJ-9201" in (admin.last_message.text or ""))
+        [out] = await h.rows(PatientMessage, PatientMessage.direction == "to_patient")
+        assert out.author and str(ADMIN_NJ) not in out.author  # staff are named by role or label, never a raw id
+        assert await h.rows(AuditLog, AuditLog.action == "message.replied")
+        [alert] = await h.rows(Alert, Alert.id == out.alert_id)
+        assert alert.acknowledged_at is not None
+
+
+async def test_after_hours_the_answer_says_when_the_team_will_read_it(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, "en", "English", 9301)
+        h.clock.set(FRIDAY_2230)
+        count = len(user.messages)
+        user.send_text("I have some blood in my urine")
+        await h.sandbox.wait_for(lambda: len(user.messages) > count)
+        answer = user.messages[-1]
+        assert "Monday" in answer.text or "Mon" in answer.text, answer.text
+        assert "today" not in answer.text
+        [alert] = await h.rows(Alert, Alert.kind == "patient_message")
+        assert alert.level == "same_day"
+        # Escalation waits for the next working period's end, not 17:30 on Friday night.
+        assert alert.escalate_at == datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+
+
+async def test_a_symptom_note_is_added_to_the_open_alert(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, "en", "English", 9401)
+        picker = await open_picker(h, user)
+        await tick_symptom(h, user, picker, "black_stool")
+        user.press(picker, send_button(picker))
+        await h.sandbox.wait_for(lambda: emergency_alert_for(h, COORDINATOR_NJ, "NJ-9401"))
+        await h.sandbox.wait_for(lambda: "✅" in (picker.text or ""))
+        user.send_text("since this morning, twice")
+        [copy] = emergency_alert_for(h, COORDINATOR_NJ, "NJ-9401")
+        await h.sandbox.wait_for(lambda: "since this morning, twice" in (copy.text or ""), timeout=10)
+        assert copy.history  # edited in place, not a new message
+        assert await h.rows(PatientMessage) == []  # a note, not a new message
+
+
+async def test_a_same_day_report_on_friday_night_names_the_next_working_day(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, "en", "English", 9501)
+        h.clock.set(FRIDAY_2230)
+        picker = await open_picker(h, user)
+        await tick_symptom(h, user, picker, "other_unwell")
+        user.press(picker, send_button(picker))
+        await h.sandbox.wait_for(lambda: "✅" in (picker.text or ""))
+        assert "today" not in picker.text and "Mon" in picker.text, picker.text
+        assert "describe it" in picker.text  # "something else": a description is asked for
+        [alert] = await h.rows(Alert, Alert.kind == "same_day_symptom")
+        assert alert.escalate_at == datetime(2026, 12, 7, 9, 30, tzinfo=UTC)  # Monday 17:30
+        user.send_text("my mouth is very sore")
+        title = alert_title(Translator("zh_Hans"), "same_day_symptom")
+        await h.sandbox.wait_for(lambda: any("NJ-9501" in (m.text or "") and title in m.text
+                                             and "my mouth is very sore" in m.text
+                                             for m in h.sandbox.messages(COORDINATOR_NJ)), timeout=10)
