@@ -58,7 +58,10 @@ def taken_confirmation(t: Translator, settings: Settings, dose: DoseDay) -> Rend
         lines = [f"✅ {head}", t._("Recorded as taken (reported late, at {when}).", when=t.datetime(dose.answered_at))]
     elif settings.medication.show_eat_after_note:
         eat_after = dose.answered_at + timedelta(hours=settings.medication.fast_after_hours)
+        minerals_after = dose.answered_at + timedelta(hours=settings.medication.minerals_after_hours)
         lines.append(t._("You may eat after {time}.", time=t.time(eat_after)))
+        lines.append(t._("No milk or dairy, antacids, or calcium, iron, magnesium or zinc supplements "
+                         "before {time}.", time=t.time(minerals_after)))
     return "\n".join(lines), None
 
 

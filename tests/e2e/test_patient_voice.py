@@ -12,7 +12,7 @@ from bot.i18n import Translator
 from bot.render.coordinator import alert_title
 from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ, running_bot
 from tests.e2e.test_emergency_faults import NJ_PHONE, emergency_alert_for, open_picker, send_button, tick_symptom
-from tests.e2e.test_patient_days import enrolled_with_course
+from tests.e2e.test_patient_days import DAY1, enrolled_with_course, reminder_at
 
 UTC = timezone.utc
 FRIDAY_2230 = datetime(2026, 12, 4, 14, 30, tzinfo=UTC)  # Friday 22:30 in Shanghai
@@ -130,3 +130,15 @@ async def test_a_same_day_report_on_friday_night_names_the_next_working_day(engi
         await h.sandbox.wait_for(lambda: any("NJ-9501" in (m.text or "") and title in m.text
                                              and "my mouth is very sore" in m.text
                                              for m in h.sandbox.messages(COORDINATOR_NJ)), timeout=10)
+
+
+@pytest.mark.parametrize("language_code, user_id, dairy", [("en", 9601, "No milk or dairy"), ("zh-hans", 9602, "奶")])
+async def test_taken_names_both_windows_eat_after_and_no_dairy_or_minerals_before(engine, database_url, language_code,
+                                                                                  user_id, dairy):
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, language_code, "中文" if language_code == "zh-hans" else "English",
+                                          user_id)
+        reminder = await reminder_at(h, user, DAY1)  # 08:00 in Shanghai
+        user.press(reminder, reminder.buttons[0][1])
+        await h.sandbox.wait_for(lambda: reminder.reply_markup is None)
+        assert "09:00" in reminder.text and "12:00" in reminder.text and dairy in reminder.text, reminder.text
