@@ -3,6 +3,8 @@ patient reported), help, refusals. Lists, cards, the digest and reports are in c
 
 from __future__ import annotations
 
+import unicodedata
+
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 
@@ -20,6 +22,11 @@ def chat_translator(settings: Settings, chat_id: int, site_id: str) -> Translato
             if coordinator.telegram_id == chat_id:
                 return Translator(coordinator.locale, any_site.tz)
     return Translator("zh_Hans", site.tz)
+
+
+def printable(text: str) -> str:
+    """A patient's words as written, minus control and format characters (newlines kept)."""
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c)[0] != "C")
 
 
 def alert_title(t: Translator, kind: str) -> str:
@@ -63,9 +70,9 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     if details.get("media") and details["media"] != "text":
         lines.append("📎 " + _media_label(t, details["media"]))
     if details.get("text"):
-        lines.append("“" + details["text"] + "”")
+        lines.append("“" + printable(details["text"]) + "”")
     for note in details.get("notes", []):
-        lines.append("✎ " + t._("Patient's note: {note}", note=note))
+        lines.append("✎ " + t._("Patient's note: {note}", note=printable(note)))
     if len(details.get("report_ids", [])) > 1:
         lines.append(t._("Reports from the patient while this alert is open: {count}",
                          count=len(details["report_ids"])))

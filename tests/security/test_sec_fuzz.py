@@ -126,6 +126,8 @@ def test_random_updates_never_crash_or_change_state(bot_thread, action, caplog):
     assert not errors, errors[0].getMessage()
     for call in sandbox.calls[calls_before:]:
         text = call.params.get("text") or ""
+        # What a patient wrote is relayed to the team verbatim, in quotes: only our own words are checked.
+        text = re.sub(r"“.*”", "", text, flags=re.S) if call.chat_id in COORDINATORS | {100000002} else text
         assert ASCII_OR_CHINESE.match(text), text
     after = bot_thread.run(bot_thread.snapshot())
     coordinator_command = kind == "command" and user_id in COORDINATORS
