@@ -69,7 +69,9 @@ STALE_CLAIM = timedelta(minutes=5)
 GIVE_UP = timedelta(hours=24)
 MAX_BACKOFF = 300
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
-PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end")
+PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
+                 "course_cancelled", "reminder_close")
+
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Prepared:
     text: str
     markup: object | None
     protect: bool
+    edit_message_id: int | None = None  # edit this message (e.g. close a day's reminder) instead of sending
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Loaded:
     courses: dict[int, Course] = field(default_factory=dict)
     course_states: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     reminders: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)  # dose id → (state, sent at)
+    catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
 
     def translator(self, locale: str, tz: str) -> Translator:
@@ -137,7 +141,8 @@ async def load(session, rows: list[Outbox]) -> Loaded:
     loaded.patients = await fetch(Patient, (r.patient_id for r in rows))
     loaded.doses = await fetch(DoseDay, (r.dose_day_id for r in rows))
     loaded.alerts = await fetch(Alert, (r.alert_id for r in rows))
-    course_ids = {r.payload.get("course_id") for r in rows if r.kind in ("course_plan", "course_end")}
+    course_ids = {r.payload.get("course_id") for r in rows
+                  if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled")}
     loaded.courses = await fetch(Course, course_ids)
     ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
     if ending:
@@ -150,7 +155,18 @@ async def load(session, rows: list[Outbox]) -> Loaded:
                 select(Outbox.dose_day_id, Outbox.state, Outbox.finished_at)
                 .where(Outbox.kind == "reminder", col(Outbox.dose_day_id).in_(following)))).all():
             loaded.reminders[dose_id] = (state, finished)
+    await _load_course_context(session, rows, loaded)
     return loaded
+
+
+async def _load_course_context(session, rows: list[Outbox], loaded: Loaded) -> None:
+    """The days a catch-up question asks about (those not answered since it was queued)."""
+    catching_up = {r.payload.get("course_id") for r in rows if r.kind == "catch_up"} - {None}
+    if catching_up:
+        for dose in (await session.exec(select(DoseDay).where(
+                col(DoseDay.course_id).in_(catching_up), DoseDay.state == DoseState.BEFORE_REGISTRATION)
+                .order_by(col(DoseDay.local_date)))).all():
+            loaded.catch_up_days[dose.course_id].append(dose)
 
 
 def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
@@ -165,10 +181,19 @@ def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -
             return Skip("alert already acknowledged")
         text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")))
         return Prepared(text, markup, protect=False)
+    if row.kind in ("reminder_close", "course_cancelled"):
+        return _prepare_course_news(loaded, settings=settings, row=row, patient=patient, t=t)
     if patient is None or patient.status != "active":
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if patient.unreachable:
         return Skip("patient unreachable")
+    if row.kind == "catch_up":
+        course = loaded.courses.get(row.payload.get("course_id"))
+        days = loaded.catch_up_days.get(row.payload.get("course_id"), [])
+        if course is None or course.status != "active" or not days:
+            return Skip("nothing to ask about")
+        text, markup = render_patient.catch_up_question(t, settings, days)
+        return Prepared(text, markup, protect=True)
     if row.kind in ("reminder", "followup", "snooze", "late_question"):
         dose = loaded.doses.get(row.dose_day_id)
         if dose is None:
@@ -203,6 +228,25 @@ def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -
     return Skip(f"unknown kind {row.kind}")
 
 
+def _prepare_course_news(loaded: Loaded, *, settings: Settings, row: Outbox, patient: Patient | None,
+                         t: Translator) -> Plan:
+    """Closing a day's reminder (an edit) and telling the patient a course was cancelled: also
+    while reminders are paused (a held day's buttons must go too), never after withdrawal."""
+    if patient is None or patient.status == "withdrawn" or patient.unreachable:
+        return Skip(f"patient {patient.status if patient else 'missing'}")
+    if row.kind == "course_cancelled":
+        course = loaded.courses.get(row.payload.get("course_id"))
+        if course is None:
+            return Skip("course missing")
+        text, markup = render_patient.cancelled_course(t, settings, course)
+        return Prepared(text, markup, protect=True)
+    dose = loaded.doses.get(row.dose_day_id)
+    if dose is None or not row.payload.get("message_id"):
+        return Skip("nothing to close")
+    text, _ = render_patient.closed_reminder(t, settings, dose)
+    return Prepared(text, None, protect=True, edit_message_id=int(row.payload["message_id"]))
+
+
 def _follow_up_too_soon(loaded: Loaded, *, settings: Settings, row: Outbox, dose: DoseDay, patient: Patient,
                         now: datetime) -> Plan | None:
     """A follow-up goes out `k` intervals after its reminder really did, not after it was due."""
@@ -223,6 +267,11 @@ def _uncertain(error: TelegramError) -> bool:
     """Whether the request may have reached Telegram although we got no answer."""
     cause = error.__cause__
     return isinstance(cause, (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError))
+
+
+@dataclass(frozen=True)
+class _Edited:
+    message_id: int
 
 
 class ClaimLost(SendAborted):
@@ -491,8 +540,11 @@ class Courier:
                 else:
                     await on_dispatch()
                     args = {}
-                message = await self.bot.send_message(row.chat_id, plan.text, reply_markup=plan.markup,
-                                                      protect_content=plan.protect, **args)
+                if plan.edit_message_id is not None:
+                    message = await self._edit(row, plan, args)
+                else:
+                    message = await self.bot.send_message(row.chat_id, plan.text, reply_markup=plan.markup,
+                                                          protect_content=plan.protect, **args)
         except ClaimLost:
             log.warning("event=claim_lost outbox_id=%s", row.id)
         except SendAborted:
@@ -528,6 +580,20 @@ class Courier:
         else:
             self.sent += 1
             await self.recorder.outcome(row, state="sent", message_id=message.message_id, finished_at=self.rt.now())
+
+    async def _edit(self, row: Outbox, plan: Prepared, args: dict):
+        """Edit an earlier message in place. One that would not change, or can no longer be edited
+        (deleted, too old), is done: the buttons it carries are refused by the handlers anyway."""
+        try:
+            result = await self.bot.edit_message_text(plan.text, chat_id=row.chat_id,
+                                                      message_id=plan.edit_message_id, reply_markup=plan.markup,
+                                                      **args)
+        except BadRequest as error:
+            if "chat not found" in error.message.lower():
+                raise
+            log.info("event=edit_not_applied outbox_id=%s reason=%r", row.id, error.message)
+            return _Edited(plan.edit_message_id)
+        return result if hasattr(result, "message_id") else _Edited(plan.edit_message_id)
 
     async def _retry(self, row: Outbox, delay: float | None, reason: str, *, counts: bool = True) -> None:
         now = self.rt.now()

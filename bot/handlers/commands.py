@@ -38,8 +38,14 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if patient is None:
         return
     if patient.status == "paused":
-        await patients.set_paused(runtime(context), patient=patient, paused=False, actor_kind="patient",
-                                  actor_id=patient.subject_id, update_id=update.update_id)
+        rt = runtime(context)
+        try:
+            await patients.set_paused(rt, patient=patient, paused=False, actor_kind="patient",
+                                      actor_id=patient.subject_id, update_id=update.update_id)
+        except patients.HoldRefused:
+            await update.effective_message.reply_text(render.team_hold(t, rt.settings, rt.settings.site(patient.site_id)),
+                                                      reply_markup=render.main_menu(t))
+            return
         await update.effective_message.reply_text(t._("Reminders are on again."), reply_markup=render.main_menu(t))
         return
     await update.effective_message.reply_text(t._("Welcome back. Use the buttons below."), reply_markup=render.main_menu(t))
@@ -69,7 +75,8 @@ async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     view = await patients.status_view(rt, patient=patient)
     text, _ = render.status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
-                            next_due=view.next_due, paused=patient.status == "paused")
+                            next_due=view.next_due, paused=patient.status == "paused",
+                            held=patient.status == "paused" and patient.pause_origin == "team")
     await update.effective_message.reply_text(text, reply_markup=render.main_menu(t))
 
 

@@ -137,6 +137,23 @@ def reanchor_preview(t: Translator, preview: ReanchorPreview) -> str:
     if preview.started:
         lines.append(t._("The course has started: days already reminded or answered stay as recorded; "
                          "only the remaining days move."))
+    plan = preview.plan
+    if plan is not None and preview.started:
+        inside = [k for k in plan.kept if not k.out_of_window]
+        if inside:
+            lines.append(t._("Kept and counted: {dates}", dates=", ".join(t.date(k.local_date) for k in inside)))
+        if plan.out_of_window:
+            lines.append(t._("Kept but outside the new course (not counted): {dates}",
+                             dates=", ".join(t.date(k.local_date) for k in plan.out_of_window)))
+        if plan.voided:
+            lines.append(t._("Reminded but unanswered, outside the new course (voided): {count}",
+                             count=len(plan.voided)))
+        lines.append(t._("Days moved: {moved}; days added: {added}", moved=len(plan.moved),
+                         added=len(plan.created)))
+        if preview.over:
+            lines.append(t._("Already over, not asked (before registration): {dates}",
+                             dates=", ".join(t.date(d) for d in preview.over)))
+        lines.append(t._("Rule: docs/corrections.md"))
     lines.append(t._("Send the reason for this correction in one message, or /cancel."))
     return "\n".join(lines)
 
@@ -157,7 +174,8 @@ def status_text(t: Translator, row: PatientRow, course_days: int) -> str:
     return {
         "enrolled": t._("enrolled, no course yet"),
         "between": t._("between courses"),
-        "paused": t._("paused"),
+        "paused": t._("paused by the patient"),
+        "held": t._("on hold by the study team"),
         "unreachable": t._("unreachable"),
         "withdrawn": t._("withdrawn"),
     }[row.status]
@@ -202,7 +220,8 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
                           last=t.date(c.last_day)) + flag,
                   f"{marks([d.state for d in view.doses])} {rate(view.counts)}"]
         for dose in view.doses:
-            if dose.state in ("missed", "not_reported") or dose.late:
+            if dose.state in ("missed", "not_reported", "held", "before_registration") or dose.late \
+                    or dose.out_of_window:
                 extra = " " + t._("(late)") if dose.late else ""
                 lines.append(t._("Day {day} ({date}): {state}", day=dose.day, date=t.date(dose.local_date),
                                  state=state_label(t, dose.state)) + extra)
@@ -223,6 +242,8 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
         lines += [f"• {alert_title(t, a.kind)} ({t.datetime(a.created_at)})" for a in detail.alerts]
     if p.status == "withdrawn":
         return "\n".join(lines)[:4000], None
+    if p.status == "paused" and p.pause_reason:
+        lines.insert(1, t._("Paused: {reason}", reason=p.pause_reason))
     toggle = (t._("▶ Resume"), cb.RESUME) if p.status == "paused" else (t._("⏸ Pause"), cb.PAUSE)
     keyboard = Keyboard([
         [Button(toggle[0], callback_data=cb.patient_action(toggle[1], p.subject_id)),

@@ -30,6 +30,7 @@ def alert_title(t: Translator, kind: str) -> str:
         "unreachable": "⚠ " + t._("Patient unreachable (blocked the bot)"),
         "patient_course_start": "ℹ " + t._("Patient reports chemotherapy finished: confirm the course"),
         "patient_paused": "ℹ " + t._("Patient paused reminders"),
+        "patient_resumed": "ℹ " + t._("Reminders resumed"),
         "new_enrolment": "ℹ " + t._("New enrolment"),
     }[kind]
 

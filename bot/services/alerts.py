@@ -23,6 +23,7 @@ LEVEL_BY_KIND = {
     "unreachable": "same_day",
     "patient_course_start": "info",
     "patient_paused": "info",
+    "patient_resumed": "info",
     "new_enrolment": "info",
 }
 

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from bot.db.models import Alert, Course, DoseDay, Patient, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
-from bot.domain.dose import has_reason
+from bot.domain.dose import PauseOrigin, has_reason
 from bot.services import invitations, patients
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
@@ -20,7 +20,7 @@ from bot.services.coord_courses import remove_untouched_days
 from bot.services.coord_invites import expiry_days
 from bot.services.runtime import Runtime
 
-STATUSES = ("enrolled", "on_course", "between", "paused", "unreachable", "withdrawn")
+STATUSES = ("enrolled", "on_course", "between", "paused", "held", "unreachable", "withdrawn")
 
 
 class PatientActionRefused(Exception):
@@ -49,7 +49,7 @@ def status_of(patient: Patient, courses: list[Course], today: date) -> str:
     if patient.unreachable:
         return "unreachable"
     if patient.status == "paused":
-        return "paused"
+        return "held" if patient.pause_origin == PauseOrigin.TEAM else "paused"
     if any(c.first_day <= today <= c.last_day for c in courses):
         return "on_course"
     return "between" if courses else "enrolled"
@@ -150,7 +150,9 @@ async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool
                                          what="pause" if paused else "resume", update_id=update_id)
     if patient.status == "withdrawn":
         raise PatientActionRefused("withdrawn")
-    if patient.status == ("paused" if paused else "active"):
+    if paused and patient.status == "paused" and patient.pause_origin == PauseOrigin.TEAM:
+        raise PatientActionRefused("unchanged")
+    if not paused and patient.status == "active":
         raise PatientActionRefused("unchanged")
     return await patients.set_paused(rt, patient=patient, paused=paused, actor_kind=actor.kind, actor_id=actor.id,
                                      reason=reason, update_id=update_id)

@@ -74,7 +74,7 @@ async def test_patient_list_card_pause_and_resume(engine, database_url, nurse_id
         assert t._("on course, day {day} of {total}", day=3, total=14) in line_of("NJ-0602")
         assert "C1 ✓✗" + "·" * 12 + " 50%" in listing.text
         assert t._("between courses") in line_of("NJ-0603")
-        assert t._("paused") in line_of("NJ-0604")
+        assert t._("on hold by the study team") in line_of("NJ-0604")
         assert t._("unreachable") in line_of("NJ-0605")
 
         [card] = await send(h, coordinator, "/patient", "NJ-0602")

@@ -84,7 +84,9 @@ async def test_a_whole_course_runs_in_seconds_from_the_clock_alone(engine, datab
     by_patient = {user_id: [r for r in rows if r.chat_id == user_id and r.state == "sent"] for user_id in PATIENTS}
     kinds = {user_id: Counter(r.kind for r in sent) for user_id, sent in by_patient.items()}
     assert kinds[7301] == {"course_plan": 1, "reminder": 14, "course_end": 1}
-    assert kinds[7302] == {"course_plan": 1, "reminder": 14, "followup": 14, "late_question": 14, "course_end": 1}
+    # a silent patient's reminder and follow-up are closed (edited, buttons removed) when each day closes
+    assert kinds[7302] == {"course_plan": 1, "reminder": 14, "followup": 14, "late_question": 14, "course_end": 1,
+                           "reminder_close": 28}
     assert kinds[7303] == {"course_plan": 1, "reminder": 14, "snooze": 14, "course_end": 1}
     assert kinds[7304] == {"course_plan": 1, "reminder": 14, "course_end": 1}
     async with session_factory(engine)() as session:
