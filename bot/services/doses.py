@@ -136,8 +136,10 @@ async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice
             return DoseResult(status, dose, patient)
         if not await _record(session, rt=rt, now=now, patient=patient, dose=dose, state=outcome.state,
                              late=outcome.late, source=source.value, update_id=update_id):
-            await session.rollback()
-            return DoseResult("already", await session.get(DoseDay, dose_day_id), patient)
+            patient_id = patient.id
+            await session.rollback()  # the other tap won the race: report its answer, loaded afresh
+            return DoseResult("already", await session.get(DoseDay, dose_day_id, populate_existing=True),
+                              await session.get(Patient, patient_id, populate_existing=True))
         if outcome.late:
             await close_reminder_messages(session, now=now, dose=dose, patient=patient)
         await session.commit()

@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from bot.db.models import AuditLog, Invitation, Patient
 from bot.domain.tokens import InvitationStatus, invitation_status, looks_like_token, throttle_allows
-from bot.services import invitations
+from bot.services import invitations, patients
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.queries import patient_by_subject, patient_by_telegram
@@ -118,6 +118,9 @@ async def complete(
         patient.consent_version, patient.consented_at = settings.trial.consent_version, now
         session.add(patient)
         await session.flush()
+        moved_from = None
+        if action == "patient.rebound":  # the new phone's time applies to the running course too
+            moved_from = await patients.move_untouched_days(session, patient=patient, now=now)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="invitation.used",
               entity="invitation", entity_id=invitation.id, update_id=update_id)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="consent.given",
@@ -126,7 +129,8 @@ async def complete(
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action=action, entity="patient",
               entity_id=patient.subject_id, before=before,
               after={"site_id": site.id, "telegram_user_id": telegram_user_id, "locale": locale,
-                     "reminder_time": reminder_time}, update_id=update_id)
+                     "reminder_time": reminder_time, "days_moved_from": moved_from.isoformat() if moved_from else None},
+              update_id=update_id)
         await raise_alert(session, settings=settings, now=now, site_id=site.id, kind="new_enrolment", patient=patient,
                           dedupe_key=f"enrolled:{patient.subject_id}:{invitation.id}", update_id=update_id)
         await session.commit()

@@ -85,29 +85,37 @@ async def change_locale(rt: Runtime, *, patient: Patient, locale: str, update_id
     return patient
 
 
+async def move_untouched_days(session, *, patient: Patient, now: datetime) -> date | None:
+    """Every untouched future day (scheduled, never reminded) moves to the patient's current
+    reminder time; a day whose new time has already passed today keeps its old one. The one path
+    for /time and for a rebind that brings a new time. Returns the first local date that moved."""
+    tz = ZoneInfo(patient.timezone)
+    at = parse_hhmm(patient.reminder_time)
+    untouched = (await session.exec(select(DoseDay).where(
+        DoseDay.patient_id == patient.id, DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None)
+    ).order_by(col(DoseDay.due_at)))).all()
+    first_changed = None
+    for dose in untouched:
+        due = local_due_instant(dose.local_date, at, tz)
+        if due <= now or due >= dose.closes_at or due == dose.due_at:
+            continue  # today's new time has already passed (or falls after the day's close): keep today
+        dose.due_at = due
+        first_changed = first_changed or dose.local_date
+        session.add(dose)
+    return first_changed
+
+
 async def change_reminder_time(rt: Runtime, *, patient: Patient, reminder_time: str,
                                update_id: int | None = None) -> date | None:
     """New time applies from the next untouched day (not yet reminded, not answered).
     Returns the first local date that changed, if any."""
     now = rt.now()
-    tz = ZoneInfo(patient.timezone)
-    at = parse_hhmm(reminder_time)
     async with rt.session() as session:
         patient = await session.get(Patient, patient.id)
         before = patient.reminder_time
         patient.reminder_time = reminder_time
         session.add(patient)
-        untouched = (await session.exec(select(DoseDay).where(
-            DoseDay.patient_id == patient.id, DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None)
-        ).order_by(col(DoseDay.due_at)))).all()
-        first_changed = None
-        for dose in untouched:
-            due = local_due_instant(dose.local_date, at, tz)
-            if due <= now:
-                continue  # today's time has already passed: keep today as it was
-            dose.due_at = due
-            first_changed = first_changed or dose.local_date
-            session.add(dose)
+        first_changed = await move_untouched_days(session, patient=patient, now=now)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="patient.time_changed",
               entity="patient", entity_id=patient.subject_id, before={"reminder_time": before},
               after={"reminder_time": reminder_time, "from": first_changed.isoformat() if first_changed else None},

@@ -1,0 +1,287 @@
+"""Trial data integrity under staff and patient actions (issue 11), end to end through the sandbox:
+team hold vs patient pause, cancelled courses, one dose day per date, the correction rule,
+reminder times that move, reminders that close with their day, double taps."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from bot.db.engine import session_factory
+from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
+from bot.domain.dose import Answer
+from bot.services import coord_courses, doses, invitations
+from bot.services.coord_access import operator_actor
+from tests.coordinator.coord_helpers import COORDINATOR_NJ, NURSE_IDS, NURSES, audits, enrol_direct, nurse, register, send, tr, type_text
+from tests.e2e.harness import running_bot
+
+UTC = timezone.utc
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+OPERATOR = operator_actor()
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), SHANGHAI).astimezone(UTC)
+
+
+def day_close(day: date) -> datetime:
+    return local(day + timedelta(days=1), 0)
+
+
+async def reminder_for(h, user, dose_id: int):
+    return await h.sandbox.wait_for(lambda: next(
+        (m for m in user.messages if any(d == f"d:{dose_id}:t" for _, d in m.buttons)), None))
+
+
+async def live_days(h, subject: str) -> list[DoseDay]:
+    [patient] = await h.rows(Patient, Patient.subject_id == subject)
+    return sorted((d for d in await h.rows(DoseDay, DoseDay.patient_id == patient.id)
+                   if d.state != "cancelled" and not d.out_of_window), key=lambda d: d.local_date)
+
+
+# --- 1. who paused, and why -----------------------------------------------------------------
+
+@pytest.mark.parametrize("locale", ["zh_Hans", "en"])
+async def test_team_hold_cannot_be_lifted_by_the_patient_and_held_days_are_not_missed(engine, database_url, locale):
+    async with running_bot(engine, database_url) as h:
+        patient = await enrol_direct(h, 8101, "NJ-8101", locale=locale)
+        await register(h, "NJ-8101")
+        await h.tick()
+        coordinator = nurse(h, COORDINATOR_NJ, "zh_Hans")
+        await send(h, coordinator, "/pause", "NJ-8101 physician: hold study drug")
+        [row] = await h.rows(Patient, Patient.subject_id == "NJ-8101")
+        assert (row.status, row.pause_origin, row.pause_reason) == ("paused", "team", "physician: hold study drug")
+
+        [reply] = await send(h, patient, "/start")
+        t = tr(locale)
+        assert "+86-25-0000-0000" in reply.text  # told whom to call
+        assert t._("Nothing was changed.") in reply.text
+        [row] = await h.rows(Patient, Patient.subject_id == "NJ-8101")
+        assert row.status == "paused" and row.pause_origin == "team"
+        assert await audits(h, "patient.resume_refused", actor_id="NJ-8101")
+        assert not await audits(h, "patient.resumed")
+
+        count = len(patient.messages)
+        for day in (date(2026, 12, 2), date(2026, 12, 3), date(2026, 12, 4)):
+            await h.tick(local(day, 8))
+            await h.tick(day_close(day))
+        assert not [m for m in patient.messages[count:] if m.buttons]  # no reminder during the hold
+        states = [d.state for d in sorted(await h.rows(DoseDay), key=lambda d: d.day)]
+        assert states[:3] == ["held", "held", "held"]
+        assert not await h.rows(Alert, Alert.kind == "consecutive_missed")
+        assert len(await audits(h, "dose.closed_held")) == 3
+
+        await send(h, coordinator, "/resume", "NJ-8101")
+        [row] = await h.rows(Patient, Patient.subject_id == "NJ-8101")
+        assert row.status == "active" and row.pause_origin is None
+        [resumed] = await h.rows(Alert, Alert.kind == "patient_resumed")
+        assert resumed.level == "info" and resumed.details["was"] == "team"
+
+
+async def test_a_patient_lifts_their_own_pause_and_the_site_is_told(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        patient = await enrol_direct(h, 8102, "NJ-8102")
+        await send(h, patient, "/stop")
+        [row] = await h.rows(Patient, Patient.subject_id == "NJ-8102")
+        assert row.pause_origin == "patient"
+        [reply] = await send(h, patient, "/start")
+        assert reply.text == tr("en")._("Reminders are on again.")
+        [resumed] = await h.rows(Alert, Alert.kind == "patient_resumed")
+        assert resumed.details["by"] == "patient"
+        # days closed during a patient's own pause stay "not reported" (the patient chose to stop)
+
+
+# --- 2. cancel voids, one dose day per date --------------------------------------------------
+
+@pytest.mark.parametrize("locale", ["zh_Hans", "en"])
+async def test_cancel_after_the_morning_reminder_stops_everything_and_tells_the_patient(engine, database_url, locale):
+    async with running_bot(engine, database_url) as h:
+        patient = await enrol_direct(h, 8201, "NJ-8201", locale=locale)
+        await register(h, "NJ-8201")
+        await h.tick()
+        await h.tick(local(date(2026, 12, 2), 8))
+        [day1] = await h.rows(DoseDay, DoseDay.day == 1)
+        reminder = await reminder_for(h, patient, day1.id)
+        h.clock.set(local(date(2026, 12, 2), 9))
+        await coord_courses.cancel(h.rt, OPERATOR, subject_id="NJ-8201", cycle=1, reason="Cycle postponed")
+        await h.tick()
+        t = tr(locale)
+        told_text = t._("Your study team has cancelled cycle {cycle} ({first} – {last}).", cycle=1,
+                        first=t.date(date(2026, 12, 2)), last=t.date(date(2026, 12, 15)))
+        told = await h.sandbox.wait_for(lambda: next((m for m in patient.messages if told_text in (m.text or "")),
+                                                     None))
+        assert told is not None
+        await h.sandbox.wait_for(lambda: reminder.reply_markup is None)  # its buttons are gone
+        count = len(patient.messages)
+        await h.tick(local(date(2026, 12, 2), 10, 1))  # the follow-up would be due
+        await h.tick(day_close(date(2026, 12, 2)))
+        await h.tick(local(date(2026, 12, 3), 8, 1))  # the next-morning question and day 2 would be due
+        assert len(patient.messages) == count
+        assert {d.state for d in await h.rows(DoseDay)} == {"cancelled"}
+        followups = await h.rows(Outbox, Outbox.kind == "followup")
+        assert all(r.state == "skipped" for r in followups)
+        assert not await h.rows(Outbox, Outbox.kind == "late_question")
+        # a tap on the cancelled day's reminder records nothing
+        result = await doses.answer(h.rt, telegram_user_id=8201, dose_day_id=day1.id, choice=Answer.TAKEN)
+        assert result.status == "closed" and (await h.rows(DoseDay, DoseDay.id == day1.id))[0].state == "cancelled"
+
+
+async def test_cancel_and_register_again_gives_one_dose_day_per_date(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        patient = await enrol_direct(h, 8202, "NJ-8202")
+        await register(h, "NJ-8202")
+        await h.tick(local(date(2026, 12, 2), 8))
+        [day1] = await h.rows(DoseDay, DoseDay.day == 1)
+        await reminder_for(h, patient, day1.id)
+        h.clock.set(local(date(2026, 12, 2), 9))
+        await coord_courses.cancel(h.rt, OPERATOR, subject_id="NJ-8202", cycle=1, reason="Entered twice")
+        await register(h, "NJ-8202")  # the same chemotherapy end again
+        await h.tick()
+        days = await live_days(h, "NJ-8202")
+        assert [d.local_date for d in days] == [date(2026, 12, 2) + timedelta(days=i) for i in range(14)]
+        assert {d.cycle for d in days} == {2}
+        count = sum(1 for m in patient.messages if m.buttons and m.buttons[0][1].startswith("d:"))
+        await h.tick(local(date(2026, 12, 3), 8))
+        reminders = [m for m in patient.messages if m.buttons and m.buttons[0][1].startswith("d:")]
+        assert len(reminders) == count + 1  # one reminder for 3 Dec, not two
+        # the database itself refuses a second live day on a date
+        sample = days[3]
+        async with session_factory(engine)() as session:
+            session.add(DoseDay(patient_id=sample.patient_id, course_id=sample.course_id, cycle=9, day=1,
+                                local_date=sample.local_date, due_at=sample.due_at, closes_at=sample.closes_at,
+                                late_until=sample.late_until, state="scheduled"))
+            with pytest.raises(IntegrityError):
+                await session.commit()
+        async with session_factory(engine)() as session:  # a cancelled one on the same date is fine
+            session.add(DoseDay(patient_id=sample.patient_id, course_id=sample.course_id, cycle=9, day=2,
+                                local_date=sample.local_date, due_at=sample.due_at, closes_at=sample.closes_at,
+                                late_until=sample.late_until, state="cancelled"))
+            await session.commit()
+
+
+async def test_an_answered_day_of_a_cancelled_course_is_carried_not_doubled(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        await enrol_direct(h, 8203, "NJ-8203")
+        await register(h, "NJ-8203")
+        await h.tick(local(date(2026, 12, 2), 8))
+        [day1] = await h.rows(DoseDay, DoseDay.day == 1)
+        h.clock.set(local(date(2026, 12, 2), 8, 5))
+        assert (await doses.answer(h.rt, telegram_user_id=8203, dose_day_id=day1.id, choice=Answer.TAKEN)).status \
+            == "recorded"
+        await coord_courses.cancel(h.rt, OPERATOR, subject_id="NJ-8203", cycle=1, reason="Wrong cycle")
+        await register(h, "NJ-8203")
+        days = await live_days(h, "NJ-8203")
+        assert len(days) == 14 and len({d.local_date for d in days}) == 14
+        carried = days[0]
+        assert carried.id == day1.id and carried.state == "taken" and carried.cycle == 2
+        assert sum(1 for d in await h.rows(DoseDay) if d.state == "taken") == 1
+
+
+# --- 3. correction rule, rebind and /time -----------------------------------------------------
+
+@pytest.mark.parametrize("nurse_id, locale", NURSES, ids=NURSE_IDS)
+async def test_correction_after_two_taken_days_leaves_no_hole(engine, database_url, nurse_id, locale):
+    async with running_bot(engine, database_url) as h:
+        await enrol_direct(h, 8301, "NJ-8301")
+        await register(h, "NJ-8301")
+        for day, number in ((date(2026, 12, 2), 1), (date(2026, 12, 3), 2)):
+            await h.tick(local(day, 8))
+            [dose] = await h.rows(DoseDay, DoseDay.day == number)
+            h.clock.set(local(day, 8, 5))
+            await doses.answer(h.rt, telegram_user_id=8301, dose_day_id=dose.id, choice=Answer.TAKEN)
+        h.clock.set(local(date(2026, 12, 3), 20))
+        coordinator = nurse(h, nurse_id, locale)
+        t = tr(locale)
+        [preview] = await send(h, coordinator, "/correct", "NJ-8301 2026-12-03")
+        assert t._("Kept but outside the new course (not counted): {dates}", dates=", ".join(
+            [t.date(date(2026, 12, 2)), t.date(date(2026, 12, 3))])) in preview.text
+        assert t._("Days moved: {moved}; days added: {added}", moved=12, added=2) in preview.text
+        await type_text(h, coordinator, "Chemotherapy ended on 3 Dec")
+        days = await live_days(h, "NJ-8301")
+        assert [d.local_date for d in days] == [date(2026, 12, 4) + timedelta(days=i) for i in range(14)]
+        assert [d.day for d in days] == list(range(1, 15))
+        assert all(d.due_at == local(d.local_date, 8) for d in days)
+        kept = [d for d in await h.rows(DoseDay) if d.out_of_window]
+        assert sorted((d.local_date, d.state) for d in kept) == [(date(2026, 12, 2), "taken"),
+                                                                 (date(2026, 12, 3), "taken")]
+
+
+# --- 3b. rebind and /time move the due instants ---------------------------------------------
+
+async def test_time_command_and_rebind_move_every_untouched_day(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        patient = await enrol_direct(h, 8302, "NJ-8302")
+        await register(h, "NJ-8302")
+        await h.tick(local(date(2026, 12, 2), 8))  # day 1 reminded at 08:00
+        issued = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-8302", purpose="rebind")
+        from bot.services import enrolment
+        h.clock.set(local(date(2026, 12, 2), 12))
+        await enrolment.complete(h.rt, telegram_user_id=8303, chat_id=8303, token=issued.token, locale="en",
+                                 reminder_time="21:00")
+        days = sorted(await h.rows(DoseDay), key=lambda d: d.day)
+        assert days[0].due_at == local(date(2026, 12, 2), 8)  # already reminded: history
+        assert all(d.due_at == local(d.local_date, 21) for d in days[1:])
+        new_phone = h.sandbox.user(8303, language_code="en")
+        [status] = await send(h, new_phone, "/status")
+        assert "21:00" in status.text
+        [reply] = await send(h, new_phone, "/time")
+        await type_text(h, new_phone, "07:30")
+        days = sorted(await h.rows(DoseDay), key=lambda d: d.day)
+        assert all(d.due_at == local(d.local_date, 7, 30) for d in days[1:])
+        assert patient is not None
+
+
+# --- 4. reminders close with their day; stale buttons record nothing --------------------------
+
+@pytest.mark.parametrize("locale", ["zh_Hans", "en"])
+async def test_day_one_tap_on_day_two_records_nothing_and_points_to_the_right_path(engine, database_url, locale):
+    async with running_bot(engine, database_url) as h:
+        patient = await enrol_direct(h, 8401, "NJ-8401", locale=locale)
+        await register(h, "NJ-8401")
+        await h.tick(local(date(2026, 12, 2), 8))
+        [day1] = await h.rows(DoseDay, DoseDay.day == 1)
+        reminder = await reminder_for(h, patient, day1.id)
+        await h.tick(day_close(date(2026, 12, 2)))
+        await h.sandbox.wait_for(lambda: reminder.reply_markup is None)  # closed with its day
+        t = tr(locale)
+        assert t._("This day is over: {state}.", state=t._("no answer")) in reminder.text
+        await h.tick(local(date(2026, 12, 3), 9))
+        answers = len(h.sandbox.callback_answers)
+        patient.press(reminder, f"d:{day1.id}:t")  # a stale tap on day 1's own "Taken"
+        await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
+        answer = h.sandbox.callback_answers[-1]
+        assert answer["text"] == t._("This day is over, so this button no longer works. If we did not hear from you, "
+                                     "we will ask you about it the next morning.")
+        [day1] = await h.rows(DoseDay, DoseDay.id == day1.id)
+        assert day1.state == "not_reported" and day1.source is None
+        assert await audits(h, "dose.answer_refused", entity_id=day1.id)
+        # the next-morning question is the way to answer it late, and says so in `source`
+        question = await h.sandbox.wait_for(lambda: next(
+            (m for m in patient.messages if any(d == f"d:{day1.id}:lt" for _, d in m.buttons)), None))
+        patient.press(question, f"d:{day1.id}:lt")
+        await h.sandbox.wait_for(lambda: question.reply_markup is None)
+        [day1] = await h.rows(DoseDay, DoseDay.id == day1.id)
+        assert (day1.state, day1.late, day1.source) == ("taken", True, "late_question")
+
+
+async def test_a_double_tap_on_taken_records_once_and_logs_no_error(engine, database_url, caplog):
+    async with running_bot(engine, database_url) as h:
+        patient = await enrol_direct(h, 8402, "NJ-8402")
+        await register(h, "NJ-8402")
+        await h.tick(local(date(2026, 12, 2), 8))
+        [day1] = await h.rows(DoseDay, DoseDay.day == 1)
+        reminder = await reminder_for(h, patient, day1.id)
+        answers = len(h.sandbox.callback_answers)
+        patient.press(reminder, f"d:{day1.id}:t")
+        patient.press(reminder, f"d:{day1.id}:t")
+        await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) >= answers + 2)
+        await h.sandbox.wait_for(lambda: reminder.reply_markup is None)
+        assert len(await audits(h, "dose.answered")) == 1
+        assert len(h.sandbox.callback_answers) == answers + 2  # one popup per tap, never a second one
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not errors, [r.getMessage() for r in errors]
+        assert not await h.rows(AuditLog, AuditLog.action == "callback.rejected")
