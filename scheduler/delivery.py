@@ -49,7 +49,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from bot.config import Settings
 from bot.db.models import Alert, AlertMessage, Course, DoseDay, Outbox, Patient
 from bot.domain.adherence import adherence
-from bot.domain.dose import DoseState
+from bot.domain.dose import DoseState, catch_up_allowed
 from bot.i18n import Translator
 from bot.render import coordinator as render_coordinator
 from bot.render import patient as render_patient
@@ -189,7 +189,8 @@ def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -
         return Skip("patient unreachable")
     if row.kind == "catch_up":
         course = loaded.courses.get(row.payload.get("course_id"))
-        days = loaded.catch_up_days.get(row.payload.get("course_id"), [])
+        days = [d for d in loaded.catch_up_days.get(row.payload.get("course_id"), [])
+                if catch_up_allowed(closes_at=d.closes_at, now=now)]
         if course is None or course.status != "active" or not days:
             return Skip("nothing to ask about")
         text, markup = render_patient.catch_up_question(t, settings, days)

@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.db.types import UTCDateTime
-from bot.domain.dose import DoseState, PauseOrigin, close_day
+from bot.domain.dose import CATCH_UP_DAYS, DoseState, PauseOrigin, close_day
 from bot.domain.schedule import local_due_instant
 from bot.services.alerts import alert_recipients
 from bot.services.audit import audit
@@ -129,8 +129,8 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
         select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
         .where(Course.status == "active", Patient.status == "active", Patient.unreachable.is_(False),
                col(Patient.chat_id).is_not(None), ~_plan_unsent(Patient.id),
-               select(DoseDay.id).where(DoseDay.course_id == Course.id,
-                                        DoseDay.state == "before_registration").exists(),
+               select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
+                                        DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
                ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
                Course.created_at > now - CATCH_UP_WITHIN)
         .order_by(col(Course.id)).limit(BATCH))).all()

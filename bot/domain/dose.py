@@ -135,8 +135,12 @@ def close_day(*, state: DoseState | str, held: bool = False) -> DoseState:
     return DoseState.HELD if held else DoseState.NOT_REPORTED
 
 
+CATCH_UP_DAYS = 7  # the catch-up question asks about course days at most this many days back
+
+
 def answer_late(
-    *, state: DoseState | str, answer: Answer | str, source: AnswerSource | str, now: datetime, late_until: datetime
+    *, state: DoseState | str, answer: Answer | str, source: AnswerSource | str, now: datetime, late_until: datetime,
+    closes_at: datetime | None = None,
 ) -> DoseOutcome:
     """An answer to a question about a day that is over: the next-morning question (a day closed
     unanswered, until `late_until`) or the catch-up question (a day over before registration)."""
@@ -148,12 +152,19 @@ def answer_late(
     if source is AnswerSource.CATCH_UP:
         if state is not DoseState.BEFORE_REGISTRATION:
             raise DoseRuleError("not_open", f"the catch-up question is only about days before registration, not {state.value}")
+        if closes_at is not None and not catch_up_allowed(closes_at=closes_at, now=now):
+            raise DoseRuleError("too_late", f"the catch-up question covers only the last {CATCH_UP_DAYS} days")
         return DoseOutcome(state=answer.state, late=True, recorded_at=as_utc(now, "now"))
     if state is not DoseState.NOT_REPORTED:
         raise DoseRuleError("not_open", f"the next-morning question is only about unreported days, not {state.value}")
     if as_utc(now, "now") >= as_utc(late_until, "late_until"):
         raise DoseRuleError("too_late", f"answers for this day were accepted until {late_until.isoformat()}")
     return DoseOutcome(state=answer.state, late=True, recorded_at=as_utc(now, "now"))
+
+
+def catch_up_allowed(*, closes_at: datetime, now: datetime) -> bool:
+    """Whether a day over before registration is recent enough to ask the patient about."""
+    return as_utc(closes_at, "closes_at") > as_utc(now, "now") - timedelta(days=CATCH_UP_DAYS)
 
 
 def over_at_registration(*, closes_at: datetime, now: datetime) -> bool:
@@ -204,6 +215,8 @@ __all__ = [
     "AnswerSource",
     "PauseOrigin",
     "answer_late",
+    "catch_up_allowed",
+    "CATCH_UP_DAYS",
     "may_resume",
     "over_at_registration",
     "DoseOutcome",

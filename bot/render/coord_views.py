@@ -40,8 +40,12 @@ def rate(counts: Adherence) -> str:
 
 
 def ratio(t: Translator, counts: Adherence) -> str:
-    return t._("{rate} ({taken} of {expected} doses)", rate=rate(counts), taken=counts.taken,
+    text = t._("{rate} ({taken} of {expected} doses)", rate=rate(counts), taken=counts.taken,
                expected=counts.expected)
+    if counts.held or counts.before_registration:  # not the patient's to answer: shown apart, never counted
+        text += "; " + t._("held {held}, before registration {before}", held=counts.held,
+                           before=counts.before_registration)
+    return text
 
 
 # --- invitations ---------------------------------------------------------------------------
@@ -96,7 +100,9 @@ def course_preview(t: Translator, preview: CoursePreview) -> tuple[str, Keyboard
              t._("Study tablets on these {count} days:", count=len(preview.dates))]
     lines += [t._("Day {day}: {date}", day=i, date=t.date(d)) for i, d in enumerate(preview.dates, start=1)]
     if preview.starts_in_past:
-        lines.append("⚠ " + t._("Day 1 is in the past: days before today will count as not reported."))
+        lines.append("⚠ " + t._("Day 1 is in the past: days already over are recorded as before registration "
+                                "(not reminded, not counted); the patient gets the plan first, then one optional "
+                                "question about them."))
     iso = span.chemo_end.isoformat()
     keyboard = Keyboard([[
         Button(t._("✅ Register"), callback_data=cb.course_register(preview.subject_id, iso, cb.COURSE_REGISTER)),
@@ -220,11 +226,13 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
                           last=t.date(c.last_day)) + flag,
                   f"{marks([d.state for d in view.doses])} {rate(view.counts)}"]
         for dose in view.doses:
-            if dose.state in ("missed", "not_reported", "held", "before_registration") or dose.late \
-                    or dose.out_of_window:
+            if dose.state in ("missed", "not_reported", "held", "before_registration") or dose.late:
                 extra = " " + t._("(late)") if dose.late else ""
                 lines.append(t._("Day {day} ({date}): {state}", day=dose.day, date=t.date(dose.local_date),
                                  state=state_label(t, dose.state)) + extra)
+    for dose in detail.out_of_window:
+        lines.append(t._("Kept outside the corrected course: cycle {cycle}, {date}: {state}", cycle=dose.cycle,
+                         date=t.date(dose.local_date), state=state_label(t, dose.state)))
     for c in detail.cancelled:
         lines.append(t._("Cycle {cycle} cancelled ({first} – {last})", cycle=c.cycle, first=t.date(c.first_day),
                          last=t.date(c.last_day)))
@@ -285,12 +293,14 @@ def digest_text(t: Translator, settings: Settings, digest: Digest) -> list[str]:
     lines = ["☀ " + t._("Morning digest: {site}, {date}", site=site.name(t.locale), date=t.date(digest.today)), ""]
     lines.append(t._("On course today ({count}):", count=len(digest.on_course)))
     lines += [f"• {o.subject_id} " + t._("cycle {cycle}, day {day} of {total}", cycle=o.cycle, day=o.day,
-                                         total=total) + (" ⏸" if o.paused else "") for o in digest.on_course] \
+                                         total=total) + (" ⏸" if o.paused else "") + (" H" if o.held else "") for o in digest.on_course] \
         or ["  " + t._("none")]
     lines += ["", t._("Yesterday ({date}):", date=t.date(yesterday)),
               "✓ " + t._("taken: {names}", names=_names(digest.yesterday.get("taken", []), t)),
               "✗ " + t._("not taken: {names}", names=_names(digest.yesterday.get("missed", []), t)),
               "? " + t._("no answer: {names}", names=_names(digest.yesterday.get("not_reported", []), t))]
+    if digest.yesterday.get("held"):
+        lines.append("H " + t._("on hold by the study team: {names}", names=_names(digest.yesterday["held"], t)))
     if digest.yesterday.get("scheduled"):
         lines.append("· " + t._("still open: {names}", names=_names(digest.yesterday["scheduled"], t)))
     lines += ["", t._("Symptom reports since {when} ({count}):", when=t.datetime(digest.since),

@@ -67,7 +67,10 @@ async def _load(session, patient_ids: list[int]):
         return {}, {}, {}
     courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(patient_ids),
                                                         Course.status == "active").order_by(col(Course.cycle)))).all()
-    doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(patient_ids))
+    # The course's days as they count: cancelled days are no dose days, out-of-window days are
+    # kept records outside the course (shown apart on the card).
+    doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(patient_ids),
+                                                      DoseDay.state != "cancelled", DoseDay.out_of_window.is_(False))
                                 .order_by(col(DoseDay.cycle), col(DoseDay.day)))).all()
     alerts = (await session.exec(select(Alert.patient_id).where(col(Alert.patient_id).in_(patient_ids),
                                                                 col(Alert.acknowledged_at).is_(None)))).all()
@@ -120,6 +123,7 @@ class PatientDetail:
     cancelled: list[Course]
     reports: list[SymptomReport]
     alerts: list[Alert] = field(default_factory=list)
+    out_of_window: list[DoseDay] = field(default_factory=list)
 
 
 async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int | None = None,
@@ -135,12 +139,15 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
         alerts = (await session.exec(select(Alert).where(Alert.patient_id == patient.id,
                                                          col(Alert.acknowledged_at).is_(None))
                                      .order_by(col(Alert.created_at)))).all()
+        outside = (await session.exec(select(DoseDay).where(DoseDay.patient_id == patient.id,
+                                                            DoseDay.out_of_window.is_(True))
+                                      .order_by(col(DoseDay.local_date)))).all()
     today = now.astimezone(ZoneInfo(patient.timezone)).date()
     courses = by_patient.get(patient.id, [])
     views = [CourseView(c, by_course.get(c.id, []), adherence(d.state for d in by_course.get(c.id, [])))
              for c in courses]
     return PatientDetail(patient, _row(patient, courses, by_course, open_alerts.get(patient.id, 0), today), views,
-                         list(cancelled), list(reports), list(alerts))
+                         list(cancelled), list(reports), list(alerts), list(outside))
 
 
 async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,

@@ -10,7 +10,8 @@ from sqlmodel import col, select
 
 from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
 from bot.domain.adherence import unanswered_run
-from bot.domain.dose import Answer, AnswerSource, DoseRuleError, DoseState, answer_dose, answer_late
+from bot.domain.dose import (Answer, AnswerSource, DoseRuleError, DoseState, answer_dose, answer_late,
+                             catch_up_allowed)
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.outbox import enqueue
@@ -124,7 +125,7 @@ async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice
                                       late_until=dose.late_until)
             else:
                 outcome = answer_late(state=DoseState(dose.state), answer=choice, source=source, now=now,
-                                      late_until=dose.late_until)
+                                      late_until=dose.late_until, closes_at=dose.closes_at)
         except DoseRuleError as error:
             status = {"already_answered": "already", "closed": "closed", "not_open": "not_open"}.get(error.code,
                                                                                                      "too_late")
@@ -146,6 +147,17 @@ async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice
         await session.refresh(dose)
     rt.wake()
     return DoseResult("recorded", dose, patient)
+
+
+async def catch_up_days(rt: Runtime, *, patient: Patient, course_id: int) -> list[DoseDay]:
+    """Days of this course the catch-up question still asks about (over before registration,
+    unanswered, recent enough)."""
+    now = rt.now()
+    async with rt.session() as session:
+        days = (await session.exec(select(DoseDay).where(
+            DoseDay.course_id == course_id, DoseDay.patient_id == patient.id,
+            DoseDay.state == DoseState.BEFORE_REGISTRATION).order_by(col(DoseDay.local_date)))).all()
+    return [d for d in days if catch_up_allowed(closes_at=d.closes_at, now=now)]
 
 
 async def add_missed_reason(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, reason: str,

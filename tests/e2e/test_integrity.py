@@ -285,3 +285,63 @@ async def test_a_double_tap_on_taken_records_once_and_logs_no_error(engine, data
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert not errors, [r.getMessage() for r in errors]
         assert not await h.rows(AuditLog, AuditLog.action == "callback.rejected")
+
+
+# --- 5. late registration is calm -------------------------------------------------------------
+
+@pytest.mark.parametrize("locale", ["zh_Hans", "en"])
+async def test_a_course_registered_five_days_late_sends_the_plan_first_and_asks_once(engine, database_url, locale):
+    async with running_bot(engine, database_url, start=local(date(2026, 12, 6), 10)) as h:
+        patient = await enrol_direct(h, 8501, "NJ-8501", locale=locale)
+        await h.tick()
+        count = len(patient.messages)
+        await register(h, "NJ-8501", chemo_end=date(2026, 11, 30))  # day 1 = 1 Dec, five days ago
+        await h.tick()
+        await h.sandbox.wait_for(lambda: len(patient.messages) >= count + 3)
+        plan, reminder, question = patient.messages[count:count + 3]
+        t = tr(locale)
+        assert t._("First dose: {date}", date=t.date(date(2026, 12, 1))) in plan.text  # the plan comes first
+        days = sorted(await h.rows(DoseDay), key=lambda d: d.day)
+        assert [d.state for d in days[:5]] == ["before_registration"] * 5
+        assert days[5].state == "scheduled" and reminder.buttons[0][1] == f"d:{days[5].id}:t"  # today, day 6
+        assert t._("Day {day} of {total}", day=6, total=14) in reminder.text
+        assert [data for _, data in question.buttons] == [f"d:{d.id}:ct" for d in days[:5]]
+        # no missed alert, no next-morning question about days nobody told the patient of
+        await h.tick(day_close(date(2026, 12, 6)))
+        assert not await h.rows(Alert, Alert.kind == "consecutive_missed")
+        assert not await h.rows(Outbox, Outbox.kind == "late_question", Outbox.dose_day_id != days[5].id)
+        assert not [m for m in patient.messages if t._("Either answer is fine. Do not take an extra dose today.")
+                    in (m.text or "") and str(days[0].id) in str(m.buttons)]
+        # the catch-up answers are late reports with their own source; untapped days stay apart
+        for dose in (days[1], days[3]):
+            answers = len(h.sandbox.callback_answers)
+            patient.press(question, f"d:{dose.id}:ct")
+            await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
+        await h.sandbox.wait_for(lambda: len(question.buttons) == 3)
+        days = sorted(await h.rows(DoseDay), key=lambda d: d.day)
+        assert [(d.state, d.source, d.late) for d in days[:5]] == [
+            ("before_registration", None, False), ("taken", "catch_up", True), ("before_registration", None, False),
+            ("taken", "catch_up", True), ("before_registration", None, False)]
+        [registered] = await audits(h, "course.registered")
+        assert registered.after["before_registration_days"] == [1, 2, 3, 4, 5]
+
+
+async def test_a_year_typo_raises_no_alert_storm(engine, database_url):
+    async with running_bot(engine, database_url, start=local(date(2026, 12, 6), 10)) as h:
+        await enrol_direct(h, 8502, "NJ-8502")
+        await register(h, "NJ-8502", chemo_end=date(2025, 12, 1))
+        await h.tick()
+        await h.tick(day_close(date(2026, 12, 6)))
+        assert {d.state for d in await h.rows(DoseDay)} == {"before_registration"}
+        assert not await h.rows(Alert, Alert.kind == "consecutive_missed")
+        assert not await h.rows(Outbox, Outbox.kind == "catch_up")  # nothing recent to ask about
+
+
+async def test_one_missed_alert_per_run_when_several_days_close_in_one_pass(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        await enrol_direct(h, 8503, "NJ-8503")
+        await register(h, "NJ-8503")
+        await h.tick()
+        await h.tick(day_close(date(2026, 12, 6)))  # after downtime: five days close at once
+        assert [d.state for d in sorted(await h.rows(DoseDay), key=lambda d: d.day)][:5] == ["not_reported"] * 5
+        assert len(await h.rows(Alert, Alert.kind == "consecutive_missed")) == 1
