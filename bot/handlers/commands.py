@@ -13,7 +13,7 @@ from bot.handlers.common import current_patient, runtime, translator_for
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render import patient as render
-from bot.services import courses, patients
+from bot.services import courses, enrolment, patients
 from bot.services.courses import CourseRefused
 
 
@@ -136,7 +136,7 @@ async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE, item: str)
         if patient is not None:
             patient = await patients.change_locale(rt, patient=patient, locale=item[5:], update_id=update.update_id)
         else:
-            context.user_data.setdefault("enrol", {})["locale"] = item[5:]
+            context.user_data["locale"] = item[5:]  # a stranger's language choice; no dialog is touched
         t = translator_for(update, context, patient)
         await query.edit_message_text(t._("Language set: English"))
         if patient is not None:
@@ -154,8 +154,10 @@ def _menu_texts(key: str) -> set[str]:
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     text = (update.effective_message.text or "").strip()
-    pending = context.user_data.get("enrol")
-    if pending and pending.get("step") == "time":
+    pending = await enrolment.pending_dialog(runtime(context), telegram_user_id=update.effective_user.id) \
+        if await current_patient(context, update.effective_user.id) is None else None
+    if pending and (pending.get("step") == "time" or (pending.get("step") == "confirm" and
+                                                      enrol.parse_time_input(text))):
         await enrol.choose_time(update, context, text)
     elif context.user_data.get("awaiting_time") and enrol.parse_time_input(text):
         await set_time(update, context, text)

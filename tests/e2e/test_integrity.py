@@ -345,3 +345,100 @@ async def test_one_missed_alert_per_run_when_several_days_close_in_one_pass(engi
         await h.tick(day_close(date(2026, 12, 6)))  # after downtime: five days close at once
         assert [d.state for d in sorted(await h.rows(DoseDay), key=lambda d: d.day)][:5] == ["not_reported"] * 5
         assert len(await h.rows(Alert, Alert.kind == "consecutive_missed")) == 1
+
+
+# --- 6. enrolment is a server-side state machine; rebind keeps the story ----------------------
+
+async def _start(h, user, token):
+    user.send_command("/start", token)
+    return await h.sandbox.wait_for(lambda: user.messages and user.last_message.buttons and user.last_message)
+
+
+@pytest.mark.parametrize("language_code, locale", [("zh-hans", "zh_Hans"), ("en", "en")])
+async def test_stale_or_forged_enrolment_buttons_are_refused_without_an_error(engine, database_url, caplog,
+                                                                            language_code, locale):
+    async with running_bot(engine, database_url) as h:
+        stranger = h.sandbox.user(8601, language_code=language_code)
+        await send(h, stranger, "/language")
+        menu = stranger.last_message
+        for data in ("e:lang:en", "e:time:08.00", "e:consent:yes", "e:confirm:yes"):
+            answers = len(h.sandbox.callback_answers)
+            stranger.press(menu, data)
+            await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
+            answer = h.sandbox.callback_answers[-1]
+            assert answer["text"] == tr(locale)._("This step has expired. Please tap your invitation link again.")
+        stranger.press(menu, "m:lang.en")  # a language choice by a stranger creates no half-dialog
+        await h.sandbox.wait_for(lambda: menu.history)
+        answers = len(h.sandbox.callback_answers)
+        stranger.press(menu, "e:time:08.00")
+        await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
+        assert not await h.rows(Patient)
+        assert len(await audits(h, "enrol.step_refused", actor_id=8601)) == 5
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_a_crafted_consent_skip_is_refused_and_audited(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        issued = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-8602")
+        user = h.sandbox.user(8602, language_code="en")
+        welcome = await _start(h, user, issued.token)
+        for data in ("e:lang:en", "e:time:08.00", "e:confirm:yes"):
+            answers = len(h.sandbox.callback_answers)
+            user.press(welcome, data)
+            await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
+        assert not await h.rows(Patient)  # no consent was ever recorded
+        assert not await audits(h, "consent.given")
+        refused = await audits(h, "enrol.step_refused", actor_id=8602)
+        assert [r.reason for r in refused] == ["out_of_order", "out_of_order"]
+        assert [r.before["step"] for r in refused] == ["consent", "consent"]
+
+
+async def test_the_enrolment_dialog_survives_a_restart(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        issued = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-8603")
+        user = h.sandbox.user(8603, language_code="en")
+        welcome = await _start(h, user, issued.token)
+        user.press(welcome, "e:lang:zh_Hans")
+        await h.sandbox.wait_for(lambda: welcome.history)
+        await h.restart()
+        user.press(welcome, "e:consent:yes")
+        await h.sandbox.wait_for(lambda: len(welcome.history) >= 2)
+        user.press_button("21:00", welcome)
+        summary = await h.sandbox.wait_for(lambda: len(user.messages) >= 2 and user.last_message)
+        version = h.settings.trial.consent_version
+        assert version in summary.text  # the consent version is shown
+        user.press(summary, "e:confirm:yes")
+        await h.sandbox.wait_for(lambda: len(user.messages) >= 3)
+        [patient] = await h.rows(Patient)
+        assert (patient.subject_id, patient.locale, patient.reminder_time) == ("NJ-8603", "zh_Hans", "21:00")
+        [consent] = await audits(h, "consent.given")
+        assert consent.after["consent_version"] == version
+
+
+@pytest.mark.parametrize("language_code, locale", [("zh-hans", "zh_Hans"), ("en", "en")])
+async def test_rebind_mid_course_shows_the_running_course_on_the_new_phone(engine, database_url, language_code,
+                                                                          locale):
+    async with running_bot(engine, database_url) as h:
+        await enrol_direct(h, 8604, "NJ-8604", locale=locale)
+        await register(h, "NJ-8604")
+        await h.tick(local(date(2026, 12, 3), 9))
+        issued = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-8604", purpose="rebind")
+        phone = h.sandbox.user(8605, language_code=language_code)
+        welcome = await _start(h, phone, issued.token)
+        phone.press(welcome, f"e:lang:{locale}")
+        await h.sandbox.wait_for(lambda: welcome.history)
+        phone.press(welcome, "e:consent:yes")
+        await h.sandbox.wait_for(lambda: len(welcome.history) >= 2)
+        phone.press_button("08:00", welcome)
+        summary = await h.sandbox.wait_for(lambda: len(phone.messages) >= 2 and phone.last_message)
+        phone.press(summary, "e:confirm:yes")
+        await h.sandbox.wait_for(lambda: len(phone.messages) >= 4)
+        t = tr(locale)
+        texts = "\n".join(m.text or "" for m in phone.messages)
+        assert t._("Your study team will register your course after your chemotherapy, and you will get the plan "
+                   "here. Use the buttons below at any time.") not in texts
+        assert t._("First dose: {date}", date=t.date(date(2026, 12, 2))) in texts  # the running course
+        assert t._("Today (day {day}): {state}", day=2, state=t._("waiting for your answer")) in texts
+        [patient] = await h.rows(Patient)
+        assert patient.telegram_user_id == 8605
