@@ -10,6 +10,7 @@ from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+from bot.services.staff import staff_label
 
 
 def chat_translator(settings: Settings, chat_id: int, site_id: str) -> Translator:
@@ -50,7 +51,8 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     if escalated:
         lines.insert(0, t._("ESCALATED: not acknowledged in time"))
     if alert.acknowledged_at is not None:
-        lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=acknowledged_by or alert.acknowledged_by,
+        who = acknowledged_by or staff_label(settings, alert.acknowledged_by) or "—"  # a person, never an id
+        lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=who,
                                  when=t.datetime(alert.acknowledged_at)))
         return "\n".join(lines), None
     rows = [[Button(t._("Acknowledge"), callback_data=cb.ack(alert.id))]]
