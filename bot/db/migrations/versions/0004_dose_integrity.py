@@ -30,22 +30,13 @@ LIVE = "state <> 'cancelled'"
 
 def upgrade() -> None:
     bind = op.get_bind()
-    sqlite = bind.dialect.name == "sqlite"
-    if sqlite:
-        # Widening columns rebuilds tables on SQLite; rows of other tables point at them.
-        op.execute("PRAGMA defer_foreign_keys = ON")
     with op.batch_alter_table("patient") as batch:
         batch.add_column(sa.Column("pause_origin", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
         batch.add_column(sa.Column("pause_reason", sa.Text(), nullable=True))
         batch.add_column(sa.Column("paused_at", bot.db.types.UTCDateTime(timezone=True), nullable=True))
     with op.batch_alter_table("dose_day") as batch:
         batch.add_column(sa.Column("out_of_window", sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch.alter_column("state", type_=sqlmodel.sql.sqltypes.AutoString(length=24),
-                           existing_type=sqlmodel.sql.sqltypes.AutoString(length=16), existing_nullable=False)
-    with op.batch_alter_table("dose_event") as batch:
-        for column in ("from_state", "to_state"):
-            batch.alter_column(column, type_=sqlmodel.sql.sqltypes.AutoString(length=24),
-                               existing_type=sqlmodel.sql.sqltypes.AutoString(length=16), existing_nullable=False)
+    _widen_state_columns(bind)
     op.create_table(
         "dialog_state",
         sa.Column("channel_user_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -59,8 +50,35 @@ def upgrade() -> None:
     _record_pause_origins(bind)
     op.create_index("uq_dose_day_patient_date_live", "dose_day", ["patient_id", "local_date"], unique=True,
                     sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
-    with op.batch_alter_table("dose_day") as batch:
-        batch.alter_column("out_of_window", server_default=None)
+
+
+WIDENED = (("dose_day", "state"), ("dose_event", "from_state"), ("dose_event", "to_state"))
+
+
+def _widen_state_columns(bind) -> None:
+    """VARCHAR(16) → VARCHAR(24) for "before_registration".
+
+    PostgreSQL alters the columns. SQLite does not enforce a VARCHAR length (the column keeps
+    TEXT affinity either way), so only the declared type in the stored schema changes — the
+    documented writable_schema procedure for changes that leave the stored data as it is. A
+    table rebuild is not an option there: other tables' rows reference these, and foreign keys
+    cannot be switched off inside the migration's transaction."""
+    if bind.dialect.name != "sqlite":
+        for table, column in WIDENED:
+            op.alter_column(table, column, type_=sqlmodel.sql.sqltypes.AutoString(length=24),
+                            existing_type=sqlmodel.sql.sqltypes.AutoString(length=16), existing_nullable=False)
+        return
+    version = bind.exec_driver_sql("PRAGMA schema_version").scalar()
+    bind.exec_driver_sql("PRAGMA writable_schema = ON")
+    for table, column in WIDENED:
+        sql = bind.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                   (table,)).scalar()
+        widened = sql.replace(f"{column} VARCHAR(16)", f"{column} VARCHAR(24)")
+        if widened == sql:
+            raise RuntimeError(f"{table}.{column}: expected VARCHAR(16) in {sql!r}")
+        bind.exec_driver_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (widened, table))
+    bind.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
+    bind.exec_driver_sql("PRAGMA writable_schema = OFF")
 
 
 def downgrade() -> None:
