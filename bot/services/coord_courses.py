@@ -202,7 +202,7 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
         for dose_id in plan.voided:
             dose = by_id[dose_id]
             await session.exec(update(DoseDay).where(DoseDay.id == dose_id).values(
-                state=DoseState.CANCELLED.value, day=_free_number(dose, new)))
+                state=DoseState.CANCELLED.value, day=_free_number(dose)))
             session.add(DoseEvent(dose_day_id=dose_id, at=now, kind="void", from_state=old_state[dose_id],
                                   to_state=DoseState.CANCELLED.value, actor=actor_label,
                                   reason=f"{dose.local_date.isoformat()} is outside the corrected course: {reason}"))
@@ -256,7 +256,7 @@ def plan_dates(plan: CorrectionPlan) -> set[date]:
     return {m.local_date for m in plan.moved} | {c.local_date for c in plan.created}
 
 
-def _free_number(dose: DoseDay, new: CourseSpan) -> int:
+def _free_number(dose: DoseDay) -> int:
     """A voided day leaves the course's numbering: a number no live day can take (live days are
     numbered from the first day, at most a course length or two either side of it)."""
     return -1000 - dose.id

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.db.engine import session_factory
 from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
 from bot.domain.dose import Answer
-from bot.services import coord_courses, doses, invitations
+from bot.services import coord_courses, doses, enrolment, invitations
 from bot.services.coord_access import operator_actor
 from tests.coordinator.coord_helpers import COORDINATOR_NJ, NURSE_IDS, NURSES, audits, enrol_direct, nurse, register, send, tr, type_text
 from tests.e2e.harness import running_bot
@@ -218,7 +218,6 @@ async def test_time_command_and_rebind_move_every_untouched_day(engine, database
         await register(h, "NJ-8302")
         await h.tick(local(date(2026, 12, 2), 8))  # day 1 reminded at 08:00
         issued = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-8302", purpose="rebind")
-        from bot.services import enrolment
         h.clock.set(local(date(2026, 12, 2), 12))
         await enrolment.complete(h.rt, telegram_user_id=8303, chat_id=8303, token=issued.token, locale="en",
                                  reminder_time="21:00")
@@ -228,11 +227,12 @@ async def test_time_command_and_rebind_move_every_untouched_day(engine, database
         new_phone = h.sandbox.user(8303, language_code="en")
         [status] = await send(h, new_phone, "/status")
         assert "21:00" in status.text
-        [reply] = await send(h, new_phone, "/time")
-        await type_text(h, new_phone, "07:30")
+        await send(h, new_phone, "/time")
+        await type_text(h, new_phone, "07:30")  # /time takes the same path
         days = sorted(await h.rows(DoseDay), key=lambda d: d.day)
         assert all(d.due_at == local(d.local_date, 7, 30) for d in days[1:])
-        assert patient is not None
+        assert len(await audits(h, "patient.time_changed")) == 1
+        assert not [m for m in patient.messages if "21:00" in (m.text or "")]  # the old phone hears nothing
 
 
 # --- 4. reminders close with their day; stale buttons record nothing --------------------------
