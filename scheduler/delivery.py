@@ -146,8 +146,8 @@ async def load(session, rows: list[Outbox]) -> Loaded:
     loaded.courses = await fetch(Course, course_ids)
     ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
     if ending:
-        for course_id, state in (await session.exec(select(DoseDay.course_id, DoseDay.state)
-                                                    .where(col(DoseDay.course_id).in_(ending)))).all():
+        for course_id, state in (await session.exec(select(DoseDay.course_id, DoseDay.state).where(
+                col(DoseDay.course_id).in_(ending), DoseDay.out_of_window.is_(False)))).all():
             loaded.course_states[course_id].append(state)
     following = {r.dose_day_id for r in rows if r.kind == "followup"}
     if following:

@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from bot.db.engine import session_factory
 from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
 from bot.domain.dose import Answer
-from bot.services import coord_courses, doses, enrolment, invitations
+from bot.render import coord_views
+from bot.services import coord_courses, digest, doses, enrolment, invitations
 from bot.services.coord_access import operator_actor
 from tests.coordinator.coord_helpers import COORDINATOR_NJ, NURSE_IDS, NURSES, audits, enrol_direct, nurse, register, send, tr, type_text
 from tests.e2e.harness import running_bot
@@ -74,6 +75,15 @@ async def test_team_hold_cannot_be_lifted_by_the_patient_and_held_days_are_not_m
         assert states[:3] == ["held", "held", "held"]
         assert not await h.rows(Alert, Alert.kind == "consecutive_missed")
         assert len(await audits(h, "dose.closed_held")) == 3
+        [card] = await send(h, coordinator, "/patient", "NJ-8101")  # the team sees the hold and its days
+        assert "HHH" in card.text and tr("zh_Hans")._("on hold by the study team") in card.text
+        assert "physician: hold study drug" in card.text
+        built = await digest.build(h.rt, site_id="NJ")  # the morning digest too
+        assert built.yesterday["held"] == [("NJ-8101", False)] and built.on_course[0].held
+        assert "H " + tr("en")._("on hold by the study team: {names}", names="NJ-8101") in \
+            "\n".join(coord_views.digest_text(tr("en"), h.settings, built))
+        [adherence_row] = built.adherence
+        assert adherence_row[1].held == 3 and adherence_row[1].expected == 0
 
         await send(h, coordinator, "/resume", "NJ-8101")
         [row] = await h.rows(Patient, Patient.subject_id == "NJ-8101")
