@@ -22,6 +22,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(render.expired_step(t))
     elif pending["step"] == "withdraw_reason":
         await coord_patients.answer_withdraw(update, context, pending, text)
+    elif pending["step"] == "pause_reason":
+        await coord_patients.answer_pause(update, context, pending, text)
     else:
         await coord_courses.answer_pending(update, context, pending, text)
 

@@ -165,9 +165,14 @@ def reanchor_preview(t: Translator, preview: ReanchorPreview) -> str:
 
 
 def ask_reason(t: Translator, what: str, subject_id: str, cycle: int | None = None) -> str:
+    if what == "pause":
+        return t._("Hold {subject}'s study medication? Reminders stop, days are recorded as held (not missed), "
+                   "and only the study team can lift it. Send the reason in one message "
+                   "(e.g. physician: hold study drug), or /cancel.", subject=subject_id)
     if what == "cancel_course":
-        return t._("Cancel cycle {cycle} of {subject}? Planned days are removed; days already recorded stay. "
-                   "Send the reason in one message, or /cancel.", cycle=cycle, subject=subject_id)
+        return t._("Cancel cycle {cycle} of {subject}? Days without an answer are voided and the patient is told; "
+                   "days already recorded stay. Send the reason in one message, or /cancel.", cycle=cycle,
+                   subject=subject_id)
     return t._("Withdraw {subject}? All messages to the patient stop; all data is kept. "
                "Send the reason in one message, or /cancel.", subject=subject_id)
 

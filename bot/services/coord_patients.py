@@ -152,6 +152,7 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
 
 async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,
                      update_id: int | None = None) -> Patient:
+    """A team hold (needs a reason; only staff lift it) or lifting any pause (the site is told)."""
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id,
                                          what="pause" if paused else "resume", update_id=update_id)
@@ -159,6 +160,8 @@ async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool
         raise PatientActionRefused("withdrawn")
     if paused and patient.status == "paused" and patient.pause_origin == PauseOrigin.TEAM:
         raise PatientActionRefused("unchanged")
+    if paused and not has_reason(reason):
+        raise PatientActionRefused("reason_required")  # a team hold says why (e.g. "physician: hold study drug")
     if not paused and patient.status == "active":
         raise PatientActionRefused("unchanged")
     return await patients.set_paused(rt, patient=patient, paused=paused, actor_kind=actor.kind, actor_id=actor.id,
