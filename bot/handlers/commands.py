@@ -104,7 +104,11 @@ async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     patient, t = await _enrolled(update, context)
     if patient is None:
         return
-    await patients.set_paused(runtime(context), patient=patient, paused=True, actor_kind="patient",
+    rt = runtime(context)
+    if patient.status == "paused" and patient.pause_origin == "team":  # already held by the team: nothing to do
+        await update.effective_message.reply_text(render.team_hold(t, rt.settings, rt.settings.site(patient.site_id)))
+        return
+    await patients.set_paused(rt, patient=patient, paused=True, actor_kind="patient",
                               actor_id=patient.subject_id, update_id=update.update_id)
     await update.effective_message.reply_text(
         t._("Reminders are paused and your study team has been told. Send /start to turn them on again."))

@@ -65,6 +65,10 @@ async def test_team_hold_cannot_be_lifted_by_the_patient_and_held_days_are_not_m
         assert row.status == "paused" and row.pause_origin == "team"
         assert await audits(h, "patient.resume_refused", actor_id="NJ-8101")
         assert not await audits(h, "patient.resumed")
+        [stop] = await send(h, patient, "/stop")  # a /stop during the hold changes nothing either
+        assert stop.text == reply.text
+        [row] = await h.rows(Patient, Patient.subject_id == "NJ-8101")
+        assert row.pause_origin == "team" and not await h.rows(Alert, Alert.kind == "patient_paused")
 
         count = len(patient.messages)
         for day in (date(2026, 12, 2), date(2026, 12, 3), date(2026, 12, 4)):
