@@ -246,8 +246,9 @@ def cmd_export(args, settings) -> int:
     if args.site and args.site not in {s.id for s in settings.sites}:
         raise TeamCommandError(f"unknown site {args.site!r}")
     data = asyncio.run(_run(settings, lambda rt: exports.collect(rt, _actor(args), site_id=args.site)))
+    rows = {**data.tables, csv_files.CODEBOOK: data.codebook}
     for path in csv_files.write_directory(data, args.out):
-        print(f"{path}: {len(data.tables[path.stem])} rows")
+        print(f"{path}: {len(rows[path.stem])} rows" if path.suffix == ".csv" else str(path))
     return 0
 
 

@@ -166,6 +166,9 @@ class Coordinator(_Strict):
     telegram_id: int = Field(gt=0)
     role: Literal["coordinator", "admin"] = "coordinator"
     locale: Literal["zh_Hans", "en"] = "zh_Hans"
+    # How this person is shown on acknowledgements and in exports instead of their Telegram id,
+    # e.g. "NJ nurse 1". Optional: without it, "<site> <role> <n>" (bot.services.staff).
+    label: str = Field("", max_length=40, pattern=r"^[^\x00-\x1f]*$")
 
 
 class Site(_Strict):

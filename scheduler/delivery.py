@@ -59,7 +59,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from bot.config import Settings
 from bot.db.models import Alert, AlertMessage, Course, DoseDay, Outbox, Patient, PatientMessage
 from bot.domain.adherence import adherence
-from bot.domain.dose import DoseState
+from bot.domain.dose import DoseState, catch_up_allowed
 from bot.i18n import Translator
 from bot.render import coordinator as render_coordinator
 from bot.render import patient as render_patient
@@ -82,8 +82,8 @@ GIVE_UP = timedelta(hours=24)
 MAX_BACKOFF = 300
 LOOK_AGAIN = {True: 0.1, False: 0.5}  # seconds between claims while sends are outstanding (alert lane: True)
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
-PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", ADVICE_KIND,
-                 STAFF_REPLY_KIND)
+PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
+                 "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND)
 DOSE_KINDS = ("reminder", "followup", "snooze")
 
 
@@ -92,7 +92,7 @@ class Prepared:
     text: str
     markup: object | None
     protect: bool
-    edit_message_id: int | None = None  # edit this message instead of sending a new one
+    edit_message_id: int | None = None  # edit this message (close a day's reminder, update an alert)
     copy_from: tuple[int, int] | None = None  # (chat id, message id) to copy instead of sending text
 
 
@@ -121,6 +121,9 @@ class Loaded:
     course_states: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     reminders: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)  # dose id → (state, sent at)
     messages: dict[int, PatientMessage] = field(default_factory=dict)  # staff replies to send
+    alert_copies: dict[tuple[int, int], int] = field(default_factory=dict)  # (alert, chat) → latest message id
+    copies_in_flight: set[tuple[int, int]] = field(default_factory=set)  # (alert, chat) still being sent
+    catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
 
     def translator(self, locale: str, tz: str) -> Translator:
@@ -157,12 +160,23 @@ async def load(session, rows: list[Outbox]) -> Loaded:
     loaded.alerts = await fetch(Alert, (r.alert_id for r in rows))
     loaded.messages = await fetch(PatientMessage, (r.payload.get("message_id") for r in rows
                                                    if r.kind == STAFF_REPLY_KIND))
-    course_ids = {r.payload.get("course_id") for r in rows if r.kind in ("course_plan", "course_end")}
+    updating = {r.alert_id for r in rows if r.kind == ALERT_UPDATE_KIND} - {None}
+    if updating:
+        for alert_id, chat_id, message_id in (await session.exec(
+                select(AlertMessage.alert_id, AlertMessage.chat_id, AlertMessage.message_id)
+                .where(col(AlertMessage.alert_id).in_(updating)).order_by(col(AlertMessage.id)))).all():
+            loaded.alert_copies[(alert_id, chat_id)] = message_id
+        loaded.copies_in_flight = set((await session.exec(
+            select(Outbox.alert_id, Outbox.chat_id).where(col(Outbox.alert_id).in_(updating), Outbox.kind == "alert",
+                                                         col(Outbox.state).in_(["pending", "claimed", "sending"]))
+        )).all())
+    course_ids = {r.payload.get("course_id") for r in rows
+                  if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled")}
     loaded.courses = await fetch(Course, course_ids)
     ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
     if ending:
-        for course_id, state in (await session.exec(select(DoseDay.course_id, DoseDay.state)
-                                                    .where(col(DoseDay.course_id).in_(ending)))).all():
+        for course_id, state in (await session.exec(select(DoseDay.course_id, DoseDay.state).where(
+                col(DoseDay.course_id).in_(ending), DoseDay.out_of_window.is_(False)))).all():
             loaded.course_states[course_id].append(state)
     following = {r.dose_day_id for r in rows if r.kind == "followup"}
     if following:
@@ -170,13 +184,24 @@ async def load(session, rows: list[Outbox]) -> Loaded:
                 select(Outbox.dose_day_id, Outbox.state, Outbox.finished_at)
                 .where(Outbox.kind == "reminder", col(Outbox.dose_day_id).in_(following)))).all():
             loaded.reminders[dose_id] = (state, finished)
+    await _load_course_context(session, rows, loaded)
     return loaded
+
+
+async def _load_course_context(session, rows: list[Outbox], loaded: Loaded) -> None:
+    """The days a catch-up question asks about (those not answered since it was queued)."""
+    catching_up = {r.payload.get("course_id") for r in rows if r.kind == "catch_up"} - {None}
+    if catching_up:
+        for dose in (await session.exec(select(DoseDay).where(
+                col(DoseDay.course_id).in_(catching_up), DoseDay.state == DoseState.BEFORE_REGISTRATION)
+                .order_by(col(DoseDay.local_date)))).all():
+            loaded.catch_up_days[dose.course_id].append(dose)
 
 
 def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
     """What to do with one claimed row, decided from the current state of its day, patient or alert."""
     plan = _prepare(loaded, settings=settings, row=row, now=now)
-    if isinstance(plan, Prepared) and row.resends and row.kind in PATIENT_KINDS:
+    if isinstance(plan, Prepared) and row.resends and row.kind in PATIENT_KINDS and plan.edit_message_id is None:
         patient = loaded.patients.get(row.patient_id) if row.patient_id else None
         marker = _resent_marker(chat_translator(settings, row.chat_id, patient, loaded), row)
         plan = replace(plan, text=marker + plan.text)
@@ -198,8 +223,15 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             return Skip("alert missing")
         if alert.acknowledged_at is not None:
             return Skip("alert already acknowledged")
+        target = None
+        if row.kind == ALERT_UPDATE_KIND:
+            target = loaded.alert_copies.get((alert.id, row.chat_id))
+            if target is None:
+                if (alert.id, row.chat_id) in loaded.copies_in_flight:
+                    return Defer(now + timedelta(seconds=1), "alert copy still being sent")
+                return Skip("no copy of the alert in this chat")
         text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")))
-        return Prepared(text, markup, protect=False, edit_message_id=row.payload.get("edit"))
+        return Prepared(text, markup, protect=False, edit_message_id=target)
     if row.kind == STAFF_REPLY_KIND:  # an answer to what the patient sent: even while reminders are paused
         message = loaded.messages.get(row.payload.get("message_id"))
         if patient is None or message is None or patient.status == "withdrawn" or patient.chat_id != row.chat_id:
@@ -209,10 +241,20 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         if patient is None or patient.chat_id != row.chat_id:
             return Skip("patient missing or moved to another chat")
         return Prepared(render_patient.emergency_advice(t, settings.site(patient.site_id)), None, protect=False)
+    if row.kind in ("reminder_close", "course_cancelled"):
+        return _prepare_course_news(loaded, settings=settings, row=row, patient=patient, t=t)
     if patient is None or patient.status != "active":
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if patient.unreachable:
         return Skip("patient unreachable")
+    if row.kind == "catch_up":
+        course = loaded.courses.get(row.payload.get("course_id"))
+        days = [d for d in loaded.catch_up_days.get(row.payload.get("course_id"), [])
+                if catch_up_allowed(closes_at=d.closes_at, now=now)]
+        if course is None or course.status != "active" or not days:
+            return Skip("nothing to ask about")
+        text, markup = render_patient.catch_up_question(t, settings, days)
+        return Prepared(text, markup, protect=True)
     if row.kind in ("reminder", "followup", "snooze", "late_question"):
         dose = loaded.doses.get(row.dose_day_id)
         if dose is None:
@@ -254,6 +296,25 @@ def _resent_marker(t: Translator, row: Outbox) -> str:
     if row.kind in DOSE_KINDS:
         return "⚠ " + t._("You may have received this already. Take only one dose today.") + "\n\n"
     return "⚠ " + t._("You may have received this message already.") + "\n\n"
+
+
+def _prepare_course_news(loaded: Loaded, *, settings: Settings, row: Outbox, patient: Patient | None,
+                         t: Translator) -> Plan:
+    """Closing a day's reminder (an edit) and telling the patient a course was cancelled: also
+    while reminders are paused (a held day's buttons must go too), never after withdrawal."""
+    if patient is None or patient.status == "withdrawn" or patient.unreachable:
+        return Skip(f"patient {patient.status if patient else 'missing'}")
+    if row.kind == "course_cancelled":
+        course = loaded.courses.get(row.payload.get("course_id"))
+        if course is None:
+            return Skip("course missing")
+        text, markup = render_patient.cancelled_course(t, settings, course)
+        return Prepared(text, markup, protect=True)
+    dose = loaded.doses.get(row.dose_day_id)
+    if dose is None or not row.payload.get("message_id"):
+        return Skip("nothing to close")
+    text, _ = render_patient.closed_reminder(t, settings, dose)
+    return Prepared(text, None, protect=True, edit_message_id=int(row.payload["message_id"]))
 
 
 def _follow_up_too_soon(loaded: Loaded, *, settings: Settings, row: Outbox, dose: DoseDay, patient: Patient,
@@ -609,16 +670,19 @@ class Courier:
             self.sent += 1
             await self.recorder.outcome(row, state="sent", message_id=message.message_id, finished_at=self.rt.now())
 
-    async def _edit(self, row: Outbox, plan: Prepared, args: dict[str, Any]):
-        """Edit a message already delivered; an edit that changes nothing is as good as done."""
+    async def _edit(self, row: Outbox, plan: Prepared, args: dict):
+        """Edit an earlier message in place. One that would not change, or can no longer be edited
+        (deleted, too old), is done: the buttons it carries are refused by the handlers anyway."""
         try:
-            edited = await self.bot.edit_message_text(plan.text, chat_id=row.chat_id, message_id=plan.edit_message_id,
-                                                      reply_markup=plan.markup, **args)
+            result = await self.bot.edit_message_text(plan.text, chat_id=row.chat_id,
+                                                      message_id=plan.edit_message_id, reply_markup=plan.markup,
+                                                      **args)
         except BadRequest as error:
-            if "not modified" not in error.message.lower():
+            if "chat not found" in error.message.lower():
                 raise
-            edited = None
-        return edited if hasattr(edited, "message_id") else _Edited(plan.edit_message_id)
+            log.info("event=edit_not_applied outbox_id=%s reason=%r", row.id, error.message)
+            return _Edited(plan.edit_message_id)
+        return result if hasattr(result, "message_id") else _Edited(plan.edit_message_id)
 
     async def _retry(self, row: Outbox, delay: float | None, reason: str, *, counts: bool = True) -> None:
         now = self.rt.now()

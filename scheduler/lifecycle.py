@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
+from sqlalchemy import String, cast, func, literal, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -26,14 +26,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.db.types import UTCDateTime
+from bot.domain.dose import CATCH_UP_DAYS, DoseState, PauseOrigin, close_day
 from bot.domain.schedule import local_due_instant
 from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, NEW, reachable_escalation, reachable_recipients
 from bot.services.audit import audit
-from bot.services.doses import check_consecutive
+from bot.services.doses import check_consecutive, close_reminder_messages
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
 
 BATCH = 500
 log = logging.getLogger("adherence.lifecycle")
+PLAN_UNSENT = ("pending", "claimed", "sending")
+CATCH_UP_WITHIN = timedelta(days=7)  # a catch-up question is only asked soon after registration
 
 
 def in_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> bool:
@@ -50,15 +53,23 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
     )).all()
     morning = parse_hhmm(settings.reminders.next_morning_time)
     for dose, patient in rows:
+        # A day that closes while the study team holds the drug was never the patient's to take.
+        held = patient.status == "paused" and patient.pause_origin == PauseOrigin.TEAM
+        final = close_day(state=DoseState.SCHEDULED, held=held)
         changed = await session.exec(update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == "scheduled")
-                                     .values(state="not_reported"))
+                                     .values(state=final.value))
         if changed.rowcount != 1:
             continue
         session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="close", from_state="scheduled",
-                              to_state="not_reported", actor="system"))
-        audit(session, at=now, actor_kind="system", actor_id="scheduler", action="dose.closed_not_reported",
+                              to_state=final.value, actor="system"))
+        audit(session, at=now, actor_kind="system", actor_id="scheduler",
+              action="dose.closed_held" if held else "dose.closed_not_reported",
               entity="dose_day", entity_id=dose.id, before={"state": "scheduled"},
-              after={"state": "not_reported", "subject_id": patient.subject_id, "cycle": dose.cycle, "day": dose.day})
+              after={"state": final.value, "subject_id": patient.subject_id, "cycle": dose.cycle, "day": dose.day},
+              reason=patient.pause_reason if held else None)
+        await close_reminder_messages(session, now=now, dose=dose, patient=patient)
+        if held:
+            continue
         ask_at = max(local_due_instant(dose.local_date + timedelta(days=1), morning, ZoneInfo(patient.timezone)), now)
         if patient.chat_id and patient.status == "active" and ask_at < dose.late_until:
             await enqueue(session, kind="late_question", chat_id=patient.chat_id, due_at=ask_at, now=now,
@@ -76,7 +87,8 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
            .cte("due_days").prefix_with("MATERIALIZED"))
     rows = (await session.exec(
         select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None))
+        .where(Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None),
+               ~_plan_unsent(Patient.id))
         .order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH)
     )).all()
     reminders = settings.reminders
@@ -95,6 +107,41 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
         await session.exec(update(DoseDay).where(col(DoseDay.id).in_([dose.id for dose, _ in rows]))
                            .values(reminder_queued_at=now))
     return len(rows)
+
+
+def _plan_unsent(patient_id):
+    """The patient has a course plan still to go out: the plan comes before any reminder or
+    question about that course (a reminder already due would otherwise be sent first)."""
+    return (select(Outbox.id).where(Outbox.patient_id == patient_id, Outbox.kind == "course_plan",
+                                    col(Outbox.state).in_(PLAN_UNSENT)).exists())
+
+
+async def plans_due(session: AsyncSession, *, now: datetime) -> int:
+    """Course plans ready to send now: while there are any, the lifecycle has more to do after
+    the courier has sent them (the reminders and questions they hold back)."""
+    return (await session.exec(select(func.count()).select_from(Outbox).where(
+        Outbox.kind == "course_plan", Outbox.state == "pending", Outbox.due_at <= now))).one()
+
+
+async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    """One catch-up question per course registered late (days over before registration), once its
+    plan has gone out."""
+    course_key = literal("catch_up:", String) + cast(Course.id, String)
+    rows = (await session.exec(
+        select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+        .where(Course.status == "active", Patient.status == "active", Patient.unreachable.is_(False),
+               col(Patient.chat_id).is_not(None), ~_plan_unsent(Patient.id),
+               select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
+                                        DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
+               ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
+               Course.created_at > now - CATCH_UP_WITHIN)
+        .order_by(col(Course.id)).limit(BATCH))).all()
+    added = 0
+    for course, patient in rows:
+        added += await enqueue(session, kind="catch_up", chat_id=patient.chat_id, due_at=now, now=now,
+                               patient_id=patient.id, payload={"course_id": course.id},
+                               dedupe_key=f"catch_up:{course.id}")
+    return added
 
 
 def _row(kind: str, patient: Patient, dose: DoseDay, *, due_at: datetime, now: datetime, dedupe_key: str,
@@ -171,6 +218,8 @@ async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -
     """One idempotent pass; returns how much it did (callers loop while it is busy)."""
     done = await close_days(session, settings=settings, now=now)
     done += await queue_reminders(session, settings=settings, now=now)
+    done += await queue_catch_ups(session, settings=settings, now=now)
+    done += await plans_due(session, now=now)
     done += await end_courses(session, settings=settings, now=now)
     done += await repeat_and_escalate(session, settings=settings, now=now)
     return done

@@ -155,6 +155,9 @@ class Scheduler:
             self._dirty["alert"] = False
             try:
                 await self.drain_alerts()
+                # A row the lane deferred or will retry (a copy still in flight, a 5xx) must not
+                # wait for the next reminder pass to be looked at again.
+                await self._schedule_wakeup()
             except Exception:
                 log.exception("event=alert_lane_failed retry_in=%s", RETRY_AFTER_ERROR)
                 self._schedule(RETRY_AFTER_ERROR)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bot.db.types import UTCDateTime
@@ -65,6 +65,10 @@ class Patient(SQLModel, table=True):
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
     reminder_time: str = Field(default="08:00", max_length=5)
     status: str = Field(default="active", max_length=16)  # active | paused | withdrawn
+    # While paused: who paused (bot.domain.dose.PauseOrigin: patient | team), why and when.
+    pause_origin: str | None = Field(default=None, max_length=16)
+    pause_reason: str | None = Field(default=None, sa_type=Text)
+    paused_at: datetime | None = _instant(nullable=True)
     unreachable: bool = False
     consent_version: str | None = Field(default=None, max_length=32)
     consented_at: datetime | None = _instant(nullable=True)
@@ -98,6 +102,9 @@ class DoseDay(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("patient_id", "cycle", "day", name="uq_dose_day_patient_cycle_day"),
         Index("ix_dose_day_state_closes", "state", "closes_at"),
+        # One dose day per patient per local date: at most one dose per calendar day.
+        Index("uq_dose_day_patient_date_live", "patient_id", "local_date", unique=True,
+              sqlite_where=text("state <> 'cancelled'"), postgresql_where=text("state <> 'cancelled'")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -109,10 +116,12 @@ class DoseDay(SQLModel, table=True):
     due_at: datetime = _instant()
     closes_at: datetime = _instant()
     late_until: datetime = _instant()
-    state: str = Field(default="scheduled", max_length=16)
+    state: str = Field(default="scheduled", max_length=24)  # bot.domain.dose.DoseState
+    # Kept after a correction moved the course away from its date: a record, not a course day.
+    out_of_window: bool = False
     answered_at: datetime | None = _instant(nullable=True)
     late: bool = False
-    source: str | None = Field(default=None, max_length=16)  # button | late_question | coordinator
+    source: str | None = Field(default=None, max_length=16)  # bot.domain.dose.AnswerSource
     missed_reason: str | None = Field(default=None, max_length=16)
     snoozes: int = 0
     reminder_queued_at: datetime | None = _instant(nullable=True)
@@ -127,9 +136,9 @@ class DoseEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     dose_day_id: int = Field(foreign_key="dose_day.id", index=True)
     at: datetime = _instant()
-    kind: str = Field(max_length=16)  # answer | close | correction | snooze
-    from_state: str = Field(max_length=16)
-    to_state: str = Field(max_length=16)
+    kind: str = Field(max_length=16)  # answer | close | correction | snooze | reanchor | void | carried
+    from_state: str = Field(max_length=24)
+    to_state: str = Field(max_length=24)
     late: bool = False
     actor: str = Field(max_length=32)
     reason: str | None = Field(default=None, sa_type=Text)
@@ -191,7 +200,7 @@ class PatientMessage(SQLModel, table=True):
     text: str | None = Field(default=None, sa_type=Text)  # the text or the caption
     level: str = Field(default="info", max_length=16)  # info | same_day | emergency (the keyword safety net)
     matched: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    author: str = Field(max_length=32)  # the subject id, or the staff member's role label
+    author: str = Field(max_length=48)  # the subject id, or the staff member's configured label
     telegram_message_id: int | None = _telegram_id()
     alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
     update_id: int | None = _telegram_id()
@@ -256,6 +265,19 @@ class AuditLog(SQLModel, table=True):
     after: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     reason: str | None = Field(default=None, sa_type=Text)
     update_id: int | None = _telegram_id()
+
+
+class DialogState(SQLModel, table=True):
+    """A half-done conversation (enrolment, …) per channel user and dialog kind, so a restart or a
+    second process continues it. Rows past `expires_at` are treated as absent."""
+
+    __tablename__ = "dialog_state"
+
+    channel_user_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(primary_key=True, max_length=24)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    expires_at: datetime = _instant()
+    updated_at: datetime = _instant()
 
 
 class RuntimeState(SQLModel, table=True):

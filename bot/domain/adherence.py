@@ -2,7 +2,9 @@
 
 Only days that are over (answered, or closed without an answer) are expected; today's and
 future scheduled days are pending. "Not reported" is kept apart from "missed": one is an
-unknown, the other a patient's statement.
+unknown, the other a patient's statement. Days the patient could not answer — held by the study
+team, or over before the course was registered — are counted apart and never expected;
+cancelled days are no dose days at all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ MARKS = {
     DoseState.MISSED: "✗",
     DoseState.NOT_REPORTED: "?",
     DoseState.SCHEDULED: "·",
+    DoseState.HELD: "H",
+    DoseState.BEFORE_REGISTRATION: "-",
+    DoseState.CANCELLED: "",
 }
 
 NO_RATE_TEXT = "–"
@@ -29,9 +34,12 @@ class Adherence:
     missed: int
     not_reported: int
     pending: int
+    held: int = 0
+    before_registration: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.expected, self.taken, self.missed, self.not_reported, self.pending) < 0:
+        if min(self.expected, self.taken, self.missed, self.not_reported, self.pending, self.held,
+               self.before_registration) < 0:
             raise ValueError(f"adherence counts cannot be negative: {self}")
         if self.expected != self.taken + self.missed + self.not_reported:
             raise ValueError(f"expected must equal taken + missed + not_reported: {self}")
@@ -69,6 +77,8 @@ def adherence(states: Iterable[DoseState | str]) -> Adherence:
         missed=missed,
         not_reported=not_reported,
         pending=counts[DoseState.SCHEDULED],
+        held=counts[DoseState.HELD],
+        before_registration=counts[DoseState.BEFORE_REGISTRATION],
     )
 
 
@@ -82,14 +92,17 @@ def combine(items: Iterable[Adherence]) -> Adherence:
             missed=total.missed + item.missed,
             not_reported=total.not_reported + item.not_reported,
             pending=total.pending + item.pending,
+            held=total.held + item.held,
+            before_registration=total.before_registration + item.before_registration,
         )
     return total
 
 
 def consecutive_unanswered(states_in_day_order: Sequence[DoseState | str]) -> int:
     """Missed or not-reported days at the end of the days that are over (trailing scheduled
-    days are ignored); a taken day ends the run."""
-    states = [DoseState(state) for state in states_in_day_order]
+    days are ignored); a taken day ends the run. Held, before-registration and cancelled days
+    are not the patient's: they neither count nor break a run."""
+    states = [DoseState(state) for state in states_in_day_order if not DoseState(state).excluded]
     while states and states[-1] is DoseState.SCHEDULED:
         states.pop()
     run = 0
@@ -100,9 +113,25 @@ def consecutive_unanswered(states_in_day_order: Sequence[DoseState | str]) -> in
     return run
 
 
+def unanswered_run(states_in_day_order: Sequence[DoseState | str]) -> tuple[int, int | None]:
+    """(length, index of its first day in the input) of the trailing unanswered run, so callers
+    can name one alert per run by its first day however many days join it later."""
+    indexed = [(i, DoseState(s)) for i, s in enumerate(states_in_day_order) if not DoseState(s).excluded]
+    while indexed and indexed[-1][1] is DoseState.SCHEDULED:
+        indexed.pop()
+    first = None
+    run = 0
+    for index, state in reversed(indexed):
+        if state not in (DoseState.MISSED, DoseState.NOT_REPORTED):
+            break
+        run, first = run + 1, index
+    return run, first
+
+
 def marks(states: Sequence[DoseState | str]) -> str:
-    """One character per day, for a narrow phone screen: ✓ taken, ✗ missed, ? not reported, · to come."""
+    """One character per day, for a narrow phone screen: ✓ taken, ✗ missed, ? not reported, · to come,
+    H held by the team, - before registration (cancelled days are not shown)."""
     return "".join(MARKS[DoseState(state)] for state in states)
 
 
-__all__ = ["Adherence", "adherence", "combine", "consecutive_unanswered", "marks"]
+__all__ = ["Adherence", "adherence", "combine", "consecutive_unanswered", "marks", "unanswered_run"]

@@ -2,6 +2,9 @@
 
     scheduled ──answer before close──▶ taken | missed            (late = False)
     scheduled ──close_day──▶ not_reported ──answer before late_until──▶ taken | missed (late = True)
+    scheduled ──close_day during a team hold──▶ held              (never missed, never not reported)
+    scheduled (already over when registered) ──▶ before_registration ──catch-up answer──▶ taken
+    scheduled | not_reported ──course cancelled──▶ cancelled     (void: no reminders, no record)
     taken | missed ──second answer──▶ DoseRuleError("already_answered")
     any ──coordinator correction with a reason──▶ any answered/closed state (never back to scheduled)
 
@@ -18,7 +21,8 @@ from enum import StrEnum
 from bot.domain._time import as_utc
 from bot.domain.schedule import local_day_start, local_due_instant
 
-DOSE_RULE_ERROR_CODES = frozenset({"already_answered", "too_late", "not_open", "reason_required", "same_state"})
+DOSE_RULE_ERROR_CODES = frozenset({"already_answered", "too_late", "not_open", "reason_required", "same_state",
+                                   "closed"})
 
 
 class DoseState(StrEnum):
@@ -26,6 +30,9 @@ class DoseState(StrEnum):
     TAKEN = "taken"
     MISSED = "missed"
     NOT_REPORTED = "not_reported"
+    HELD = "held"  # closed while the study team held the drug: not the patient's to answer
+    BEFORE_REGISTRATION = "before_registration"  # over before anyone told the patient of the course
+    CANCELLED = "cancelled"  # voided with its course: no longer a dose day at all
 
     @property
     def answered(self) -> bool:
@@ -34,7 +41,35 @@ class DoseState(StrEnum):
     @property
     def closed(self) -> bool:
         """The day counts towards adherence (answered, or closed without an answer)."""
-        return self is not DoseState.SCHEDULED
+        return self in (DoseState.TAKEN, DoseState.MISSED, DoseState.NOT_REPORTED)
+
+    @property
+    def excluded(self) -> bool:
+        """Not the patient's to answer: outside every adherence denominator and missed alert."""
+        return self in (DoseState.HELD, DoseState.BEFORE_REGISTRATION, DoseState.CANCELLED)
+
+
+class AnswerSource(StrEnum):
+    """How a day's answer reached us (dose_day.source)."""
+
+    BUTTON = "button"  # the day's own reminder, before the day closed
+    LATE_QUESTION = "late_question"  # the next-morning question about a day that closed unanswered
+    CATCH_UP = "catch_up"  # the catch-up question about days over before the course was registered
+    COORDINATOR = "coordinator"  # a coordinator's correction
+
+
+class PauseOrigin(StrEnum):
+    """Who paused the reminders: the patient (/stop) or the study team (a drug hold)."""
+
+    PATIENT = "patient"
+    TEAM = "team"
+
+
+def may_resume(*, origin: PauseOrigin | str | None, actor_kind: str) -> bool:
+    """A patient may lift only their own pause; a team hold is lifted only by staff."""
+    if actor_kind == "patient":
+        return PauseOrigin(origin or PauseOrigin.PATIENT) is PauseOrigin.PATIENT
+    return True
 
 
 class Answer(StrEnum):
@@ -80,6 +115,8 @@ def answer_dose(
         raise ValueError(f"late_until {late_until.isoformat()} is before closes_at {closes_at.isoformat()}")
     if state.answered:
         raise DoseRuleError("already_answered", f"this day is already recorded as {state.value}")
+    if state.excluded:
+        raise DoseRuleError("not_open", f"this day is {state.value}; it takes no answer")
     if now >= late_until:
         raise DoseRuleError(
             "too_late", f"answers for this day were accepted until {late_until.isoformat()}; it is {now.isoformat()}"
@@ -89,10 +126,50 @@ def answer_dose(
     return DoseOutcome(state=answer.state, late=now >= closes_at, recorded_at=now)
 
 
-def close_day(*, state: DoseState | str) -> DoseState:
-    """End of the day: an unanswered day becomes not reported; anything else stays."""
+def close_day(*, state: DoseState | str, held: bool = False) -> DoseState:
+    """End of the day: an unanswered day becomes not reported, or held if the study team held
+    the drug when it closed; anything else stays."""
     state = DoseState(state)
-    return DoseState.NOT_REPORTED if state is DoseState.SCHEDULED else state
+    if state is not DoseState.SCHEDULED:
+        return state
+    return DoseState.HELD if held else DoseState.NOT_REPORTED
+
+
+CATCH_UP_DAYS = 7  # the catch-up question asks about course days at most this many days back
+
+
+def answer_late(
+    *, state: DoseState | str, answer: Answer | str, source: AnswerSource | str, now: datetime, late_until: datetime,
+    closes_at: datetime | None = None,
+) -> DoseOutcome:
+    """An answer to a question about a day that is over: the next-morning question (a day closed
+    unanswered, until `late_until`) or the catch-up question (a day over before registration)."""
+    state = DoseState(state)
+    answer = Answer(answer)
+    source = AnswerSource(source)
+    if state.answered:
+        raise DoseRuleError("already_answered", f"this day is already recorded as {state.value}")
+    if source is AnswerSource.CATCH_UP:
+        if state is not DoseState.BEFORE_REGISTRATION:
+            raise DoseRuleError("not_open", f"the catch-up question is only about days before registration, not {state.value}")
+        if closes_at is not None and not catch_up_allowed(closes_at=closes_at, now=now):
+            raise DoseRuleError("too_late", f"the catch-up question covers only the last {CATCH_UP_DAYS} days")
+        return DoseOutcome(state=answer.state, late=True, recorded_at=as_utc(now, "now"))
+    if state is not DoseState.NOT_REPORTED:
+        raise DoseRuleError("not_open", f"the next-morning question is only about unreported days, not {state.value}")
+    if as_utc(now, "now") >= as_utc(late_until, "late_until"):
+        raise DoseRuleError("too_late", f"answers for this day were accepted until {late_until.isoformat()}")
+    return DoseOutcome(state=answer.state, late=True, recorded_at=as_utc(now, "now"))
+
+
+def catch_up_allowed(*, closes_at: datetime, now: datetime) -> bool:
+    """Whether a day over before registration is recent enough to ask the patient about."""
+    return as_utc(closes_at, "closes_at") > as_utc(now, "now") - timedelta(days=CATCH_UP_DAYS)
+
+
+def over_at_registration(*, closes_at: datetime, now: datetime) -> bool:
+    """A day already closed when its course is registered was never the patient's to answer."""
+    return as_utc(closes_at, "closes_at") <= as_utc(now, "now")
 
 
 def has_reason(reason: str | None) -> bool:
@@ -135,6 +212,13 @@ def day_bounds(
 
 __all__ = [
     "Answer",
+    "AnswerSource",
+    "PauseOrigin",
+    "answer_late",
+    "catch_up_allowed",
+    "CATCH_UP_DAYS",
+    "may_resume",
+    "over_at_registration",
     "DoseOutcome",
     "DoseRuleError",
     "DoseState",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
@@ -13,8 +15,10 @@ from bot.handlers.common import answer_quietly, current_patient, runtime, transl
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render import patient as render
-from bot.services import courses, patients
+from bot.services import courses, enrolment, patients
 from bot.services.courses import CourseRefused
+
+log = logging.getLogger("adherence.commands")
 
 
 def _not_enrolled(t: Translator) -> str:
@@ -38,8 +42,14 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if patient is None:
         return
     if patient.status == "paused":
-        await patients.set_paused(runtime(context), patient=patient, paused=False, actor_kind="patient",
-                                  actor_id=patient.subject_id, update_id=update.update_id)
+        rt = runtime(context)
+        try:
+            await patients.set_paused(rt, patient=patient, paused=False, actor_kind="patient",
+                                      actor_id=patient.subject_id, update_id=update.update_id)
+        except patients.HoldRefused:
+            await update.effective_message.reply_text(render.team_hold(t, rt.settings, rt.settings.site(patient.site_id)),
+                                                      reply_markup=render.main_menu(t))
+            return
         await update.effective_message.reply_text(t._("Reminders are on again."), reply_markup=render.main_menu(t))
         return
     await update.effective_message.reply_text(t._("Welcome back. Use the buttons below."), reply_markup=render.main_menu(t))
@@ -69,7 +79,8 @@ async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     view = await patients.status_view(rt, patient=patient)
     text, _ = render.status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
-                            next_due=view.next_due, paused=patient.status == "paused")
+                            next_due=view.next_due, paused=patient.status == "paused",
+                            held=patient.status == "paused" and patient.pause_origin == "team")
     await update.effective_message.reply_text(text, reply_markup=render.main_menu(t))
 
 
@@ -97,7 +108,11 @@ async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     patient, t = await _enrolled(update, context)
     if patient is None:
         return
-    await patients.set_paused(runtime(context), patient=patient, paused=True, actor_kind="patient",
+    rt = runtime(context)
+    if patient.status == "paused" and patient.pause_origin == "team":  # already held by the team: nothing to do
+        await update.effective_message.reply_text(render.team_hold(t, rt.settings, rt.settings.site(patient.site_id)))
+        return
+    await patients.set_paused(rt, patient=patient, paused=True, actor_kind="patient",
                               actor_id=patient.subject_id, update_id=update.update_id)
     await update.effective_message.reply_text(
         t._("Reminders are paused and your study team has been told. Send /start to turn them on again."))
@@ -129,7 +144,7 @@ async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE, item: str)
         if patient is not None:
             patient = await patients.change_locale(rt, patient=patient, locale=item[5:], update_id=update.update_id)
         else:
-            context.user_data.setdefault("enrol", {})["locale"] = item[5:]
+            context.user_data["locale"] = item[5:]  # a stranger's language choice; no dialog is touched
         t = translator_for(update, context, patient)
         await query.edit_message_text(t._("Language set: English"))
         if patient is not None:
@@ -147,13 +162,21 @@ def _menu_texts(key: str) -> set[str]:
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     text = (update.effective_message.text or "").strip()
-    pending = context.user_data.get("enrol")
-    if pending and pending.get("step") == "time":
+    if text in _menu_texts("report"):  # the safety path first: it needs no database
+        await symptoms.start(update, context)
+        return
+    try:
+        pending = await enrolment.pending_dialog(runtime(context), telegram_user_id=update.effective_user.id) \
+            if await current_patient(context, update.effective_user.id) is None else None
+    except Exception as error:  # database down: typed words still get the safety net and an honest answer
+        log.warning("event=text_lookup_failed error=%s", type(error).__name__)
+        await messages.on_message(update, context, not_enrolled=tell_not_enrolled)
+        return
+    if pending and (pending.get("step") == "time" or (pending.get("step") == "confirm" and
+                                                      enrol.parse_time_input(text))):
         await enrol.choose_time(update, context, text)
     elif context.user_data.get("awaiting_time") and enrol.parse_time_input(text):
         await set_time(update, context, text)
-    elif text in _menu_texts("report"):
-        await symptoms.start(update, context)
     elif text in _menu_texts("status"):
         await status(update, context)
     elif text in _menu_texts("chemo"):

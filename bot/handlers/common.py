@@ -74,7 +74,7 @@ def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE, patient: 
     if coordinator is not None:
         site, person = coordinator
         return Translator(person.locale, site.tz)
-    pending = context.user_data.get("enrol", {}) if context.user_data is not None else {}
+    stored = context.user_data.get("locale") if context.user_data is not None else None
     site = rt.settings.sites[0]
-    locale = resolve_locale(stored=pending.get("locale"), language_code=user.language_code if user else None)
+    locale = resolve_locale(stored=stored, language_code=user.language_code if user else None)
     return Translator(locale, site.tz)

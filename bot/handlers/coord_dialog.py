@@ -24,6 +24,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await coord_patients.answer_withdraw(update, context, pending, text)
     elif pending["step"] == "reply":
         await coord_messages.answer_reply(update, context, pending, text)
+    elif pending["step"] == "pause_reason":
+        await coord_patients.answer_pause(update, context, pending, text)
     else:
         await coord_courses.answer_pending(update, context, pending, text)
 

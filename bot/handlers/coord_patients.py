@@ -58,6 +58,20 @@ async def _set_paused(update: Update, context: ContextTypes.DEFAULT_TYPE, subjec
     if not subject:
         await tell(update, render.bad_subject(t))
         return False
+    if paused and not (reason or "").strip():  # a team hold says why: ask (after the site check), then answer_pause
+        detail = await guarded(update, t, subject, lambda: coord_patients.detail(
+            runtime(context), actor, subject_id=subject, update_id=update.update_id, what="pause"))
+        if detail is REFUSED:
+            return False
+        if detail.patient.status == "withdrawn":
+            await tell(update, views.patient_refusal(t, "withdrawn"))
+            return False
+        set_pending(context, "pause_reason", subject=detail.patient.subject_id)
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+        await context.bot.send_message(update.effective_user.id,
+                                       views.ask_reason(t, "pause", detail.patient.subject_id))
+        return False
     done = await guarded(update, t, subject, lambda: coord_patients.set_paused(
         runtime(context), actor, subject_id=subject, paused=paused, reason=reason, update_id=update.update_id))
     if done is REFUSED:
@@ -106,6 +120,10 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, action: 
         await withdraw(update, context, subject)
     elif action == cb.REBIND:
         await rebind(update, context, subject)
+
+
+async def answer_pause(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, reason: str) -> None:
+    await _set_paused(update, context, pending["subject"], True, reason)
 
 
 async def answer_withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, reason: str) -> None:

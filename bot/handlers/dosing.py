@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from telegram import Update
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.domain.dose import Answer
+from bot.domain.dose import Answer, AnswerSource
 from bot.handlers.common import runtime, translator_for
 from bot.render import callbacks as cb
 from bot.render import patient as render
@@ -19,9 +20,14 @@ async def on_dose(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_i
     if action == cb.LATER:
         result = await doses.snooze(rt, telegram_user_id=user_id, dose_day_id=dose_day_id, update_id=update.update_id)
     else:
-        choice = Answer.TAKEN if action == cb.TAKEN else Answer.MISSED
+        choice = Answer.TAKEN if action in (cb.TAKEN, cb.LATE_TAKEN, cb.CATCH_UP_TAKEN) else Answer.MISSED
+        source = {cb.LATE_TAKEN: AnswerSource.LATE_QUESTION, cb.LATE_MISSED: AnswerSource.LATE_QUESTION,
+                  cb.CATCH_UP_TAKEN: AnswerSource.CATCH_UP}.get(action, AnswerSource.BUTTON)
         result = await doses.answer(rt, telegram_user_id=user_id, dose_day_id=dose_day_id, choice=choice,
-                                    update_id=update.update_id)
+                                    source=source, update_id=update.update_id)
+        if action == cb.CATCH_UP_TAKEN and result.status in ("recorded", "already"):
+            await _catch_up_answered(update, context, result)
+            return
     t = translator_for(update, context, result.patient)
     if result.status == "not_yours":
         await query.answer(t._("This button is not for you."), show_alert=True)
@@ -29,6 +35,13 @@ async def on_dose(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_i
         await query.answer(t._("Already recorded for that day: {state}. Nothing was changed.",
                                state=render.state_label(t, result.dose.state)), show_alert=True)
         await _show_final(query, t, rt.settings, result.dose)
+    elif result.status == "closed":
+        await query.answer(t._("This day is over, so this button no longer works. If we did not hear from you, "
+                               "we will ask you about it the next morning."), show_alert=True)
+        await _drop_buttons(query)
+    elif result.status == "not_open":
+        await query.answer(t._("Nothing to record for that day. Nothing was changed."), show_alert=True)
+        await _drop_buttons(query)
     elif result.status == "too_late":
         await query.answer(t._("That day is closed and can no longer be changed here. Your study team can help."),
                            show_alert=True)
@@ -50,7 +63,35 @@ async def _show_final(query, t, settings, dose) -> None:
     else:
         return
     if query.message is not None and (query.message.text != text or query.message.reply_markup != markup):
+        await edit_unless_unchanged(query, text, markup)
+
+
+async def edit_unless_unchanged(query, text: str, markup=None) -> None:
+    """Edit the tapped message; an edit that would change nothing (a quick second tap, whose
+    message still showed the old text) is skipped silently: no error, no second popup."""
+    try:
         await query.edit_message_text(text, reply_markup=markup)
+    except BadRequest as error:
+        if "not modified" not in error.message.lower():
+            raise
+
+
+async def _drop_buttons(query) -> None:
+    if query.message is not None and query.message.reply_markup is not None:
+        try:
+            await query.edit_message_reply_markup(reply_markup=None)
+        except BadRequest as error:
+            if "not modified" not in error.message.lower():
+                raise
+
+
+async def _catch_up_answered(update: Update, context: ContextTypes.DEFAULT_TYPE, result) -> None:
+    rt = runtime(context)
+    t = translator_for(update, context, result.patient)
+    await update.callback_query.answer(t._("Recorded: taken on {date}.", date=t.date(result.dose.local_date)))
+    remaining = await doses.catch_up_days(rt, patient=result.patient, course_id=result.dose.course_id)
+    text, markup = render.catch_up_question(t, rt.settings, remaining, answered=True)
+    await edit_unless_unchanged(update.callback_query, text, markup)
 
 
 async def on_missed_reason(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_id: int, reason: str) -> None:
@@ -63,4 +104,4 @@ async def on_missed_reason(update: Update, context: ContextTypes.DEFAULT_TYPE, d
         return
     await update.callback_query.answer(t._("Thank you."))
     text, _ = render.missed_confirmation(t, rt.settings, result.dose)
-    await update.callback_query.edit_message_text(text)
+    await edit_unless_unchanged(update.callback_query, text)

@@ -1,7 +1,8 @@
 """Enrolment: token → language → consent → reminder time → summary → enrolled.
 
-The flow's progress lives in user_data: losing it on a restart costs the patient one more tap
-on their link (the token is spent only at the very end), never data.
+The dialog is a server-side state machine (bot.domain.enrolment) kept in the database
+(bot.services.enrolment, dialog_state): a restart loses nothing, and a button out of order or
+without a dialog is refused, audited and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from telegram.ext import ContextTypes
 from bot.config import parse_hhmm
 from bot.domain.tokens import looks_like_token
 from bot.handlers.common import current_patient, runtime, translator_for
-from bot.i18n import Translator
+from bot.domain.enrolment import EnrolStep, StepRefused
+from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
-from bot.render.patient import main_menu
-from bot.services import enrolment
+from bot.render.patient import course_plan, main_menu, status
+from bot.services import enrolment, patients
 from bot.services.enrolment import EnrolmentRefused
 
 
@@ -29,6 +31,14 @@ def _refusal(t: Translator, code: str) -> str:
     return t._("This invitation code cannot be used. Please check it with your study nurse.")
 
 
+def _dialog_translator(update: Update, context: ContextTypes.DEFAULT_TYPE, state: dict | None) -> Translator:
+    """The dialog's chosen language (kept in the database), else the usual guess."""
+    if state and state.get("locale"):
+        rt = runtime(context)
+        return Translator(state["locale"], rt.settings.site(state["site"]).tz)
+    return translator_for(update, context)
+
+
 async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, token: str) -> None:
     rt = runtime(context)
     user = update.effective_user
@@ -36,13 +46,13 @@ async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, token: str) 
         t = translator_for(update, context, await current_patient(context, user.id))
         await update.effective_message.reply_text(_refusal(t, "already_enrolled"))
         return
-    try:
-        pending = await enrolment.check_token(rt, telegram_user_id=user.id, token=token, update_id=update.update_id)
-    except EnrolmentRefused as refused:
-        await update.effective_message.reply_text(_refusal(translator_for(update, context), refused.code))
-        return
-    context.user_data["enrol"] = {"token": token, "site": pending.site_id, "step": "language"}
     t = translator_for(update, context)
+    try:
+        await enrolment.start_dialog(rt, telegram_user_id=user.id, token=token, locale=t.locale,
+                                     update_id=update.update_id)
+    except EnrolmentRefused as refused:
+        await update.effective_message.reply_text(_refusal(t, refused.code))
+        return
     preselected = t.locale
     rows = [[Button(("✓ " if preselected == "zh_Hans" else "") + "中文", callback_data=cb.enrol("lang", "zh_Hans")),
              Button(("✓ " if preselected == "en" else "") + "English", callback_data=cb.enrol("lang", "en"))]]
@@ -63,45 +73,66 @@ def _consent_text(t: Translator, rt) -> str:
     ])
 
 
+def _expired(t: Translator) -> str:
+    return t._("This step has expired. Please tap your invitation link again.")
+
+
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str, value: str) -> None:
+    """One enrolment button. The service accepts it only at the dialog's current step."""
+    if step == "lang" and value not in SUPPORTED:
+        value = ""
+    if step == "time":
+        value = parse_time_input(value) or ""
+    await _advance(update, context, step, value)
+
+
+async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str, value: str) -> None:
     rt = runtime(context)
     query = update.callback_query
-    state = context.user_data.get("enrol")
-    if not state:
-        t = translator_for(update, context)
-        await query.answer(t._("This step has expired. Please tap your invitation link again."), show_alert=True)
+    user = update.effective_user
+    before = await enrolment.pending_dialog(rt, telegram_user_id=user.id)
+    try:
+        done = await enrolment.advance_dialog(rt, telegram_user_id=user.id, chat_id=update.effective_chat.id,
+                                              received=step, value=value, update_id=update.update_id)
+    except StepRefused as refused:
+        t = _dialog_translator(update, context, before)
+        text = _expired(t) if refused.code == "expired" or before is None else \
+            t._("Please use the buttons of the latest message, in order. Nothing was changed.")
+        if query is not None:
+            await query.answer(text, show_alert=True)
+        else:
+            await update.effective_message.reply_text(text)
         return
-    if step == "lang" and value in ("zh_Hans", "en"):
-        state["locale"], state["step"] = value, "consent"
-        t = translator_for(update, context)
+    except EnrolmentRefused as refused:
+        t = _dialog_translator(update, context, before)
+        if query is not None:
+            await query.answer()
+            await query.edit_message_text(_refusal(t, refused.code))
+        else:
+            await update.effective_message.reply_text(_refusal(t, refused.code))
+        return
+    t = _dialog_translator(update, context, done.state)
+    if query is not None:
         await query.answer()
+    if done.step is EnrolStep.CONSENT:
+        context.user_data["locale"] = done.state["locale"]
         await query.edit_message_text(
             _consent_text(t, rt),
             reply_markup=Keyboard([[Button(t._("I agree"), callback_data=cb.enrol("consent", "yes")),
                                      Button(t._("I do not agree"), callback_data=cb.enrol("consent", "no"))]]))
-    elif step == "consent" and value == "no":
-        context.user_data.pop("enrol", None)
-        t = translator_for(update, context)
-        await enrolment.record_declined(rt, telegram_user_id=update.effective_user.id, update_id=update.update_id)
-        await query.answer()
+    elif done.step is EnrolStep.DECLINED:
         await query.edit_message_text(t._("You have not been enrolled, and nothing was saved about you. "
                                           "If you change your mind, tap your invitation link again."))
-    elif step == "consent" and value == "yes":
-        state["step"] = "time"
-        await query.answer()
-        await ask_time(update, context, edit=True)
-    elif step == "time":
-        await query.answer()
-        await choose_time(update, context, value)
-    elif step == "confirm" and value == "yes" and state.get("time"):
-        await finish(update, context)
-    else:
-        await query.answer()
+    elif done.step is EnrolStep.TIME:
+        await ask_time(update, context, t, edit=True)
+    elif done.step is EnrolStep.CONFIRM:
+        await _summary(update, context, t, done.state)
+    elif done.step is EnrolStep.DONE:
+        await _finished(update, context, t, done)
 
 
-async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, *, edit: bool) -> None:
+async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, *, edit: bool) -> None:
     rt = runtime(context)
-    t = translator_for(update, context)
     choices = rt.settings.reminders.time_choices
     rows = [[Button(c, callback_data=cb.enrol("time", c.replace(":", "."))) for c in choices[i:i + 2]]
             for i in range(0, len(choices), 2)]
@@ -124,42 +155,53 @@ def parse_time_input(text: str) -> str | None:
 
 
 async def choose_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str) -> None:
-    state = context.user_data["enrol"]
-    t = translator_for(update, context)
+    """A typed reminder time during enrolment (the dialog is at its time step)."""
     value = parse_time_input(raw)
     if value is None:
+        state = await enrolment.pending_dialog(runtime(context), telegram_user_id=update.effective_user.id)
+        t = _dialog_translator(update, context, state)
         await update.effective_message.reply_text(t._("Please send a time like 07:30 (hours:minutes, 24-hour clock)."))
         return
-    state["time"], state["step"] = value, "confirm"
+    await _advance(update, context, "time", value)
+
+
+async def _summary(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, state: dict) -> None:
     rt = runtime(context)
     site = rt.settings.site(state["site"])
     summary = "\n".join([
         t._("Please check:"),
         t._("Language: {language}", language="中文" if t.is_zh else "English"),
         t._("Study site: {site}", site=site.name(t.locale)),
-        t._("Daily reminder at {time}", time=value),
+        t._("Daily reminder at {time}", time=state["time"]),
+        t._("Consent version: {version}", version=state.get("consent_version", "")),
     ])
     await update.effective_message.reply_text(
         summary, reply_markup=Keyboard([[Button(t._("Confirm"), callback_data=cb.enrol("confirm", "yes"))]]))
 
 
-async def finish(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _finished(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, done) -> None:
     rt = runtime(context)
-    query = update.callback_query
-    state = context.user_data["enrol"]
-    t = translator_for(update, context)
-    try:
-        await enrolment.complete(rt, telegram_user_id=update.effective_user.id, chat_id=update.effective_chat.id,
-                                 token=state["token"], locale=state["locale"], reminder_time=state["time"],
-                                 update_id=update.update_id)
-    except EnrolmentRefused as refused:
-        context.user_data.pop("enrol", None)
-        await query.answer()
-        await query.edit_message_text(_refusal(t, refused.code))
+    await update.callback_query.edit_message_text(t._("You are enrolled. Thank you!"))
+    if done.state.get("purpose") == "rebind":
+        await _welcome_back(update, rt, t, done.patient)
         return
-    context.user_data.pop("enrol", None)
-    await query.answer()
-    await query.edit_message_text(t._("You are enrolled. Thank you!"))
     await update.effective_message.reply_text(
         t._("Your study team will register your course after your chemotherapy, and you will get the plan here. "
             "Use the buttons below at any time."), reply_markup=main_menu(t))
+
+
+async def _welcome_back(update: Update, rt, t: Translator, patient) -> None:
+    """A rebound phone picks up the story: the running course's plan and today's state."""
+    view = await patients.status_view(rt, patient=patient)
+    if view.course is None:
+        await update.effective_message.reply_text(
+            t._("Welcome back. Your study team will register your next course after your chemotherapy."),
+            reply_markup=main_menu(t))
+        return
+    plan, _ = course_plan(t, rt.settings, view.course, patient.reminder_time)
+    status_text, _ = status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
+                            next_due=view.next_due, paused=patient.status == "paused",
+                            held=patient.status == "paused" and patient.pause_origin == "team")
+    await update.effective_message.reply_text(t._("Welcome back. This phone now gets your reminders.") + "\n\n"
+                                              + plan)
+    await update.effective_message.reply_text(status_text, reply_markup=main_menu(t))

@@ -36,7 +36,7 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     parsed = cb.parse(update.callback_query.data)
     args = parsed.args if parsed else ()
     kind = parsed.kind if parsed else None
-    if kind == "d" and len(args) == 2 and _int(args[0]) and args[1] in (cb.TAKEN, cb.LATER, cb.MISSED):
+    if kind == "d" and len(args) == 2 and _int(args[0]) and args[1] in cb.DOSE_ACTIONS:
         await dosing.on_dose(update, context, _int(args[0]), args[1])
     elif kind == "r" and len(args) == 2 and _int(args[0]):
         await dosing.on_missed_reason(update, context, _int(args[0]), args[1])

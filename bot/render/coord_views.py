@@ -40,8 +40,12 @@ def rate(counts: Adherence) -> str:
 
 
 def ratio(t: Translator, counts: Adherence) -> str:
-    return t._("{rate} ({taken} of {expected} doses)", rate=rate(counts), taken=counts.taken,
+    text = t._("{rate} ({taken} of {expected} doses)", rate=rate(counts), taken=counts.taken,
                expected=counts.expected)
+    if counts.held or counts.before_registration:  # not the patient's to answer: shown apart, never counted
+        text += "; " + t._("held {held}, before registration {before}", held=counts.held,
+                           before=counts.before_registration)
+    return text
 
 
 # --- invitations ---------------------------------------------------------------------------
@@ -96,7 +100,9 @@ def course_preview(t: Translator, preview: CoursePreview) -> tuple[str, Keyboard
              t._("Study tablets on these {count} days:", count=len(preview.dates))]
     lines += [t._("Day {day}: {date}", day=i, date=t.date(d)) for i, d in enumerate(preview.dates, start=1)]
     if preview.starts_in_past:
-        lines.append("⚠ " + t._("Day 1 is in the past: days before today will count as not reported."))
+        lines.append("⚠ " + t._("Day 1 is in the past: days already over are recorded as before registration "
+                                "(not reminded, not counted); the patient gets the plan first, then one optional "
+                                "question about them."))
     iso = span.chemo_end.isoformat()
     keyboard = Keyboard([[
         Button(t._("✅ Register"), callback_data=cb.course_register(preview.subject_id, iso, cb.COURSE_REGISTER)),
@@ -137,14 +143,36 @@ def reanchor_preview(t: Translator, preview: ReanchorPreview) -> str:
     if preview.started:
         lines.append(t._("The course has started: days already reminded or answered stay as recorded; "
                          "only the remaining days move."))
+    plan = preview.plan
+    if plan is not None and preview.started:
+        inside = [k for k in plan.kept if not k.out_of_window]
+        if inside:
+            lines.append(t._("Kept and counted: {dates}", dates=", ".join(t.date(k.local_date) for k in inside)))
+        if plan.out_of_window:
+            lines.append(t._("Kept but outside the new course (not counted): {dates}",
+                             dates=", ".join(t.date(k.local_date) for k in plan.out_of_window)))
+        if plan.voided:
+            lines.append(t._("Reminded but unanswered, outside the new course (voided): {count}",
+                             count=len(plan.voided)))
+        lines.append(t._("Days moved: {moved}; days added: {added}", moved=len(plan.moved),
+                         added=len(plan.created)))
+        if preview.over:
+            lines.append(t._("Already over, not asked (before registration): {dates}",
+                             dates=", ".join(t.date(d) for d in preview.over)))
+        lines.append(t._("Rule: docs/corrections.md"))
     lines.append(t._("Send the reason for this correction in one message, or /cancel."))
     return "\n".join(lines)
 
 
 def ask_reason(t: Translator, what: str, subject_id: str, cycle: int | None = None) -> str:
+    if what == "pause":
+        return t._("Hold {subject}'s study medication? Reminders stop, days are recorded as held (not missed), "
+                   "and only the study team can lift it. Send the reason in one message "
+                   "(e.g. physician: hold study drug), or /cancel.", subject=subject_id)
     if what == "cancel_course":
-        return t._("Cancel cycle {cycle} of {subject}? Planned days are removed; days already recorded stay. "
-                   "Send the reason in one message, or /cancel.", cycle=cycle, subject=subject_id)
+        return t._("Cancel cycle {cycle} of {subject}? Days without an answer are voided and the patient is told; "
+                   "days already recorded stay. Send the reason in one message, or /cancel.", cycle=cycle,
+                   subject=subject_id)
     return t._("Withdraw {subject}? All messages to the patient stop; all data is kept. "
                "Send the reason in one message, or /cancel.", subject=subject_id)
 
@@ -157,7 +185,8 @@ def status_text(t: Translator, row: PatientRow, course_days: int) -> str:
     return {
         "enrolled": t._("enrolled, no course yet"),
         "between": t._("between courses"),
-        "paused": t._("paused"),
+        "paused": t._("paused by the patient"),
+        "held": t._("on hold by the study team"),
         "unreachable": t._("unreachable"),
         "withdrawn": t._("withdrawn"),
     }[row.status]
@@ -202,10 +231,13 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
                           last=t.date(c.last_day)) + flag,
                   f"{marks([d.state for d in view.doses])} {rate(view.counts)}"]
         for dose in view.doses:
-            if dose.state in ("missed", "not_reported") or dose.late:
+            if dose.state in ("missed", "not_reported", "held", "before_registration") or dose.late:
                 extra = " " + t._("(late)") if dose.late else ""
                 lines.append(t._("Day {day} ({date}): {state}", day=dose.day, date=t.date(dose.local_date),
                                  state=state_label(t, dose.state)) + extra)
+    for dose in detail.out_of_window:
+        lines.append(t._("Kept outside the corrected course: cycle {cycle}, {date}: {state}", cycle=dose.cycle,
+                         date=t.date(dose.local_date), state=state_label(t, dose.state)))
     for c in detail.cancelled:
         lines.append(t._("Cycle {cycle} cancelled ({first} – {last})", cycle=c.cycle, first=t.date(c.first_day),
                          last=t.date(c.last_day)))
@@ -223,6 +255,8 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
         lines += [f"• {alert_title(t, a.kind)} ({t.datetime(a.created_at)})" for a in detail.alerts]
     if p.status == "withdrawn":
         return "\n".join(lines)[:4000], None
+    if p.status == "paused" and p.pause_reason:
+        lines.insert(1, t._("Paused: {reason}", reason=p.pause_reason))
     toggle = (t._("▶ Resume"), cb.RESUME) if p.status == "paused" else (t._("⏸ Pause"), cb.PAUSE)
     keyboard = Keyboard([
         [Button(toggle[0], callback_data=cb.patient_action(toggle[1], p.subject_id)),
@@ -264,12 +298,14 @@ def digest_text(t: Translator, settings: Settings, digest: Digest) -> list[str]:
     lines = ["☀ " + t._("Morning digest: {site}, {date}", site=site.name(t.locale), date=t.date(digest.today)), ""]
     lines.append(t._("On course today ({count}):", count=len(digest.on_course)))
     lines += [f"• {o.subject_id} " + t._("cycle {cycle}, day {day} of {total}", cycle=o.cycle, day=o.day,
-                                         total=total) + (" ⏸" if o.paused else "") for o in digest.on_course] \
+                                         total=total) + (" ⏸" if o.paused else "") + (" H" if o.held else "") for o in digest.on_course] \
         or ["  " + t._("none")]
     lines += ["", t._("Yesterday ({date}):", date=t.date(yesterday)),
               "✓ " + t._("taken: {names}", names=_names(digest.yesterday.get("taken", []), t)),
               "✗ " + t._("not taken: {names}", names=_names(digest.yesterday.get("missed", []), t)),
               "? " + t._("no answer: {names}", names=_names(digest.yesterday.get("not_reported", []), t))]
+    if digest.yesterday.get("held"):
+        lines.append("H " + t._("on hold by the study team: {names}", names=_names(digest.yesterday["held"], t)))
     if digest.yesterday.get("scheduled"):
         lines.append("· " + t._("still open: {names}", names=_names(digest.yesterday["scheduled"], t)))
     lines += ["", t._("Symptom reports since {when} ({count}):", when=t.datetime(digest.since),

@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+from bot.services.staff import staff_label
 
 
 def chat_translator(settings: Settings, chat_id: int, site_id: str) -> Translator:
@@ -37,6 +38,7 @@ def alert_title(t: Translator, kind: str) -> str:
         "unreachable": "⚠ " + t._("Patient unreachable (blocked the bot)"),
         "patient_course_start": "ℹ " + t._("Patient reports chemotherapy finished: confirm the course"),
         "patient_paused": "ℹ " + t._("Patient paused reminders"),
+        "patient_resumed": "ℹ " + t._("Reminders resumed"),
         "new_enrolment": "ℹ " + t._("New enrolment"),
         "patient_message": "💬 " + t._("Message from a patient"),
     }[kind]
@@ -83,7 +85,8 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     if escalated:
         lines.insert(0, t._("ESCALATED: not acknowledged in time"))
     if alert.acknowledged_at is not None:
-        lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=acknowledged_by or alert.acknowledged_by,
+        who = acknowledged_by or staff_label(settings, alert.acknowledged_by) or "—"  # a person, never an id
+        lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=who,
                                  when=t.datetime(alert.acknowledged_at)))
         if alert.kind == "patient_message" and alert.patient_id:  # a reply is still possible
             return "\n".join(lines), Keyboard([[Button(t._("Reply"), callback_data=cb.reply(alert.id))]])

@@ -84,9 +84,48 @@ def late_question(t: Translator, settings: Settings, dose: DoseDay) -> Rendered:
     text = t._("We did not hear from you yesterday ({date}). Did you take your {medication} that day?",
                date=t.date(dose.local_date), medication=medication(t, settings))
     note = t._("Either answer is fine. Do not take an extra dose today.")
-    keyboard = Keyboard([[Button(t._("Yes, I took it"), callback_data=cb.dose(dose.id, cb.TAKEN)),
-                          Button(t._("No, I did not"), callback_data=cb.dose(dose.id, cb.MISSED))]])
+    keyboard = Keyboard([[Button(t._("Yes, I took it"), callback_data=cb.dose(dose.id, cb.LATE_TAKEN)),
+                          Button(t._("No, I did not"), callback_data=cb.dose(dose.id, cb.LATE_MISSED))]])
     return f"{text}\n{note}", keyboard
+
+
+def closed_reminder(t: Translator, settings: Settings, dose: DoseDay) -> Rendered:
+    """A day's reminder once the day is over: its final state, no buttons."""
+    head = t._("Day {day} of {total}", day=dose.day, total=settings.trial.course_days)
+    if dose.state == DoseState.TAKEN:
+        return taken_confirmation(t, settings, dose)[0], None
+    if dose.state == DoseState.MISSED:
+        return f"✖ {head}\n" + t._("Recorded: not taken."), None
+    if dose.state == DoseState.CANCELLED:
+        return f"{head}\n" + t._("This course was cancelled by your study team. No need to take the tablets "
+                                 "for this day."), None
+    return f"{head}\n" + t._("This day is over: {state}.", state=state_label(t, dose.state)), None
+
+
+def catch_up_question(t: Translator, settings: Settings, days: list[DoseDay], *, answered: bool = False) -> Rendered:
+    """One optional question about course days that were over before the course was registered."""
+    if not days:
+        return t._("Thank you. Your answers are saved."), None
+    text = "\n".join([
+        t._("Your study team registered this course after it had begun."),
+        t._("On which of these days did you take your {medication}? Tap each one.",
+            medication=medication(t, settings)),
+        t._("If you did not take them, you need not do anything."),
+    ])
+    if answered:
+        text = t._("Saved. Any other day?") + "\n" + text
+    rows = [[Button("✅ " + t._("Day {day}: {date}", day=d.day, date=t.date(d.local_date)),
+                    callback_data=cb.dose(d.id, cb.CATCH_UP_TAKEN))] for d in days]
+    return text, Keyboard(rows)
+
+
+def cancelled_course(t: Translator, settings: Settings, course: Course) -> Rendered:
+    return "\n".join([
+        t._("Your study team has cancelled cycle {cycle} ({first} – {last}).", cycle=course.cycle,
+            first=t.date(course.first_day), last=t.date(course.last_day)),
+        t._("You will get no more reminders for it. Please do not take the {medication} for these days unless "
+            "your study team tells you to.", medication=medication(t, settings)),
+    ]), None
 
 
 def how_to_take(t: Translator, settings: Settings) -> str:
@@ -125,17 +164,20 @@ def course_end(t: Translator, settings: Settings, course: Course, counts: Adhere
 
 
 def status(t: Translator, settings: Settings, *, course: Course | None, doses: list[DoseDay], today,
-           next_due: datetime | None, paused: bool) -> Rendered:
+           next_due: datetime | None, paused: bool, held: bool = False) -> Rendered:
     if course is None:
         return t._("No course is planned yet. Your study team will register it after your chemotherapy."), None
-    states = [DoseState(d.state) for d in doses]
+    states = [DoseState(d.state) for d in doses if not d.out_of_window]
     lines = [t._("Cycle {cycle}: {first} – {last}", cycle=course.cycle, first=t.date(course.first_day),
                  last=t.date(course.last_day)), marks(states),
              t._("✓ taken  ✗ not taken  ? no answer  · to come")]
-    today_dose = next((d for d in doses if d.local_date == today), None)
+    today_dose = next((d for d in doses if d.local_date == today and d.state != DoseState.CANCELLED), None)
     if today_dose is not None:
         lines.append(t._("Today (day {day}): {state}", day=today_dose.day, state=state_label(t, today_dose.state)))
-    if paused:
+    if held:
+        lines.append(t._("Your study team has paused your {medication}. Please contact them before taking it.",
+                         medication=medication(t, settings)))
+    elif paused:
         lines.append(t._("Reminders are paused. Send /start to ask your study team to resume them."))
     elif next_due is not None:
         lines.append(t._("Next reminder: {when}", when=t.datetime(next_due)))
@@ -148,6 +190,9 @@ def state_label(t: Translator, state: str) -> str:
         "taken": t._("taken"),
         "missed": t._("not taken"),
         "not_reported": t._("no answer"),
+        "held": t._("on hold by your study team"),
+        "before_registration": t._("before the course was registered"),
+        "cancelled": t._("cancelled"),
     }[state]
 
 
@@ -158,6 +203,15 @@ def main_menu(t: Translator) -> ReplyKeyboardMarkup:
          [KeyboardButton(t._("📋 My status")), KeyboardButton(t._("💉 Chemo finished today"))]],
         resize_keyboard=True, is_persistent=True,
     )
+
+
+def team_hold(t: Translator, settings: Settings, site: Site) -> str:
+    return "\n".join([
+        t._("Your study team has paused your {medication}. Only they can restart it.",
+            medication=medication(t, settings)),
+        t._("Please call your study team: {phone}", phone=site.phone),
+        t._("Nothing was changed."),
+    ])
 
 
 def site_phones(t: Translator, sites: Site | list[Site]) -> str:

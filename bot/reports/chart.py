@@ -26,10 +26,11 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from bot.i18n import Translator  # noqa: E402
 
 # Cell codes, in colour-map order.
-NONE, SCHEDULED, TAKEN, MISSED, NOT_REPORTED = range(5)
-CODES = {"scheduled": SCHEDULED, "taken": TAKEN, "missed": MISSED, "not_reported": NOT_REPORTED}
-COLOURS = ["#ffffff", "#e6e6e6", "#2e7d32", "#c62828", "#f9a825"]
-MARKS = {SCHEDULED: "·", TAKEN: "✓", MISSED: "✗", NOT_REPORTED: "?"}
+NONE, SCHEDULED, TAKEN, MISSED, NOT_REPORTED, HELD, BEFORE_REGISTRATION = range(7)
+CODES = {"scheduled": SCHEDULED, "taken": TAKEN, "missed": MISSED, "not_reported": NOT_REPORTED, "held": HELD,
+         "before_registration": BEFORE_REGISTRATION}
+COLOURS = ["#ffffff", "#e6e6e6", "#2e7d32", "#c62828", "#f9a825", "#5c6bc0", "#bdbdbd"]
+MARKS = {SCHEDULED: "·", TAKEN: "✓", MISSED: "✗", NOT_REPORTED: "?", HELD: "H", BEFORE_REGISTRATION: "-"}
 ROWS_PER_PAGE = 25
 DPI = 150
 CJK_SAMPLE = "研究药物"
@@ -116,7 +117,8 @@ def build_figure(rows: list[ChartRow], *, columns: int, t: Translator, site, day
     legend = [Patch(facecolor=COLOURS[TAKEN], label="✓ " + lt._("taken")),
               Patch(facecolor=COLOURS[MISSED], label="✗ " + lt._("not taken")),
               Patch(facecolor=COLOURS[NOT_REPORTED], label="? " + lt._("no answer")),
-              Patch(facecolor=COLOURS[SCHEDULED], label="· " + lt._("to come"))]
+              Patch(facecolor=COLOURS[SCHEDULED], label="· " + lt._("to come")),
+              Patch(facecolor=COLOURS[HELD], label="H " + lt._("on hold by the study team"))]
     figure.legend(handles=legend, loc="lower center", ncol=4, frameon=False, prop={"family": family, "size": 11},
                   bbox_to_anchor=(0.5, 0.0))
     return figure

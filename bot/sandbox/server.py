@@ -69,7 +69,7 @@ class BotApiSandbox:
         self._pending: list[dict[str, Any]] = []  # queued, not yet confirmed/delivered
         self._chats: dict[int, list[SentMessage]] = {}
         self._next_message_id: dict[int, int] = {}
-        self._next_update_id = 100_000_001
+        self._next_update_id = 700_000_001  # apart from the example config's user ids (100000001…)
         self._users: dict[int, SandboxUser] = {}
         self._faults: list[Fault] = []
         self._files: dict[str, StoredFile] = {}

@@ -22,6 +22,7 @@ from bot.db.models import Alert, Patient, UnreachableRecipient
 from bot.domain.hours import same_day_deadline
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, enqueue
+from bot.services.staff import staff_label
 
 log = logging.getLogger("adherence.alerts")
 
@@ -35,6 +36,7 @@ LEVEL_BY_KIND = {
     "unreachable": "same_day",
     "patient_course_start": "info",
     "patient_paused": "info",
+    "patient_resumed": "info",
     "new_enrolment": "info",
     "patient_message": "info",  # raised to same_day or emergency by the keyword safety net
 }
@@ -92,8 +94,8 @@ async def mark_recipient_unreachable(session: AsyncSession, *, settings: Setting
     if not result.rowcount:
         return False
     audit(session, at=now, actor_kind="system", actor_id="courier", action="recipient.unreachable",
-          entity="site", entity_id=site_id, after={"recipient": _role(settings, chat_id)}, reason=error[:500])
-    log.error("event=alert_recipient_unreachable site=%s recipient=%s error=%r", site_id, _role(settings, chat_id),
+          entity="site", entity_id=site_id, after={"recipient": staff_name(settings, chat_id)}, reason=error[:500])
+    log.error("event=alert_recipient_unreachable site=%s recipient=%s error=%r", site_id, staff_name(settings, chat_id),
               error)
     return True
 
@@ -104,26 +106,13 @@ async def mark_recipient_reachable(session: AsyncSession, *, settings: Settings,
     if not result.rowcount:
         return False
     audit(session, at=now, actor_kind="system", actor_id="bot", action="recipient.reachable", entity="recipient",
-          entity_id=_role(settings, chat_id), update_id=update_id)
+          entity_id=str(chat_id), after={"recipient": staff_name(settings, chat_id)}, update_id=update_id)
     return True
 
 
 def staff_name(settings: Settings, chat_id: int) -> str:
-    """How a staff member is named to patients' records, logs and audit rows: never the raw id."""
-    return _role(settings, chat_id)
-
-
-def _role(settings: Settings, chat_id: int) -> str:
-    """How a staff chat is named in logs and audit rows: its role at its site, never the raw id."""
-    for site in settings.sites:
-        if chat_id == site.alert_chat_id:
-            return f"{site.id}:alert_chat"
-        if chat_id == site.escalation_contact:
-            return f"{site.id}:escalation_contact"
-        for index, coordinator in enumerate(site.coordinators, start=1):
-            if coordinator.telegram_id == chat_id:
-                return f"{site.id}:coordinator{index}"
-    return "unknown"
+    """How a staff member is named in patients' records, logs and audit rows: never the raw id."""
+    return staff_label(settings, chat_id) or "unknown"
 
 
 async def escalate_now(session: AsyncSession, *, settings: Settings, alert: Alert, now: datetime,

@@ -8,15 +8,16 @@ untouched days move, each move recorded as a dose event, the whole change as one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlmodel import select
 
 from bot.db.models import Course, DoseDay, DoseEvent, Outbox, Patient
-from bot.domain.dose import has_reason
+from bot.domain.correction import CorrectionPlan, ExistingDay, MovedDay, plan_correction
+from bot.domain.dose import DoseState, has_reason
 from bot.domain.schedule import (
     CourseSpan,
     ScheduleError,
@@ -27,6 +28,7 @@ from bot.domain.schedule import (
 from bot.services import courses
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, check_site, patient_in_reach
+from bot.services.doses import close_reminder_messages
 from bot.services.outbox import enqueue
 from bot.services.queries import active_courses, current_course, dose_days
 from bot.services.runtime import Runtime
@@ -56,6 +58,8 @@ class ReanchorPreview:
     old: CourseSpan
     new: CourseSpan
     started: bool
+    plan: CorrectionPlan | None = None
+    over: list[date] = field(default_factory=list)  # dates of the new span already over: before_registration
 
 
 def span_of(course: Course) -> CourseSpan:
@@ -131,18 +135,10 @@ def _touched(dose: DoseDay) -> bool:
     return dose.state != "scheduled" or dose.reminder_queued_at is not None or dose.snoozes > 0
 
 
-def _plan_moves(doses: list[DoseDay], new: CourseSpan, today: date) -> list[tuple[DoseDay, date]]:
-    touched = [d.local_date for d in doses if _touched(d)]
-    floor = max(touched) if touched else None
-    moves = []
-    for dose in doses:
-        if _touched(dose):
-            continue
-        target = new.first_day + timedelta(days=dose.day - 1)
-        if touched and (target <= floor or target < today):
-            raise CourseActionRefused("past_days", f"day {dose.day} would move to {target}, which is already over")
-        moves.append((dose, target))
-    return moves
+def _plan(doses: list[DoseDay], new: CourseSpan) -> CorrectionPlan:
+    live = [ExistingDay(d.id, d.local_date, DoseState(d.state), d.reminder_queued_at is not None or d.snoozes > 0)
+            for d in doses if d.state != DoseState.CANCELLED]
+    return plan_correction(days=live, new=new)
 
 
 def _check(rt: Runtime, course: Course, others: list[Course], new_chemo_end: date, today: date,
@@ -156,6 +152,7 @@ def _check(rt: Runtime, course: Course, others: list[Course], new_chemo_end: dat
 
 async def preview_reanchor(rt: Runtime, actor: Actor, *, subject_id: str, new_chemo_end: date,
                            cycle: int | None = None, update_id: int | None = None) -> ReanchorPreview:
+    """What the correction rule (docs/corrections.md) would do, shown before the coordinator confirms."""
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="correct_course",
                                          update_id=update_id)
@@ -164,16 +161,22 @@ async def preview_reanchor(rt: Runtime, actor: Actor, *, subject_id: str, new_ch
         others = await active_courses(session, patient_id=patient.id)
         new = _check(rt, course, others, new_chemo_end, today, reason="(preview)")
         doses = await dose_days(session, course_id=course.id)
-        _plan_moves(doses, new, today)
+        plan = _plan(doses, new)
     started = any(_touched(d) for d in doses) or today >= course.first_day or new.first_day < today
-    return ReanchorPreview(patient.subject_id, course.cycle, span_of(course), new, started)
+    over = [d for d in [m.local_date for m in plan.moved] + [n.local_date for n in plan.created] if d < today]
+    return ReanchorPreview(patient.subject_id, course.cycle, span_of(course), new, started, plan, over)
 
 
 async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, new_chemo_end: date, reason: str,
                    update_id: int | None = None) -> Course:
+    """Apply the correction rule (bot.domain.correction, docs/corrections.md) in one transaction:
+    recorded days keep their dates (out-of-window outside the new span), untouched days move onto
+    the free dates, free dates still left get new days, days of the new span already over become
+    `before_registration`. Each day's change is a dose event; the whole change one audit row."""
     if not has_reason(reason):
         raise CourseActionRefused("reason_required")
     now = rt.now()
+    reason = reason.strip()
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="correct_course",
                                          update_id=update_id)
@@ -182,29 +185,62 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
         others = await active_courses(session, patient_id=patient.id)
         new = _check(rt, course, others, new_chemo_end, today, reason)
         doses = await dose_days(session, course_id=course.id)
-        moves = _plan_moves(doses, new, today)
-        planned = {row.day: row for row in courses.dose_rows(settings=rt.settings, patient=patient, course=Course(
-            id=course.id, patient_id=patient.id, cycle=course.cycle, chemo_end=new.chemo_end,
-            first_day=new.first_day, last_day=new.last_day, created_by=course.created_by))}
+        plan = _plan(doses, new)
         before = _span_json(span_of(course))
-        for dose, target in moves:
-            fresh = planned[dose.day]
-            assert fresh.local_date == target
-            old_date = dose.local_date
-            dose.local_date, dose.due_at, dose.closes_at, dose.late_until = (
-                fresh.local_date, fresh.due_at, fresh.closes_at, fresh.late_until)
-            session.add(dose)
-            session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="reanchor", from_state=dose.state,
-                                  to_state=dose.state, actor=actor.label[:32],
-                                  reason=f"{old_date.isoformat()} -> {target.isoformat()}: {reason.strip()}"))
         course.chemo_end, course.first_day, course.last_day = new.chemo_end, new.first_day, new.last_day
         course.confirmed = True
         session.add(course)
+        fresh = {row.local_date: row for row in courses.dose_rows(settings=rt.settings, patient=patient, course=course,
+                                                                   now=now)}
+        by_id = {d.id: d for d in doses}
+        old_state = {d.id: d.state for d in doses}
+        actor_label = actor.label[:32]
+        # Day numbers first move out of the way (the (patient, cycle, day) key is checked row by row).
+        live_ids = [k.id for k in plan.kept] + [m.id for m in plan.moved] + list(plan.voided)
+        for dose_id in live_ids:
+            await session.exec(update(DoseDay).where(DoseDay.id == dose_id).values(day=-1_000_000 - dose_id))
+        for dose_id in plan.voided:
+            dose = by_id[dose_id]
+            await session.exec(update(DoseDay).where(DoseDay.id == dose_id).values(
+                state=DoseState.CANCELLED.value, day=_free_number(dose)))
+            session.add(DoseEvent(dose_day_id=dose_id, at=now, kind="void", from_state=old_state[dose_id],
+                                  to_state=DoseState.CANCELLED.value, actor=actor_label,
+                                  reason=f"{dose.local_date.isoformat()} is outside the corrected course: {reason}"))
+            await session.exec(update(Outbox).where(Outbox.dose_day_id == dose_id, Outbox.state == "pending",
+                                                    Outbox.kind != "reminder_close")
+                               .values(state="skipped", finished_at=now, last_error="day outside corrected course"))
+            await close_reminder_messages(session, now=now, dose=dose, patient=patient)
+        was_out = {d.id: d.out_of_window for d in doses}
+        for kept in plan.kept:
+            await session.exec(update(DoseDay).where(DoseDay.id == kept.id).values(
+                day=kept.day, out_of_window=kept.out_of_window))
+            if kept.out_of_window and not was_out[kept.id]:
+                session.add(DoseEvent(dose_day_id=kept.id, at=now, kind="reanchor", from_state=by_id[kept.id].state,
+                                      to_state=by_id[kept.id].state, actor=actor_label,
+                                      reason=f"{kept.local_date.isoformat()} kept, out of window: {reason}"))
+        for moved in _in_safe_order(plan.moved):
+            target = fresh[moved.local_date]
+            await session.exec(update(DoseDay).where(DoseDay.id == moved.id).values(
+                local_date=target.local_date, day=moved.day, due_at=target.due_at, closes_at=target.closes_at,
+                late_until=target.late_until, state=target.state))
+            session.add(DoseEvent(dose_day_id=moved.id, at=now, kind="reanchor", from_state=DoseState.SCHEDULED.value,
+                                  to_state=target.state, actor=actor_label,
+                                  reason=f"{moved.old_date.isoformat()} -> {moved.local_date.isoformat()}: {reason}"))
+        for created in plan.created:
+            row = fresh[created.local_date]
+            row.day = created.day
+            session.add(row)
+        await session.flush()
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="course.reanchored", entity="course",
               entity_id=course.id, before={"subject_id": patient.subject_id, **before},
               after={"subject_id": patient.subject_id, **_span_json(new),
-                     "moved_days": [d.day for d, _ in moves], "kept_days": [d.day for d in doses if _touched(d)]},
-              reason=reason.strip(), update_id=update_id)
+                     "moved_days": [m.day for m in plan.moved], "kept_days": [k.day for k in plan.kept],
+                     "out_of_window": [k.local_date.isoformat() for k in plan.out_of_window],
+                     "created_days": [c.day for c in plan.created],
+                     "voided": [by_id[i].local_date.isoformat() for i in plan.voided],
+                     "before_registration": sorted(d.isoformat() for d in plan_dates(plan)
+                                                   if fresh[d].state == DoseState.BEFORE_REGISTRATION)},
+              reason=reason, update_id=update_id)
         if patient.chat_id and patient.status == "active":
             await enqueue(session, kind="course_plan", chat_id=patient.chat_id, due_at=now, now=now,
                           patient_id=patient.id, payload={"course_id": course.id},
@@ -213,6 +249,36 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
         await session.refresh(course)
     rt.wake()
     return course
+
+
+def plan_dates(plan: CorrectionPlan) -> set[date]:
+    """Dates that get a moved or a new day."""
+    return {m.local_date for m in plan.moved} | {c.local_date for c in plan.created}
+
+
+def _free_number(dose: DoseDay) -> int:
+    """A voided day leaves the course's numbering: a number no live day can take (live days are
+    numbered from the first day, at most a course length or two either side of it)."""
+    return -1000 - dose.id
+
+
+def _in_safe_order(moves: tuple[MovedDay, ...]) -> list[MovedDay]:
+    """Moves ordered so that no day lands on a date another day still holds (one live day per
+    date is checked row by row): later moves first when days move later, earlier first otherwise.
+    The rule's moves keep their order, so they never form a cycle."""
+    pending = list(moves)
+    held = {m.old_date for m in pending}
+    ordered = []
+    while pending:
+        for move in pending:
+            if move.local_date == move.old_date or move.local_date not in held:
+                ordered.append(move)
+                pending.remove(move)
+                held.discard(move.old_date)
+                break
+        else:  # cannot happen with the rule's monotone moves; refuse rather than violate the index
+            raise CourseActionRefused("invalid", "moves would cycle")
+    return ordered
 
 
 async def remove_untouched_days(session, *, course: Course, from_date: date | None = None) -> list[int]:
@@ -232,8 +298,33 @@ async def remove_untouched_days(session, *, course: Course, from_date: date | No
     return removed
 
 
+async def void_open_days(session, *, now, course: Course, patient: Patient, actor: str, reason: str) -> list[int]:
+    """Void every day of the course that holds no answer (scheduled or not reported → cancelled):
+    their queued messages are skipped and the buttons of those already sent are removed. Answered
+    days keep their record."""
+    voided = []
+    for dose in await dose_days(session, course_id=course.id):
+        if dose.state not in (DoseState.SCHEDULED, DoseState.NOT_REPORTED, DoseState.BEFORE_REGISTRATION):
+            continue
+        changed = await session.exec(update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == dose.state)
+                                     .values(state=DoseState.CANCELLED.value))
+        if changed.rowcount != 1:
+            continue
+        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="void", from_state=dose.state,
+                              to_state=DoseState.CANCELLED.value, actor=actor[:32], reason=reason))
+        await session.exec(update(Outbox).where(Outbox.dose_day_id == dose.id, Outbox.state == "pending",
+                                                Outbox.kind != "reminder_close")
+                           .values(state="skipped", finished_at=now, last_error="course cancelled"))
+        await close_reminder_messages(session, now=now, dose=dose, patient=patient)
+        voided.append(dose.day)
+    return voided
+
+
 async def cancel(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | None, reason: str,
                  update_id: int | None = None) -> Course:
+    """Cancel a course: its open days are voided (no follow-up, no next-morning question, no
+    buttons left on its reminders), the patient is told in their language, and the same dates
+    are free for a course registered again."""
     if not has_reason(reason):
         raise CourseActionRefused("reason_required")
     now = rt.now()
@@ -241,12 +332,19 @@ async def cancel(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | Non
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="cancel_course",
                                          update_id=update_id)
         course = await _target(session, patient, cycle=cycle, today=patient_today(rt, patient))
-        removed = await remove_untouched_days(session, course=course)
+        voided = await void_open_days(session, now=now, course=course, patient=patient, actor=actor.label,
+                                      reason=reason.strip())
         course.status = "cancelled"
         session.add(course)
+        told = False
+        if patient.chat_id and patient.status != "withdrawn":
+            told = await enqueue(session, kind="course_cancelled", chat_id=patient.chat_id, due_at=now, now=now,
+                                 patient_id=patient.id, payload={"course_id": course.id},
+                                 dedupe_key=f"course_cancelled:{course.id}")
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="course.cancelled", entity="course",
               entity_id=course.id, before={"subject_id": patient.subject_id, "cycle": course.cycle, "status": "active"},
-              after={"status": "cancelled", "removed_days": removed}, reason=reason.strip(), update_id=update_id)
+              after={"status": "cancelled", "voided_days": voided, "patient_told": told}, reason=reason.strip(),
+              update_id=update_id)
         await session.commit()
         await session.refresh(course)
     rt.wake()

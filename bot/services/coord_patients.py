@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from bot.db.models import Alert, Course, DoseDay, Patient, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
-from bot.domain.dose import has_reason
+from bot.domain.dose import PauseOrigin, has_reason
 from bot.services import invitations, patients
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
@@ -20,7 +20,7 @@ from bot.services.coord_courses import remove_untouched_days
 from bot.services.coord_invites import expiry_days
 from bot.services.runtime import Runtime
 
-STATUSES = ("enrolled", "on_course", "between", "paused", "unreachable", "withdrawn")
+STATUSES = ("enrolled", "on_course", "between", "paused", "held", "unreachable", "withdrawn")
 
 
 class PatientActionRefused(Exception):
@@ -49,7 +49,7 @@ def status_of(patient: Patient, courses: list[Course], today: date) -> str:
     if patient.unreachable:
         return "unreachable"
     if patient.status == "paused":
-        return "paused"
+        return "held" if patient.pause_origin == PauseOrigin.TEAM else "paused"
     if any(c.first_day <= today <= c.last_day for c in courses):
         return "on_course"
     return "between" if courses else "enrolled"
@@ -67,7 +67,10 @@ async def _load(session, patient_ids: list[int]):
         return {}, {}, {}
     courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(patient_ids),
                                                         Course.status == "active").order_by(col(Course.cycle)))).all()
-    doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(patient_ids))
+    # The course's days as they count: cancelled days are no dose days, out-of-window days are
+    # kept records outside the course (shown apart on the card).
+    doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(patient_ids),
+                                                      DoseDay.state != "cancelled", DoseDay.out_of_window.is_(False))
                                 .order_by(col(DoseDay.cycle), col(DoseDay.day)))).all()
     alerts = (await session.exec(select(Alert.patient_id).where(col(Alert.patient_id).in_(patient_ids),
                                                                 col(Alert.acknowledged_at).is_(None)))).all()
@@ -120,6 +123,7 @@ class PatientDetail:
     cancelled: list[Course]
     reports: list[SymptomReport]
     alerts: list[Alert] = field(default_factory=list)
+    out_of_window: list[DoseDay] = field(default_factory=list)
 
 
 async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int | None = None,
@@ -135,22 +139,30 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
         alerts = (await session.exec(select(Alert).where(Alert.patient_id == patient.id,
                                                          col(Alert.acknowledged_at).is_(None))
                                      .order_by(col(Alert.created_at)))).all()
+        outside = (await session.exec(select(DoseDay).where(DoseDay.patient_id == patient.id,
+                                                            DoseDay.out_of_window.is_(True))
+                                      .order_by(col(DoseDay.local_date)))).all()
     today = now.astimezone(ZoneInfo(patient.timezone)).date()
     courses = by_patient.get(patient.id, [])
     views = [CourseView(c, by_course.get(c.id, []), adherence(d.state for d in by_course.get(c.id, [])))
              for c in courses]
     return PatientDetail(patient, _row(patient, courses, by_course, open_alerts.get(patient.id, 0), today), views,
-                         list(cancelled), list(reports), list(alerts))
+                         list(cancelled), list(reports), list(alerts), list(outside))
 
 
 async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,
                      update_id: int | None = None) -> Patient:
+    """A team hold (needs a reason; only staff lift it) or lifting any pause (the site is told)."""
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id,
                                          what="pause" if paused else "resume", update_id=update_id)
     if patient.status == "withdrawn":
         raise PatientActionRefused("withdrawn")
-    if patient.status == ("paused" if paused else "active"):
+    if paused and patient.status == "paused" and patient.pause_origin == PauseOrigin.TEAM:
+        raise PatientActionRefused("unchanged")
+    if paused and not has_reason(reason):
+        raise PatientActionRefused("reason_required")  # a team hold says why (e.g. "physician: hold study drug")
+    if not paused and patient.status == "active":
         raise PatientActionRefused("unchanged")
     return await patients.set_paused(rt, patient=patient, paused=paused, actor_kind=actor.kind, actor_id=actor.id,
                                      reason=reason, update_id=update_id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from bot.config import Settings, parse_hhmm
-from bot.db.models import Course, DoseDay, Patient
-from bot.domain.dose import day_bounds
+from bot.db.models import Course, DoseDay, DoseEvent, Patient
+from bot.domain.dose import DoseState, day_bounds, over_at_registration
 from bot.domain.schedule import CourseSpan, ScheduleError, check_new_course, course_span, plan_course
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
@@ -30,7 +30,9 @@ def _span(course: Course) -> CourseSpan:
     return CourseSpan(cycle=course.cycle, chemo_end=course.chemo_end, first_day=course.first_day, last_day=course.last_day)
 
 
-def dose_rows(*, settings: Settings, patient: Patient, course: Course) -> list[DoseDay]:
+def dose_rows(*, settings: Settings, patient: Patient, course: Course, now=None) -> list[DoseDay]:
+    """The course's planned days. With `now`, days already over are `before_registration`: nobody
+    told the patient of them, so they are neither reminded nor counted."""
     tz = ZoneInfo(patient.timezone)
     rows = []
     for planned in plan_course(chemo_end=course.chemo_end, tz=tz, reminder_time=parse_hhmm(patient.reminder_time),
@@ -40,8 +42,43 @@ def dose_rows(*, settings: Settings, patient: Patient, course: Course) -> list[D
                                            late_grace_hours=settings.reminders.late_grace_hours)
         rows.append(DoseDay(patient_id=patient.id, course_id=course.id, cycle=course.cycle, day=planned.day,
                             local_date=planned.local_date, due_at=planned.due_utc, closes_at=closes_at,
-                            late_until=late_until, state="scheduled"))
+                            late_until=late_until,
+                            state=DoseState.BEFORE_REGISTRATION.value
+                            if now is not None and over_at_registration(closes_at=closes_at, now=now)
+                            else DoseState.SCHEDULED.value))
     return rows
+
+
+async def _live_days_on(session, *, patient: Patient, dates: list[date]) -> dict[date, tuple[DoseDay, Course]]:
+    rows = (await session.exec(select(DoseDay, Course).join(Course, Course.id == DoseDay.course_id).where(
+        DoseDay.patient_id == patient.id, col(DoseDay.local_date).in_(dates),
+        DoseDay.state != DoseState.CANCELLED))).all()
+    return {dose.local_date: (dose, course) for dose, course in rows}
+
+
+async def _place_days(session, *, now, patient: Patient, course: Course, planned: list[DoseDay], actor: str) -> list[int]:
+    """Write the planned days, one live dose day per local date. A date still holding an answered
+    day of a cancelled course keeps that day: it joins this course (its record unchanged, the
+    move recorded), so re-registering never gives a date two days or two "taken" records.
+    Returns the carried days' numbers."""
+    existing = await _live_days_on(session, patient=patient, dates=[d.local_date for d in planned])
+    carried = []
+    for row in planned:
+        found = existing.get(row.local_date)
+        if found is None:
+            session.add(row)
+            continue
+        dose, other = found
+        if other.status == "active":
+            raise CourseRefused("overlap", f"{row.local_date} already has a dose day in cycle {other.cycle}")
+        from_course = (other.cycle, dose.day)
+        dose.course_id, dose.cycle, dose.day, dose.out_of_window = course.id, course.cycle, row.day, False
+        session.add(dose)
+        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="carried", from_state=dose.state, to_state=dose.state,
+                              actor=actor[:32], reason=f"cycle {from_course[0]} day {from_course[1]} (cancelled) -> "
+                                                      f"cycle {course.cycle} day {row.day}"))
+        carried.append(row.day)
+    return carried
 
 
 async def create_course(session, *, settings: Settings, now, patient: Patient, chemo_end: date, source: str,
@@ -67,14 +104,20 @@ async def create_course(session, *, settings: Settings, now, patient: Patient, c
                     created_by=f"{actor_kind}:{actor_id}")
     session.add(course)
     await session.flush()
-    session.add_all(dose_rows(settings=settings, patient=patient, course=course))
+    planned = dose_rows(settings=settings, patient=patient, course=course, now=now)
+    carried = await _place_days(session, now=now, patient=patient, course=course, planned=planned,
+                                actor=f"{actor_kind}:{actor_id}")
+    before = [p.day for p in planned if p.state == DoseState.BEFORE_REGISTRATION and p.day not in carried]
     audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id, action="course.registered", entity="course",
           entity_id=course.id, after={"subject_id": patient.subject_id, "cycle": cycle, "chemo_end": chemo_end.isoformat(),
                                       "first_day": first_day.isoformat(), "last_day": last_day.isoformat(),
-                                      "source": source}, update_id=update_id)
+                                      "source": source, "before_registration_days": before,
+                                      "carried_days": carried}, update_id=update_id)
     if patient.chat_id and patient.status == "active":
         await enqueue(session, kind="course_plan", chat_id=patient.chat_id, due_at=now, now=now, patient_id=patient.id,
                       payload={"course_id": course.id}, dedupe_key=f"course_plan:{course.id}")
+        # Days over before registration get one optional catch-up question, queued by the
+        # scheduler once this plan has gone out (scheduler.lifecycle.queue_catch_ups).
     return course
 
 

@@ -27,6 +27,7 @@ class OnCourse:
     cycle: int
     day: int
     paused: bool
+    held: bool = False  # paused by the study team (a drug hold)
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,13 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
         patient = patients[course.patient_id]
         if patient.status != "withdrawn" and course.first_day <= today <= course.last_day:
             digest.on_course.append(OnCourse(patient.subject_id, course.cycle, (today - course.first_day).days + 1,
-                                             patient.status == "paused"))
+                                             patient.status == "paused",
+                                             patient.status == "paused" and patient.pause_origin == "team"))
     digest.on_course.sort(key=lambda o: o.subject_id)
     by_state: dict[str, list[tuple[str, bool]]] = defaultdict(list)
     per_patient: dict[int, list[str]] = defaultdict(list)
     for dose in doses:
-        if dose.course_id not in active_course_ids:
+        if dose.course_id not in active_course_ids or dose.state == "cancelled" or dose.out_of_window:
             continue
         per_patient[dose.patient_id].append(dose.state)
         if dose.local_date == yesterday:

@@ -8,9 +8,10 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.db.models import DoseDay, DoseEvent, Patient
-from bot.domain.adherence import consecutive_unanswered
-from bot.domain.dose import Answer, DoseRuleError, DoseState, answer_dose
+from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
+from bot.domain.adherence import unanswered_run
+from bot.domain.dose import (Answer, AnswerSource, DoseRuleError, DoseState, answer_dose, answer_late,
+                             catch_up_allowed)
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.outbox import enqueue
@@ -22,7 +23,9 @@ MISSED_REASONS = ("forgot", "side_effects", "ran_out", "doctor", "other")
 
 @dataclass(frozen=True)
 class DoseResult:
-    """status: recorded | already | too_late | not_yours | no_more_snoozes | snoozed | reason_saved"""
+    """status: recorded | already | too_late | closed | not_open | not_yours | no_more_snoozes | snoozed |
+    reason_saved. `closed`: a tap on a reminder whose day is over (the next-morning question is
+    the way to answer it late)."""
 
     status: str
     dose: DoseDay | None = None
@@ -45,28 +48,67 @@ async def _authorized(session, *, now, telegram_user_id: int, dose_day_id: int, 
 
 async def check_consecutive(session, *, settings, now, patient: Patient, update_id=None) -> None:
     """Raise one alert when the configured number of consecutive days went missed or unreported
-    (not for a withdrawn patient: the team already knows and has stopped all messages)."""
+    (not for a withdrawn patient: the team already knows and has stopped all messages). One alert
+    per run, however many days join it and however many close in one pass: the key names the
+    run's first day. Held, before-registration, cancelled and out-of-window days do not count."""
     if patient.status == "withdrawn":
         return
-    states = (await session.exec(
-        select(DoseDay.state).where(DoseDay.patient_id == patient.id, DoseDay.due_at <= now)
-        .order_by(col(DoseDay.due_at))
+    days = (await session.exec(
+        select(DoseDay.id, DoseDay.state).where(DoseDay.patient_id == patient.id, DoseDay.due_at <= now,
+                                                DoseDay.out_of_window.is_(False))
+        .order_by(col(DoseDay.due_at), col(DoseDay.id))
     )).all()
-    run = consecutive_unanswered([DoseState(s) for s in states])
-    threshold = settings.alerts.consecutive_missed_threshold
-    if run >= threshold:
-        # One alert per run: the key names the run's first day.
-        first = (await session.exec(
-            select(DoseDay.id).where(DoseDay.patient_id == patient.id, DoseDay.due_at <= now)
-            .order_by(col(DoseDay.due_at).desc()).offset(run - 1).limit(1)
-        )).one()
+    run, first = unanswered_run([state for _, state in days])
+    if run >= settings.alerts.consecutive_missed_threshold:
         await raise_alert(session, settings=settings, now=now, site_id=patient.site_id, kind="consecutive_missed",
-                          patient=patient, details={"days": run}, dedupe_key=f"consecutive:{patient.id}:{first}",
-                          update_id=update_id)
+                          patient=patient, details={"days": run},
+                          dedupe_key=f"consecutive:{patient.id}:{days[first][0]}", update_id=update_id)
+
+
+async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patient) -> int:
+    """Queue an edit of every message of this day that still carries its buttons (reminder,
+    follow-up, snooze) to the day's final state, without buttons. Rendered from the state at
+    delivery time, so a later answer (next-morning question, correction) shows there too."""
+    if not patient.chat_id:
+        return 0
+    sent = (await session.exec(select(Outbox.id, Outbox.message_id, Outbox.chat_id).where(
+        Outbox.dose_day_id == dose.id, col(Outbox.kind).in_(("reminder", "followup", "snooze")),
+        Outbox.state == "sent", col(Outbox.message_id).is_not(None)))).all()
+    added = 0
+    for row_id, message_id, chat_id in sent:
+        added += await enqueue(session, kind="reminder_close", chat_id=chat_id, due_at=now, now=now,
+                               patient_id=patient.id, dose_day_id=dose.id, payload={"message_id": message_id},
+                               dedupe_key=f"reminder_close:{row_id}:{now.isoformat()}")
+    return added
+
+
+async def _record(session, *, rt, now, patient: Patient, dose: DoseDay, state: DoseState, late: bool, source: str,
+                  update_id) -> bool:
+    """Write one answer if the day is still in the state we read (two taps racing record once)."""
+    before = dose.state
+    changed = await session.exec(
+        update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == before).values(
+            state=state.value, answered_at=now, late=late, source=source))
+    if changed.rowcount != 1:
+        return False
+    session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="answer", from_state=before, to_state=state.value,
+                          late=late, actor=f"patient:{patient.subject_id}"))
+    audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.answered",
+          entity="dose_day", entity_id=dose.id, before={"state": before},
+          after={"state": state.value, "late": late, "source": source, "cycle": dose.cycle, "day": dose.day},
+          update_id=update_id)
+    if state is DoseState.MISSED:
+        await check_consecutive(session, settings=rt.settings, now=now, patient=patient, update_id=update_id)
+    return True
 
 
 async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice: Answer,
-                 source: str = "button", update_id: int | None = None) -> DoseResult:
+                 source: AnswerSource | str = AnswerSource.BUTTON, update_id: int | None = None) -> DoseResult:
+    """One answer for one day. From the day's own reminder (`button`) only while the day is open;
+    a day that is over is answered only through the question about it (`late_question`: the
+    next-morning question, `catch_up`: days over before registration), so `source` is what
+    really happened."""
+    source = AnswerSource(source)
     now = rt.now()
     async with rt.session() as session:
         patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
@@ -74,33 +116,48 @@ async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice
         if dose is None:
             return DoseResult("not_yours")
         try:
-            outcome = answer_dose(state=DoseState(dose.state), answer=choice, now=now, closes_at=dose.closes_at,
-                                  late_until=dose.late_until)
+            if source is AnswerSource.BUTTON:
+                if DoseState(dose.state).answered:
+                    raise DoseRuleError("already_answered", "already answered")
+                if dose.state != DoseState.SCHEDULED or now >= dose.closes_at:
+                    raise DoseRuleError("closed", "the day is over; its reminder no longer takes answers")
+                outcome = answer_dose(state=DoseState(dose.state), answer=choice, now=now, closes_at=dose.closes_at,
+                                      late_until=dose.late_until)
+            else:
+                outcome = answer_late(state=DoseState(dose.state), answer=choice, source=source, now=now,
+                                      late_until=dose.late_until, closes_at=dose.closes_at)
         except DoseRuleError as error:
-            status = "already" if error.code == "already_answered" else "too_late"
+            status = {"already_answered": "already", "closed": "closed", "not_open": "not_open"}.get(error.code,
+                                                                                                     "too_late")
+            if status in ("closed", "not_open"):
+                audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.answer_refused",
+                      entity="dose_day", entity_id=dose.id, before={"state": dose.state},
+                      reason=f"{source.value}: {error.code}", update_id=update_id)
+                await session.commit()
             return DoseResult(status, dose, patient)
-        before = dose.state
-        # Conditional update: two taps racing each other record only once.
-        changed = await session.exec(
-            update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == before).values(
-                state=outcome.state.value, answered_at=now, late=outcome.late,
-                source="late_question" if outcome.late else source)
-        )
-        if changed.rowcount != 1:
-            await session.rollback()
-            return DoseResult("already", await session.get(DoseDay, dose_day_id), patient)
-        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="answer", from_state=before,
-                              to_state=outcome.state.value, late=outcome.late, actor=f"patient:{patient.subject_id}"))
-        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.answered",
-              entity="dose_day", entity_id=dose.id, before={"state": before},
-              after={"state": outcome.state.value, "late": outcome.late, "cycle": dose.cycle, "day": dose.day},
-              update_id=update_id)
-        if outcome.state is DoseState.MISSED:
-            await check_consecutive(session, settings=rt.settings, now=now, patient=patient, update_id=update_id)
+        if not await _record(session, rt=rt, now=now, patient=patient, dose=dose, state=outcome.state,
+                             late=outcome.late, source=source.value, update_id=update_id):
+            patient_id = patient.id
+            await session.rollback()  # the other tap won the race: report its answer, loaded afresh
+            return DoseResult("already", await session.get(DoseDay, dose_day_id, populate_existing=True),
+                              await session.get(Patient, patient_id, populate_existing=True))
+        if outcome.late:
+            await close_reminder_messages(session, now=now, dose=dose, patient=patient)
         await session.commit()
         await session.refresh(dose)
     rt.wake()
     return DoseResult("recorded", dose, patient)
+
+
+async def catch_up_days(rt: Runtime, *, patient: Patient, course_id: int) -> list[DoseDay]:
+    """Days of this course the catch-up question still asks about (over before registration,
+    unanswered, recent enough)."""
+    now = rt.now()
+    async with rt.session() as session:
+        days = (await session.exec(select(DoseDay).where(
+            DoseDay.course_id == course_id, DoseDay.patient_id == patient.id,
+            DoseDay.state == DoseState.BEFORE_REGISTRATION).order_by(col(DoseDay.local_date)))).all()
+    return [d for d in days if catch_up_allowed(closes_at=d.closes_at, now=now)]
 
 
 async def add_missed_reason(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, reason: str,

@@ -10,7 +10,8 @@ from sqlmodel import select
 
 from bot.db.models import AuditLog, Invitation, Patient
 from bot.domain.tokens import InvitationStatus, invitation_status, looks_like_token, throttle_allows
-from bot.services import invitations
+from bot.domain.enrolment import EnrolStep, StepRefused, next_step
+from bot.services import dialogs, invitations, patients
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.queries import patient_by_subject, patient_by_telegram
@@ -32,6 +33,8 @@ class EnrolmentRefused(Exception):
 class PendingEnrolment:
     site_id: str
     subject_id: str | None
+    purpose: str = "enrol"
+    token_hash: str | None = None
 
 
 async def _recent_failures(session, *, telegram_user_id: int, since) -> list:
@@ -41,7 +44,10 @@ async def _recent_failures(session, *, telegram_user_id: int, since) -> list:
     return list((await session.exec(statement)).all())
 
 
-async def check_token(rt: Runtime, *, telegram_user_id: int, token: str, update_id: int | None = None) -> PendingEnrolment:
+async def check_token(rt: Runtime, *, telegram_user_id: int, token: str | None = None, token_hash: str | None = None,
+                      update_id: int | None = None) -> PendingEnrolment:
+    """The invitation behind a token (as typed or linked), or behind its hash (as kept in the
+    enrolment dialog, which never stores the token itself)."""
     now = rt.now()
     async with rt.session() as session:
         failures = await _recent_failures(session, telegram_user_id=telegram_user_id, since=now - timedelta(hours=1))
@@ -49,10 +55,15 @@ async def check_token(rt: Runtime, *, telegram_user_id: int, token: str, update_
             audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="enrol.throttled", update_id=update_id)
             await session.commit()
             raise EnrolmentRefused("throttled")
-        invitation = await invitations.find(session, token=token) if looks_like_token(token) else None
+        if token_hash is not None:
+            token_ok = True
+            invitation = await invitations.find_by_hash(session, token_hash=token_hash)
+        else:
+            token_ok = looks_like_token(token)
+            invitation = await invitations.find(session, token=token) if token_ok else None
         if invitation and invitation.purpose == "enrol" and await patient_by_telegram(session, telegram_user_id=telegram_user_id):
             raise EnrolmentRefused("already_enrolled")
-        reason = "format" if not looks_like_token(token) else "unknown" if invitation is None else None
+        reason = "format" if not token_ok else "unknown" if invitation is None else None
         if invitation is not None:
             status = invitation_status(expires_at=invitation.expires_at, used_at=invitation.used_at,
                                        revoked_at=invitation.revoked_at, now=now)
@@ -66,7 +77,8 @@ async def check_token(rt: Runtime, *, telegram_user_id: int, token: str, update_
                   entity="invitation", entity_id=invitation.id if invitation else None, reason=reason, update_id=update_id)
             await session.commit()
             raise EnrolmentRefused("invalid")
-        return PendingEnrolment(site_id=invitation.site_id, subject_id=invitation.subject_id)
+        return PendingEnrolment(site_id=invitation.site_id, subject_id=invitation.subject_id,
+                                purpose=invitation.purpose, token_hash=invitation.token_hash)
 
 
 async def _next_subject_id(session, site_id: str) -> str:
@@ -79,18 +91,20 @@ async def complete(
     *,
     telegram_user_id: int,
     chat_id: int,
-    token: str,
+    token: str | None = None,
+    token_hash: str | None = None,
     locale: str,
     reminder_time: str,
     update_id: int | None = None,
 ) -> Patient:
     """Spend the token and bind this Telegram user. Re-checks everything: the flow may have
     taken minutes and the token may have been used or revoked meanwhile."""
-    await check_token(rt, telegram_user_id=telegram_user_id, token=token, update_id=update_id)
+    pending = await check_token(rt, telegram_user_id=telegram_user_id, token=token, token_hash=token_hash,
+                                update_id=update_id)
     now = rt.now()
     settings = rt.settings
     async with rt.session() as session:
-        invitation = await invitations.find(session, token=token)
+        invitation = await invitations.find_by_hash(session, token_hash=pending.token_hash)
         spent = await session.exec(
             update(Invitation)
             .where(Invitation.id == invitation.id, Invitation.used_at.is_(None), Invitation.revoked_at.is_(None))
@@ -118,6 +132,9 @@ async def complete(
         patient.consent_version, patient.consented_at = settings.trial.consent_version, now
         session.add(patient)
         await session.flush()
+        moved_from = None
+        if action == "patient.rebound":  # the new phone's time applies to the running course too
+            moved_from = await patients.move_untouched_days(session, patient=patient, now=now)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="invitation.used",
               entity="invitation", entity_id=invitation.id, update_id=update_id)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="consent.given",
@@ -126,7 +143,8 @@ async def complete(
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action=action, entity="patient",
               entity_id=patient.subject_id, before=before,
               after={"site_id": site.id, "telegram_user_id": telegram_user_id, "locale": locale,
-                     "reminder_time": reminder_time}, update_id=update_id)
+                     "reminder_time": reminder_time, "days_moved_from": moved_from.isoformat() if moved_from else None},
+              update_id=update_id)
         await raise_alert(session, settings=settings, now=now, site_id=site.id, kind="new_enrolment", patient=patient,
                           dedupe_key=f"enrolled:{patient.subject_id}:{invitation.id}", update_id=update_id)
         await session.commit()
@@ -139,3 +157,80 @@ async def record_declined(rt: Runtime, *, telegram_user_id: int, update_id: int 
         audit(session, at=rt.now(), actor_kind="user", actor_id=telegram_user_id, action="consent.declined",
               update_id=update_id)
         await session.commit()
+
+
+# --- the enrolment dialog, kept in the database (bot.services.dialogs) -------------------------
+
+DIALOG = "enrol"
+DIALOG_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class DialogStep:
+    """The dialog after one accepted input. `patient` is set once enrolment completed."""
+
+    step: EnrolStep
+    state: dict
+    patient: Patient | None = None
+
+
+async def pending_dialog(rt: Runtime, *, telegram_user_id: int) -> dict | None:
+    async with rt.session() as session:
+        return await dialogs.get(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG,
+                                 now=rt.now())
+
+
+async def start_dialog(rt: Runtime, *, telegram_user_id: int, token: str, locale: str,
+                       update_id: int | None = None) -> DialogStep:
+    """A valid invitation starts (or restarts) the dialog at the language step."""
+    pending = await check_token(rt, telegram_user_id=telegram_user_id, token=token, update_id=update_id)
+    state = {"step": EnrolStep.LANGUAGE.value, "token_hash": pending.token_hash, "site": pending.site_id,
+             "purpose": pending.purpose, "locale": locale}
+    async with rt.session() as session:
+        await dialogs.put(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG,
+                          payload=state, now=rt.now(), ttl=DIALOG_TTL)
+        await session.commit()
+    return DialogStep(EnrolStep.LANGUAGE, state)
+
+
+async def advance_dialog(rt: Runtime, *, telegram_user_id: int, chat_id: int, received: str, value: str,
+                         update_id: int | None = None) -> DialogStep:
+    """Apply one input to the dialog, only if it belongs to the current step. Anything else
+    (no dialog, out of order, malformed) raises StepRefused, is audited and changes nothing."""
+    now = rt.now()
+    who = dialogs.telegram_user(telegram_user_id)
+    async with rt.session() as session:
+        state = await dialogs.get(session, channel_user_id=who, kind=DIALOG, now=now)
+        try:
+            step = next_step(state.get("step") if state else None, received, value)
+        except StepRefused as refused:
+            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="enrol.step_refused",
+                  before={"step": state.get("step") if state else None}, after={"input": f"{received}:{value}"[:64]},
+                  reason=refused.code, update_id=update_id)
+            await session.commit()
+            raise
+        state = dict(state)
+        if step is EnrolStep.CONSENT:
+            state["locale"] = value
+        elif step is EnrolStep.TIME:
+            state["consent_version"] = rt.settings.trial.consent_version  # the version the patient was shown
+        elif step is EnrolStep.CONFIRM:
+            state["time"] = value
+        if step is EnrolStep.DECLINED:
+            await dialogs.clear(session, channel_user_id=who, kind=DIALOG)
+            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="consent.declined",
+                  after={"consent_version": rt.settings.trial.consent_version}, update_id=update_id)
+            await session.commit()
+            return DialogStep(step, state)
+        if step is not EnrolStep.DONE:
+            state["step"] = step.value
+            await dialogs.put(session, channel_user_id=who, kind=DIALOG, payload=state, now=now, ttl=DIALOG_TTL)
+            await session.commit()
+            return DialogStep(step, state)
+        await dialogs.clear(session, channel_user_id=who, kind=DIALOG)
+        await session.commit()
+    if state.get("consent_version") != rt.settings.trial.consent_version:
+        raise StepRefused("expired", "the consent notice changed since the patient saw it")
+    patient = await complete(rt, telegram_user_id=telegram_user_id, chat_id=chat_id, token_hash=state["token_hash"],
+                             locale=state["locale"], reminder_time=state["time"], update_id=update_id)
+    return DialogStep(step, state, patient)

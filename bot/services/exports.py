@@ -1,9 +1,14 @@
 """Trial data for data managers: one table per file, rows straight from the database.
 
-Column names and meanings are documented in docs/exports.md; keep the two in step. No column
-can differ by study arm: the database has no arm. A site export holds that site's patients and
-every audit row that concerns them, its coordinators, invitations, courses, days, reports and
-alerts; an all-sites export holds every audit row.
+Column names and meanings are documented in docs/exports.md; keep the two in step (a test
+compares them). No column can differ by study arm: the database has no arm. A site export holds
+that site's patients and every audit row that concerns them, its coordinators, invitations,
+courses, days, reports and alerts; an all-sites export holds every audit row.
+
+No Telegram account id leaves the database: staff appear by their configured label, patients by
+subject id, anyone else by a keyed hash (bot.services.staff); ids inside audit JSON are replaced
+the same way. A codebook lists every code the files use; the manifest is written with the files
+(bot.reports.csv_files).
 """
 
 from __future__ import annotations
@@ -19,17 +24,20 @@ from sqlmodel import col, select
 from bot.db.models import Alert, AlertMessage, AuditLog, Course, DoseDay, DoseEvent, Invitation, Patient, SymptomReport
 from bot.domain.tokens import invitation_status
 from bot.services.audit import audit
+from bot.services.codebook import codebook_rows
 from bot.services.coord_access import Actor
 from bot.services.runtime import Runtime
+from bot.services.staff import keyed_hash, pseudonym_key, staff_label
 
 COLUMNS: dict[str, list[str]] = {
-    "patients": ["subject_id", "site_id", "status", "unreachable", "locale", "timezone", "reminder_time",
+    "patients": ["subject_id", "site_id", "status", "pause_origin", "pause_reason", "paused_at_utc", "unreachable",
+                 "locale", "timezone", "reminder_time",
                  "consent_version", "consented_at_utc", "consented_at_local", "enrolled_at_utc", "enrolled_at_local",
                  "withdrawn_at_utc", "withdrawn_at_local", "telegram_bound"],
     "courses": ["course_id", "subject_id", "site_id", "cycle", "chemo_end", "first_day", "last_day", "status",
                 "source", "confirmed", "created_at_utc", "created_at_local", "created_by"],
     "dose_days": ["dose_day_id", "course_id", "subject_id", "site_id", "cycle", "day", "local_date", "timezone",
-                  "course_status", "state", "late", "source", "missed_reason", "snoozes",
+                  "course_status", "state", "out_of_window", "late", "source", "missed_reason", "snoozes",
                   "scheduled_at_utc", "scheduled_at_local", "answered_at_utc", "answered_at_local",
                   "recorded_at_utc", "recorded_at_local", "closes_at_utc", "late_until_utc"],
     "dose_events": ["event_id", "dose_day_id", "subject_id", "cycle", "day", "at_utc", "at_local", "kind",
@@ -46,11 +54,64 @@ COLUMNS: dict[str, list[str]] = {
 }
 
 
+CODEBOOK_COLUMNS = ["field", "code", "label_en", "label_zh", "level", "meaning"]
+
+
 @dataclass
 class Export:
     site_id: str | None
     created_at: datetime
     tables: dict[str, list[dict]] = field(default_factory=dict)
+    exported_by: str = ""
+    facts: dict = field(default_factory=dict)  # trial, protocol and consent versions for the manifest
+    codebook: list[dict] = field(default_factory=list)
+
+
+class Names:
+    """Telegram ids → the names an export may show (staff label, subject id, keyed hash)."""
+
+    def __init__(self, settings, key: bytes, patients: dict[int, str]) -> None:
+        self.settings, self.key, self.patients = settings, key, patients
+
+    def person(self, telegram_id) -> str:
+        label = staff_label(self.settings, telegram_id)
+        if label is not None:
+            return label
+        try:
+            subject = self.patients.get(int(telegram_id))
+        except (TypeError, ValueError):
+            subject = None
+        return subject or keyed_hash(self.key, telegram_id)
+
+    def actor(self, value: str) -> str:
+        """'coordinator:123' → 'coordinator:NJ nurse 1'; other actors are already names."""
+        kind, _, who = (value or "").partition(":")
+        if kind in ("coordinator", "user") and who.lstrip("-").isdigit():
+            return f"{kind}:{self.person(who)}"
+        return value or ""
+
+    def audit_actor(self, row: AuditLog) -> str:
+        if row.actor_kind in ("coordinator", "user") and row.actor_id.lstrip("-").isdigit():
+            return self.person(row.actor_id)
+        return row.actor_id
+
+    def scrub(self, value):
+        """JSON with every Telegram id replaced (by key, and any number that is a known id)."""
+        if isinstance(value, dict):
+            return {k: (self.person(v) if k in TELEGRAM_ID_KEYS and v is not None else self.scrub(v))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(v) for v in value]
+        if isinstance(value, int) and not isinstance(value, bool) and self.known(value):
+            return self.person(value)
+        return value
+
+    def known(self, value: int) -> bool:
+        return value in self.patients or staff_label(self.settings, value) is not None
+
+
+TELEGRAM_ID_KEYS = frozenset({"telegram_user_id", "used_by_telegram_id", "chat_id", "to", "acknowledged_by",
+                              "telegram_id", "user_id"})
 
 
 def utc(value: datetime | None) -> str:
@@ -81,6 +142,21 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
     site_tz = {s.id: s.timezone for s in rt.settings.sites}
     export = Export(site_id=site_id, created_at=now)
     async with rt.session() as session:
+        key = await pseudonym_key(session, now=now)
+        bound = {}
+        for p in await _all(session, select(Patient)):
+            for telegram_id in (p.telegram_user_id, p.chat_id):
+                if telegram_id is not None:
+                    bound[telegram_id] = p.subject_id
+        for used_by, subject in (await session.exec(select(Invitation.used_by_telegram_id, Invitation.subject_id)
+                                                    .where(col(Invitation.used_by_telegram_id).is_not(None)))).all():
+            bound.setdefault(used_by, subject or keyed_hash(key, used_by))  # earlier phones of a rebound subject
+        names = Names(rt.settings, key, bound)
+        export.exported_by = names.person(actor.id) if actor.kind == "coordinator" else f"{actor.kind}:{actor.id}"
+        export.facts = {"trial": rt.settings.trial.name, "protocol_id": rt.settings.trial.protocol_id,
+                        "consent_version": rt.settings.trial.consent_version,
+                        "course_days": rt.settings.trial.course_days}
+        export.codebook = codebook_rows(rt.settings)
         patients = await _all(session, select(Patient).where(col(Patient.site_id).in_(sites))
                               .order_by(col(Patient.subject_id)))
         by_id = {p.id: p for p in patients}
@@ -112,7 +188,9 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             copy_count[alert_id] += 1
 
         export.tables["patients"] = [{
-            "subject_id": p.subject_id, "site_id": p.site_id, "status": p.status, "unreachable": _flag(p.unreachable),
+            "subject_id": p.subject_id, "site_id": p.site_id, "status": p.status,
+            "pause_origin": p.pause_origin or "", "pause_reason": p.pause_reason or "",
+            "paused_at_utc": utc(p.paused_at), "unreachable": _flag(p.unreachable),
             "locale": p.locale, "timezone": p.timezone, "reminder_time": p.reminder_time,
             "consent_version": p.consent_version or "", "consented_at_utc": utc(p.consented_at),
             "consented_at_local": local(p.consented_at, p.timezone), "enrolled_at_utc": utc(p.enrolled_at),
@@ -125,7 +203,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "cycle": c.cycle, "chemo_end": c.chemo_end.isoformat(), "first_day": c.first_day.isoformat(),
             "last_day": c.last_day.isoformat(), "status": c.status, "source": c.source,
             "confirmed": _flag(c.confirmed), "created_at_utc": utc(c.created_at),
-            "created_at_local": local(c.created_at, by_id[c.patient_id].timezone), "created_by": c.created_by}
+            "created_at_local": local(c.created_at, by_id[c.patient_id].timezone), "created_by": names.actor(c.created_by)}
             for c in courses]
         export.tables["dose_days"] = [_dose_row(d, by_id[d.patient_id], course_status, recorded) for d in doses]
         export.tables["dose_events"] = [{
@@ -133,7 +211,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "subject_id": by_id[dose_by_id[e.dose_day_id].patient_id].subject_id,
             "cycle": dose_by_id[e.dose_day_id].cycle, "day": dose_by_id[e.dose_day_id].day, "at_utc": utc(e.at),
             "at_local": local(e.at, by_id[dose_by_id[e.dose_day_id].patient_id].timezone), "kind": e.kind,
-            "from_state": e.from_state, "to_state": e.to_state, "late": _flag(e.late), "actor": e.actor,
+            "from_state": e.from_state, "to_state": e.to_state, "late": _flag(e.late), "actor": names.actor(e.actor),
             "reason": e.reason or ""} for e in events]
         export.tables["symptom_reports"] = [{
             "report_id": r.id, "subject_id": by_id[r.patient_id].subject_id, "site_id": by_id[r.patient_id].site_id,
@@ -141,18 +219,19 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "reported_at_local": local(r.reported_at, by_id[r.patient_id].timezone),
             "level": r.level, "symptoms": ";".join(r.symptoms), "note": r.note or "",
             "update_id": r.update_id if r.update_id is not None else ""} for r in reports]
-        export.tables["alerts"] = [_alert_row(a, by_id, site_tz[a.site_id], copy_count[a.id]) for a in alerts]
+        export.tables["alerts"] = [_alert_row(a, names, site_tz[a.site_id], copy_count[a.id]) for a in alerts]
         export.tables["invitations"] = [{
             "invitation_id": i.id, "site_id": i.site_id, "subject_id": i.subject_id or "", "purpose": i.purpose,
             "status": invitation_status(expires_at=i.expires_at, used_at=i.used_at, revoked_at=i.revoked_at,
                                         now=now).value,
-            "created_by": i.created_by, "created_at_utc": utc(i.created_at), "expires_at_utc": utc(i.expires_at),
-            "used_at_utc": utc(i.used_at), "revoked_at_utc": utc(i.revoked_at), "revoked_by": i.revoked_by or ""}
+            "created_by": names.actor(i.created_by), "created_at_utc": utc(i.created_at),
+            "expires_at_utc": utc(i.expires_at), "used_at_utc": utc(i.used_at), "revoked_at_utc": utc(i.revoked_at),
+            "revoked_by": names.actor(i.revoked_by or "")}
             for i in invitations]
         export.tables["audit_log"] = [{
-            "audit_id": r.id, "at_utc": utc(r.at), "actor_kind": r.actor_kind, "actor_id": r.actor_id,
-            "action": r.action, "entity": r.entity or "", "entity_id": r.entity_id or "", "before": _json(r.before),
-            "after": _json(r.after), "reason": r.reason or "",
+            "audit_id": r.id, "at_utc": utc(r.at), "actor_kind": r.actor_kind, "actor_id": names.audit_actor(r),
+            "action": r.action, "entity": r.entity or "", "entity_id": r.entity_id or "",
+            "before": _json(names.scrub(r.before)), "after": _json(names.scrub(r.after)), "reason": r.reason or "",
             "update_id": r.update_id if r.update_id is not None else ""}
             for r in audit_rows]
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="export.created", entity="site",
@@ -177,7 +256,8 @@ def _dose_row(d: DoseDay, patient: Patient, course_status: dict, recorded: dict)
     return {
         "dose_day_id": d.id, "course_id": d.course_id, "subject_id": patient.subject_id, "site_id": patient.site_id,
         "cycle": d.cycle, "day": d.day, "local_date": d.local_date.isoformat(), "timezone": tz,
-        "course_status": course_status.get(d.course_id, ""), "state": d.state, "late": _flag(d.late),
+        "course_status": course_status.get(d.course_id, ""), "state": d.state,
+        "out_of_window": _flag(d.out_of_window), "late": _flag(d.late),
         "source": d.source or "", "missed_reason": d.missed_reason or "", "snoozes": d.snoozes,
         "scheduled_at_utc": utc(d.due_at), "scheduled_at_local": local(d.due_at, tz),
         "answered_at_utc": utc(d.answered_at), "answered_at_local": local(d.answered_at, tz),
@@ -185,17 +265,17 @@ def _dose_row(d: DoseDay, patient: Patient, course_status: dict, recorded: dict)
         "closes_at_utc": utc(d.closes_at), "late_until_utc": utc(d.late_until)}
 
 
-def _alert_row(a: Alert, by_id: dict, tz: str, copies: int) -> dict:
+def _alert_row(a: Alert, names: Names, tz: str, copies: int) -> dict:
     waited = (a.acknowledged_at - a.created_at).total_seconds() / 60 if a.acknowledged_at else None
     return {
         "alert_id": a.id, "site_id": a.site_id, "subject_id": (a.details or {}).get("subject_id") or "",
         "kind": a.kind, "level": a.level, "created_at_utc": utc(a.created_at),
         "created_at_local": local(a.created_at, tz),
         "acknowledged_at_utc": utc(a.acknowledged_at), "acknowledged_at_local": local(a.acknowledged_at, tz),
-        "acknowledged_by": a.acknowledged_by if a.acknowledged_by is not None else "",
+        "acknowledged_by": names.person(a.acknowledged_by) if a.acknowledged_by is not None else "",
         "minutes_to_acknowledge": f"{waited:.1f}" if waited is not None else "",
         "escalate_at_utc": utc(a.escalate_at), "escalated_at_utc": utc(a.escalated_at), "repeats": a.repeats,
-        "copies_sent": copies, "details": _json(a.details)}
+        "copies_sent": copies, "details": _json(names.scrub(a.details))}
 
 
 def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations) -> list[AuditLog]:
@@ -219,4 +299,4 @@ def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, ale
     return [row for row in rows if concerns(row)]
 
 
-__all__ = ["COLUMNS", "Export", "collect", "local", "utc"]
+__all__ = ["CODEBOOK_COLUMNS", "COLUMNS", "Export", "collect", "local", "utc"]

@@ -66,5 +66,11 @@ async def issue(
                             subject_id=subject_id, expires_at=invitation.expires_at, invitation_id=invitation.id)
 
 
+async def find_by_hash(session, *, token_hash: str | None) -> Invitation | None:
+    if not token_hash:
+        return None
+    return (await session.exec(select(Invitation).where(Invitation.token_hash == token_hash))).first()
+
+
 async def find(session, *, token: str) -> Invitation | None:
     return (await session.exec(select(Invitation).where(Invitation.token_hash == hash_token(token)))).first()

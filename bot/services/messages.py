@@ -116,8 +116,8 @@ async def reply(rt: Runtime, *, staff_telegram_id: int, alert_id: int, text: str
         if alert is None or alert.patient_id is None:
             raise ReplyRefused("not_found")
         if found is None or (found[1].role != "admin" and found[0].id != alert.site_id):
-            audit(session, at=now, actor_kind="user", actor_id=staff_name(rt.settings, staff_telegram_id),
-                  action="access.refused", entity="alert", entity_id=alert_id, reason="reply", update_id=update_id)
+            audit(session, at=now, actor_kind="user", actor_id=staff_telegram_id, action="access.refused",
+                  entity="alert", entity_id=alert_id, reason="reply", update_id=update_id)
             await session.commit()
             raise ReplyRefused("not_your_site")
         patient = await session.get(Patient, alert.patient_id)
@@ -126,7 +126,7 @@ async def reply(rt: Runtime, *, staff_telegram_id: int, alert_id: int, text: str
                              author=author, alert_id=alert.id, update_id=update_id)
         session.add(row)
         await session.flush()
-        audit(session, at=now, actor_kind="coordinator", actor_id=author, action="message.replied",
+        audit(session, at=now, actor_kind="coordinator", actor_id=staff_telegram_id, action="message.replied",
               entity="patient_message", entity_id=row.id,
               after={"subject_id": patient.subject_id, "length": len(text)}, update_id=update_id)
         if patient.chat_id:
@@ -136,7 +136,7 @@ async def reply(rt: Runtime, *, staff_telegram_id: int, alert_id: int, text: str
         if alert.acknowledged_at is None:
             await session.exec(update(Alert).where(Alert.id == alert.id, Alert.acknowledged_at.is_(None)).values(
                 acknowledged_at=now, acknowledged_by=staff_telegram_id, next_repeat_at=None))
-            audit(session, at=now, actor_kind="coordinator", actor_id=author, action="alert.acknowledged",
+            audit(session, at=now, actor_kind="coordinator", actor_id=staff_telegram_id, action="alert.acknowledged",
                   entity="alert", entity_id=alert.id, reason="replied", update_id=update_id)
         await session.commit()
         subject = patient.subject_id

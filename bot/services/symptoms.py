@@ -138,21 +138,22 @@ async def _open_alert(rt: Runtime, session, *, patient: Patient, kind: str, code
 
 
 async def _queue_edits(session, *, alert: Alert, now) -> None:
-    """Edit the latest delivered copy in each chat to show the added report. One pending edit
-    per copy is enough: it renders the alert as it is when it is sent."""
-    copies = (await session.exec(select(AlertMessage).where(AlertMessage.alert_id == alert.id)
-                                 .order_by(col(AlertMessage.id)))).all()
-    latest = {copy.chat_id: copy for copy in copies}
-    for copy in latest.values():
-        prefix = f"alert_update:{alert.id}:{copy.id}:"
+    """Edit the alert's copy in each chat where one is out (or on its way) to show what was added.
+    A copy not yet claimed needs nothing: it renders the alert as it is when it is sent. The
+    edit finds its target message when it is sent (`scheduler.delivery`), so a copy in flight
+    right now is edited too, once it is recorded."""
+    chats = (await session.exec(select(Outbox.chat_id).where(
+        Outbox.alert_id == alert.id, Outbox.kind == "alert",
+        col(Outbox.state).in_(["claimed", "sending", "sent", "unknown"])).distinct())).all()
+    version = f"{len(alert.details.get('report_ids', []))}.{len(alert.details.get('notes', []))}"
+    for chat_id in chats:
+        prefix = f"alert_update:{alert.id}:{chat_id}:"
         pending = (await session.exec(select(Outbox.id).where(
             Outbox.state == "pending", col(Outbox.dedupe_key).startswith(prefix)).limit(1))).first()
         if pending is None:
-            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, chat_id=copy.chat_id, due_at=now, now=now,
+            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
                           patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
-                          payload={"edit": copy.message_id},
-                          dedupe_key=prefix + f"{len(alert.details.get('report_ids', []))}."
-                                                      f"{len(alert.details.get('notes', []))}")
+                          dedupe_key=prefix + version)
 
 
 async def advice_delivered(rt: Runtime, *, row_id: int, message_id: int | None) -> None:

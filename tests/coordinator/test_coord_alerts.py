@@ -53,9 +53,10 @@ async def test_emergency_alert_repeats_escalates_and_every_copy_is_edited(engine
         assert len(every) == 2 * 4 + 1
         await h.sandbox.wait_for(lambda: all(m.reply_markup is None for m in every))
         for chat_id, chat_locale in ((COORDINATOR_NJ, "zh_Hans"), (ADMIN_NJ, "en"), (ESCALATION_NJ, "zh_Hans")):
-            acknowledged = tr(chat_locale)._("Acknowledged by {who} at {when}", who=nurse_id,
+            label = {COORDINATOR_NJ: "NJ nurse 1", ADMIN_NJ: "NJ data manager"}[nurse_id]  # a person, not an id
+            acknowledged = tr(chat_locale)._("Acknowledged by {who} at {when}", who=label,
                                             when=tr(chat_locale).datetime(T0 + timedelta(minutes=16)))
-            assert all(acknowledged in m.text for m in copies(chat_id)), chat_id
+            assert all(acknowledged in m.text and str(nurse_id) not in m.text for m in copies(chat_id)), chat_id
         [alert] = await h.rows(Alert, Alert.id == alert.id)
         assert alert.acknowledged_by == nurse_id and alert.next_repeat_at is None
         assert len(await audits(h, "alert.acknowledged", entity_id=alert.id, actor_id=nurse_id)) == 1

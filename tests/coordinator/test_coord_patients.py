@@ -59,10 +59,14 @@ async def test_patient_list_card_pause_and_resume(engine, database_url, nurse_id
         t = tr(locale)
         [card] = await send(h, coordinator, "/patient", "NJ-0604")
         pause = next(data for label, data in card.buttons if label == t._("⏸ Pause"))
-        answer_ = await tap(h, coordinator, card, pause)
-        assert answer_["text"] == t._("{subject}: reminders paused.", subject="NJ-0604")
-        await h.sandbox.wait_for(lambda: t._("▶ Resume") in card.button_texts)
-        assert await audits(h, "patient.paused", actor_id=nurse_id, entity_id="NJ-0604")
+        before = len(coordinator.messages)
+        await tap(h, coordinator, card, pause)  # a team hold asks why
+        await h.sandbox.wait_for(lambda: len(coordinator.messages) > before)
+        assert "NJ-0604" in coordinator.last_message.text and not await audits(h, "patient.paused")
+        [done] = await type_text(h, coordinator, "physician: hold study drug")
+        assert done.text == t._("{subject}: reminders paused.", subject="NJ-0604")
+        [paused] = await audits(h, "patient.paused", actor_id=nurse_id, entity_id="NJ-0604")
+        assert paused.reason == "physician: hold study drug" and paused.after["pause_origin"] == "team"
 
         [listing] = await send(h, coordinator, "/patients")
         lines = listing.text.splitlines()
@@ -74,7 +78,7 @@ async def test_patient_list_card_pause_and_resume(engine, database_url, nurse_id
         assert t._("on course, day {day} of {total}", day=3, total=14) in line_of("NJ-0602")
         assert "C1 ✓✗" + "·" * 12 + " 50%" in listing.text
         assert t._("between courses") in line_of("NJ-0603")
-        assert t._("paused") in line_of("NJ-0604")
+        assert t._("on hold by the study team") in line_of("NJ-0604")
         assert t._("unreachable") in line_of("NJ-0605")
 
         [card] = await send(h, coordinator, "/patient", "NJ-0602")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.domain.adherence import Adherence, adherence, combine, consecutive_unanswered, marks
+from bot.domain.adherence import Adherence, adherence, combine, consecutive_unanswered, marks, unanswered_run
 from bot.domain.dose import DoseState
 
 T, M, N, S = DoseState.TAKEN, DoseState.MISSED, DoseState.NOT_REPORTED, DoseState.SCHEDULED
@@ -79,7 +79,9 @@ def test_marks():
 def test_adherence_properties(states):
     result = adherence(states)
     assert result.taken + result.missed + result.not_reported == result.expected
-    assert result.expected + result.pending == len(states)
+    assert result.expected + result.pending + result.held + result.before_registration == \
+        len([s for s in states if s is not DoseState.CANCELLED])
+    assert result.held == states.count(DoseState.HELD)
     assert result.pending == states.count(S)
     if result.expected:
         assert 0.0 <= result.rate <= 1.0
@@ -95,7 +97,7 @@ def test_combining_parts_equals_the_whole(states, cut):
 
 @given(states=state_lists)
 def test_consecutive_unanswered_matches_a_plain_reading(states):
-    closed = list(states)
+    closed = [s for s in states if not s.excluded]
     while closed and closed[-1] is S:
         closed.pop()
     text = "".join("u" if s in (M, N) else "x" for s in closed)
@@ -105,5 +107,31 @@ def test_consecutive_unanswered_matches_a_plain_reading(states):
 @given(states=state_lists)
 def test_marks_has_one_character_per_day(states):
     row = marks(states)
-    assert len(row) == len(states)
-    assert set(row) <= set("✓✗?·")
+    assert len(row) == len([s for s in states if s is not DoseState.CANCELLED])
+    assert set(row) <= set("✓✗?·H-")
+
+
+@pytest.mark.parametrize(
+    ("states", "run"),
+    [
+        ([N, DoseState.HELD, DoseState.HELD, N], 2),  # a hold neither counts nor breaks a run
+        ([DoseState.BEFORE_REGISTRATION] * 5 + [S], 0),  # days over before registration never count
+        ([T, DoseState.HELD, DoseState.HELD, DoseState.HELD], 0),
+        ([N, DoseState.CANCELLED, M], 2),
+    ],
+)
+def test_days_that_were_not_the_patients_to_answer(states, run):
+    assert consecutive_unanswered(states) == run
+    assert unanswered_run(states)[0] == run
+
+
+def test_unanswered_run_names_its_first_day():
+    states = [T, N, DoseState.HELD, M, N, S]
+    assert unanswered_run(states) == (3, 1)
+    assert unanswered_run([T, S]) == (0, None)
+
+
+def test_held_and_before_registration_are_counted_apart():
+    counts = adherence([T, DoseState.HELD, DoseState.BEFORE_REGISTRATION, DoseState.CANCELLED, N])
+    assert (counts.expected, counts.taken, counts.held, counts.before_registration) == (2, 1, 1, 1)
+    assert counts.percent_text() == "50%"

@@ -74,7 +74,7 @@ async def test_snooze_silence_close_and_late_answer(engine, database_url, langua
         [day1] = await h.rows(DoseDay, DoseDay.day == 1)
         assert day1.state == "not_reported"
         question = await reminder_at(h, user, datetime(2026, 12, 3, 0, 0, tzinfo=UTC))
-        late = [m for m in user.messages if len(m.buttons) == 2 and m.buttons[0][1] == f"d:{day1.id}:t"]
+        late = [m for m in user.messages if len(m.buttons) == 2 and m.buttons[0][1] == f"d:{day1.id}:lt"]
         assert late, [m.text for m in user.messages[-3:]]
         h.clock.advance(minutes=20)
         user.press(late[0], late[0].buttons[0][1])

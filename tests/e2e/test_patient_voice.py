@@ -3,6 +3,7 @@ answered; the keyword safety net answers danger words at once; the team can repl
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -15,6 +16,18 @@ from tests.e2e.test_emergency_faults import NJ_PHONE, emergency_alert_for, open_
 from tests.e2e.test_patient_days import DAY1, enrolled_with_course, reminder_at
 
 UTC = timezone.utc
+
+
+async def wait_as_time_passes(h, predicate, timeout: float = 10) -> None:
+    """Wait while the fake clock moves a second at a time: an edit waiting for its alert copy
+    to be recorded looks again a second later."""
+    for _ in range(int(timeout / 0.3)):
+        if predicate():
+            return
+        h.clock.advance(seconds=1)
+        h.rt.wake()
+        await asyncio.sleep(0.3)
+    assert predicate()
 FRIDAY_2230 = datetime(2026, 12, 4, 14, 30, tzinfo=UTC)  # Friday 22:30 in Shanghai
 
 
@@ -108,7 +121,7 @@ async def test_a_symptom_note_is_added_to_the_open_alert(engine, database_url):
         await h.sandbox.wait_for(lambda: "✅" in (picker.text or ""))
         user.send_text("since this morning, twice")
         [copy] = emergency_alert_for(h, COORDINATOR_NJ, "NJ-9401")
-        await h.sandbox.wait_for(lambda: "since this morning, twice" in (copy.text or ""), timeout=10)
+        await wait_as_time_passes(h, lambda: "since this morning, twice" in (copy.text or ""))
         assert copy.history  # edited in place, not a new message
         assert await h.rows(PatientMessage) == []  # a note, not a new message
 
@@ -127,9 +140,9 @@ async def test_a_same_day_report_on_friday_night_names_the_next_working_day(engi
         assert alert.escalate_at == datetime(2026, 12, 7, 9, 30, tzinfo=UTC)  # Monday 17:30
         user.send_text("my mouth is very sore")
         title = alert_title(Translator("zh_Hans"), "same_day_symptom")
-        await h.sandbox.wait_for(lambda: any("NJ-9501" in (m.text or "") and title in m.text
-                                             and "my mouth is very sore" in m.text
-                                             for m in h.sandbox.messages(COORDINATOR_NJ)), timeout=10)
+        await wait_as_time_passes(h, lambda: any("NJ-9501" in (m.text or "") and title in m.text
+                                                  and "my mouth is very sore" in m.text
+                                                  for m in h.sandbox.messages(COORDINATOR_NJ)))
 
 
 @pytest.mark.parametrize("language_code, user_id, dairy", [("en", 9601, "No milk or dairy"), ("zh-hans", 9602, "奶")])

@@ -84,7 +84,9 @@ async def test_a_whole_course_runs_in_seconds_from_the_clock_alone(engine, datab
     by_patient = {user_id: [r for r in rows if r.chat_id == user_id and r.state == "sent"] for user_id in PATIENTS}
     kinds = {user_id: Counter(r.kind for r in sent) for user_id, sent in by_patient.items()}
     assert kinds[7301] == {"course_plan": 1, "reminder": 14, "course_end": 1}
-    assert kinds[7302] == {"course_plan": 1, "reminder": 14, "followup": 14, "late_question": 14, "course_end": 1}
+    # a silent patient's reminder and follow-up are closed (edited, buttons removed) when each day closes
+    assert kinds[7302] == {"course_plan": 1, "reminder": 14, "followup": 14, "late_question": 14, "course_end": 1,
+                           "reminder_close": 28}
     assert kinds[7303] == {"course_plan": 1, "reminder": 14, "snooze": 14, "course_end": 1}
     assert kinds[7304] == {"course_plan": 1, "reminder": 14, "course_end": 1}
     async with session_factory(engine)() as session:
@@ -94,8 +96,8 @@ async def test_a_whole_course_runs_in_seconds_from_the_clock_alone(engine, datab
     assert final[7301] == {"taken": 14} and final[7303] == {"taken": 14}
     assert final[7302] == {"not_reported": 14}
     assert final[7304] == {"taken": 10, "missed": 4}
-    for user_id in PATIENTS:  # what the patient saw matches what was recorded as sent
-        assert len(sandbox.messages(user_id)) == len(by_patient[user_id])
+    for user_id in PATIENTS:  # what the patient saw matches what was recorded as sent (edits are not new messages)
+        assert len(sandbox.messages(user_id)) == len([r for r in by_patient[user_id] if r.kind != "reminder_close"])
     alerts = [r for r in rows if r.kind == "alert"]
     assert alerts and all(r.state == "sent" for r in alerts)  # coordinators heard about the silent days
     print(f"14-day course, 4 patients: {ticks} wake-ups, {len(rows)} outbox rows, {elapsed:.1f} s")

@@ -11,7 +11,7 @@ from babel.messages.pofile import read_po
 from bot.i18n import LOCALES_DIR, SUPPORTED
 from bot.services import courses
 from tests.e2e.harness import running_bot
-from tests.e2e.test_patient_days import DAY1, reminder_at
+from tests.e2e.test_patient_days import DAY1
 from tests.e2e.test_patient_journey import enrol
 
 UTC = timezone.utc
@@ -24,9 +24,12 @@ async def test_token_appears_in_no_log_line_exception_or_message(engine, databas
         user, _ = await enrol(h, 7801, "en", "English", subject="NJ-7801")
         await courses.register(h.rt, subject_id="NJ-7801", chemo_end=date(2026, 12, 1), actor_kind="operator",
                                actor_id="test")
+        await h.tick()  # the course plan goes out first (reminders wait for it)
+        await h.sandbox.wait_for(lambda: len(user.messages) >= 4)
         h.sandbox.inject_fault(kind="server_error", chat_id=7801, times=1)
-        reminder = await reminder_at(h, user, DAY1)
+        await h.tick(DAY1)  # the reminder meets the server error, and is retried
         await h.tick(DAY1 + timedelta(seconds=5))
+        reminder = await h.sandbox.wait_for(lambda: next((m for m in user.messages if m.buttons), None))
         user.press(reminder, reminder.buttons[0][1])
         await h.sandbox.wait_for(lambda: h.sandbox.callback_answers)
         user.press(reminder, "d:not-a-number:t")

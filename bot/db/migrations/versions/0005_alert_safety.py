@@ -2,7 +2,7 @@
 patient messages
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004_dose_integrity
 Create Date: 2026-11-29
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import bot.db.types
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004_dose_integrity"
 branch_labels = None
 depends_on = None
 
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=True),
         sa.Column("level", sa.String(length=16), nullable=False),
         sa.Column("matched", sa.JSON(), nullable=False),
-        sa.Column("author", sa.String(length=32), nullable=False),
+        sa.Column("author", sa.String(length=48), nullable=False),
         sa.Column("telegram_message_id", sa.BigInteger(), nullable=True),
         sa.Column("alert_id", sa.Integer(), nullable=True),
         sa.Column("update_id", sa.BigInteger(), nullable=True),

@@ -1,0 +1,106 @@
+"""The codebook written with every export: each code the CSV files use, with English and Chinese
+labels (symptoms with their triage level), so a statistician never has to guess a value.
+
+The codes come from the domain enums and the configuration, so a new code cannot be exported
+without appearing here (tests/coordinator/test_coord_export_integrity.py checks the files).
+"""
+
+from __future__ import annotations
+
+from bot.config import Settings
+from bot.domain.dose import AnswerSource, DoseState, PauseOrigin
+from bot.domain.tokens import InvitationStatus
+from bot.services.alerts import LEVEL_BY_KIND
+from bot.services.doses import MISSED_REASONS
+
+_DOSE_STATES = {
+    DoseState.SCHEDULED: ("not over yet", "尚未结束", "the day has not closed"),
+    DoseState.TAKEN: ("taken", "已服药", "the patient said the dose was taken"),
+    DoseState.MISSED: ("not taken", "未服药", "the patient said the dose was skipped"),
+    DoseState.NOT_REPORTED: ("no answer", "未回复", "the day closed without an answer; counts in adherence"),
+    DoseState.HELD: ("held by the study team", "研究团队暂停用药", "closed during a team hold; never counted"),
+    DoseState.BEFORE_REGISTRATION: ("before registration", "登记前", "over before the course was registered; "
+                                    "not reminded, not counted (a catch-up answer may follow)"),
+    DoseState.CANCELLED: ("cancelled", "已取消", "voided with its course or by a correction; not a dose day"),
+}
+_SOURCES = {
+    AnswerSource.BUTTON: ("reminder button", "提醒按钮", "answered on the day's own reminder"),
+    AnswerSource.LATE_QUESTION: ("next-morning question", "次日早上的询问", "answered late, after the day closed"),
+    AnswerSource.CATCH_UP: ("catch-up question", "补充询问", "answered about a day over before registration"),
+    AnswerSource.COORDINATOR: ("coordinator correction", "研究团队更正", "recorded by the study team"),
+}
+_MISSED = {"forgot": ("forgot", "忘记了"), "side_effects": ("side effects", "副作用"), "ran_out": ("ran out", "药吃完了"),
+           "doctor": ("doctor said stop", "医生让停药"), "other": ("other", "其他")}
+_ALERTS = {
+    "emergency_symptom": ("emergency symptom report", "紧急症状报告"),
+    "same_day_symptom": ("symptom report: call today", "症状报告：当天联系"),
+    "consecutive_missed": ("consecutive doses missed or not reported (one per run)", "连续漏服或未回复（每段一次）"),
+    "unreachable": ("patient unreachable", "无法联系患者"),
+    "patient_course_start": ("patient reported chemotherapy finished", "患者报告化疗结束"),
+    "patient_paused": ("patient paused reminders", "患者暂停提醒"),
+    "patient_resumed": ("reminders resumed", "提醒已恢复"),
+    "new_enrolment": ("new enrolment", "新入组"),
+}
+_SIMPLE = [
+    ("patients.status", "active", "active", "进行中", ""),
+    ("patients.status", "paused", "paused (see pause_origin)", "已暂停（见 pause_origin）", ""),
+    ("patients.status", "withdrawn", "withdrawn", "已退出", ""),
+    ("courses.status", "active", "active", "有效", ""),
+    ("courses.status", "cancelled", "cancelled", "已取消", ""),
+    ("courses.source", "coordinator", "registered by a coordinator", "研究团队登记", ""),
+    ("courses.source", "cli", "registered by an operator", "运维登记", ""),
+    ("courses.source", "patient", "reported by the patient", "患者报告", ""),
+    ("dose_days.out_of_window", "true", "kept outside the corrected course", "保留在更正后疗程之外", ""),
+    ("dose_events.kind", "answer", "patient answer", "患者回复", ""),
+    ("dose_events.kind", "close", "day closed", "当天结束", ""),
+    ("dose_events.kind", "snooze", "remind me later", "稍后提醒", ""),
+    ("dose_events.kind", "correction", "coordinator correction", "研究团队更正", ""),
+    ("dose_events.kind", "reanchor", "moved or left the window by a course correction", "疗程更正调整", ""),
+    ("dose_events.kind", "void", "voided (course cancelled or outside a correction)", "作废", ""),
+    ("dose_events.kind", "carried", "answered day of a cancelled course joined the new course", "转入新疗程", ""),
+    ("symptom_reports.level", "emergency", "emergency", "紧急", ""),
+    ("symptom_reports.level", "same_day", "same day", "当天处理", ""),
+    ("symptom_reports.level", "log", "logged", "记录", ""),
+    ("alerts.level", "emergency", "emergency", "紧急", ""),
+    ("alerts.level", "same_day", "same day", "当天处理", ""),
+    ("alerts.level", "info", "information", "通知", ""),
+    ("invitations.purpose", "enrol", "enrolment", "入组", ""),
+    ("invitations.purpose", "rebind", "new phone", "更换手机", ""),
+    ("audit_log.actor_kind", "patient", "patient (subject id)", "患者（受试者编号）", ""),
+    ("audit_log.actor_kind", "coordinator", "study team member (configured label)", "研究团队成员（配置的名称）", ""),
+    ("audit_log.actor_kind", "operator", "operator (command line)", "运维（命令行）", ""),
+    ("audit_log.actor_kind", "system", "the bot itself", "系统", ""),
+    ("audit_log.actor_kind", "user", "someone not enrolled nor configured (keyed hash)", "未入组人员（加密编号）", ""),
+]
+
+
+def codebook_rows(settings: Settings) -> list[dict]:
+    rows = []
+
+    def add(field: str, code: str, en: str, zh: str, level: str = "", meaning: str = "") -> None:
+        rows.append({"field": field, "code": code, "label_en": en, "label_zh": zh, "level": level,
+                     "meaning": meaning})
+
+    for state, (en, zh, meaning) in _DOSE_STATES.items():
+        add("dose_days.state", state.value, en, zh, meaning=meaning)
+    for source, (en, zh, meaning) in _SOURCES.items():
+        add("dose_days.source", source.value, en, zh, meaning=meaning)
+    for code in MISSED_REASONS:
+        add("dose_days.missed_reason", code, *_MISSED[code])
+    add("patients.pause_origin", PauseOrigin.PATIENT.value, "paused by the patient (/stop)", "患者自己暂停")
+    add("patients.pause_origin", PauseOrigin.TEAM.value, "held by the study team", "研究团队暂停用药",
+        meaning="only staff may lift it; days closing during it are held")
+    for field, code, en, zh, level in _SIMPLE:
+        add(field, code, en, zh, level)
+    for status in InvitationStatus:
+        add("invitations.status", status.value, status.value, {"valid": "有效", "used": "已使用", "expired": "已过期",
+                                                                "revoked": "已撤销"}.get(status.value, status.value))
+    for kind, level in LEVEL_BY_KIND.items():
+        en, zh = _ALERTS.get(kind, (kind, kind))
+        add("alerts.kind", kind, en, zh, level)
+    for symptom in settings.triage.symptoms:
+        add("symptom_reports.symptoms", symptom.code, symptom.en, symptom.zh, symptom.level, symptom.group)
+    return rows
+
+
+__all__ = ["codebook_rows"]
