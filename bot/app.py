@@ -146,6 +146,7 @@ COORDINATOR_COMMANDS = {
     "pause": coord_patients.pause,
     "resume": coord_patients.resume,
     "withdraw": coord_patients.withdraw,
+    "dose": coord_patients.correct_day,
     "alerts": coordinator.alerts,
     "digest": coord_reports.digest_now,
     "export": coord_reports.export,

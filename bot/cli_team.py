@@ -40,6 +40,10 @@ def add_parsers(sub, config_arg) -> None:
     cancel = command("cancel-course", "cancel a course (planned days are removed)", subject=True)
     cancel.add_argument("--reason", required=True)
     cancel.add_argument("--cycle", type=int, default=None, help="default: the current course")
+    dose = command("dose", "correct one dose day (source = coordinator; the reason is audited)", subject=True)
+    dose.add_argument("date", type=date.fromisoformat, help="the patient's local date, YYYY-MM-DD")
+    dose.add_argument("state", choices=("taken", "missed", "not_reported"))
+    dose.add_argument("--reason", required=True)
     command("confirm-course", "confirm a course the patient reported",
             subject=True).add_argument("--cycle", type=int, default=None)
     command("alerts", "list open alerts", site=True)
@@ -138,6 +142,15 @@ def cmd_withdraw(args, settings) -> int:
     patient = asyncio.run(_run(settings, lambda rt: coord_patients.withdraw(rt, _actor(args), subject_id=args.subject,
                                                                             reason=args.reason)))
     print(f"{patient.subject_id}: withdrawn (no more messages; all data kept)")
+    return 0
+
+
+def cmd_dose(args, settings) -> int:
+    from bot.services import coord_patients
+
+    dose = asyncio.run(_run(settings, lambda rt: coord_patients.correct_day(
+        rt, _actor(args), subject_id=args.subject, local_date=args.date, new_state=args.state, reason=args.reason)))
+    print(f"{args.subject} {args.date}: corrected to {dose.state} (cycle {dose.cycle}, day {dose.day})")
     return 0
 
 
@@ -254,7 +267,7 @@ def cmd_export(args, settings) -> int:
 
 COMMANDS = {
     "invites": cmd_invites, "revoke": cmd_revoke, "patients": cmd_patients, "patient": cmd_patient,
-    "pause": _paused(True), "resume": _paused(False), "withdraw": cmd_withdraw, "rebind": cmd_rebind,
+    "pause": _paused(True), "resume": _paused(False), "withdraw": cmd_withdraw, "rebind": cmd_rebind, "dose": cmd_dose,
     "correct": cmd_correct, "cancel-course": cmd_cancel_course, "confirm-course": cmd_confirm_course,
     "alerts": cmd_alerts, "digest": cmd_digest, "report": cmd_report, "export": cmd_export,
 }

@@ -14,6 +14,7 @@ from bot.domain.dose import (
     close_day,
     correct_dose,
     day_bounds,
+    undo_missed,
 )
 from bot.domain.schedule import (
     CourseSpan,
@@ -65,6 +66,7 @@ __all__ = [
     "course_day_index",
     "course_span",
     "day_bounds",
+    "undo_missed",
     "hash_token",
     "invitation_status",
     "local_day_start",

@@ -172,6 +172,18 @@ def over_at_registration(*, closes_at: datetime, now: datetime) -> bool:
     return as_utc(closes_at, "closes_at") <= as_utc(now, "now")
 
 
+def undo_missed(*, state: DoseState | str, source: AnswerSource | str | None, now: datetime,
+                closes_at: datetime) -> DoseState:
+    """The patient takes back their own "Not today" while the day is still open: the day is
+    open again (scheduled), so a later "Taken" counts. Nothing else can be undone by a patient."""
+    state = DoseState(state)
+    if state is not DoseState.MISSED or source != AnswerSource.BUTTON:
+        raise DoseRuleError("not_undoable", f"only the patient's own 'not today' can be undone, not {state.value}")
+    if as_utc(now, "now") >= as_utc(closes_at, "closes_at"):
+        raise DoseRuleError("closed", "the day is over: ask the study team to correct it")
+    return DoseState.SCHEDULED
+
+
 def has_reason(reason: str | None) -> bool:
     """Corrections, cancellations and withdrawals need a non-blank reason for the audit trail."""
     return bool(reason and reason.strip())

@@ -7,11 +7,12 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.handlers.common import runtime
-from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator, set_pending, tell
+from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending, tell
 from bot.handlers.coord_invites import rebind
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.render import coordinator as render
+from bot.render.patient import state_label
 from bot.services import coord_patients
 
 
@@ -135,3 +136,23 @@ async def answer_withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, pe
     if done is not REFUSED:
         await update.effective_message.reply_text("✅ " + t._(
             "{subject} is withdrawn. No more messages will be sent; all data is kept.", subject=done.subject_id))
+
+
+async def correct_day(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/dose SUBJECT YYYY-MM-DD taken|missed|not_reported REASON — correct one dose day."""
+    if not (found := await require_coordinator(update, context, "dose")):
+        return
+    actor, t = found
+    args = context.args or []
+    day = parse_date(args[1]) if len(args) > 1 else None
+    if len(args) < 4 or day is None or args[2] not in coord_patients.CORRECTABLE:
+        await tell(update, views.patient_refusal(t, "bad_state"))
+        return
+    subject, state, reason = args[0].upper(), args[2], " ".join(args[3:])
+    dose = await guarded(update, t, subject, lambda: coord_patients.correct_day(
+        runtime(context), actor, subject_id=subject, local_date=day, new_state=state, reason=reason,
+        update_id=update.update_id))
+    if dose is REFUSED:
+        return
+    await tell(update, t._("{subject}, {date}: corrected to {state}. Reason recorded.", subject=subject,
+                           date=t.date(day), state=state_label(t, dose.state)))

@@ -19,6 +19,9 @@ async def on_dose(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_i
     user_id = update.effective_user.id
     if action == cb.LATER:
         result = await doses.snooze(rt, telegram_user_id=user_id, dose_day_id=dose_day_id, update_id=update.update_id)
+    elif action == cb.UNDO:
+        result = await doses.undo_missed(rt, telegram_user_id=user_id, dose_day_id=dose_day_id,
+                                         update_id=update.update_id)
     else:
         choice = Answer.TAKEN if action in (cb.TAKEN, cb.LATE_TAKEN, cb.CATCH_UP_TAKEN) else Answer.MISSED
         source = {cb.LATE_TAKEN: AnswerSource.LATE_QUESTION, cb.LATE_MISSED: AnswerSource.LATE_QUESTION,
@@ -47,6 +50,10 @@ async def on_dose(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_i
                            show_alert=True)
     elif result.status == "no_more_snoozes":
         await query.answer(t._("No more reminders today. Please answer Taken or Not today."), show_alert=True)
+    elif result.status == "reopened":
+        await query.answer(t._("Undone. Tap Taken once you have taken your tablets today."))
+        text, markup = render.reminder(t, rt.settings, result.dose)
+        await edit_unless_unchanged(query, text, markup)
     elif result.status == "snoozed":
         await query.answer(t._("OK, we will remind you again in {minutes} minutes.",
                                minutes=rt.settings.reminders.snooze_minutes))
@@ -103,5 +110,5 @@ async def on_missed_reason(update: Update, context: ContextTypes.DEFAULT_TYPE, d
         await update.callback_query.answer(t._("This button is not for you."), show_alert=True)
         return
     await update.callback_query.answer(t._("Thank you."))
-    text, _ = render.missed_confirmation(t, rt.settings, result.dose)
-    await edit_unless_unchanged(update.callback_query, text)
+    text, markup = render.missed_confirmation(t, rt.settings, result.dose)  # Undo stays while the day is open
+    await edit_unless_unchanged(update.callback_query, text, markup)

@@ -11,7 +11,8 @@ MAX_LEN = 64  # Telegram's limit for callback_data
 TAKEN, LATER, MISSED = "t", "l", "m"  # under a day's own reminder
 LATE_TAKEN, LATE_MISSED = "lt", "lm"  # under the next-morning question about a day that closed unanswered
 CATCH_UP_TAKEN = "ct"  # under the catch-up question about days over before the course was registered
-DOSE_ACTIONS = (TAKEN, LATER, MISSED, LATE_TAKEN, LATE_MISSED, CATCH_UP_TAKEN)
+UNDO = "u"  # under "Not today": take it back while the day is open
+DOSE_ACTIONS = (TAKEN, LATER, MISSED, LATE_TAKEN, LATE_MISSED, CATCH_UP_TAKEN, UNDO)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from bot.config import Settings, Site
 from bot.domain.adherence import Adherence, marks
 from bot.i18n import Translator
 from bot.render import callbacks as cb
-from bot.render.coordinator import alert_title
+from bot.render.coordinator import alert_summary, alert_title, missed_reason_label, printable
 from bot.render.patient import state_label
 from bot.reports.chart import ChartRow
 from bot.services.coord_courses import CoursePreview, ReanchorPreview
@@ -233,8 +233,9 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
         for dose in view.doses:
             if dose.state in ("missed", "not_reported", "held", "before_registration") or dose.late:
                 extra = " " + t._("(late)") if dose.late else ""
+                why = " — " + missed_reason_label(t, dose.missed_reason) if dose.missed_reason else ""
                 lines.append(t._("Day {day} ({date}): {state}", day=dose.day, date=t.date(dose.local_date),
-                                 state=state_label(t, dose.state)) + extra)
+                                 state=state_label(t, dose.state)) + extra + why)
     for dose in detail.out_of_window:
         lines.append(t._("Kept outside the corrected course: cycle {cycle}, {date}: {state}", cycle=dose.cycle,
                          date=t.date(dose.local_date), state=state_label(t, dose.state)))
@@ -248,11 +249,19 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
         for report in detail.reports:
             names = ", ".join(labels[c].label(t.locale) if c in labels else c for c in report.symptoms)
             lines.append(f"• {t.datetime(report.reported_at)} {level_label(t, report.level)}: {names}")
+            if report.note:
+                lines.append("  ✎ " + printable(report.note[:300]))
     else:
         lines.append(t._("No symptom reports."))
+    if detail.messages:
+        lines.append(t._("Messages (latest {count}):", count=len(detail.messages)))
+        for message in detail.messages:
+            arrow = "←" if message.direction == "from_patient" else "→ " + message.author
+            body = printable((message.text or "")[:300]) or "📎 " + message.kind
+            lines.append(f"• {t.datetime(message.at)} {arrow}: {body}")
     if detail.alerts:
         lines.append(t._("Open alerts ({count}):", count=len(detail.alerts)))
-        lines += [f"• {alert_title(t, a.kind)} ({t.datetime(a.created_at)})" for a in detail.alerts]
+        lines += [f"• {alert_summary(t, a)} ({t.datetime(a.created_at)})" for a in detail.alerts]
     if p.status == "withdrawn":
         return "\n".join(lines)[:4000], None
     if p.status == "paused" and p.pause_reason:
@@ -276,6 +285,9 @@ def patient_refusal(t: Translator, code: str) -> str:
         "withdrawn": t._("This patient has withdrawn. Nothing was changed."),
         "reason_required": t._("A reason is needed."),
         "unchanged": t._("Nothing to change: the patient is already in that state."),
+        "bad_state": t._("Use /dose SUBJECT YYYY-MM-DD taken|missed|not_reported REASON."),
+        "no_day": t._("This patient has no dose day on that date."),
+        "day_open": t._("That day is still open: the patient can still answer it."),
     }[code]
 
 
@@ -304,6 +316,9 @@ def digest_text(t: Translator, settings: Settings, digest: Digest) -> list[str]:
               "✓ " + t._("taken: {names}", names=_names(digest.yesterday.get("taken", []), t)),
               "✗ " + t._("not taken: {names}", names=_names(digest.yesterday.get("missed", []), t)),
               "? " + t._("no answer: {names}", names=_names(digest.yesterday.get("not_reported", []), t))]
+    for subject, day, reason in digest.reasons:
+        lines.append("  " + t._("{subject}, {date}: {reason}", subject=subject, date=t.date(day),
+                                reason=missed_reason_label(t, reason)))
     if digest.yesterday.get("held"):
         lines.append("H " + t._("on hold by the study team: {names}", names=_names(digest.yesterday["held"], t)))
     if digest.yesterday.get("scheduled"):
@@ -313,11 +328,18 @@ def digest_text(t: Translator, settings: Settings, digest: Digest) -> list[str]:
     for r in digest.reports:
         names = ", ".join(labels[c].label(t.locale) if c in labels else c for c in r.symptoms)
         lines.append(f"• {r.subject_id} {t.datetime(r.reported_at)} {level_label(t, r.level)}: {names}")
+        if r.note:
+            lines.append("  ✎ " + printable(r.note[:200]))
     if not digest.reports:
         lines.append("  " + t._("none"))
     lines += ["", t._("Open alerts ({count}):", count=len(digest.alerts))]
-    lines += [f"• {(a.details or {}).get('subject_id') or '—'}: {alert_title(t, a.kind)} ({t.datetime(a.created_at)})"
+    lines += [f"• {(a.details or {}).get('subject_id') or '—'}: {alert_summary(t, a)} ({t.datetime(a.created_at)})"
               for a in digest.alerts] or ["  " + t._("none")]
+    if digest.messages:
+        lines += ["", t._("Messages from patients since {when} ({count}):", when=t.datetime(digest.since),
+                          count=len(digest.messages))]
+        lines += [f"• {m.subject_id} {t.datetime(m.at)}: " + (printable(m.text[:120]) if m.text else "📎 " + m.kind)
+                  for m in digest.messages]
     lines += ["", t._("Adherence so far:")]
     lines += [f"• {subject}: {ratio(t, counts)}" for subject, counts in digest.adherence] or ["  " + t._("none")]
     if digest.total is not None and digest.total.expected:

@@ -30,6 +30,12 @@ def printable(text: str) -> str:
     return "".join(c for c in text if c in "\n\t" or unicodedata.category(c)[0] != "C")
 
 
+def missed_reason_label(t: Translator, reason: str) -> str:
+    return {"doctor": t._("Patient says a doctor told them to stop"), "side_effects": t._("Side effects"),
+            "ran_out": t._("Patient has no tablets left"), "forgot": t._("Forgot"), "other": t._("Other")}.get(
+        reason, reason)
+
+
 def alert_title(t: Translator, kind: str) -> str:
     return {
         "emergency_symptom": "🚨 " + t._("EMERGENCY symptom report"),
@@ -41,7 +47,18 @@ def alert_title(t: Translator, kind: str) -> str:
         "patient_resumed": "ℹ " + t._("Reminders resumed"),
         "new_enrolment": "ℹ " + t._("New enrolment"),
         "patient_message": "💬 " + t._("Message from a patient"),
+        "missed_reason": "⚠ " + t._("Dose not taken, for a reason to follow up today"),
     }[kind]
+
+
+def alert_summary(t: Translator, alert: Alert) -> str:
+    """One line for lists (the card, the digest): the title and, for a missed-dose reason, which."""
+    details = alert.details or {}
+    if alert.kind == "patient_message":
+        return _message_title(t, alert)
+    if alert.kind == "missed_reason" and details.get("reason"):
+        return f"{alert_title(t, alert.kind)}: {missed_reason_label(t, details['reason'])} ({details.get('date')})"
+    return alert_title(t, alert.kind)
 
 
 def _message_title(t: Translator, alert: Alert) -> str:
@@ -78,6 +95,10 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     if len(details.get("report_ids", [])) > 1:
         lines.append(t._("Reports from the patient while this alert is open: {count}",
                          count=len(details["report_ids"])))
+    if details.get("reason"):
+        lines.append(missed_reason_label(t, details["reason"]) + (
+            " — " + t._("cycle {cycle}, day {day} ({date})", cycle=details.get("cycle"), day=details.get("day"),
+                        date=details.get("date")) if details.get("date") else ""))
     if details.get("days"):
         lines.append(t._("Days in a row: {days}", days=details["days"]))
     if details.get("chemo_end"):
@@ -110,6 +131,7 @@ def help_text(t: Translator) -> str:
         "/cycle SH-017 2026-12-01 — " + t._("register the next cycle (chemotherapy end date)"),
         "/correct SH-017 2026-12-03 — " + t._("correct a course's chemotherapy end date"),
         "/cancelcycle SH-017 — " + t._("cancel a course"),
+        "/dose SH-017 2026-12-03 taken REASON — " + t._("correct one dose day (taken, missed, not_reported)"),
         "/pause SH-017, /resume SH-017 — " + t._("pause or resume reminders"),
         "/withdraw SH-017 — " + t._("withdraw (stops all messages, keeps all data)"),
         "/rebind SH-017 — " + t._("new link for a patient's new phone"),

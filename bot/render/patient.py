@@ -72,12 +72,14 @@ def missed_confirmation(t: Translator, settings: Settings, dose: DoseDay) -> Ren
         t._("Recorded: not taken."),
         t._("Do not take two doses to make up for it. Take the next dose at the usual time on the next course day."),
     ])
+    undo = [Button(t._("↩ Undo: I will take it today"), callback_data=cb.dose(dose.id, cb.UNDO))] \
+        if dose.source == "button" and not dose.late else None
     if dose.missed_reason or dose.late:
-        return text, None
+        return text, Keyboard([undo]) if undo else None
     reasons = [("forgot", t._("Forgot")), ("side_effects", t._("Side effects")), ("ran_out", t._("Ran out")),
                ("doctor", t._("Doctor said stop")), ("other", t._("Other"))]
     rows = [[Button(label, callback_data=cb.missed_reason(dose.id, code))] for code, label in reasons]
-    return text + "\n\n" + t._("If you like, tell us why (optional):"), Keyboard(rows)
+    return text + "\n\n" + t._("If you like, tell us why (optional):"), Keyboard(rows + ([undo] if undo else []))
 
 
 def late_question(t: Translator, settings: Settings, dose: DoseDay) -> Rendered:

@@ -38,7 +38,8 @@ LEVEL_BY_KIND = {
     "patient_paused": "info",
     "patient_resumed": "info",
     "new_enrolment": "info",
-    "patient_message": "info",  # raised to same_day or emergency by the keyword safety net
+    "patient_message": "info",
+    "missed_reason": "same_day",  # doctor said stop, side effects, ran out of tablets  # raised to same_day or emergency by the keyword safety net
 }
 
 
@@ -85,8 +86,7 @@ async def mark_recipient_unreachable(session: AsyncSession, *, settings: Setting
     """Record that Telegram refused a staff chat (once); returns whether this is news."""
     if await unreachable_chats(session, [chat_id]):
         return False
-    site_id = next((s.id for s in settings.sites if chat_id in (*alert_recipients(s), s.escalation_contact)),
-                   settings.sites[0].id)
+    site_id = _site_of(settings, chat_id)
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     result = await session.exec(insert(UnreachableRecipient).values(chat_id=chat_id, site_id=site_id, since=now,
                                                                     error=error[:500])
@@ -105,9 +105,15 @@ async def mark_recipient_reachable(session: AsyncSession, *, settings: Settings,
     result = await session.exec(delete(UnreachableRecipient).where(UnreachableRecipient.chat_id == chat_id))
     if not result.rowcount:
         return False
-    audit(session, at=now, actor_kind="system", actor_id="bot", action="recipient.reachable", entity="recipient",
-          entity_id=str(chat_id), after={"recipient": staff_name(settings, chat_id)}, update_id=update_id)
+    audit(session, at=now, actor_kind="system", actor_id="bot", action="recipient.reachable", entity="site",
+          entity_id=_site_of(settings, chat_id), after={"recipient": staff_name(settings, chat_id)},
+          update_id=update_id)
     return True
+
+
+def _site_of(settings: Settings, chat_id: int) -> str:
+    return next((s.id for s in settings.sites if chat_id in (*alert_recipients(s), s.escalation_contact)),
+                settings.sites[0].id)
 
 
 def staff_name(settings: Settings, chat_id: int) -> str:

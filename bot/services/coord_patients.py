@@ -10,21 +10,23 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.db.models import Alert, Course, DoseDay, Patient, SymptomReport
+from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMessage, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
-from bot.domain.dose import PauseOrigin, has_reason
+from bot.domain.dose import AnswerSource, DoseRuleError, DoseState, PauseOrigin, correct_dose, has_reason
 from bot.services import invitations, patients
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
 from bot.services.coord_courses import remove_untouched_days
 from bot.services.coord_invites import expiry_days
+from bot.services.doses import close_reminder_messages
+from bot.services.messages import messages_for
 from bot.services.runtime import Runtime
 
 STATUSES = ("enrolled", "on_course", "between", "paused", "held", "unreachable", "withdrawn")
 
 
 class PatientActionRefused(Exception):
-    """code: withdrawn | reason_required | unchanged"""
+    """code: withdrawn | reason_required | unchanged | bad_state | no_day | day_open"""
 
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -124,6 +126,7 @@ class PatientDetail:
     reports: list[SymptomReport]
     alerts: list[Alert] = field(default_factory=list)
     out_of_window: list[DoseDay] = field(default_factory=list)
+    messages: list[PatientMessage] = field(default_factory=list)  # latest, both ways, oldest first
 
 
 async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int | None = None,
@@ -142,12 +145,13 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
         outside = (await session.exec(select(DoseDay).where(DoseDay.patient_id == patient.id,
                                                             DoseDay.out_of_window.is_(True))
                                       .order_by(col(DoseDay.local_date)))).all()
+        latest = await messages_for(session, patient_id=patient.id)
     today = now.astimezone(ZoneInfo(patient.timezone)).date()
     courses = by_patient.get(patient.id, [])
     views = [CourseView(c, by_course.get(c.id, []), adherence(d.state for d in by_course.get(c.id, [])))
              for c in courses]
     return PatientDetail(patient, _row(patient, courses, by_course, open_alerts.get(patient.id, 0), today), views,
-                         list(cancelled), list(reports), list(alerts), list(outside))
+                         list(cancelled), list(reports), list(alerts), list(outside), latest)
 
 
 async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,
@@ -218,3 +222,47 @@ async def rebind(rt: Runtime, actor: Actor, *, subject_id: str,
 
 __all__ = ["STATUSES", "CourseView", "PatientActionRefused", "PatientDetail", "PatientRow", "current_of", "detail",
            "overview", "rebind", "set_paused", "status_of", "withdraw"]
+
+
+CORRECTABLE = ("taken", "missed", "not_reported")
+
+
+async def correct_day(rt: Runtime, actor: Actor, *, subject_id: str, local_date: date, new_state: str, reason: str,
+                      update_id: int | None = None) -> DoseDay:
+    """A coordinator corrects one dose day (e.g. the patient said "not today" but did take it):
+    a new event with the before/after and the reason, `source = coordinator`; never an overwrite
+    of the history."""
+    if new_state not in CORRECTABLE:
+        raise PatientActionRefused("bad_state")
+    now = rt.now()
+    async with rt.session() as session:
+        patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="correct_day",
+                                         update_id=update_id)
+        dose = (await session.exec(select(DoseDay).where(
+            DoseDay.patient_id == patient.id, DoseDay.local_date == local_date,
+            DoseDay.state != DoseState.CANCELLED, DoseDay.out_of_window.is_(False)))).first()
+        if dose is None:
+            raise PatientActionRefused("no_day")
+        if dose.state == DoseState.SCHEDULED and now < dose.closes_at and new_state == "not_reported":
+            raise PatientActionRefused("day_open")
+        try:
+            state = correct_dose(state=dose.state, new_state=new_state, reason=reason)
+        except DoseRuleError as error:
+            raise PatientActionRefused({"same_state": "unchanged"}.get(error.code, error.code)) from None
+        before = {"state": dose.state, "source": dose.source, "missed_reason": dose.missed_reason}
+        dose.state, dose.source = state.value, AnswerSource.COORDINATOR.value
+        if state is not DoseState.MISSED:
+            dose.missed_reason = None
+        session.add(dose)
+        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="correction", from_state=before["state"],
+                              to_state=state.value, actor=actor.label[:32], reason=reason.strip()))
+        audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="dose.corrected", entity="dose_day",
+              entity_id=dose.id, before=before,
+              after={"state": state.value, "source": "coordinator", "subject_id": patient.subject_id,
+                     "cycle": dose.cycle, "day": dose.day, "date": local_date.isoformat()},
+              reason=reason.strip(), update_id=update_id)
+        await close_reminder_messages(session, now=now, dose=dose, patient=patient)
+        await session.commit()
+        await session.refresh(dose)
+    rt.wake()
+    return dose

@@ -16,8 +16,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from bot.db.models import Alert, Course, DoseDay, Patient, RuntimeState, SymptomReport
+from bot.db.models import Alert, Course, DoseDay, Patient, PatientMessage, RuntimeState, SymptomReport
 from bot.domain.adherence import Adherence, adherence, combine
+from bot.services.doses import WORRYING_REASONS
 from bot.services.runtime import Runtime
 
 
@@ -36,6 +37,15 @@ class Report:
     reported_at: datetime
     level: str
     symptoms: list[str]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    subject_id: str
+    at: datetime
+    kind: str
+    text: str | None
 
 
 @dataclass
@@ -49,6 +59,8 @@ class Digest:
     alerts: list[Alert] = field(default_factory=list)
     adherence: list[tuple[str, Adherence]] = field(default_factory=list)
     total: Adherence | None = None
+    reasons: list[tuple[str, date, str]] = field(default_factory=list)  # worrying missed-dose reasons since
+    messages: list[Message] = field(default_factory=list)  # what patients sent since
 
 
 def _last_key(site_id: str) -> str:
@@ -77,7 +89,11 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
             .order_by(col(SymptomReport.reported_at)))).all() if ids else []
         alerts = (await session.exec(select(Alert).where(Alert.site_id == site_id, col(Alert.acknowledged_at).is_(None))
                                      .order_by(col(Alert.created_at)))).all()
-    digest = Digest(site_id=site_id, today=today, since=since, alerts=list(alerts))
+        sent = (await session.exec(select(PatientMessage).where(
+            col(PatientMessage.patient_id).in_(ids), PatientMessage.direction == "from_patient",
+            PatientMessage.at > since, PatientMessage.at <= now).order_by(col(PatientMessage.at)))).all() if ids else []
+    digest = Digest(site_id=site_id, today=today, since=since, alerts=list(alerts),
+                    messages=[Message(patients[m.patient_id].subject_id, m.at, m.kind, m.text) for m in sent])
     for course in courses:
         patient = patients[course.patient_id]
         if patient.status != "withdrawn" and course.first_day <= today <= course.last_day:
@@ -93,8 +109,10 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
         per_patient[dose.patient_id].append(dose.state)
         if dose.local_date == yesterday:
             by_state[dose.state].append((patients[dose.patient_id].subject_id, dose.late))
+        if dose.missed_reason in WORRYING_REASONS and dose.answered_at is not None and dose.answered_at > since:
+            digest.reasons.append((patients[dose.patient_id].subject_id, dose.local_date, dose.missed_reason))
     digest.yesterday = {state: sorted(subjects) for state, subjects in by_state.items()}
-    digest.reports = [Report(patients[r.patient_id].subject_id, r.reported_at, r.level, list(r.symptoms))
+    digest.reports = [Report(patients[r.patient_id].subject_id, r.reported_at, r.level, list(r.symptoms), r.note)
                       for r in reports]
     counted = []
     for patient_id, states in sorted(per_patient.items(), key=lambda item: patients[item[0]].subject_id):

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
 from bot.domain.adherence import unanswered_run
+from bot.domain.dose import undo_missed as undo
 from bot.domain.dose import (Answer, AnswerSource, DoseRuleError, DoseState, answer_dose, answer_late,
                              catch_up_allowed)
 from bot.services.alerts import raise_alert
@@ -19,6 +20,7 @@ from bot.services.queries import patient_by_telegram
 from bot.services.runtime import Runtime
 
 MISSED_REASONS = ("forgot", "side_effects", "ran_out", "doctor", "other")
+WORRYING_REASONS = ("side_effects", "ran_out", "doctor")  # each raises a same-day alert
 
 
 @dataclass(frozen=True)
@@ -175,8 +177,41 @@ async def add_missed_reason(rt: Runtime, *, telegram_user_id: int, dose_day_id: 
         dose.missed_reason = reason
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.missed_reason",
               entity="dose_day", entity_id=dose.id, after={"reason": reason}, update_id=update_id)
+        if reason in WORRYING_REASONS:  # the team needs to know today, not at the next visit
+            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="missed_reason",
+                              patient=patient, details={"reason": reason, "date": dose.local_date.isoformat(),
+                                                        "cycle": dose.cycle, "day": dose.day},
+                              dedupe_key=f"missed_reason:{dose.id}", update_id=update_id)
         await session.commit()
+    rt.wake()
     return DoseResult("reason_saved", dose, patient)
+
+
+async def undo_missed(rt: Runtime, *, telegram_user_id: int, dose_day_id: int,
+                      update_id: int | None = None) -> DoseResult:
+    """The patient takes back "Not today" while the day is open; the reminder's buttons return."""
+    now = rt.now()
+    async with rt.session() as session:
+        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+                                          dose_day_id=dose_day_id, what="undo", update_id=update_id)
+        if dose is None:
+            return DoseResult("not_yours")
+        try:
+            state = undo(state=DoseState(dose.state), source=dose.source, now=now, closes_at=dose.closes_at)
+        except DoseRuleError as error:
+            return DoseResult("closed" if error.code == "closed" else "already", dose, patient)
+        changed = await session.exec(update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == DoseState.MISSED)
+                                     .values(state=state.value, answered_at=None, source=None, missed_reason=None))
+        if changed.rowcount != 1:
+            return DoseResult("already", dose, patient)
+        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="undo", from_state=DoseState.MISSED.value,
+                              to_state=state.value, actor=f"patient:{patient.subject_id}"))
+        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.undone",
+              entity="dose_day", entity_id=dose.id, before={"state": "missed", "reason": dose.missed_reason},
+              after={"state": state.value}, update_id=update_id)
+        await session.commit()
+        dose = await session.get(DoseDay, dose_day_id, populate_existing=True)
+    return DoseResult("reopened", dose, patient)
 
 
 async def snooze(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, update_id: int | None = None) -> DoseResult:

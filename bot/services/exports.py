@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.db.models import Alert, AlertMessage, AuditLog, Course, DoseDay, DoseEvent, Invitation, Patient, SymptomReport
+from bot.db.models import (Alert, AlertMessage, AuditLog, Course, DoseDay, DoseEvent, Invitation, Patient,
+                           PatientMessage, SymptomReport)
 from bot.domain.tokens import invitation_status
 from bot.services.audit import audit
 from bot.services.codebook import codebook_rows
@@ -47,6 +48,8 @@ COLUMNS: dict[str, list[str]] = {
     "alerts": ["alert_id", "site_id", "subject_id", "kind", "level", "created_at_utc", "created_at_local",
                "acknowledged_at_utc", "acknowledged_at_local", "acknowledged_by", "minutes_to_acknowledge",
                "escalate_at_utc", "escalated_at_utc", "repeats", "copies_sent", "details"],
+    "patient_messages": ["message_id", "subject_id", "site_id", "at_utc", "at_local", "direction", "kind", "level",
+                         "matched", "text", "author", "alert_id"],
     "invitations": ["invitation_id", "site_id", "subject_id", "purpose", "status", "created_by", "created_at_utc",
                     "expires_at_utc", "used_at_utc", "revoked_at_utc", "revoked_by"],
     "audit_log": ["audit_id", "at_utc", "actor_kind", "actor_id", "action", "entity", "entity_id", "before", "after",
@@ -171,6 +174,8 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         reports = await _all(session, select(SymptomReport).where(col(SymptomReport.patient_id).in_(ids))
                              .order_by(col(SymptomReport.id)))
         alerts = await _all(session, select(Alert).where(col(Alert.site_id).in_(sites)).order_by(col(Alert.id)))
+        messages = await _all(session, select(PatientMessage).where(col(PatientMessage.patient_id).in_(ids))
+                              .order_by(col(PatientMessage.id)))
         copies = await _all(session, select(AlertMessage.alert_id).where(
             col(AlertMessage.alert_id).in_([a.id for a in alerts]))) if alerts else []
         invitations = await _all(session, select(Invitation).where(col(Invitation.site_id).in_(sites))
@@ -220,6 +225,11 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "level": r.level, "symptoms": ";".join(r.symptoms), "note": r.note or "",
             "update_id": r.update_id if r.update_id is not None else ""} for r in reports]
         export.tables["alerts"] = [_alert_row(a, names, site_tz[a.site_id], copy_count[a.id]) for a in alerts]
+        export.tables["patient_messages"] = [{
+            "message_id": m.id, "subject_id": by_id[m.patient_id].subject_id, "site_id": by_id[m.patient_id].site_id,
+            "at_utc": utc(m.at), "at_local": local(m.at, by_id[m.patient_id].timezone), "direction": m.direction,
+            "kind": m.kind, "level": m.level, "matched": ";".join(m.matched), "text": m.text or "",
+            "author": m.author, "alert_id": m.alert_id or ""} for m in messages]
         export.tables["invitations"] = [{
             "invitation_id": i.id, "site_id": i.site_id, "subject_id": i.subject_id or "", "purpose": i.purpose,
             "status": invitation_status(expires_at=i.expires_at, used_at=i.used_at, revoked_at=i.revoked_at,
