@@ -27,6 +27,7 @@ from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.db.types import UTCDateTime
 from bot.domain.dose import CATCH_UP_DAYS, DoseState, PauseOrigin, close_day
+from bot.domain.hours import next_working_day_start
 from bot.domain.schedule import local_due_instant
 from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, NEW, reachable_escalation, reachable_recipients
 from bot.services.audit import audit
@@ -183,6 +184,12 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
     )).all()
     for alert in alerts:
         site = settings.site(alert.site_id)
+        if alert.kind == "patient_course_start" and alert.next_repeat_at is not None and alert.next_repeat_at <= now:
+            course = await session.get(Course, (alert.details or {}).get("course_id"))
+            if course is None or course.confirmed or course.status != "active":
+                alert.next_repeat_at = None  # confirmed, corrected or cancelled: nothing left to ask
+                session.add(alert)
+                continue
         if alert.next_repeat_at is not None and alert.next_repeat_at <= now:
             alert.repeats += 1
             # Repeats go after any first alert in the lane: a new emergency never waits behind them.
@@ -194,7 +201,8 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
                 await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
                               patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
                               priority=FOLLOW_UP, dedupe_key=f"alert:{alert.id}:{chat_id}:{alert.repeats}")
-            alert.next_repeat_at = now + timedelta(minutes=settings.alerts.repeat_minutes)
+            alert.next_repeat_at = next_working_day_start(site.hours, now) if alert.kind == "patient_course_start" \
+                else now + timedelta(minutes=settings.alerts.repeat_minutes)
             audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.repeated", entity="alert",
                   entity_id=alert.id, after={"round": alert.repeats})
         if alert.escalate_at is not None and alert.escalate_at <= now and alert.escalated_at is None:

@@ -63,11 +63,19 @@ def same_day_deadline(hours: WorkingHours, now: datetime, *, at_least: timedelta
     return end
 
 
+def next_working_day_start(hours: WorkingHours, now: datetime) -> datetime:
+    """The start of the first working period that begins after `now` (a daily reminder to the team)."""
+    start = next_working_start(hours, now)
+    if start > now:
+        return start
+    return next_working_start(hours, working_period_end(hours, now) + timedelta(seconds=1))
+
+
 def seen_today(hours: WorkingHours, now: datetime) -> bool:
     """Whether the team will see something raised now within today's working hours."""
     start = next_working_start(hours, now)
     return start.astimezone(hours.tz).date() == now.astimezone(hours.tz).date()
 
 
-__all__ = ["WorkingHours", "in_working_hours", "next_working_start", "same_day_deadline", "seen_today",
+__all__ = ["WorkingHours", "in_working_hours", "next_working_day_start", "next_working_start", "same_day_deadline", "seen_today",
            "working_period_end"]

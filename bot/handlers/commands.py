@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
+from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
@@ -149,6 +151,11 @@ async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE, item: str)
         await query.edit_message_text(t._("Language set: English"))
         if patient is not None:
             await update.effective_message.reply_text(t._("Use the buttons below."), reply_markup=render.main_menu(t))
+    elif item.startswith("chemo.") and item[6:].isdigit() and len(item) == 14:
+        await chemo_confirmed(update, context, item[6:])
+    elif item == "chemo_no":
+        await query.edit_message_text(translator_for(update, context, await current_patient(
+            context, update.effective_user.id))._("OK, nothing was changed."))
     elif item.startswith("time."):
         await set_time(update, context, item[5:].replace(".", ":"))
 
@@ -199,17 +206,36 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The menu's "chemo finished today": nothing is created before the patient confirms the dates."""
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     if patient is None:
         return
-    try:
-        course = await courses.patient_reported_chemo_end(rt, patient=patient, update_id=update.update_id)
-    except CourseRefused:
-        await update.effective_message.reply_text(
-            t._("You already have a course planned for these days, so nothing was changed. "
-                "If the dates are wrong, your study team can correct them."))
+    today = rt.now().astimezone(ZoneInfo(patient.timezone)).date()
+    text, markup = render.chemo_end_question(t, rt.settings, today)
+    await update.effective_message.reply_text(text, reply_markup=markup)
+
+
+async def chemo_confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE, raw_date: str) -> None:
+    rt = runtime(context)
+    patient, t = await _enrolled(update, context)
+    query = update.callback_query
+    if patient is None:
         return
-    await update.effective_message.reply_text(
+    try:
+        chemo_end = date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:8]))
+        course = await courses.patient_reported_chemo_end(rt, patient=patient, chemo_end=chemo_end,
+                                                          update_id=update.update_id)
+    except ValueError:
+        await query.edit_message_text(t._("This button is no longer valid."))
+        return
+    except CourseRefused as refused:
+        await query.edit_message_text(
+            t._("This question has expired. If your chemotherapy finished today, tap the button again.")
+            if refused.code == "stale" else
+            t._("Thank you. This does not match the course your study team registered, so nothing was changed. "
+                "Your study team has been told and will check the dates with you."))
+        return
+    await query.edit_message_text(
         t._("Thank you. Your course starts tomorrow ({date}); your study team will confirm it.",
             date=t.date(course.first_day)))

@@ -48,6 +48,7 @@ def alert_title(t: Translator, kind: str) -> str:
         "new_enrolment": "ℹ " + t._("New enrolment"),
         "patient_message": "💬 " + t._("Message from a patient"),
         "missed_reason": "⚠ " + t._("Dose not taken, for a reason to follow up today"),
+        "patient_course_conflict": "⚠ " + t._("Patient's chemotherapy end does not match the registered course"),
     }[kind]
 
 

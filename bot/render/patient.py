@@ -269,3 +269,17 @@ def relay_answer(t: Translator, level: TriageLevel | None, relayed, sites) -> st
 
 def staff_reply(t: Translator, text: str) -> str:
     return "💬 " + t._("Message from your study team:") + "\n" + text
+
+
+def chemo_end_question(t: Translator, settings: Settings, today) -> Rendered:
+    """Before anything is created: the 14 days the patient's report would plan."""
+    first = today + timedelta(days=settings.trial.start_offset_days)
+    last = first + timedelta(days=settings.trial.course_days - 1)
+    text = "\n".join([t._("Did your chemotherapy for this cycle finish today ({date})?", date=t.date(today)),
+                      t._("Then your {medication} course would be {days} days: {first} to {last}.",
+                          medication=medication(t, settings), days=settings.trial.course_days,
+                          first=t.date(first), last=t.date(last)),
+                      t._("Your study team will confirm it.")])
+    keyboard = Keyboard([[Button(t._("Yes, it finished today"), callback_data=cb.menu(f"chemo.{today:%Y%m%d}")),
+                          Button(t._("No"), callback_data=cb.menu("chemo_no"))]])
+    return text, keyboard

@@ -39,7 +39,8 @@ LEVEL_BY_KIND = {
     "patient_resumed": "info",
     "new_enrolment": "info",
     "patient_message": "info",
-    "missed_reason": "same_day",  # doctor said stop, side effects, ran out of tablets  # raised to same_day or emergency by the keyword safety net
+    "missed_reason": "same_day",
+    "patient_course_conflict": "same_day",  # the patient's chemo end disagrees with the registered course  # doctor said stop, side effects, ran out of tablets  # raised to same_day or emergency by the keyword safety net
 }
 
 

@@ -41,6 +41,8 @@ _ALERTS = {
     "patient_resumed": ("reminders resumed", "提醒已恢复"),
     "new_enrolment": ("new enrolment", "新入组"),
     "patient_message": ("message from a patient (level raised by the keyword safety net)", "患者留言（关键词可提高级别）"),
+    "patient_course_conflict": ("patient's chemotherapy end disagrees with the registered course",
+                                "患者报告的化疗结束日期与已登记疗程不符"),
     "missed_reason": ("dose not taken: doctor said stop, side effects or ran out", "未服药：医生让停药、副作用或药吃完了"),
 }
 _SIMPLE = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, func, select
@@ -10,6 +10,7 @@ from sqlmodel import col, func, select
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Course, DoseDay, DoseEvent, Patient
 from bot.domain.dose import DoseState, day_bounds, over_at_registration
+from bot.domain.hours import next_working_day_start
 from bot.domain.schedule import CourseSpan, ScheduleError, check_new_course, course_span, plan_course
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
@@ -19,7 +20,7 @@ from bot.services.runtime import Runtime
 
 
 class CourseRefused(Exception):
-    """code: unknown_patient | withdrawn | overlap | out_of_order | wrong_site"""
+    """code: unknown_patient | withdrawn | overlap | out_of_order | wrong_site | stale"""
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(detail or code)
@@ -138,19 +139,46 @@ async def register(rt: Runtime, *, subject_id: str, chemo_end: date, actor_kind:
     return course
 
 
-async def patient_reported_chemo_end(rt: Runtime, *, patient: Patient, update_id: int | None = None) -> Course:
-    """"My chemotherapy for this cycle finished today": a course from tomorrow, to be confirmed."""
+async def patient_reported_chemo_end(rt: Runtime, *, patient: Patient, chemo_end: date,
+                                     update_id: int | None = None) -> Course:
+    """"My chemotherapy for this cycle finished today", confirmed by the patient: a course from
+    tomorrow, to be confirmed by the team (the alert comes back each working day until it is).
+    A report that conflicts with a registered course changes nothing but tells the team: it is
+    the main sign that a cycle was delayed (`CourseRefused` is raised after the alert is saved)."""
     now = rt.now()
     today = now.astimezone(ZoneInfo(patient.timezone)).date()
+    if not today - timedelta(days=1) <= chemo_end <= today:
+        raise CourseRefused("stale")
     async with rt.session() as session:
         patient = await session.get(Patient, patient.id)
-        course = await create_course(session, settings=rt.settings, now=now, patient=patient, chemo_end=today,
-                                     source="patient", actor_kind="patient", actor_id=patient.subject_id,
-                                     update_id=update_id)
-        await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="patient_course_start",
-                          patient=patient, details={"course_id": course.id, "cycle": course.cycle,
-                                                    "chemo_end": today.isoformat()},
-                          dedupe_key=f"patient_course:{course.id}", update_id=update_id)
+        site = rt.settings.site(patient.site_id)
+        try:
+            course = await create_course(session, settings=rt.settings, now=now, patient=patient, chemo_end=chemo_end,
+                                         source="patient", actor_kind="patient", actor_id=patient.subject_id,
+                                         update_id=update_id)
+        except CourseRefused as refused:
+            patient_id = patient.id
+            await session.rollback()
+            patient = await session.get(Patient, patient_id, populate_existing=True)
+            audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id,
+                  action="course.patient_report_conflict", entity="patient", entity_id=patient.subject_id,
+                  after={"chemo_end": chemo_end.isoformat()}, reason=refused.code, update_id=update_id)
+            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id,
+                              kind="patient_course_conflict", patient=patient,
+                              details={"chemo_end": chemo_end.isoformat(), "refused": refused.code},
+                              dedupe_key=f"patient_course_conflict:{patient.id}:{chemo_end.isoformat()}",
+                              update_id=update_id)
+            await session.commit()
+            rt.wake()
+            raise
+        alert = await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id,
+                                  kind="patient_course_start", patient=patient,
+                                  details={"course_id": course.id, "cycle": course.cycle,
+                                           "chemo_end": chemo_end.isoformat()},
+                                  dedupe_key=f"patient_course:{course.id}", update_id=update_id)
+        if alert is not None:  # asked again at the start of each working day until confirmed or corrected
+            alert.next_repeat_at = next_working_day_start(site.hours, now)
+            session.add(alert)
         await session.commit()
     rt.wake()
     return course

@@ -130,7 +130,7 @@ async def test_patient_reported_course_confirm_or_correct(engine, database_url, 
         reported = []
         for subject in ("NJ-0704", "NJ-0705"):
             [patient] = await h.rows(Patient, Patient.subject_id == subject)
-            reported.append(await courses.patient_reported_chemo_end(h.rt, patient=patient))
+            reported.append(await courses.patient_reported_chemo_end(h.rt, patient=patient, chemo_end=date(2026, 12, 1)))
         await h.tick()
         alerts = await h.rows(Alert, Alert.kind == "patient_course_start")
         copies = {}

@@ -70,12 +70,13 @@ async def test_missed_with_reason_and_advice(engine, database_url, language_code
         user = await enrolled_with_course(h, language_code, button, user_id)
         reminder = await reminder_at(h, user, DAY1)
         user.press(reminder, reminder.buttons[1][1].replace(":l", ":m"))
-        await h.sandbox.wait_for(lambda: reminder.history and len(reminder.buttons) == 5)
+        await h.sandbox.wait_for(lambda: reminder.history and len(reminder.buttons) == 6)  # 5 reasons and Undo
         never_double = Translator(locale)._("Do not take two doses to make up for it. Take the next dose at the "
                                             "usual time on the next course day.")
         assert never_double in reminder.text
         user.press(reminder, reminder.buttons[1][1])  # side effects
-        await h.sandbox.wait_for(lambda: not reminder.buttons)
+        # Only Undo is left while the day is open.
+        await h.sandbox.wait_for(lambda: len(reminder.buttons) == 1 and reminder.buttons[0][1].endswith(":u"))
         [day1] = await h.rows(DoseDay, DoseDay.day == 1)
         assert day1.state == "missed" and day1.missed_reason == "side_effects" and not day1.late
         assert_language(user.messages, locale)
@@ -113,14 +114,52 @@ async def test_patient_reports_chemo_finished(engine, database_url, language_cod
     async with running_bot(engine, database_url) as h:
         user, _ = await enrol(h, user_id, language_code, button, subject="NJ-700")
         label = "💉 今天化疗结束" if locale == "zh_Hans" else "💉 Chemo finished today"
-        first = await reply_to(h, user, lambda: user.send_text(label))
+        question = await reply_to(h, user, lambda: user.send_text(label))
+        assert await h.rows(Course) == []  # nothing is created before the patient confirms the dates
+        assert ("12月2日" if locale == "zh_Hans" else "2 Dec") in question.text  # day 1 …
+        assert ("12月15日" if locale == "zh_Hans" else "15 Dec") in question.text  # … to day 14
+        user.press(question, question.buttons[0][1])
+        await h.sandbox.wait_for(lambda: question.history and question.reply_markup is None)
         [course] = await h.rows(Course)
         assert course.source == "patient" and not course.confirmed
         assert course.first_day == date(2026, 12, 2)  # clock: 2026-12-01 09:00 Asia/Shanghai
-        assert await h.rows(Alert, Alert.kind == "patient_course_start")
+        [alert] = await h.rows(Alert, Alert.kind == "patient_course_start")
+        assert alert.next_repeat_at is not None  # asked again each working day until confirmed
+        # The same report again conflicts with the course now registered: nothing changes, the team is told.
         again = await reply_to(h, user, lambda: user.send_text(label))
-        assert again.text != first.text and len(await h.rows(Course)) == 1
+        user.press(again, again.buttons[0][1])
+        await h.sandbox.wait_for(lambda: again.history and again.reply_markup is None)
+        assert len(await h.rows(Course)) == 1
+        [conflict] = await h.rows(Alert, Alert.kind == "patient_course_conflict")
+        assert conflict.level == "same_day" and conflict.details["chemo_end"] == "2026-12-01"
+        assert await h.rows(AuditLog, AuditLog.action == "course.patient_report_conflict")
         assert_language(user.messages, locale)
+
+
+async def test_the_confirm_course_alert_comes_back_each_working_day_until_confirmed(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user, _ = await enrol(h, 7711, "en", "English", subject="NJ-711")
+        question = await reply_to(h, user, lambda: user.send_text("💉 Chemo finished today"))
+        user.press(question, question.buttons[0][1])
+        await h.sandbox.wait_for(lambda: question.reply_markup is None)
+        [alert] = await h.rows(Alert, Alert.kind == "patient_course_start")
+        title = "confirm the course"
+        copies = lambda: [m for m in h.sandbox.messages(100000002) if title in (m.text or "")]  # noqa: E731
+        await h.sandbox.wait_for(lambda: len(copies()) == 1)
+        # Tuesday 09:00 → next working-day start is Wednesday 08:00 local (00:00 UTC).
+        assert alert.next_repeat_at == datetime(2026, 12, 2, 0, 0, tzinfo=timezone.utc)
+        await h.tick(datetime(2026, 12, 2, 0, 1, tzinfo=timezone.utc))
+        await h.sandbox.wait_for(lambda: len(copies()) == 2)
+        [course] = await h.rows(Course)
+        async with h.rt.session() as session:
+            row = await session.get(Course, course.id)
+            row.confirmed = True
+            session.add(row)
+            await session.commit()
+        await h.tick(datetime(2026, 12, 3, 0, 1, tzinfo=timezone.utc))
+        await h.tick()
+        [alert] = await h.rows(Alert, Alert.kind == "patient_course_start")
+        assert alert.next_repeat_at is None and len(copies()) == 2
 
 
 @pytest.mark.parametrize("language_code, locale, button, user_id", CASES)
