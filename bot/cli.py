@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from bot import cli_team
-from bot.config import ConfigError, Settings, default_config_path, load_settings
+from bot.config import ConfigError, Settings, default_config_path, load_settings, require_deployable
 from scheduler.ownership import AnotherSchedulerRunning
 
 
@@ -32,9 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("path", nargs="?", type=Path, default=None)
     _config_arg(check)
+    check.add_argument("--sandbox", action="store_true",
+                       help="allow the example's placeholder ids and phones (local Bot API sandbox only)")
 
     _config_arg(sub.add_parser("migrate", help="create or upgrade the database schema"))
-    _config_arg(sub.add_parser("run", help="run the bot (polling or webhook, as configured)"))
+    run = sub.add_parser("run", help="run the bot (polling or webhook, as configured)")
+    _config_arg(run)
+    run.add_argument("--sandbox", action="store_true",
+                     help="allow the example's placeholder ids and phones (local Bot API sandbox only)")
     _config_arg(sub.add_parser("health", help="exit 0 only if the database answers and the scheduler swept recently"))
 
     demo = sub.add_parser("demo", help="run a scripted trial against the local Bot API sandbox")
@@ -72,6 +77,7 @@ async def _with_engine(settings: Settings, work):
 
 
 def _cmd_check_config(args, settings: Settings) -> int:
+    require_deployable(settings, sandbox=args.sandbox)
     coordinators = sum(len(s.coordinators) for s in settings.sites)
     print(f"OK: {len(settings.sites)} sites, {coordinators} coordinators, "
           f"{len(settings.triage.symptoms)} symptoms, database {settings.database.url.split(':', 1)[0]}")
@@ -92,6 +98,7 @@ def _cmd_migrate(args, settings: Settings) -> int:
 def _cmd_run(args, settings: Settings) -> int:
     from bot.runner import run_forever
 
+    require_deployable(settings, sandbox=args.sandbox)
     if not settings.token:
         raise CommandError("no bot token: set TELEGRAM_BOT_TOKEN (or telegram.token)")
     return run_forever(settings)

@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.app import build_application, on_startup
-from bot.config import Settings, settings_from_mapping
+from bot.config import Settings, require_deployable, settings_from_mapping
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.sandbox import BotApiSandbox
@@ -56,7 +56,8 @@ def demo_settings(sandbox: BotApiSandbox, database_url: str) -> Settings:
     data["telegram"].update(token=sandbox.token, base_url=sandbox.base_url, bot_username=sandbox.bot_username)
     data["database"]["url"] = database_url
     data["delivery"].update(sweep_seconds=3600, global_per_second=200, per_chat_per_second=50)
-    return settings_from_mapping(data, env={})
+    # The sandbox keeps the example's placeholder ids and phones; every other refusal still applies.
+    return require_deployable(settings_from_mapping(data, env={}), sandbox=True)
 
 
 async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
