@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 CONFIG_ENV = "ADHERENCE_BOT_CONFIG"
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 WEBHOOK_SECRET_ENV = "TELEGRAM_WEBHOOK_SECRET"
+MIGRATE_URL_ENV = "ADHERENCE_BOT_MIGRATE_URL"
 TELEGRAM_API = "https://api.telegram.org/bot"
 
 
@@ -82,11 +83,15 @@ class TelegramSettings(_Strict):
 
 class DatabaseSettings(_Strict):
     url: str = "sqlite+aiosqlite:///adherence.db"
+    # PostgreSQL: the owner role `migrate` connects as (the bot itself runs as `url`'s role, which
+    # then gets only the runtime grants). Empty: migrate with `url`. Better given as
+    # ADHERENCE_BOT_MIGRATE_URL when it holds a password.
+    migrate_url: str = ""
 
-    @field_validator("url")
+    @field_validator("url", "migrate_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")):
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")):
             raise ValueError("use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB")
         return value
 
@@ -362,6 +367,8 @@ def settings_from_mapping(data: dict, *, env: dict[str, str] | None = None) -> S
         data["telegram"]["token"] = env[TOKEN_ENV]
     if env.get(WEBHOOK_SECRET_ENV):
         data["telegram"]["webhook"] = {**data["telegram"].get("webhook", {}), "secret_token": env[WEBHOOK_SECRET_ENV]}
+    if env.get(MIGRATE_URL_ENV):
+        data["database"] = {**data.get("database", {}), "migrate_url": env[MIGRATE_URL_ENV]}
     try:
         return Settings.model_validate(data)
     except ValidationError as error:
