@@ -94,10 +94,10 @@ def _seal(session: Session) -> None:
         return
     session.info[_SEALING] = True
     try:
+        # The lock: a row lock on PostgreSQL, the database write lock on SQLite. Everything that
+        # reads before it writes (the strangers' counters, the last hash) comes after it.
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(sealed=AuditHead.sealed + 1))
         rows = _admit_stranger_rows(session, held)
-        session.flush()
-        # The lock: a row lock on PostgreSQL, the database write lock on SQLite.
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(sealed=AuditHead.sealed + len(rows)))
         previous = session.execute(select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1)).scalar()
         previous = previous or ""
         for row in rows:

@@ -232,7 +232,7 @@ class AuditHead(SQLModel, table=True):
     __tablename__ = "audit_head"
 
     id: int = Field(default=1, primary_key=True)
-    sealed: int = Field(default=0, sa_type=BigInteger)
+    sealed: int = Field(default=0, sa_type=BigInteger)  # transactions sealed so far
 
 
 class StrangerAttempt(SQLModel, table=True):

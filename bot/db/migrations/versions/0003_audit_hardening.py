@@ -117,4 +117,4 @@ def _chain_existing_rows() -> None:
         digest = row_hash(previous, row)
         bind.execute(sa.update(audit).where(audit.c.id == row.id).values(prev_hash=previous, hash=digest))
         previous, count = digest, count + 1
-    bind.execute(sa.text("UPDATE audit_head SET sealed = :count WHERE id = 1"), {"count": count})
+    bind.execute(sa.text("UPDATE audit_head SET sealed = :count WHERE id = 1"), {"count": 1 if count else 0})
