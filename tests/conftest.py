@@ -171,16 +171,34 @@ def example_config_path() -> Path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgres_only: runs in the PostgreSQL pass of `make test` only")
     config.addinivalue_line("markers", "sqlite_only: runs in the SQLite pass of `make test` only")
+    config.addinivalue_line("markers", "requires_root: creates a system user (deselected when not root)")
+    config.addinivalue_line("markers", "requires_systemd_analyze: deselected where systemd-analyze is absent")
 
 
 def pytest_collection_modifyitems(config, items):
     """Database-specific tests are deselected (not skipped) in the other pass: `make test` runs
     both passes, so every test runs exactly where it means something."""
-    unwanted = "sqlite_only" if ON_POSTGRES else "postgres_only"
-    deselected = [item for item in items if item.get_closest_marker(unwanted)]
+    unwanted = {"sqlite_only" if ON_POSTGRES else "postgres_only"}
+    reasons = []
+    if os.geteuid() != 0:
+        unwanted.add("requires_root")
+        reasons.append("requires_root tests deselected: not running as root (they create a system user)")
+    if shutil.which("systemd-analyze") is None:
+        unwanted.add("requires_systemd_analyze")
+        reasons.append("requires_systemd_analyze tests deselected: systemd-analyze is not installed")
+    deselected = [item for item in items if any(item.get_closest_marker(m) for m in unwanted)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker(unwanted)]
+        items[:] = [item for item in items if item not in deselected]
+    _DESELECTION_REASONS[:] = reasons
+
+
+_DESELECTION_REASONS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for reason in _DESELECTION_REASONS:
+        terminalreporter.write_line(reason)
 
 
 SANDBOX_TOKEN = "123456:SANDBOX-TOKEN"  # bot.sandbox's default: recognizable in any text
