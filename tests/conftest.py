@@ -24,6 +24,9 @@ from bot.db.engine import is_sqlite, make_engine, normalize_url
 from bot.db.migrate import upgrade
 from bot.db.roles import apply_runtime_grants
 
+# As bot.app.build_application sets it for the bot: PTB's time periods as timedeltas, no warnings.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 ON_POSTGRES = bool(TEST_DATABASE_URL) and not is_sqlite(normalize_url(TEST_DATABASE_URL))
 
