@@ -149,9 +149,12 @@ def _cmd_health(args, settings: Settings) -> int:
 
 
 def _cmd_demo(args, settings: Settings | None) -> int:
-    from bot.demo import run_demo
+    from bot.demo import DemoOutputRefused, run_demo
 
-    return asyncio.run(run_demo(out_dir=args.out, settings=settings))
+    try:
+        return asyncio.run(run_demo(out_dir=args.out, settings=settings))
+    except DemoOutputRefused as error:
+        raise CommandError(str(error)) from None
 
 
 def _runtime(settings: Settings, engine):

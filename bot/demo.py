@@ -60,10 +60,32 @@ def demo_settings(sandbox: BotApiSandbox, database_url: str) -> Settings:
     return require_deployable(settings_from_mapping(data, env={}), sandbox=True)
 
 
-async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
+MARKER = ".adherence-demo-output"
+
+
+class DemoOutputRefused(Exception):
+    """--out names a folder with files the demo did not put there."""
+
+
+def prepare_output(out_dir: Path) -> Path:
+    """Empty (or create) the demo's output folder, but only one the demo made: a folder holding
+    anything else is refused, never deleted."""
     out_dir = Path(out_dir)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DemoOutputRefused(f"{out_dir} is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise DemoOutputRefused(f"{out_dir} is not empty and was not created by the demo; "
+                                "choose a new or empty folder with --out")
+    if (out_dir / MARKER).is_file():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).write_text("written by `adherence-bot demo`; the next demo run may replace this folder\n",
+                                  "utf-8")
+    return out_dir
+
+
+async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
+    out_dir = prepare_output(out_dir)
     database_url = f"sqlite+aiosqlite:///{out_dir / 'demo.db'}"
     engine = make_engine(database_url)
     await upgrade(engine)
