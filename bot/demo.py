@@ -176,7 +176,7 @@ async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
         await app.stop()
         await app.shutdown()
     await engine.dispose()
-    print(f"\nDemo finished. Written to {out_dir}/: " + ", ".join(sorted(p.name for p in out_dir.iterdir())))
+    print(f"\nDemo finished. Written to {out_dir}/: " + ", ".join(sorted(p.name for p in out_dir.iterdir() if p.name != MARKER)))
     return 0
 
 
