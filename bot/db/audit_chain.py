@@ -41,9 +41,10 @@ def _instant(value: datetime) -> str:
 
 def row_hash(prev_hash: str, row) -> str:
     """SHA-256 over the previous hash and the row's content (everything but id and hashes)."""
-    content = [
-        _instant(row.at), row.actor_kind, row.actor_id, row.action, row.entity, row.entity_id,
-        row.before, row.after, row.reason, row.update_id,
+    content = [  # as the database hands them back (ids are stored as text)
+        _instant(row.at), row.actor_kind, str(row.actor_id), row.action, row.entity,
+        None if row.entity_id is None else str(row.entity_id), row.before, row.after, row.reason,
+        None if row.update_id is None else int(row.update_id),
     ]
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode("utf-8")).hexdigest()

@@ -221,3 +221,14 @@ async def test_migration_chains_rows_written_before_it(tmp_path):
         await _refused(engine, "UPDATE audit_log SET action = 'x'", "append-only")
     finally:
         await engine.dispose()
+
+
+async def test_rows_added_directly_in_a_local_zone_still_verify(engine):
+    from zoneinfo import ZoneInfo
+
+    async with session_factory(engine)() as session:
+        session.add(AuditLog(at=NOW.astimezone(ZoneInfo("Asia/Shanghai")), actor_kind="system", actor_id="12345",
+                             action="probe", entity="patient", entity_id="7", update_id=99,
+                             after={"b": [1, 2.5, None], "a": "研究药物"}))
+        await session.commit()
+    assert (await verify(engine)).ok
