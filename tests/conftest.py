@@ -81,8 +81,11 @@ async def _create_postgres_run() -> PostgresRun:
     try:
         await upgrade(engine)
         await apply_runtime_grants(engine, role)
-    finally:
+    except BaseException:
         await engine.dispose()
+        await _drop_postgres_run(run)  # a failed migration leaves nothing behind either
+        raise
+    await engine.dispose()
     return run
 
 
