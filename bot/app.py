@@ -21,6 +21,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.config import Settings, parse_hhmm
+from bot.db.roles import audit_guard_problem
 from bot.handlers import (
     commands,
     coord_courses,
@@ -100,6 +101,9 @@ async def on_startup(application: Application) -> None:
                                               language_code=language)
     await application.bot.set_my_commands(_commands(Translator("zh_Hans")), scope=BotCommandScopeAllPrivateChats())
     await _coordinator_menus(application)
+    problem = await audit_guard_problem(application.bot_data["runtime"].engine)
+    if problem:
+        log.warning("event=audit_log_owned_by_bot_role %s", problem)
     scheduler: Scheduler = application.bot_data["scheduler"]
     await scheduler.start(application.job_queue)
     _schedule_digests(application)

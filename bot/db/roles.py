@@ -52,3 +52,19 @@ async def apply_runtime_grants(owner_engine: AsyncEngine, role: str) -> None:
     async with owner_engine.begin() as connection:
         for statement in runtime_grants(role):
             await connection.execute(text(statement))
+
+
+async def audit_guard_problem(engine: AsyncEngine) -> str | None:
+    """On PostgreSQL, a warning when the bot's own role owns audit_log (and so could drop its
+    triggers): the deployment skipped the owner/runtime split. None when all is as it should be."""
+    if engine.dialect.name != "postgresql":
+        return None
+    async with engine.connect() as connection:
+        owns = (await connection.execute(text(
+            "SELECT pg_has_role(current_user, tableowner, 'MEMBER') FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename = 'audit_log'"))).scalar()
+    if owns:
+        return ("the bot's database role owns audit_log and could drop its append-only triggers; run "
+                "migrations as an owner role (database.migrate_url) and the bot as a runtime role "
+                "(docs/operations.md)")
+    return None

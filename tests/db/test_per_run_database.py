@@ -32,3 +32,16 @@ async def test_another_run_gets_another_database_and_leaves_nothing_behind(postg
         assert not await door.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", other.runtime_role)
     finally:
         await door.close()
+
+
+async def test_start_up_warns_only_when_the_bot_role_owns_the_audit_trail(engine, owner_database_url):
+    from bot.db.engine import make_engine
+    from bot.db.roles import audit_guard_problem
+
+    assert await audit_guard_problem(engine) is None  # the runtime role, as the suite runs the bot
+    owner = make_engine(owner_database_url)
+    try:
+        problem = await audit_guard_problem(owner)
+    finally:
+        await owner.dispose()
+    assert problem and "migrate_url" in problem
