@@ -26,7 +26,7 @@ demo: setup
 test: setup test-sqlite test-postgres
 
 test-sqlite: setup
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 check-postgres: setup
 	@if [ "$$SKIP_POSTGRES" = "1" ]; then echo "SKIP_POSTGRES=1: PostgreSQL suite skipped"; exit 0; fi; \

@@ -219,8 +219,8 @@ ANALYSIS = [
     "- **Punctuality** is measured on lone reminders: APScheduler wakes at the due instant computed from the "
     "database, one lifecycle step queues the row, and it is claimed, marked and sent. The fan-out tables give "
     "the lateness of the *first* of 10,000 due together (\"first send after due\").",
-    "- **Start-up** is mostly Python importing the application (~1.4 s; `matplotlib`, imported at module level "
-    "by `bot/reports/chart.py`, is ~0.35 s of it and much of the RSS); the \"of which scheduler\" column (PTB "
+    "- **Start-up** is mostly Python importing the application; `matplotlib` is no longer part of it (it is "
+    "imported on the first chart only, issue 12; it was ~0.35 s and much of the RSS); the \"of which scheduler\" column (PTB "
     "initialisation, ownership or recovery, the first lifecycle step over 140,000 dose days, the next wake-up) "
     "is the rest. "
     "PostgreSQL without statistics (fresh bulk load, autovacuum off on this server) once took 28 s in the "

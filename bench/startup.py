@@ -41,7 +41,7 @@ async def startup(database: str) -> dict:
     config = write_config(directory / "bench.toml", sandbox, db.url)
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": sandbox.token, "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", "--config", str(config),
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", "--sandbox", "--config", str(config),
                                                    cwd=str(ROOT), env=env, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.STDOUT)
     ready = None

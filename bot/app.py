@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import time as wall_time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +21,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.config import Settings, parse_hhmm
+from bot.db.roles import audit_guard_problem
 from bot.handlers import (
     commands,
     coord_courses,
@@ -36,6 +38,7 @@ from bot.handlers.dedupe import SeenUpdates
 from bot.render.patient import site_phones
 from bot.i18n import SUPPORTED, Translator
 from bot.logs import install_secret_scrubber
+from bot.polling import PollingOutage, PollingRequest, is_polling_network_error
 from bot.services.clock import Clock, SystemClock
 from bot.services.runtime import Runtime
 from scheduler import reachability
@@ -75,6 +78,9 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Never leave a patient without an answer, never leak internals (or the token) to them.
     The answer carries 120 and the site's phone (every site's if we cannot tell which, e.g.
     with the database down), and goes out once per update however many handlers failed."""
+    if is_polling_network_error(update, context.error):
+        log.debug("event=poll_failed error=%s", type(context.error).__name__)  # bot.polling logs the outage
+        return
     log.error("event=handler_error error=%s", type(context.error).__name__, exc_info=context.error)
     if not (isinstance(update, Update) and update.effective_chat is not None and update.effective_user is not None):
         return
@@ -101,6 +107,9 @@ async def on_startup(application: Application) -> None:
                                               language_code=language)
     await application.bot.set_my_commands(_commands(Translator("zh_Hans")), scope=BotCommandScopeAllPrivateChats())
     await _coordinator_menus(application)
+    problem = await audit_guard_problem(application.bot_data["runtime"].engine)
+    if problem:
+        log.warning("event=audit_log_owned_by_bot_role %s", problem)
     scheduler: Scheduler = application.bot_data["scheduler"]
     await scheduler.start(application.job_queue)
     _schedule_digests(application)
@@ -156,6 +165,9 @@ COORDINATOR_COMMANDS = {
 
 def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseRequest | None = None,
                       clock: Clock | None = None, scheduler_enabled: bool = True) -> Application:
+    # PTB 22 warns on every RetryAfter.retry_after read unless time periods are timedeltas;
+    # our code accepts both (scheduler.ratelimit.retry_after_seconds).
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     # Before the Bot exists: PTB and httpx log URLs that contain the token.
     install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value())
     rt = Runtime(settings=settings, engine=engine, clock=clock or SystemClock())
@@ -170,7 +182,8 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
                                           per_chat_per_second=delivery.per_chat_per_second))
         .request(request or HTTPXRequest(connection_pool_size=64, read_timeout=timeout, write_timeout=timeout,
                                          connect_timeout=timeout, pool_timeout=timeout))
-        .get_updates_request(HTTPXRequest(read_timeout=timeout + 30, connect_timeout=timeout))
+        .get_updates_request(PollingRequest(read_timeout=timeout + 30, connect_timeout=timeout,
+                                            outage=PollingOutage()))
         .concurrent_updates(True)
         .post_init(on_startup)
     )

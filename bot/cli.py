@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from bot import cli_team
-from bot.config import ConfigError, Settings, default_config_path, load_settings
+from bot.config import ConfigError, Settings, default_config_path, load_settings, require_deployable
 from scheduler.ownership import AnotherSchedulerRunning
 
 
@@ -32,9 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("path", nargs="?", type=Path, default=None)
     _config_arg(check)
+    check.add_argument("--sandbox", action="store_true",
+                       help="allow the example's placeholder ids and phones (local Bot API sandbox only)")
 
-    _config_arg(sub.add_parser("migrate", help="create or upgrade the database schema"))
-    _config_arg(sub.add_parser("run", help="run the bot (polling or webhook, as configured)"))
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _config_arg(migrate)
+    migrate.add_argument("--print-grants", metavar="ROLE", default=None,
+                         help="print the PostgreSQL GRANTs that make ROLE a runtime role, and exit")
+    _config_arg(sub.add_parser("verify-audit", help="check the audit trail's hash chain; report the first broken link"))
+    run = sub.add_parser("run", help="run the bot (polling or webhook, as configured)")
+    _config_arg(run)
+    run.add_argument("--sandbox", action="store_true",
+                     help="allow the example's placeholder ids and phones (local Bot API sandbox only)")
     _config_arg(sub.add_parser("health", help="exit 0 only if the database answers and the scheduler swept recently"))
 
     demo = sub.add_parser("demo", help="run a scripted trial against the local Bot API sandbox")
@@ -72,6 +81,7 @@ async def _with_engine(settings: Settings, work):
 
 
 def _cmd_check_config(args, settings: Settings) -> int:
+    require_deployable(settings, sandbox=args.sandbox)
     coordinators = sum(len(s.coordinators) for s in settings.sites)
     print(f"OK: {len(settings.sites)} sites, {coordinators} coordinators, "
           f"{len(settings.triage.symptoms)} symptoms, database {settings.database.url.split(':', 1)[0]}")
@@ -79,19 +89,52 @@ def _cmd_check_config(args, settings: Settings) -> int:
 
 
 def _cmd_migrate(args, settings: Settings) -> int:
+    from bot.db.engine import is_sqlite, make_engine, normalize_url
     from bot.db.migrate import current_revision, upgrade
+    from bot.db.roles import apply_runtime_grants, role_of, runtime_grants
 
-    async def work(engine):
-        await upgrade(engine)
-        return await current_revision(engine)
+    if args.print_grants:
+        try:
+            print(";\n".join(runtime_grants(args.print_grants)) + ";")
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        return 0
+    runtime_url = normalize_url(settings.database.url)
+    owner_url = normalize_url(settings.database.migrate_url or settings.database.url)
+    runtime_role = None if is_sqlite(runtime_url) else role_of(runtime_url)
+    grant = runtime_role is not None and runtime_role != role_of(owner_url)
 
-    print(f"database at revision {asyncio.run(_with_engine(settings, work))}")
+    async def work():
+        engine = make_engine(owner_url)
+        try:
+            await upgrade(engine)
+            if grant:
+                await apply_runtime_grants(engine, runtime_role)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    revision = asyncio.run(work())
+    print(f"database at revision {revision}" + (f"; runtime role {runtime_role} granted" if grant else ""))
+    return 0
+
+
+def _cmd_verify_audit(args, settings: Settings) -> int:
+    from bot.db.audit_chain import verify
+
+    result = asyncio.run(_with_engine(settings, verify))
+    if not result.ok:
+        print(f"audit trail BROKEN at row {result.broken_at}: {result.problem}", file=sys.stderr)
+        print(f"rows checked: {result.rows}; the rows before it chain correctly", file=sys.stderr)
+        return 1
+    print(f"audit trail OK: {result.rows} rows, head {result.head or '(empty)'}")
     return 0
 
 
 def _cmd_run(args, settings: Settings) -> int:
     from bot.runner import run_forever
 
+    require_deployable(settings, sandbox=args.sandbox)
     if not settings.token:
         raise CommandError("no bot token: set TELEGRAM_BOT_TOKEN (or telegram.token)")
     return run_forever(settings)
@@ -106,9 +149,12 @@ def _cmd_health(args, settings: Settings) -> int:
 
 
 def _cmd_demo(args, settings: Settings | None) -> int:
-    from bot.demo import run_demo
+    from bot.demo import DemoOutputRefused, run_demo
 
-    return asyncio.run(run_demo(out_dir=args.out, settings=settings))
+    try:
+        return asyncio.run(run_demo(out_dir=args.out, settings=settings))
+    except DemoOutputRefused as error:
+        raise CommandError(str(error)) from None
 
 
 def _runtime(settings: Settings, engine):
@@ -154,6 +200,7 @@ def _cmd_cycle(args, settings: Settings) -> int:
 COMMANDS = {
     "check-config": _cmd_check_config,
     "migrate": _cmd_migrate,
+    "verify-audit": _cmd_verify_audit,
     "run": _cmd_run,
     "health": _cmd_health,
     "demo": _cmd_demo,
@@ -167,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         # The demo brings its own configuration unless one is given explicitly.
-        settings = None if args.command == "demo" and args.config is None else _settings(args)
+        needs_no_config = (args.command == "demo" and args.config is None) or getattr(args, "print_grants", None)
+        settings = None if needs_no_config else _settings(args)
         return COMMANDS[args.command](args, settings)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)

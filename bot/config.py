@@ -8,6 +8,7 @@ as a SecretStr so it never appears in a repr, a log line or a validation error.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import date, time
 from pathlib import Path
@@ -23,6 +24,7 @@ from bot.domain.triage import TriageLevel
 CONFIG_ENV = "ADHERENCE_BOT_CONFIG"
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 WEBHOOK_SECRET_ENV = "TELEGRAM_WEBHOOK_SECRET"
+MIGRATE_URL_ENV = "ADHERENCE_BOT_MIGRATE_URL"
 TELEGRAM_API = "https://api.telegram.org/bot"
 
 
@@ -60,6 +62,12 @@ class WebhookSettings(_Strict):
     secret_token: SecretStr = SecretStr("")
 
 
+# Telegram usernames: 5-32 characters, letters, digits and underscores, starting with a letter;
+# a bot's ends in "bot". Invitation links are https://t.me/<username>?start=<token>.
+BOT_USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,29}[Bb][Oo][Tt]$")
+MIN_WEBHOOK_SECRET = 32
+
+
 class TelegramSettings(_Strict):
     token: SecretStr = SecretStr("")
     base_url: str = TELEGRAM_API
@@ -67,14 +75,27 @@ class TelegramSettings(_Strict):
     bot_username: str = "adherence_trial_bot"
     webhook: WebhookSettings = WebhookSettings()
 
+    @field_validator("bot_username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not BOT_USERNAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a Telegram bot username: give it without '@', 5-32 letters, digits or "
+                "underscores, starting with a letter and ending in 'bot' (as @BotFather shows it)")
+        return value
+
 
 class DatabaseSettings(_Strict):
     url: str = "sqlite+aiosqlite:///adherence.db"
+    # PostgreSQL: the owner role `migrate` connects as (the bot itself runs as `url`'s role, which
+    # then gets only the runtime grants). Empty: migrate with `url`. Better given as
+    # ADHERENCE_BOT_MIGRATE_URL when it holds a password.
+    migrate_url: str = ""
 
-    @field_validator("url")
+    @field_validator("url", "migrate_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")):
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")):
             raise ValueError("use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB")
         return value
 
@@ -318,6 +339,74 @@ class Settings(_Strict):
         return self.model_copy(update=sections)
 
 
+# The placeholders of config.example.toml: a copied example must not reach patients with them.
+PLACEHOLDER_TELEGRAM_IDS = frozenset({100000001, 100000002, 100000009, 100000011, 100000019})
+_PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{4,}[0-9]$")
+
+
+def _placeholder_phone(phone: str) -> bool:
+    """'+86-25-0000-0000': the subscriber number is all zeros (or missing)."""
+    digits = re.sub(r"[^0-9]", "", phone)
+    return len(digits) < 5 or set(digits[-7:]) == {"0"}
+
+
+def deployment_problems(settings: Settings, *, sandbox: bool = False) -> list[str]:
+    """What makes a configuration unsafe or unworkable with real patients, one line per problem,
+    each naming the key and the fix. `sandbox` (the demo, the local Bot API sandbox) allows the
+    example's placeholder ids and phones; nothing else is relaxed."""
+    problems: list[str] = []
+    telegram = settings.telegram
+    if telegram.mode == "webhook":
+        public_url = telegram.webhook.public_url
+        if not re.match(r"^https://[^/\s:]+", public_url):
+            problems.append(
+                f"telegram.webhook.public_url: {public_url!r} is not an https:// URL; webhook mode needs the "
+                "public HTTPS address of your reverse proxy (e.g. https://bot.example-hospital.cn), "
+                "or use mode = \"polling\"")
+        if len(telegram.webhook.secret_token.get_secret_value()) < MIN_WEBHOOK_SECRET:
+            problems.append(
+                f"telegram.webhook.secret_token: shorter than {MIN_WEBHOOK_SECRET} characters, so forged updates "
+                "could be accepted; set TELEGRAM_WEBHOOK_SECRET to a random value, e.g. the output of "
+                "`openssl rand -hex 32`")
+    for index, site in enumerate(settings.sites):
+        key = f"sites.{index}"
+        if not site.coordinators and site.alert_chat_id == 0:
+            problems.append(
+                f"{key}: site {site.id} has no alert recipient; list at least one coordinator "
+                f"({key}.coordinators) or set {key}.alert_chat_id to the site's alert group")
+        if site.escalation_contact == 0:
+            problems.append(
+                f"{key}.escalation_contact: site {site.id} has no escalation contact; set the numeric Telegram id "
+                "of the person who is paged when an emergency alert is not acknowledged")
+        if not _PHONE_RE.match(site.phone.strip()):
+            problems.append(f"{key}.phone: {site.phone!r} is not a phone number; give the number patients "
+                            "should call, e.g. +86-25-8328-xxxx")
+        if sandbox:
+            continue
+        if _placeholder_phone(site.phone):
+            problems.append(
+                f"{key}.phone: {site.phone!r} is the example's placeholder; patients see this number in "
+                "emergency messages, so set the site's real study phone")
+        placeholders = [c.telegram_id for c in site.coordinators if c.telegram_id in PLACEHOLDER_TELEGRAM_IDS]
+        if placeholders:
+            problems.append(
+                f"{key}.coordinators: {', '.join(map(str, placeholders))} are the example's placeholder ids; "
+                "replace them with your coordinators' numeric Telegram ids (each can get theirs from @userinfobot)")
+        if site.escalation_contact in PLACEHOLDER_TELEGRAM_IDS:
+            problems.append(
+                f"{key}.escalation_contact: {site.escalation_contact} is the example's placeholder id; set the "
+                "numeric Telegram id of the person paged when an emergency alert is not acknowledged")
+    return problems
+
+
+def require_deployable(settings: Settings, *, sandbox: bool = False) -> Settings:
+    """Fail closed: raise ConfigError listing every problem found by deployment_problems."""
+    problems = deployment_problems(settings, sandbox=sandbox)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
 def _format_errors(error: ValidationError) -> str:
     lines = []
     for item in error.errors(include_url=False, include_input=False):
@@ -338,6 +427,8 @@ def settings_from_mapping(data: dict, *, env: dict[str, str] | None = None) -> S
         data["telegram"]["token"] = env[TOKEN_ENV]
     if env.get(WEBHOOK_SECRET_ENV):
         data["telegram"]["webhook"] = {**data["telegram"].get("webhook", {}), "secret_token": env[WEBHOOK_SECRET_ENV]}
+    if env.get(MIGRATE_URL_ENV):
+        data["database"] = {**data.get("database", {}), "migrate_url": env[MIGRATE_URL_ENV]}
     try:
         return Settings.model_validate(data)
     except ValidationError as error:

@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.app import build_application, on_startup
-from bot.config import Settings, settings_from_mapping
+from bot.config import Settings, require_deployable, settings_from_mapping
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.sandbox import BotApiSandbox
@@ -56,13 +56,36 @@ def demo_settings(sandbox: BotApiSandbox, database_url: str) -> Settings:
     data["telegram"].update(token=sandbox.token, base_url=sandbox.base_url, bot_username=sandbox.bot_username)
     data["database"]["url"] = database_url
     data["delivery"].update(sweep_seconds=3600, global_per_second=200, per_chat_per_second=50)
-    return settings_from_mapping(data, env={})
+    # The sandbox keeps the example's placeholder ids and phones; every other refusal still applies.
+    return require_deployable(settings_from_mapping(data, env={}), sandbox=True)
+
+
+MARKER = ".adherence-demo-output"
+
+
+class DemoOutputRefused(Exception):
+    """--out names a folder with files the demo did not put there."""
+
+
+def prepare_output(out_dir: Path) -> Path:
+    """Empty (or create) the demo's output folder, but only one the demo made: a folder holding
+    anything else is refused, never deleted."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DemoOutputRefused(f"{out_dir} is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise DemoOutputRefused(f"{out_dir} is not empty and was not created by the demo; "
+                                "choose a new or empty folder with --out")
+    if (out_dir / MARKER).is_file():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).write_text("written by `adherence-bot demo`; the next demo run may replace this folder\n",
+                                  "utf-8")
+    return out_dir
 
 
 async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
-    out_dir = Path(out_dir)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
+    out_dir = prepare_output(out_dir)
     database_url = f"sqlite+aiosqlite:///{out_dir / 'demo.db'}"
     engine = make_engine(database_url)
     await upgrade(engine)
@@ -153,7 +176,7 @@ async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
         await app.stop()
         await app.shutdown()
     await engine.dispose()
-    print(f"\nDemo finished. Written to {out_dir}/: " + ", ".join(sorted(p.name for p in out_dir.iterdir())))
+    print(f"\nDemo finished. Written to {out_dir}/: " + ", ".join(sorted(p.name for p in out_dir.iterdir() if p.name != MARKER)))
     return 0
 
 

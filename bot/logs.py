@@ -69,3 +69,6 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.logging.level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # PTB and httpcore echo whole updates (a patient's typed text) at DEBUG: never below INFO.
+    for name in ("telegram", "httpcore", "hpack"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

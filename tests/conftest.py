@@ -1,47 +1,118 @@
 """Shared fixtures. The whole suite runs on SQLite by default and on PostgreSQL when
-TEST_DATABASE_URL is set (`make test` does both)."""
+TEST_DATABASE_URL is set (`make test` does both).
+
+On PostgreSQL each run creates its own uniquely named database (and runtime role) on
+TEST_DATABASE_URL's server, migrates it, runs the bot as the runtime role, and drops both at
+the end, also when tests fail: two runs on one host never meet, and no database the suite did
+not create is ever written to."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bot.db.engine import is_sqlite, make_engine, normalize_url
 from bot.db.migrate import upgrade
+from bot.db.roles import apply_runtime_grants
+
+# As bot.app.build_application sets it for the bot: PTB's time periods as timedeltas, no warnings.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 ON_POSTGRES = bool(TEST_DATABASE_URL) and not is_sqlite(normalize_url(TEST_DATABASE_URL))
 
 
 def pytest_report_header(config):
-    return f"database: {'PostgreSQL ' + TEST_DATABASE_URL if ON_POSTGRES else 'SQLite (embedded)'}"
+    if ON_POSTGRES:
+        return f"database: PostgreSQL, a new database per run on the server of {TEST_DATABASE_URL}"
+    return "database: SQLite (embedded)"
 
 
-async def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
+@dataclass(frozen=True)
+class PostgresRun:
+    """This run's own database on TEST_DATABASE_URL's server, and its two roles: the owner that
+    created and migrated it (TEST_DATABASE_URL's user) and a runtime role with the production
+    grants, which the bot under test connects as. The database named in TEST_DATABASE_URL is only
+    the door to the server: nothing is ever created, changed or dropped in it."""
+
+    name: str
+    owner_url: str
+    runtime_url: str
+    runtime_role: str
+
+    def url_of(self, database: str, *, owner: bool = True) -> str:
+        url = make_url(self.owner_url if owner else self.runtime_url)
+        return url.set(database=database).render_as_string(hide_password=False)
+
+
+def _unique_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+async def _admin(url: str, *statements: str) -> None:
+    """Statements that cannot run in a transaction (CREATE/DROP DATABASE), on the door database."""
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=10)
     try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-        await upgrade(engine)
+        for statement in statements:
+            await connection.execute(statement)
     finally:
+        await connection.close()
+
+
+async def _create_postgres_run() -> PostgresRun:
+    door = normalize_url(TEST_DATABASE_URL)
+    name, role = _unique_name("adherence_test"), _unique_name("adherence_rt")
+    # CREATE DATABASE fails if the name exists, so the suite can only ever use a database it made.
+    await _admin(door, f'CREATE DATABASE "{name}"', f'CREATE ROLE "{role}" LOGIN')
+    owner_url = make_url(door).set(database=name).render_as_string(hide_password=False)
+    runtime_url = make_url(door).set(database=name, username=role, password=None).render_as_string(
+        hide_password=False)
+    run = PostgresRun(name, owner_url, runtime_url, role)
+    engine = make_engine(owner_url)
+    try:
+        await upgrade(engine)
+        await apply_runtime_grants(engine, role)
+    except BaseException:
         await engine.dispose()
+        await _drop_postgres_run(run)  # a failed migration leaves nothing behind either
+        raise
+    await engine.dispose()
+    return run
+
+
+async def _drop_postgres_run(run: PostgresRun) -> None:
+    door = normalize_url(TEST_DATABASE_URL)
+    await _admin(door, f'DROP DATABASE IF EXISTS "{run.name}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{run.runtime_role}"')
 
 
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory) -> str:
-    """A migrated database: a SQLite file to copy per test, or the PostgreSQL test database."""
+def postgres_run() -> PostgresRun:
+    if not ON_POSTGRES:
+        pytest.fail("postgres_run is for the PostgreSQL pass only (mark the test postgres_only)")
+    try:
+        run = asyncio.run(_create_postgres_run())
+    except OSError as error:
+        pytest.exit(f"PostgreSQL at {TEST_DATABASE_URL} is unreachable: {error}", returncode=3)
+    try:
+        yield run
+    finally:
+        asyncio.run(_drop_postgres_run(run))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(request, tmp_path_factory) -> str:
+    """A migrated database: a SQLite file to copy per test, or this run's PostgreSQL database."""
     if ON_POSTGRES:
-        try:
-            asyncio.run(_reset_postgres(TEST_DATABASE_URL))
-        except OSError as error:
-            pytest.exit(f"PostgreSQL at {TEST_DATABASE_URL} is unreachable: {error}", returncode=3)
-        return normalize_url(TEST_DATABASE_URL)
+        return request.getfixturevalue("postgres_run").runtime_url
     path = tmp_path_factory.mktemp("template") / "template.db"
     url = f"sqlite+aiosqlite:///{path}"
 
@@ -56,7 +127,7 @@ def migrated_template(tmp_path_factory) -> str:
 
 @pytest.fixture
 def database_url(migrated_template, tmp_path) -> str:
-    """A fresh, migrated, empty database for one test."""
+    """A fresh, migrated, empty database for one test (on PostgreSQL, as the runtime role)."""
     if ON_POSTGRES:
         return migrated_template
     target = tmp_path / "test.db"
@@ -65,14 +136,35 @@ def database_url(migrated_template, tmp_path) -> str:
 
 
 @pytest.fixture
-async def engine(database_url):
-    engine = make_engine(database_url)
+def owner_database_url(request, database_url) -> str:
+    """The same database as database_url, as the role that owns the schema (the SQLite file)."""
     if ON_POSTGRES:
+        return request.getfixturevalue("postgres_run").owner_url
+    return database_url
+
+
+async def _empty_postgres(owner_url: str) -> None:
+    """Empty every table as the owner. The audit trail refuses TRUNCATE, so its guard is lifted
+    inside the same transaction (only the owner can) and is back before anyone else sees it."""
+    engine = make_engine(owner_url)
+    try:
         async with engine.begin() as connection:
             tables = (await connection.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                "AND tablename NOT IN ('alembic_version', 'audit_head')"
             ))).scalars().all()
+            await connection.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
             await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            await connection.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def engine(request, database_url):
+    if ON_POSTGRES:
+        await _empty_postgres(request.getfixturevalue("owner_database_url"))
+    engine = make_engine(database_url)
     yield engine
     await engine.dispose()
 
@@ -85,16 +177,34 @@ def example_config_path() -> Path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgres_only: runs in the PostgreSQL pass of `make test` only")
     config.addinivalue_line("markers", "sqlite_only: runs in the SQLite pass of `make test` only")
+    config.addinivalue_line("markers", "requires_root: creates a system user (deselected when not root)")
+    config.addinivalue_line("markers", "requires_systemd_analyze: deselected where systemd-analyze is absent")
 
 
 def pytest_collection_modifyitems(config, items):
     """Database-specific tests are deselected (not skipped) in the other pass: `make test` runs
     both passes, so every test runs exactly where it means something."""
-    unwanted = "sqlite_only" if ON_POSTGRES else "postgres_only"
-    deselected = [item for item in items if item.get_closest_marker(unwanted)]
+    unwanted = {"sqlite_only" if ON_POSTGRES else "postgres_only"}
+    reasons = []
+    if os.geteuid() != 0:
+        unwanted.add("requires_root")
+        reasons.append("requires_root tests deselected: not running as root (they create a system user)")
+    if shutil.which("systemd-analyze") is None:
+        unwanted.add("requires_systemd_analyze")
+        reasons.append("requires_systemd_analyze tests deselected: systemd-analyze is not installed")
+    deselected = [item for item in items if any(item.get_closest_marker(m) for m in unwanted)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker(unwanted)]
+        items[:] = [item for item in items if item not in deselected]
+    _DESELECTION_REASONS[:] = reasons
+
+
+_DESELECTION_REASONS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for reason in _DESELECTION_REASONS:
+        terminalreporter.write_line(reason)
 
 
 SANDBOX_TOKEN = "123456:SANDBOX-TOKEN"  # bot.sandbox's default: recognizable in any text

@@ -22,6 +22,11 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
 
 
 def make_engine(url: str, **kwargs) -> AsyncEngine:
+    from bot.db import audit_chain
+
+    audit_chain.install()  # audit rows are hash-chained at commit, whichever session writes them
+    # Bound parameters (a patient's note, a subject id) never appear in error messages or logs.
+    kwargs.setdefault("hide_parameters", True)
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)

@@ -250,7 +250,8 @@ class UnreachableRecipient(SQLModel, table=True):
 
 
 class AuditLog(SQLModel, table=True):
-    """Append-only (database triggers reject UPDATE and DELETE)."""
+    """Append-only: database triggers reject UPDATE, DELETE, TRUNCATE and REPLACE, and each row
+    carries a SHA-256 hash chained to the previous row's (bot.db.audit_chain)."""
 
     __tablename__ = "audit_log"
 
@@ -265,6 +266,30 @@ class AuditLog(SQLModel, table=True):
     after: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     reason: str | None = Field(default=None, sa_type=Text)
     update_id: int | None = _telegram_id()
+    prev_hash: str = Field(max_length=64)  # the previous row's hash ("" for the first row)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class AuditHead(SQLModel, table=True):
+    """One row, locked while audit rows are chained, so concurrent writers chain one at a time."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    sealed: int = Field(default=0, sa_type=BigInteger)  # transactions sealed so far
+
+
+class StrangerAttempt(SQLModel, table=True):
+    """Attempts by unauthenticated Telegram ids, counted per id, action and UTC day, so a stranger
+    cannot grow the audit trail without bound (past a threshold only this counter moves)."""
+
+    __tablename__ = "stranger_attempt"
+
+    telegram_id: str = Field(primary_key=True, max_length=32)
+    action: str = Field(primary_key=True, max_length=48)
+    day: date = Field(primary_key=True)
+    count: int = 0
+    last_at: datetime = _instant()
 
 
 class DialogState(SQLModel, table=True):

@@ -8,7 +8,7 @@ from telegram.ext import ContextTypes
 from bot.handlers.common import runtime
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
 from bot.render import coord_views as views
-from bot.reports.qr import qr_png
+from bot.reports.qr import invitation_card_png
 from bot.services import coord_invites, coord_patients
 from bot.services.coord_access import NotFound, NotPermitted
 
@@ -17,7 +17,8 @@ async def _send_link(update: Update, context: ContextTypes.DEFAULT_TYPE, t, issu
     site = runtime(context).settings.site(issued.site_id)
     caption = views.invitation_caption(t, link=issued.link, subject_id=issued.subject_id, site=site,
                                        expires_at=issued.expires_at, purpose=purpose)
-    await update.effective_message.reply_photo(qr_png(issued.link), caption=caption,
+    card = invitation_card_png(issued.link, site=site, subject_id=issued.subject_id, expires_at=issued.expires_at)
+    await update.effective_message.reply_photo(card, caption=caption,
                                                reply_markup=views.invitation_keyboard(t, issued.invitation_id))
 
 

@@ -369,7 +369,11 @@ def export_caption(t: Translator, *, site_name: str, counts: dict[str, int]) -> 
                       t._("{patients} patients, {days} dose days, {reports} symptom reports, {alerts} alerts, "
                           "{audit} audit rows.", patients=counts["patients"], days=counts["dose_days"],
                           reports=counts["symptom_reports"], alerts=counts["alerts"], audit=counts["audit_log"]),
-                      t._("Columns are described in docs/exports.md.")])
+                      t._("In the zip: patients.csv (one row per patient), courses.csv (one per course), "
+                          "dose_days.csv (each course day and its outcome), dose_events.csv (each answer or "
+                          "change), symptom_reports.csv, alerts.csv, invitations.csv and audit_log.csv (who "
+                          "changed what, and when). The first row of each file names its columns; times are "
+                          "given in UTC and in local time.")])
 
 
 def chart_rows(rows: list[PatientRow]) -> list[ChartRow]:

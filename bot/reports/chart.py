@@ -2,9 +2,14 @@
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global figure state), so
 it can run in a worker thread. Each cell also carries its mark (✓ ✗ ? ·) so the chart reads
-without colour vision; today's cell is outlined. Labels use the coordinator's language when a
-font that can draw it is installed (Chinese needs a CJK font, e.g. fonts-noto-cjk); otherwise
-the chart falls back to English labels and the caption carries the localized text.
+without colour vision; today's cell is outlined.
+
+Chinese labels are drawn with the font shipped in bot/reports/fonts (a subset of Noto Sans SC,
+SIL OFL 1.1: GB 2312, ASCII, Latin-1, CJK punctuation and every character of our catalogs and
+the example config), so a fresh machine with no CJK font still gets a Chinese chart. Should a
+label hold a character the font lacks, that chart falls back to English labels.
+
+matplotlib is imported on the first chart only: start-up and memory do not pay for it.
 """
 
 from __future__ import annotations
@@ -12,18 +17,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from bot.i18n import Translator
 
-matplotlib.use("Agg")
-
-from matplotlib import font_manager, ft2font  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-
-from bot.i18n import Translator  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Cell codes, in colour-map order.
 NONE, SCHEDULED, TAKEN, MISSED, NOT_REPORTED, HELD, BEFORE_REGISTRATION = range(7)
@@ -33,7 +33,7 @@ COLOURS = ["#ffffff", "#e6e6e6", "#2e7d32", "#c62828", "#f9a825", "#5c6bc0", "#b
 MARKS = {SCHEDULED: "·", TAKEN: "✓", MISSED: "✗", NOT_REPORTED: "?", HELD: "H", BEFORE_REGISTRATION: "-"}
 ROWS_PER_PAGE = 25
 DPI = 150
-CJK_SAMPLE = "研究药物"
+CJK_FONT_FILE = Path(__file__).with_name("fonts") / "NotoSansSC-Subset.otf"
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,47 @@ class ChartPage:
 
 
 @cache
-def cjk_font() -> str | None:
-    """The name of an installed font that can draw Chinese, if any."""
-    for entry in font_manager.fontManager.ttflist:
-        if "last resort" in entry.name.lower():
-            continue
-        try:
-            charmap = ft2font.FT2Font(entry.fname).get_charmap()
-        except (OSError, RuntimeError, ValueError):
-            continue
-        if all(ord(ch) in charmap for ch in CJK_SAMPLE):
-            return entry.name
-    return None
+def _matplotlib():
+    """Import matplotlib (Agg, no GUI) and register the bundled CJK font, once."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import font_manager
+
+    font_manager.fontManager.addfont(str(CJK_FONT_FILE))
+    return matplotlib
 
 
-def label_translator(t: Translator) -> Translator:
-    """The coordinator's own language if the chart can draw it, else English."""
-    if t.is_zh and cjk_font() is None:
+@cache
+def _font_charmap() -> frozenset[int]:
+    _matplotlib()
+    from matplotlib import ft2font
+
+    return frozenset(ft2font.FT2Font(str(CJK_FONT_FILE)).get_charmap())
+
+
+@cache
+def cjk_font() -> str:
+    """The family name of the bundled CJK font (registered with matplotlib on first use)."""
+    _matplotlib()
+    from matplotlib import font_manager
+
+    return font_manager.FontProperties(fname=str(CJK_FONT_FILE)).get_name()
+
+
+def font_covers(text: str) -> bool:
+    return all(ord(ch) in _font_charmap() or ch.isspace() for ch in text)
+
+
+def label_texts(t: Translator, site, day) -> list[str]:
+    """Every label drawn in the coordinator's language (title, axis, legend)."""
+    return [title_of(t, site, day), t._("Course day"), t._("taken"), t._("not taken"), t._("no answer"),
+            t._("to come")]
+
+
+def label_translator(t: Translator, site=None, day=None) -> Translator:
+    """The coordinator's own language, unless a label holds a character the font cannot draw."""
+    if t.is_zh and site is not None and not all(font_covers(text) for text in label_texts(t, site, day)):
         return Translator("en", t.tz)
     return t
 
@@ -85,7 +109,13 @@ def title_of(lt: Translator, site, day) -> str:
 
 
 def build_figure(rows: list[ChartRow], *, columns: int, t: Translator, site, day) -> Figure:
-    lt = label_translator(t)
+    _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
+
+    lt = label_translator(t, site, day)
     matrix = matrix_of(rows, columns)
     body = 0.38 * max(len(rows), 1)
     header, footer = 1.15, 0.55
@@ -139,5 +169,5 @@ def render_pages(rows: list[ChartRow], *, columns: int, t: Translator, site, day
         figure = build_figure(chunk, columns=columns, t=t, site=site, day=day)
         width, height = figure.canvas.get_width_height()
         pages.append(ChartPage(to_png(figure), [r.label for r in chunk], columns, matrix_of(chunk, columns), width,
-                               height, label_translator(t).locale))
+                               height, label_translator(t, site, day).locale))
     return pages

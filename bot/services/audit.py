@@ -24,7 +24,8 @@ def audit(
     reason: str | None = None,
     update_id: int | None = None,
 ) -> AuditLog:
-    """Add an audit row to the caller's transaction, so it commits (or not) with the change."""
+    """Add an audit row to the caller's transaction, so it commits (or not) with the change.
+    It is hash-chained when the transaction commits (bot.db.audit_chain)."""
     row = AuditLog(
         at=at,
         actor_kind=actor_kind,

@@ -2,13 +2,12 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
 
 from bot.db.engine import session_factory
 from bot.db.migrate import current_revision, schema_differences
-from bot.db.models import AuditLog, Course, DoseDay, Patient
+from bot.db.models import Course, DoseDay, Patient
 
 UTC = timezone.utc
 
@@ -61,20 +60,6 @@ async def test_dose_day_unique_per_patient_cycle_day(engine):
                                 due_at=now, closes_at=now, late_until=now))
         with pytest.raises(IntegrityError):
             await session.commit()
-
-
-async def test_audit_log_is_append_only_in_the_database(engine):
-    now = datetime(2026, 12, 1, tzinfo=UTC)
-    async with session_factory(engine)() as session:
-        session.add(AuditLog(at=now, actor_kind="system", actor_id="test", action="probe"))
-        await session.commit()
-    for statement in ("UPDATE audit_log SET action = 'rewritten'", "DELETE FROM audit_log"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            async with engine.begin() as connection:
-                await connection.execute(text(statement))
-    async with session_factory(engine)() as session:
-        rows = (await session.exec(select(AuditLog))).all()
-    assert [r.action for r in rows] == ["probe"]
 
 
 def test_no_table_has_an_arm_column():

@@ -130,7 +130,7 @@ class BotProcess:
         env = {**os.environ, "TELEGRAM_BOT_TOKEN": self.sandbox.token, "PYTHONUNBUFFERED": "1"}
         env.pop("ADHERENCE_BOT_CONFIG", None)
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", "--config", str(self.config), cwd=str(ROOT), env=env,
+            sys.executable, "-m", "bot", "run", "--sandbox", "--config", str(self.config), cwd=str(ROOT), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read())
         return self

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import text
 
+from bot.db.audit_chain import verify
 from bot.db.engine import make_engine
 from bot.domain.dose import Answer
 from bot.reports import csv_files
@@ -58,25 +59,33 @@ async def _export(url: str, clock: FakeClock, out) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in paths}
 
 
-def _restore_postgres(source_url: str) -> str:
-    plain = source_url.replace("postgresql+asyncpg://", "postgresql://")
-    base, _, _ = plain.rpartition("/")
-    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", "DROP DATABASE IF EXISTS adherence_restore_drill"],
-                   check=True, capture_output=True)
-    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", "CREATE DATABASE adherence_restore_drill"],
-                   check=True, capture_output=True)
-    dump = subprocess.run(["pg_dump", "--format=custom", plain], check=True, capture_output=True).stdout
-    subprocess.run(["pg_restore", "--no-owner", "--dbname", f"{base}/adherence_restore_drill"], input=dump,
-                   check=True, capture_output=True)
-    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/adherence_restore_drill"
+def _restore_postgres(run, name: str) -> str:
+    """pg_dump the run's database (as its owner) and pg_restore it into a new database `name`."""
+    owner = run.owner_url.replace("postgresql+asyncpg://", "postgresql://")
+    door = run.url_of("postgres").replace("postgresql+asyncpg://", "postgresql://")
+    subprocess.run(["psql", door, "-q", "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+    dump = subprocess.run(["pg_dump", "--format=custom", owner], check=True, capture_output=True).stdout
+    subprocess.run(["pg_restore", "--no-owner", "--dbname", run.url_of(name).replace("postgresql+asyncpg://",
+                                                                                    "postgresql://")],
+                   input=dump, check=True, capture_output=True)
+    return run.url_of(name)
 
 
-async def test_backup_restore_export_is_identical(engine, database_url, tmp_path):
+def _drop_postgres(run, name: str) -> None:
+    door = run.url_of("postgres").replace("postgresql+asyncpg://", "postgresql://")
+    subprocess.run(["psql", door, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=True,
+                   capture_output=True)
+
+
+async def test_backup_restore_export_is_identical(engine, database_url, tmp_path, request):
     clock = FakeClock(datetime(2026, 12, 1, 1, 0, tzinfo=UTC))
     await _populate(Runtime(settings=_settings(database_url), engine=engine, clock=clock), clock)
     await engine.dispose()
     if ON_POSTGRES:
-        restored_url = _restore_postgres(database_url)
+        run = request.getfixturevalue("postgres_run")
+        name = f"{run.name}_restored"  # unique per run, like the run's own database
+        request.addfinalizer(lambda: _drop_postgres(run, name))
+        restored_url = _restore_postgres(run, name)
     else:  # SQLite's online backup API, as docs/operations.md describes
         source_path = database_url.split(":///", 1)[1]
         target_path = tmp_path / "restored.db"
@@ -88,4 +97,10 @@ async def test_backup_restore_export_is_identical(engine, database_url, tmp_path
     restored = await _export(restored_url, clock, tmp_path / "restored")
     assert {"patients.csv", "dose_days.csv", "symptom_reports.csv", "audit_log.csv"} <= set(original)
     assert original == restored
+    restored_engine = make_engine(restored_url)
+    try:
+        chain = await verify(restored_engine)  # the audit trail survives backup and restore intact
+    finally:
+        await restored_engine.dispose()
+    assert chain.ok and chain.rows > 5, chain.problem
     assert b"NJ-881" in original["patients.csv"] and b"urine_blood" in original["symptom_reports.csv"]

@@ -2,7 +2,7 @@
 patient messages
 
 Revision ID: 0005
-Revises: 0004_dose_integrity
+Revises: 0003_audit_hardening
 Create Date: 2026-11-29
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import bot.db.types
 
 revision = "0005"
-down_revision = "0004_dose_integrity"
+down_revision = "0003_audit_hardening"
 branch_labels = None
 depends_on = None
 
