@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import tomllib
+from datetime import date
 
 import pytest
 
@@ -78,6 +79,8 @@ def _toml(data: dict) -> str:
             return "true" if v else "false"
         if isinstance(v, (int, float)):
             return repr(v)
+        if isinstance(v, date):
+            return v.isoformat()  # a TOML local date
         if isinstance(v, str):
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, list):

@@ -371,7 +371,8 @@ def export_caption(t: Translator, *, site_name: str, counts: dict[str, int]) -> 
                           reports=counts["symptom_reports"], alerts=counts["alerts"], audit=counts["audit_log"]),
                       t._("In the zip: patients.csv (one row per patient), courses.csv (one per course), "
                           "dose_days.csv (each course day and its outcome), dose_events.csv (each answer or "
-                          "change), symptom_reports.csv, alerts.csv, invitations.csv and audit_log.csv (who "
+                          "change), symptom_reports.csv, alerts.csv, patient_messages.csv (what patients sent and the "
+                          "team's answers), invitations.csv and audit_log.csv (who "
                           "changed what, and when). The first row of each file names its columns; times are "
                           "given in UTC and in local time.")])
 
