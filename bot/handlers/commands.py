@@ -18,6 +18,7 @@ from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render import patient as render
 from bot.services import courses, enrolment, patients
+from bot.services import symptoms as symptom_service
 from bot.services.courses import CourseRefused
 
 log = logging.getLogger("adherence.commands")
@@ -188,7 +189,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await status(update, context)
     elif text in _menu_texts("chemo"):
         await chemo_finished(update, context)
-    elif symptoms.note_pending(context) and not text.startswith("/"):
+    elif not text.startswith("/") and await symptom_service.pending_note(
+            runtime(context), telegram_user_id=update.effective_user.id) is not None:
         await symptoms.on_note(update, context)
     elif looks_like_token(text) and await current_patient(context, update.effective_user.id) is None:
         await enrol.begin(update, context, text)

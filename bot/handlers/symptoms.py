@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
 
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
@@ -31,9 +30,7 @@ from bot.services.symptoms import ReportNotSaved, ReportResult
 
 log = logging.getLogger("adherence.symptoms")
 GROUP_ORDER = ("bleeding", "clot", "liver", "other")
-NOTE = "note_for"
 DESCRIBE = "other_unwell"  # "Something else is wrong": the note prompt asks for a description
-NOTE_MINUTES = 30
 TICK = "☑ "
 
 
@@ -138,7 +135,6 @@ async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, codes: list[
     if saved is not None and saved.advice_row_id is not None:
         await _settle_advice(rt, saved.advice_row_id, shown)
     if saved is not None:
-        context.user_data[NOTE] = {"report": saved.report_id, "at": rt.now().isoformat()}
         sites = [rt.settings.site(saved.site_id)]
     await _confirm(query, _confirmation(t, level, saved, sites, describe=DESCRIBE in codes))
 
@@ -213,24 +209,12 @@ async def _confirm(query, text: str) -> None:
         log.error("event=report_confirmation_failed error=%s", type(error).__name__)
 
 
-def note_pending(context: ContextTypes.DEFAULT_TYPE) -> bool:
-    """A note prompt is open for this patient's next text; it lapses after NOTE_MINUTES (a later
-    message is a new message to the team, not a note)."""
-    pending = context.user_data.get(NOTE) if context.user_data is not None else None
-    if not pending:
-        return False
-    if runtime(context).now() - datetime.fromisoformat(pending["at"]) > timedelta(minutes=NOTE_MINUTES):
-        context.user_data.pop(NOTE, None)
-        return False
-    return True
-
-
 async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The patient's text while a note prompt is open (see `symptoms.pending_note`)."""
     rt = runtime(context)
-    report_id = context.user_data.pop(NOTE)["report"]
     patient = await current_patient(context, update.effective_user.id)
     t = translator_for(update, context, patient)
-    saved = await symptoms.add_note(rt, telegram_user_id=update.effective_user.id, report_id=report_id,
+    saved = await symptoms.add_note(rt, telegram_user_id=update.effective_user.id,
                                     note=update.effective_message.text or "", update_id=update.update_id)
     await update.effective_message.reply_text(
         t._("Your note was added to your report.") if saved else t._("Please use the buttons. For help, send /help."))

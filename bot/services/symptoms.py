@@ -22,6 +22,7 @@ from bot.db.models import Alert, AlertMessage, Outbox, Patient, SymptomReport
 from bot.domain.hours import next_working_start, seen_today
 from bot.domain.triage import TriageLevel, triage
 from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, raise_alert, team_reached
+from bot.services import dialogs
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, enqueue
 from bot.services.queries import patient_by_telegram
@@ -29,6 +30,8 @@ from bot.services.runtime import Runtime
 
 ADVICE_KIND = "symptom_advice"
 ALERT_UPDATE_KIND = "alert_update"
+NOTE_DIALOG = "symptom_note"
+NOTE_TTL = timedelta(minutes=30)  # later text is a new message to the team, not a note
 NOTE_SHOWN = 500  # characters of a note shown on the alert (the report keeps all of it)
 KIND_BY_LEVEL = {TriageLevel.EMERGENCY: "emergency_symptom", TriageLevel.SAME_DAY: "same_day_symptom"}
 
@@ -95,6 +98,9 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
                                           report_id=row.id, quiet=throttled, update_id=update_id)
                 alert_id = alert.id
                 reached = await team_reached(session, rt.settings, alert)
+            # The note prompt lives in the database: a restart or another process still takes the note.
+            await dialogs.put(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=NOTE_DIALOG,
+                              payload={"report": row.id}, now=now, ttl=NOTE_TTL)
             await session.commit()
             hours = rt.settings.site(patient.site_id).hours
             result = ReportResult(report_id=row.id, level=level, site_id=patient.site_id, alert_id=alert_id,
@@ -174,23 +180,35 @@ async def advice_failed(rt: Runtime, *, row_id: int, error: str) -> None:
     rt.wake()
 
 
-async def add_note(rt: Runtime, *, telegram_user_id: int, report_id: int, note: str,
-                   update_id: int | None = None) -> bool:
-    """Attach the patient's optional free-text note to their report, once. The note itself is
-    kept out of the audit row and the logs (it may hold anything); only its length is recorded."""
+async def pending_note(rt: Runtime, *, telegram_user_id: int) -> int | None:
+    """The report whose optional note the patient's next text is, while the prompt is open."""
+    async with rt.session() as session:
+        state = await dialogs.get(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=NOTE_DIALOG,
+                                  now=rt.now())
+    return state["report"] if state else None
+
+
+async def add_note(rt: Runtime, *, telegram_user_id: int, note: str, update_id: int | None = None) -> bool:
+    """Attach the patient's optional free-text note to the report the open prompt is about, once.
+    The note itself is kept out of the audit row and the logs (it may hold anything); only its
+    length is recorded. The team sees it on the alert, the patient card and the digest."""
     note = note.strip()[:2000]
     now = rt.now()
+    user = dialogs.telegram_user(telegram_user_id)
     async with rt.session() as session:
+        state = await dialogs.get(session, channel_user_id=user, kind=NOTE_DIALOG, now=now)
         patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
-        report_row = await session.get(SymptomReport, report_id)
+        report_row = await session.get(SymptomReport, state["report"]) if state else None
+        await dialogs.clear(session, channel_user_id=user, kind=NOTE_DIALOG)
         if not note or patient is None or report_row is None or report_row.patient_id != patient.id \
                 or report_row.note is not None:
+            await session.commit()
             return False
         report_row.note = note
         session.add(report_row)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="symptom.note_added",
-              entity="symptom_report", entity_id=report_id, after={"note_length": len(note)}, update_id=update_id)
-        await _note_on_alert(session, patient_id=patient.id, report_id=report_id, note=note, now=now)
+              entity="symptom_report", entity_id=report_row.id, after={"note_length": len(note)}, update_id=update_id)
+        await _note_on_alert(session, patient_id=patient.id, report_id=report_row.id, note=note, now=now)
         await session.commit()
     rt.wake()
     return True

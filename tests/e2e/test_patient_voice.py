@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bot.db.models import Alert, AuditLog, PatientMessage
+from bot.db.models import Alert, AuditLog, PatientMessage, SymptomReport
 from bot.i18n import Translator
 from bot.render.coordinator import alert_title
 from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ, running_bot
@@ -155,3 +155,20 @@ async def test_taken_names_both_windows_eat_after_and_no_dairy_or_minerals_befor
         user.press(reminder, reminder.buttons[0][1])
         await h.sandbox.wait_for(lambda: reminder.reply_markup is None)
         assert "09:00" in reminder.text and "12:00" in reminder.text and dairy in reminder.text, reminder.text
+
+
+async def test_a_note_prompt_survives_a_restart(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, "en", "English", 9411)
+        picker = await open_picker(h, user)
+        await tick_symptom(h, user, picker, "small_bruise")
+        user.press(picker, send_button(picker))
+        await h.sandbox.wait_for(lambda: "✅" in (picker.text or ""))
+        await h.restart()  # the prompt is in the database, not in the process
+        count = len(user.messages)
+        user.send_text("on my left arm")
+        await h.sandbox.wait_for(lambda: len(user.messages) > count)
+        assert "note was added" in user.messages[count].text
+        [report] = await h.rows(SymptomReport)
+        assert report.note == "on my left arm"
+        assert await h.rows(PatientMessage) == []  # a note, not a message to relay
