@@ -124,6 +124,11 @@ async def test_a_symptom_note_is_added_to_the_open_alert(engine, database_url):
         await wait_as_time_passes(h, lambda: "since this morning, twice" in (copy.text or ""))
         assert copy.history  # edited in place, not a new message
         assert await h.rows(PatientMessage) == []  # a note, not a new message
+        admin = h.sandbox.user(ADMIN_NJ, language_code="en")  # and on the patient card
+        count = len(admin.messages)
+        admin.send_command("/patient", "NJ-9401")
+        await h.sandbox.wait_for(lambda: any("since this morning, twice" in (m.text or "")
+                                             for m in admin.messages[count:]))
 
 
 async def test_a_same_day_report_on_friday_night_names_the_next_working_day(engine, database_url):
