@@ -115,6 +115,12 @@ async def on_startup(application: Application) -> None:
     _schedule_digests(application)
 
 
+async def on_stop(application: Application) -> None:
+    """After PTB stopped (run_polling / run_webhook): stop the scheduler for good and, on SQLite,
+    release its ownership of the file, so the next start does not wait to take over."""
+    await application.bot_data["scheduler"].stop()
+
+
 async def _coordinator_menus(application: Application) -> None:
     """Each coordinator sees the study-team commands in their own language. Telegram refuses a
     chat scope for someone who has never opened the bot: they get the menu on the next start."""
@@ -186,6 +192,7 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
                                             outage=PollingOutage()))
         .concurrent_updates(True)
         .post_init(on_startup)
+        .post_stop(on_stop)
     )
     application = builder.build()
     scheduler = Scheduler(rt, application.bot)

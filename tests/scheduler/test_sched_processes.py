@@ -8,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.db.models import Outbox
+from bot.db.engine import session_factory
+from bot.db.models import Outbox, RuntimeState
 from bot.sandbox import BotApiSandbox
 from scheduler.delivery import IN_FLIGHT
+from scheduler.ownership import OWNER_KEY
 from tests.scheduler.sched_support import (BotProcess, outbox_rows, outbox_states, reminders_per_chat, seed_due,
                                            wait_until, write_config)
 
@@ -159,3 +161,22 @@ async def test_concurrent_claims_never_hand_out_a_row_twice(engine, database_url
 
     await asyncio.gather(*(worker(Courier(rt, None, worker_id=f"host:{i}")) for i in range(8)))
     assert len(claimed) == len(set(claimed)) == 1500
+
+
+@pytest.mark.sqlite_only  # ownership of the file is SQLite's single-scheduler guard
+async def test_a_clean_stop_releases_the_sqlite_ownership(engine, database_url, tmp_path):
+    async with BotApiSandbox() as sandbox:
+        config = write_config(tmp_path / "bot.toml", sandbox, database_url)
+        first = await BotProcess(config, sandbox).start()
+        await first.wait_ready()
+        async with session_factory(engine)() as session:
+            assert (await session.get(RuntimeState, OWNER_KEY)).value.endswith(f":{first.pid}")
+        assert await first.terminate() == 0
+        async with session_factory(engine)() as session:
+            assert await session.get(RuntimeState, OWNER_KEY, populate_existing=True) is None  # released
+        second = await BotProcess(config, sandbox).start()  # starts at once, nothing to take over
+        try:
+            await second.wait_ready()
+            assert "took_over" not in second.output and "takeover" not in second.output
+        finally:
+            assert await second.terminate() == 0
