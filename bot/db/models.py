@@ -206,6 +206,26 @@ class PatientMessage(SQLModel, table=True):
     update_id: int | None = _telegram_id()
 
 
+class ConmedReport(SQLModel, table=True):
+    """The patient's answer to the prohibited-medicine check, once per course and check point
+    (start of the course, mid-course). `category` is a code from the configured pick-list."""
+
+    __tablename__ = "conmed_report"
+    __table_args__ = (UniqueConstraint("patient_id", "course_id", "check_point", name="uq_conmed_report_check"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    course_id: int = Field(foreign_key="course.id", index=True)
+    cycle: int
+    check_point: str = Field(max_length=8)  # start | mid
+    answered_at: datetime = _instant()
+    answer: str = Field(max_length=8)  # yes | no
+    category: str | None = Field(default=None, max_length=16)
+    reported_by: str = Field(max_length=48)  # the subject id
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    update_id: int | None = _telegram_id()
+
+
 class Alert(SQLModel, table=True):
     __table_args__ = (Index("ix_alert_open_repeat", "acknowledged_at", "next_repeat_at"),)
 

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.db.models import (Alert, AlertMessage, AuditLog, Course, DoseDay, DoseEvent, Invitation, Patient,
-                           PatientMessage, SymptomReport)
+from bot.db.models import (Alert, AlertMessage, AuditLog, ConmedReport, Course, DoseDay, DoseEvent, Invitation,
+                           Patient, PatientMessage, SymptomReport)
 from bot.domain.tokens import invitation_status
 from bot.services.audit import audit
 from bot.services.codebook import codebook_rows
@@ -50,6 +50,9 @@ COLUMNS: dict[str, list[str]] = {
                "escalate_at_utc", "escalated_at_utc", "repeats", "copies_sent", "details"],
     "patient_messages": ["message_id", "subject_id", "site_id", "at_utc", "at_local", "direction", "kind", "level",
                          "matched", "text", "author", "alert_id"],
+    "concomitant_medications": ["report_id", "subject_id", "site_id", "course_id", "cycle", "check_point",
+                                "answered_at_utc", "answered_at_local", "answer", "category", "reported_by",
+                                "alert_id", "update_id"],
     "invitations": ["invitation_id", "site_id", "subject_id", "purpose", "status", "created_by", "created_at_utc",
                     "expires_at_utc", "used_at_utc", "revoked_at_utc", "revoked_by"],
     "audit_log": ["audit_id", "at_utc", "actor_kind", "actor_id", "action", "entity", "entity_id", "before", "after",
@@ -176,6 +179,8 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         alerts = await _all(session, select(Alert).where(col(Alert.site_id).in_(sites)).order_by(col(Alert.id)))
         messages = await _all(session, select(PatientMessage).where(col(PatientMessage.patient_id).in_(ids))
                               .order_by(col(PatientMessage.id)))
+        conmeds = await _all(session, select(ConmedReport).where(col(ConmedReport.patient_id).in_(ids))
+                             .order_by(col(ConmedReport.id)))
         copies = await _all(session, select(AlertMessage.alert_id).where(
             col(AlertMessage.alert_id).in_([a.id for a in alerts]))) if alerts else []
         invitations = await _all(session, select(Invitation).where(col(Invitation.site_id).in_(sites))
@@ -183,7 +188,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         audit_rows = await _all(session, select(AuditLog).order_by(col(AuditLog.id)))
         everything = len(sites) == len(rt.settings.sites)
         audit_rows = audit_rows if everything else _site_audit(rt, sites, audit_rows, patients, courses, doses,
-                                                              reports, alerts, invitations)
+                                                              reports, alerts, invitations, conmeds)
         withdrawn = {r.entity_id: r.at for r in audit_rows if r.action == "patient.withdrawn"}
         course_status = {c.id: c.status for c in courses}
         recorded = _recorded_at(doses, events)
@@ -230,6 +235,13 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "at_utc": utc(m.at), "at_local": local(m.at, by_id[m.patient_id].timezone), "direction": m.direction,
             "kind": m.kind, "level": m.level, "matched": ";".join(m.matched), "text": m.text or "",
             "author": m.author, "alert_id": m.alert_id or ""} for m in messages]
+        export.tables["concomitant_medications"] = [{
+            "report_id": r.id, "subject_id": by_id[r.patient_id].subject_id, "site_id": by_id[r.patient_id].site_id,
+            "course_id": r.course_id, "cycle": r.cycle, "check_point": r.check_point,
+            "answered_at_utc": utc(r.answered_at), "answered_at_local": local(r.answered_at, by_id[r.patient_id].timezone),
+            "answer": r.answer, "category": r.category or "", "reported_by": r.reported_by,
+            "alert_id": r.alert_id or "", "update_id": r.update_id if r.update_id is not None else ""}
+            for r in conmeds]
         export.tables["invitations"] = [{
             "invitation_id": i.id, "site_id": i.site_id, "subject_id": i.subject_id or "", "purpose": i.purpose,
             "status": invitation_status(expires_at=i.expires_at, used_at=i.used_at, revoked_at=i.revoked_at,
@@ -288,13 +300,15 @@ def _alert_row(a: Alert, names: Names, tz: str, copies: int) -> dict:
         "copies_sent": copies, "details": _json(names.scrub(a.details))}
 
 
-def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations) -> list[AuditLog]:
+def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations,
+                conmeds=()) -> list[AuditLog]:
     subjects = {p.subject_id for p in patients}
     coordinators = {str(c.telegram_id) for s in rt.settings.sites if s.id in sites for c in s.coordinators}
     ids = {
         "patient": subjects, "course": {str(c.id) for c in courses}, "dose_day": {str(d.id) for d in doses},
         "symptom_report": {str(r.id) for r in reports}, "alert": {str(a.id) for a in alerts},
         "invitation": {str(i.id) for i in invitations}, "site": set(sites),
+        "conmed_report": {str(r.id) for r in conmeds},
     }
 
     def concerns(row: AuditLog) -> bool:

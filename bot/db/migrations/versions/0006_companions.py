@@ -1,0 +1,47 @@
+"""companions to dosing: the prohibited-medicine check (conmed_report)
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-29
+"""
+import sqlalchemy as sa
+from alembic import op
+
+import bot.db.types
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "conmed_report",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("course_id", sa.Integer(), nullable=False),
+        sa.Column("cycle", sa.Integer(), nullable=False),
+        sa.Column("check_point", sa.String(length=8), nullable=False),
+        sa.Column("answered_at", bot.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("answer", sa.String(length=8), nullable=False),
+        sa.Column("category", sa.String(length=16), nullable=True),
+        sa.Column("reported_by", sa.String(length=48), nullable=False),
+        sa.Column("alert_id", sa.Integer(), nullable=True),
+        sa.Column("update_id", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(["alert_id"], ["alert.id"]),
+        sa.ForeignKeyConstraint(["course_id"], ["course.id"]),
+        sa.ForeignKeyConstraint(["patient_id"], ["patient.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("patient_id", "course_id", "check_point", name="uq_conmed_report_check"),
+    )
+    with op.batch_alter_table("conmed_report", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_conmed_report_course_id"), ["course_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_conmed_report_patient_id"), ["patient_id"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("conmed_report", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_conmed_report_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_conmed_report_course_id"))
+    op.drop_table("conmed_report")

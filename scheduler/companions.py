@@ -1,0 +1,84 @@
+"""Due messages of the features around dosing (issue 14), advanced to `now` like the rest of
+the lifecycle: idempotent, each queued once through its dedupe key, and nothing at all while the
+feature's switch is off.
+
+- `conmed_check` (the prohibited-medicine question): once the course plan has gone out (the
+  start-of-course check) and at the reminder instant of the configured mid-course day. Never in
+  quiet hours: a check that falls there waits for their end.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import String, cast, literal
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import Settings, parse_hhmm
+from bot.db.models import ConmedReport, Course, DoseDay, Outbox, Patient
+from bot.domain.schedule import local_due_instant
+from bot.services.conmed import CHECK_KIND, MID, START, check_dedupe_key
+from bot.services.outbox import enqueue
+
+BATCH = 500
+LIVE_DAY_STATES = ("scheduled", "taken", "missed")
+
+
+def after_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> datetime:
+    """`instant`, or the end of the quiet hours it falls in."""
+    from scheduler.lifecycle import in_quiet_hours
+    if not in_quiet_hours(settings, instant, tz):
+        return instant
+    end = parse_hhmm(settings.reminders.quiet_hours_end)
+    local = instant.astimezone(tz)
+    day = local.date() if local.time() < end else local.date() + timedelta(days=1)
+    return local_due_instant(day, end, tz)
+
+
+def _reachable():
+    return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None))
+
+
+def _not_queued(point: str):
+    key = literal(f"{CHECK_KIND}:", String) + cast(Course.id, String) + literal(f":{point}", String)
+    return (~select(Outbox.id).where(Outbox.dedupe_key == key).exists(),
+            ~select(ConmedReport.id).where(ConmedReport.course_id == Course.id,
+                                           ConmedReport.check_point == point).exists())
+
+
+async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now: datetime,
+                              plan_unsent) -> int:
+    if not settings.conmed.enabled:
+        return 0
+    added = 0
+    # Start of course: right after the plan (the plan itself holds everything back until sent).
+    starting = (await session.exec(
+        select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+        .where(Course.status == "active", Course.last_day >= (now - timedelta(days=1)).date(), *_reachable(),
+               ~plan_unsent(Patient.id), *_not_queued(START))
+        .order_by(col(Course.id)).limit(BATCH))).all()
+    for course, patient in starting:
+        due = after_quiet_hours(settings, now, ZoneInfo(patient.timezone))
+        added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+                               patient_id=patient.id, payload={"course_id": course.id, "point": START},
+                               dedupe_key=check_dedupe_key(course.id, START))
+    mid_day = settings.conmed.mid_course_day
+    if mid_day:
+        middle = (await session.exec(
+            select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
+            .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == mid_day))
+            .where(Course.status == "active", col(DoseDay.state).in_(LIVE_DAY_STATES),
+                   DoseDay.out_of_window.is_(False), DoseDay.due_at <= now, DoseDay.closes_at > now,
+                   *_reachable(), ~plan_unsent(Patient.id), *_not_queued(MID))
+            .order_by(col(Course.id)).limit(BATCH))).all()
+        for course, patient, dose in middle:
+            due = after_quiet_hours(settings, now, ZoneInfo(patient.timezone))
+            if due >= dose.closes_at:
+                continue
+            added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+                                   patient_id=patient.id, dose_day_id=dose.id,
+                                   payload={"course_id": course.id, "point": MID},
+                                   dedupe_key=check_dedupe_key(course.id, MID))
+    return added
