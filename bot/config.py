@@ -229,6 +229,16 @@ class ConmedSettings(_Strict):
         return {c.code: c for c in self.categories}
 
 
+class AccountabilitySettings(_Strict):
+    """Tablet accountability: at the end of each course the patient is asked how many tablets
+    are left; the answer is compared with what the dose record implies. Off unless switched on."""
+
+    enabled: bool = False
+    tablets_per_course: int = Field(14, ge=1, le=500)  # dispensed for each course
+    # |reported left − expected left| above this raises an info alert to the site.
+    tolerance: int = Field(1, ge=0, le=500)
+
+
 class Coordinator(_Strict):
     telegram_id: int = Field(gt=0)
     role: Literal["coordinator", "admin"] = "coordinator"
@@ -355,6 +365,7 @@ class Settings(_Strict):
     delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
     conmed: ConmedSettings = ConmedSettings()
+    accountability: AccountabilitySettings = AccountabilitySettings()
     sites: list[Site] = Field(min_length=1)
     triage: TriageSettings
 

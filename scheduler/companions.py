@@ -5,6 +5,8 @@ feature's switch is off.
 - `conmed_check` (the prohibited-medicine question): once the course plan has gone out (the
   start-of-course check) and at the reminder instant of the configured mid-course day. Never in
   quiet hours: a check that falls there waits for their end.
+- `tablet_count` (tablet accountability): once a course's last day has closed, at the next-morning
+  time (`[reminders] next_morning_time`) of the day after it, or at once when that has passed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings, parse_hhmm
-from bot.db.models import ConmedReport, Course, DoseDay, Outbox, Patient
+from bot.db.models import ConmedReport, Course, DoseDay, Outbox, Patient, TabletCount
+from bot.services.accountability import COUNT_KIND, count_dedupe_key
 from bot.domain.schedule import local_due_instant
 from bot.services.conmed import CHECK_KIND, MID, START, check_dedupe_key
 from bot.services.outbox import enqueue
@@ -81,4 +84,27 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
                                    patient_id=patient.id, dose_day_id=dose.id,
                                    payload={"course_id": course.id, "point": MID},
                                    dedupe_key=check_dedupe_key(course.id, MID))
+    return added
+
+
+async def queue_tablet_counts(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    if not settings.accountability.enabled:
+        return 0
+    key = literal(f"{COUNT_KIND}:", String) + cast(Course.id, String)
+    rows = (await session.exec(
+        select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
+        .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
+        .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
+               *_reachable(), ~select(Outbox.id).where(Outbox.dedupe_key == key).exists(),
+               ~select(TabletCount.id).where(TabletCount.course_id == Course.id).exists())
+        .order_by(col(Course.id)).limit(BATCH))).all()
+    morning = parse_hhmm(settings.reminders.next_morning_time)
+    added = 0
+    for course, patient, last in rows:
+        tz = ZoneInfo(patient.timezone)
+        due = after_quiet_hours(settings, max(local_due_instant(last.local_date + timedelta(days=1), morning, tz), now),
+                                tz)
+        added += await enqueue(session, kind=COUNT_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+                               patient_id=patient.id, payload={"course_id": course.id},
+                               dedupe_key=count_dedupe_key(course.id))
     return added

@@ -57,7 +57,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.config import Settings
-from bot.db.models import Alert, AlertMessage, ConmedReport, Course, DoseDay, Outbox, Patient, PatientMessage
+from bot.db.models import Alert, AlertMessage, ConmedReport, Course, TabletCount, DoseDay, Outbox, Patient, PatientMessage
 from bot.domain.adherence import adherence
 from bot.domain.dose import DoseState, catch_up_allowed
 from bot.i18n import Translator
@@ -68,7 +68,9 @@ from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE
 from bot.services.runtime import Runtime
 from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
+from bot.services.accountability import COUNT_KIND as TABLET_COUNT
 from bot.services.conmed import CHECK_KIND as CONMED_CHECK
+from bot.render import accountability as render_accountability
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
 from bot.render import conmed as render_conmed
 from scheduler.lifecycle import in_quiet_hours
@@ -85,7 +87,8 @@ MAX_BACKOFF = 300
 LOOK_AGAIN = {True: 0.1, False: 0.5}  # seconds between claims while sends are outstanding (alert lane: True)
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
 PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
-                 "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK)
+                 "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK,
+                 TABLET_COUNT)
 DOSE_KINDS = ("reminder", "followup", "snooze")
 
 
@@ -127,6 +130,7 @@ class Loaded:
     copies_in_flight: set[tuple[int, int]] = field(default_factory=set)  # (alert, chat) still being sent
     catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
     conmed_answered: set[tuple[int, str]] = field(default_factory=set)  # (course id, check point) answered
+    tablets_counted: set[int] = field(default_factory=set)  # course ids whose tablet count is in
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
 
     def translator(self, locale: str, tz: str) -> Translator:
@@ -174,7 +178,8 @@ async def load(session, rows: list[Outbox]) -> Loaded:
                                                          col(Outbox.state).in_(["pending", "claimed", "sending"]))
         )).all())
     course_ids = {r.payload.get("course_id") for r in rows
-                  if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled", CONMED_CHECK)}
+                  if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled", CONMED_CHECK,
+                                TABLET_COUNT)}
     loaded.courses = await fetch(Course, course_ids)
     ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
     if ending:
@@ -192,6 +197,10 @@ async def load(session, rows: list[Outbox]) -> Loaded:
     if checking:
         loaded.conmed_answered = set((await session.exec(select(ConmedReport.course_id, ConmedReport.check_point)
                                                           .where(col(ConmedReport.course_id).in_(checking)))).all())
+    counting = {r.payload.get("course_id") for r in rows if r.kind == TABLET_COUNT} - {None}
+    if counting:
+        loaded.tablets_counted = set((await session.exec(select(TabletCount.course_id).where(
+            col(TabletCount.course_id).in_(counting)))).all())
     return loaded
 
 
@@ -285,6 +294,16 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         return Prepared(text, markup, protect=True)
     if row.kind == CONMED_CHECK:
         return _prepare_conmed(loaded, settings=settings, row=row, t=t)
+    if row.kind == TABLET_COUNT:
+        course = loaded.courses.get(row.payload.get("course_id"))
+        if not settings.accountability.enabled:
+            return Skip("tablet accountability switched off")
+        if course is None or course.status != "active":
+            return Skip("course cancelled")
+        if course.id in loaded.tablets_counted:
+            return Skip("already answered")
+        text, markup = render_accountability.question(t, settings, course.id, course.cycle)
+        return Prepared(text, markup, protect=True)
     if row.kind in ("course_plan", "course_end"):
         course = loaded.courses.get(row.payload.get("course_id"))
         if course is None or course.status != "active":

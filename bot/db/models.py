@@ -226,6 +226,26 @@ class ConmedReport(SQLModel, table=True):
     update_id: int | None = _telegram_id()
 
 
+class TabletCount(SQLModel, table=True):
+    """Tablets the patient reported left at the end of a course (one answer per course), with what
+    the dose record implied at that moment. The export recomputes `expected` from the record."""
+
+    __tablename__ = "tablet_count"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    course_id: int = Field(foreign_key="course.id", unique=True)
+    cycle: int
+    answered_at: datetime = _instant()
+    reported_left: int
+    dispensed: int
+    expected_left: int  # dispensed minus days recorded as taken, when the patient answered
+    source: str = Field(max_length=8)  # button | typed
+    reported_by: str = Field(max_length=48)  # the subject id
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    update_id: int | None = _telegram_id()
+
+
 class Alert(SQLModel, table=True):
     __table_args__ = (Index("ix_alert_open_repeat", "acknowledged_at", "next_repeat_at"),)
 

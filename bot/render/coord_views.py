@@ -12,6 +12,7 @@ from bot.config import Settings, Site
 from bot.domain.adherence import Adherence, marks
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+from bot.render import accountability as render_accountability
 from bot.render.coordinator import alert_summary, alert_title, missed_reason_label, printable
 from bot.render.patient import state_label
 from bot.reports.chart import ChartRow
@@ -242,6 +243,7 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
     for c in detail.cancelled:
         lines.append(t._("Cycle {cycle} cancelled ({first} – {last})", cycle=c.cycle, first=t.date(c.first_day),
                          last=t.date(c.last_day)))
+    lines += render_accountability.card_lines(t, detail.tablets)
     lines.append("")
     if detail.reports:
         lines.append(t._("Symptom reports (latest {count}):", count=len(detail.reports)))
@@ -340,6 +342,7 @@ def digest_text(t: Translator, settings: Settings, digest: Digest) -> list[str]:
                           count=len(digest.messages))]
         lines += [f"• {m.subject_id} {t.datetime(m.at)}: " + (printable(m.text[:120]) if m.text else "📎 " + m.kind)
                   for m in digest.messages]
+    lines += render_accountability.digest_lines(t, digest.tablet_counts)
     lines += ["", t._("Adherence so far:")]
     lines += [f"• {subject}: {ratio(t, counts)}" for subject, counts in digest.adherence] or ["  " + t._("none")]
     if digest.total is not None and digest.total.expected:

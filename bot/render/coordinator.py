@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+from bot.render import accountability as render_accountability
 from bot.render import conmed as render_conmed
 from bot.services.staff import staff_label
 
@@ -51,6 +52,7 @@ def alert_title(t: Translator, kind: str) -> str:
         "missed_reason": "⚠ " + t._("Dose not taken, for a reason to follow up today"),
         "patient_course_conflict": "⚠ " + t._("Patient's chemotherapy end does not match the registered course"),
         "conmed_reported": "⚠ " + t._("Possible prohibited concomitant medication: contact the patient today"),
+        "tablet_count_difference": "ℹ " + t._("Tablets left differ from the dose record"),
     }[kind]
 
 
@@ -111,6 +113,8 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
                         date=details.get("date")) if details.get("date") else ""))
     if alert.kind == "conmed_reported":
         lines += render_conmed.alert_lines(t, settings, details)
+    if alert.kind == "tablet_count_difference":
+        lines += render_accountability.alert_lines(t, details)
     if details.get("days"):
         lines.append(t._("Days in a row: {days}", days=details["days"]))
     if details.get("chemo_end"):

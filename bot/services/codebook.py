@@ -45,6 +45,8 @@ _ALERTS = {
                                 "患者报告的化疗结束日期与已登记疗程不符"),
     "conmed_reported": ("possible prohibited concomitant medication (the patient's pick in the check)",
                         "可能的禁用合并用药（患者在询问中选择）"),
+    "tablet_count_difference": ("tablets left differ from the dose record beyond the tolerance",
+                                "剩余药片数与服药记录不符（超出允许范围）"),
     "missed_reason": ("dose not taken: doctor said stop, side effects or ran out", "未服药：医生让停药、副作用或药吃完了"),
 }
 _SIMPLE = [
@@ -90,6 +92,8 @@ _SIMPLE = [
     ("concomitant_medications.check_point", "mid", "asked mid-course", "疗程中途询问", ""),
     ("concomitant_medications.answer", "yes", "started a new medicine", "开始了新的药物", ""),
     ("concomitant_medications.answer", "no", "nothing new", "没有新的药物", ""),
+    ("accountability.source", "button", "tapped a number", "点按数字", ""),
+    ("accountability.source", "typed", "typed a number", "输入数字", ""),
     ("invitations.purpose", "enrol", "enrolment", "入组", ""),
     ("invitations.purpose", "rebind", "new phone", "更换手机", ""),
     ("audit_log.actor_kind", "patient", "patient (subject id)", "患者（受试者编号）", ""),

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, select
 
 from bot.db.models import (Alert, AlertMessage, AuditLog, ConmedReport, Course, DoseDay, DoseEvent, Invitation,
-                           Patient, PatientMessage, SymptomReport)
+                           Patient, PatientMessage, SymptomReport, TabletCount)
+from bot.services.accountability import ran_out_days, taken_days
 from bot.domain.tokens import invitation_status
 from bot.services.audit import audit
 from bot.services.codebook import codebook_rows
@@ -53,6 +54,9 @@ COLUMNS: dict[str, list[str]] = {
     "concomitant_medications": ["report_id", "subject_id", "site_id", "course_id", "cycle", "check_point",
                                 "answered_at_utc", "answered_at_local", "answer", "category", "reported_by",
                                 "alert_id", "update_id"],
+    "accountability": ["course_id", "subject_id", "site_id", "cycle", "dispensed", "reported_left", "expected_left",
+                       "difference", "expected_left_at_report", "ran_out_days", "answered_at_utc",
+                       "answered_at_local", "source", "alert_id"],
     "invitations": ["invitation_id", "site_id", "subject_id", "purpose", "status", "created_by", "created_at_utc",
                     "expires_at_utc", "used_at_utc", "revoked_at_utc", "revoked_by"],
     "audit_log": ["audit_id", "at_utc", "actor_kind", "actor_id", "action", "entity", "entity_id", "before", "after",
@@ -181,6 +185,8 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
                               .order_by(col(PatientMessage.id)))
         conmeds = await _all(session, select(ConmedReport).where(col(ConmedReport.patient_id).in_(ids))
                              .order_by(col(ConmedReport.id)))
+        counts = await _all(session, select(TabletCount).where(col(TabletCount.patient_id).in_(ids))
+                            .order_by(col(TabletCount.id)))
         copies = await _all(session, select(AlertMessage.alert_id).where(
             col(AlertMessage.alert_id).in_([a.id for a in alerts]))) if alerts else []
         invitations = await _all(session, select(Invitation).where(col(Invitation.site_id).in_(sites))
@@ -188,7 +194,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         audit_rows = await _all(session, select(AuditLog).order_by(col(AuditLog.id)))
         everything = len(sites) == len(rt.settings.sites)
         audit_rows = audit_rows if everything else _site_audit(rt, sites, audit_rows, patients, courses, doses,
-                                                              reports, alerts, invitations, conmeds)
+                                                              reports, alerts, invitations, conmeds, counts)
         withdrawn = {r.entity_id: r.at for r in audit_rows if r.action == "patient.withdrawn"}
         course_status = {c.id: c.status for c in courses}
         recorded = _recorded_at(doses, events)
@@ -242,6 +248,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "answer": r.answer, "category": r.category or "", "reported_by": r.reported_by,
             "alert_id": r.alert_id or "", "update_id": r.update_id if r.update_id is not None else ""}
             for r in conmeds]
+        export.tables["accountability"] = _accountability_rows(counts, by_id, doses)
         export.tables["invitations"] = [{
             "invitation_id": i.id, "site_id": i.site_id, "subject_id": i.subject_id or "", "purpose": i.purpose,
             "status": invitation_status(expires_at=i.expires_at, used_at=i.used_at, revoked_at=i.revoked_at,
@@ -300,15 +307,34 @@ def _alert_row(a: Alert, names: Names, tz: str, copies: int) -> dict:
         "copies_sent": copies, "details": _json(names.scrub(a.details))}
 
 
+def _accountability_rows(counts: list[TabletCount], by_id: dict, doses: list[DoseDay]) -> list[dict]:
+    """One row per answered tablet count; `expected_left` from the dose record as it is now."""
+    by_course: dict[int, list[DoseDay]] = defaultdict(list)
+    for d in doses:
+        by_course[d.course_id].append(d)
+    rows = []
+    for c in counts:
+        patient, course_doses = by_id[c.patient_id], by_course.get(c.course_id, [])
+        expected = c.dispensed - taken_days(course_doses)
+        rows.append({
+            "course_id": c.course_id, "subject_id": patient.subject_id, "site_id": patient.site_id, "cycle": c.cycle,
+            "dispensed": c.dispensed, "reported_left": c.reported_left, "expected_left": expected,
+            "difference": c.reported_left - expected, "expected_left_at_report": c.expected_left,
+            "ran_out_days": ";".join(str(d.day) for d in ran_out_days(course_doses)),
+            "answered_at_utc": utc(c.answered_at), "answered_at_local": local(c.answered_at, patient.timezone),
+            "source": c.source, "alert_id": c.alert_id or ""})
+    return rows
+
+
 def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations,
-                conmeds=()) -> list[AuditLog]:
+                conmeds=(), counts=()) -> list[AuditLog]:
     subjects = {p.subject_id for p in patients}
     coordinators = {str(c.telegram_id) for s in rt.settings.sites if s.id in sites for c in s.coordinators}
     ids = {
         "patient": subjects, "course": {str(c.id) for c in courses}, "dose_day": {str(d.id) for d in doses},
         "symptom_report": {str(r.id) for r in reports}, "alert": {str(a.id) for a in alerts},
         "invitation": {str(i.id) for i in invitations}, "site": set(sites),
-        "conmed_report": {str(r.id) for r in conmeds},
+        "conmed_report": {str(r.id) for r in conmeds}, "tablet_count": {str(c.id) for c in counts},
     }
 
     def concerns(row: AuditLog) -> bool:

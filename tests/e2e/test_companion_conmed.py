@@ -1,6 +1,6 @@
 """Issue 14, part 1: the prohibited-medicine check, end to end through the sandbox in both
 languages. Asked with the plan and mid-course; "yes, TCM" raises a same-day alert and lands in
-the export; "no" is recorded quietly; switched off, nothing is asked."""
+the export; "no" is recorded quietly (switched off: tests/e2e/test_companion_switches.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.db.models import Alert, AuditLog, ConmedReport, Outbox
+from bot.db.models import Alert, AuditLog, ConmedReport
 from bot.i18n import Translator
 from bot.render.coordinator import alert_title
 from bot.services import exports
@@ -114,13 +114,3 @@ async def test_unanswered_is_fine_and_a_foreign_tap_is_refused(engine, database_
         await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
         assert await h.rows(ConmedReport) == []
         assert await h.rows(AuditLog, AuditLog.action == "callback.rejected", AuditLog.entity == "course")
-
-
-async def test_switched_off_nothing_is_asked(engine, database_url):
-    async with running_bot(engine, database_url) as h:  # the example config: off
-        assert not h.settings.conmed.enabled
-        user = await enrolled_with_course(h, "en", "English", 7401)
-        for day in range(0, 9):
-            await h.tick(DAY1 + timedelta(days=day))
-        assert conmed_questions(user) == []
-        assert await h.rows(Outbox, Outbox.kind == "conmed_check") == []

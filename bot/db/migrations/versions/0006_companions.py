@@ -1,4 +1,5 @@
-"""companions to dosing: the prohibited-medicine check (conmed_report)
+"""companions to dosing: the prohibited-medicine check (conmed_report), tablet accountability
+(tablet_count)
 
 Revision ID: 0006
 Revises: 0005
@@ -39,8 +40,34 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_conmed_report_course_id"), ["course_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_conmed_report_patient_id"), ["patient_id"], unique=False)
 
+    op.create_table(
+        "tablet_count",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("course_id", sa.Integer(), nullable=False),
+        sa.Column("cycle", sa.Integer(), nullable=False),
+        sa.Column("answered_at", bot.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("reported_left", sa.Integer(), nullable=False),
+        sa.Column("dispensed", sa.Integer(), nullable=False),
+        sa.Column("expected_left", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(length=8), nullable=False),
+        sa.Column("reported_by", sa.String(length=48), nullable=False),
+        sa.Column("alert_id", sa.Integer(), nullable=True),
+        sa.Column("update_id", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(["alert_id"], ["alert.id"]),
+        sa.ForeignKeyConstraint(["course_id"], ["course.id"]),
+        sa.ForeignKeyConstraint(["patient_id"], ["patient.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("course_id"),
+    )
+    with op.batch_alter_table("tablet_count", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tablet_count_patient_id"), ["patient_id"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("tablet_count", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tablet_count_patient_id"))
+    op.drop_table("tablet_count")
     with op.batch_alter_table("conmed_report", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_conmed_report_patient_id"))
         batch_op.drop_index(batch_op.f("ix_conmed_report_course_id"))
