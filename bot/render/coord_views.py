@@ -377,7 +377,15 @@ def export_caption(t: Translator, *, site_name: str, counts: dict[str, int]) -> 
                           "change), symptom_reports.csv, alerts.csv, patient_messages.csv (what patients sent and the "
                           "team's answers), invitations.csv and audit_log.csv (who "
                           "changed what, and when). The first row of each file names its columns; times are "
-                          "given in UTC and in local time.")])
+                          "given in UTC and in local time."),
+                      companion_files(t)])
+
+
+def companion_files(t: Translator) -> str:
+    """The files of the optional checks (issue 14): named too, also when a check is off (empty)."""
+    from bot.services.exports import COMPANION_TABLES
+    return t._("Also in the zip: {files} (the optional checks; empty when switched off), and codebook.csv "
+               "(every code explained).", files=", ".join(f"{table}.csv" for table in COMPANION_TABLES))
 
 
 def chart_rows(rows: list[PatientRow]) -> list[ChartRow]:

@@ -64,6 +64,9 @@ COLUMNS: dict[str, list[str]] = {
 }
 
 
+# The tables of the optional checks around dosing (issue 14), written by every export.
+COMPANION_TABLES = [table for table in ("concomitant_medications", "accountability", "visits") if table in COLUMNS]
+
 CODEBOOK_COLUMNS = ["field", "code", "label_en", "label_zh", "level", "meaning"]
 
 
