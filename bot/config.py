@@ -239,6 +239,40 @@ class AccountabilitySettings(_Strict):
     tolerance: int = Field(1, ge=0, le=500)
 
 
+class VisitKind(_Strict):
+    code: str = Field(pattern=r"^[a-z0-9_]{1,16}$")
+    en: str = Field(min_length=1, max_length=40)
+    zh: str = Field(min_length=1, max_length=20)
+
+    def label(self, locale: str) -> str:
+        return self.zh if locale.startswith("zh") else self.en
+
+
+_VISIT_KINDS = [VisitKind(code="blood_test", en="blood test", zh="抽血检查"),
+                VisitKind(code="clinic_visit", en="clinic visit", zh="门诊复查"),
+                VisitKind(code="chemotherapy", en="chemotherapy", zh="化疗")]
+
+
+class VisitSettings(_Strict):
+    """Blood-test and clinic visit reminders (the day before at the patient's reminder time, and
+    `hours_before` the visit). Off unless switched on."""
+
+    enabled: bool = False
+    hours_before: int = Field(2, ge=1, le=12)
+    kinds: list[VisitKind] = Field(default_factory=lambda: list(_VISIT_KINDS), min_length=1, max_length=10)
+
+    @field_validator("kinds")
+    @classmethod
+    def _unique_kinds(cls, value: list[VisitKind]) -> list[VisitKind]:
+        codes = [k.code for k in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError("visit kind codes must be unique")
+        return value
+
+    def by_code(self) -> dict[str, VisitKind]:
+        return {k.code: k for k in self.kinds}
+
+
 class Coordinator(_Strict):
     telegram_id: int = Field(gt=0)
     role: Literal["coordinator", "admin"] = "coordinator"
@@ -366,6 +400,7 @@ class Settings(_Strict):
     logging: LoggingSettings = LoggingSettings()
     conmed: ConmedSettings = ConmedSettings()
     accountability: AccountabilitySettings = AccountabilitySettings()
+    visits: VisitSettings = VisitSettings()
     sites: list[Site] = Field(min_length=1)
     triage: TriageSettings
 

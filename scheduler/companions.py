@@ -5,6 +5,10 @@ feature's switch is off.
 - `conmed_check` (the prohibited-medicine question): once the course plan has gone out (the
   start-of-course check) and at the reminder instant of the configured mid-course day. Never in
   quiet hours: a check that falls there waits for their end.
+- `visit_reminder`: the day before a visit at the patient's reminder time, and `hours_before` it;
+  queued up to three days ahead under a key naming the visit's instant, so a moved visit gets new
+  reminders (the old ones are skipped at delivery). One that would fall in quiet hours waits for
+  their end if that is still before the visit (the day-before one), or is dropped (the other).
 - `tablet_count` (tablet accountability): once a course's last day has closed, at the next-morning
   time (`[reminders] next_morning_time`) of the day after it, or at once when that has passed.
 """
@@ -21,6 +25,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings, parse_hhmm
 from bot.db.models import ConmedReport, Course, DoseDay, Outbox, Patient, TabletCount
 from bot.services.accountability import COUNT_KIND, count_dedupe_key
+from bot.services import visits as visit_service
+from bot.db.models import Visit
 from bot.domain.schedule import local_due_instant
 from bot.services.conmed import CHECK_KIND, MID, START, check_dedupe_key
 from bot.services.outbox import enqueue
@@ -107,4 +113,36 @@ async def queue_tablet_counts(session: AsyncSession, *, settings: Settings, now:
         added += await enqueue(session, kind=COUNT_KIND, chat_id=patient.chat_id, due_at=due, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
                                dedupe_key=count_dedupe_key(course.id))
+    return added
+
+
+async def queue_visit_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    if not settings.visits.enabled:
+        return 0
+    rows = (await session.exec(
+        select(Visit, Patient).join(Patient, Patient.id == Visit.patient_id)
+        .where(Visit.status == visit_service.SCHEDULED, Visit.at > now, Visit.at <= now + timedelta(days=3),
+               *_reachable())
+        .order_by(col(Visit.at), col(Visit.id)).limit(BATCH))).all()
+    added = 0
+    for visit, patient in rows:
+        tz = ZoneInfo(patient.timezone)
+        local_day = visit.at.astimezone(tz).date()
+        day_before = local_due_instant(local_day - timedelta(days=1), parse_hhmm(patient.reminder_time), tz)
+        soon = visit.at - timedelta(hours=settings.visits.hours_before)
+        for which, due in ((visit_service.DAY_BEFORE, day_before), (visit_service.SOON, soon)):
+            if due < now - timedelta(minutes=30) or due >= visit.at:
+                continue  # registered too late for this one
+            if which == visit_service.SOON:
+                from scheduler.lifecycle import in_quiet_hours
+                if in_quiet_hours(settings, due, tz):
+                    continue
+            else:
+                due = after_quiet_hours(settings, due, tz)
+                if due >= visit.at:
+                    continue
+            added += await enqueue(session, kind=visit_service.REMINDER_KIND, chat_id=patient.chat_id,
+                                   due_at=max(due, now), now=now, patient_id=patient.id,
+                                   payload={"visit_id": visit.id, "which": which, "at": visit.at.isoformat()},
+                                   dedupe_key=visit_service.reminder_key(visit, which))
     return added

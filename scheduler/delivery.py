@@ -57,7 +57,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.config import Settings
-from bot.db.models import Alert, AlertMessage, ConmedReport, Course, TabletCount, DoseDay, Outbox, Patient, PatientMessage
+from bot.db.models import Alert, AlertMessage, ConmedReport, Course, TabletCount, Visit, DoseDay, Outbox, Patient, PatientMessage
 from bot.domain.adherence import adherence
 from bot.domain.dose import DoseState, catch_up_allowed
 from bot.i18n import Translator
@@ -69,6 +69,8 @@ from bot.services.outbox import ALERT_LANE
 from bot.services.runtime import Runtime
 from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
 from bot.services.accountability import COUNT_KIND as TABLET_COUNT
+from bot.services.visits import REMINDER_KIND as VISIT_REMINDER
+from bot.render import visits as render_visits
 from bot.services.conmed import CHECK_KIND as CONMED_CHECK
 from bot.render import accountability as render_accountability
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
@@ -88,7 +90,7 @@ LOOK_AGAIN = {True: 0.1, False: 0.5}  # seconds between claims while sends are o
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
 PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
                  "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK,
-                 TABLET_COUNT)
+                 TABLET_COUNT, VISIT_REMINDER)
 DOSE_KINDS = ("reminder", "followup", "snooze")
 
 
@@ -131,6 +133,7 @@ class Loaded:
     catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
     conmed_answered: set[tuple[int, str]] = field(default_factory=set)  # (course id, check point) answered
     tablets_counted: set[int] = field(default_factory=set)  # course ids whose tablet count is in
+    visits: dict[int, Visit] = field(default_factory=dict)  # visit reminders' visits
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
 
     def translator(self, locale: str, tz: str) -> Translator:
@@ -197,6 +200,7 @@ async def load(session, rows: list[Outbox]) -> Loaded:
     if checking:
         loaded.conmed_answered = set((await session.exec(select(ConmedReport.course_id, ConmedReport.check_point)
                                                           .where(col(ConmedReport.course_id).in_(checking)))).all())
+    loaded.visits = await fetch(Visit, (r.payload.get("visit_id") for r in rows if r.kind == VISIT_REMINDER))
     counting = {r.payload.get("course_id") for r in rows if r.kind == TABLET_COUNT} - {None}
     if counting:
         loaded.tablets_counted = set((await session.exec(select(TabletCount.course_id).where(
@@ -294,6 +298,19 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         return Prepared(text, markup, protect=True)
     if row.kind == CONMED_CHECK:
         return _prepare_conmed(loaded, settings=settings, row=row, t=t)
+    if row.kind == VISIT_REMINDER:
+        visit = loaded.visits.get(row.payload.get("visit_id"))
+        if not settings.visits.enabled:
+            return Skip("visit reminders switched off")
+        if visit is None or visit.status != "scheduled":
+            return Skip(f"visit {visit.status if visit else 'missing'}")
+        if row.payload.get("at") != visit.at.isoformat():
+            return Skip("visit moved")
+        if now >= visit.at:
+            return Skip("visit time passed")
+        text, markup = render_visits.reminder(t, settings, settings.site(patient.site_id), visit,
+                                              row.payload.get("which"))
+        return Prepared(text, markup, protect=True)
     if row.kind == TABLET_COUNT:
         course = loaded.courses.get(row.payload.get("course_id"))
         if not settings.accountability.enabled:

@@ -246,6 +246,29 @@ class TabletCount(SQLModel, table=True):
     update_id: int | None = _telegram_id()
 
 
+class Visit(SQLModel, table=True):
+    """A blood test or clinic visit registered by the study team (at: the patient's local
+    wall-clock time, stored in UTC). Moves and cancellations keep their reason; every change is
+    in the audit log with before/after."""
+
+    __table_args__ = (Index("ix_visit_status_at", "status", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    site_id: str = Field(max_length=8, index=True)
+    kind: str = Field(max_length=16)
+    at: datetime = _instant()
+    status: str = Field(default="scheduled", max_length=12)  # scheduled | cancelled | attended
+    created_at: datetime = _instant()
+    created_by: str = Field(max_length=48)
+    updated_at: datetime | None = _instant(nullable=True)
+    reason: str | None = Field(default=None, sa_type=Text)  # the last move's or the cancellation's reason
+    patient_answer: str | None = Field(default=None, max_length=8)  # coming | change
+    answered_at: datetime | None = _instant(nullable=True)
+    attended_at: datetime | None = _instant(nullable=True)
+    attended_by: str | None = Field(default=None, max_length=48)
+
+
 class Alert(SQLModel, table=True):
     __table_args__ = (Index("ix_alert_open_repeat", "acknowledged_at", "next_repeat_at"),)
 

@@ -8,6 +8,7 @@ import re
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from bot.handlers import visits as visit_handlers
 from bot.handlers import (accountability, conmed, coord_courses, coord_invites, coord_messages, coord_patients, coordinator, dosing,
                           enrol, symptoms)
 from bot.render.conmed import POINTS_BY_CODE
@@ -68,6 +69,8 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             args[2] in ("n", "y", "b") and (len(args) == 3 or (args[2] == "y" and _CODE.match(args[3]))):
         await conmed.on_callback(update, context, _int(args[0]), POINTS_BY_CODE[args[1]], args[2],
                                  args[3] if len(args) == 4 else None)
+    elif kind == "vs" and len(args) == 2 and _int(args[0]) and args[1] in ("c", "x"):
+        await visit_handlers.on_answer(update, context, _int(args[0]), args[1])
     elif kind == "tc" and len(args) == 2 and _int(args[0]) and args[1] in ("0", "1", "2", "3", "4", "5", "m"):
         await accountability.on_callback(update, context, _int(args[0]), args[1])
     else:

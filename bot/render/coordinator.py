@@ -14,6 +14,7 @@ from bot.i18n import Translator
 from bot.render import callbacks as cb
 from bot.render import accountability as render_accountability
 from bot.render import conmed as render_conmed
+from bot.render import visits as render_visits
 from bot.services.staff import staff_label
 
 
@@ -53,6 +54,7 @@ def alert_title(t: Translator, kind: str) -> str:
         "patient_course_conflict": "⚠ " + t._("Patient's chemotherapy end does not match the registered course"),
         "conmed_reported": "⚠ " + t._("Possible prohibited concomitant medication: contact the patient today"),
         "tablet_count_difference": "ℹ " + t._("Tablets left differ from the dose record"),
+        "visit_change_request": "ℹ " + t._("Patient asks to change a visit"),
     }[kind]
 
 
@@ -113,6 +115,8 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
                         date=details.get("date")) if details.get("date") else ""))
     if alert.kind == "conmed_reported":
         lines += render_conmed.alert_lines(t, settings, details)
+    if alert.kind == "visit_change_request":
+        lines += render_visits.alert_lines(t, settings, details)
     if alert.kind == "tablet_count_difference":
         lines += render_accountability.alert_lines(t, details)
     if details.get("days"):

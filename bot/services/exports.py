@@ -22,8 +22,9 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, select
 
 from bot.db.models import (Alert, AlertMessage, AuditLog, ConmedReport, Course, DoseDay, DoseEvent, Invitation,
-                           Patient, PatientMessage, SymptomReport, TabletCount)
+                           Patient, PatientMessage, SymptomReport, TabletCount, Visit)
 from bot.services.accountability import ran_out_days, taken_days
+from bot.services.visits import unconfirmed
 from bot.domain.tokens import invitation_status
 from bot.services.audit import audit
 from bot.services.codebook import codebook_rows
@@ -57,6 +58,9 @@ COLUMNS: dict[str, list[str]] = {
     "accountability": ["course_id", "subject_id", "site_id", "cycle", "dispensed", "reported_left", "expected_left",
                        "difference", "expected_left_at_report", "ran_out_days", "answered_at_utc",
                        "answered_at_local", "source", "alert_id"],
+    "visits": ["visit_id", "subject_id", "site_id", "kind", "at_utc", "at_local", "status", "unconfirmed",
+               "patient_answer", "answered_at_utc", "created_by", "created_at_utc", "updated_at_utc", "reason",
+               "attended_at_utc", "attended_by"],
     "invitations": ["invitation_id", "site_id", "subject_id", "purpose", "status", "created_by", "created_at_utc",
                     "expires_at_utc", "used_at_utc", "revoked_at_utc", "revoked_by"],
     "audit_log": ["audit_id", "at_utc", "actor_kind", "actor_id", "action", "entity", "entity_id", "before", "after",
@@ -188,6 +192,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
                               .order_by(col(PatientMessage.id)))
         conmeds = await _all(session, select(ConmedReport).where(col(ConmedReport.patient_id).in_(ids))
                              .order_by(col(ConmedReport.id)))
+        visit_rows = await _all(session, select(Visit).where(col(Visit.patient_id).in_(ids)).order_by(col(Visit.id)))
         counts = await _all(session, select(TabletCount).where(col(TabletCount.patient_id).in_(ids))
                             .order_by(col(TabletCount.id)))
         copies = await _all(session, select(AlertMessage.alert_id).where(
@@ -197,7 +202,8 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         audit_rows = await _all(session, select(AuditLog).order_by(col(AuditLog.id)))
         everything = len(sites) == len(rt.settings.sites)
         audit_rows = audit_rows if everything else _site_audit(rt, sites, audit_rows, patients, courses, doses,
-                                                              reports, alerts, invitations, conmeds, counts)
+                                                              reports, alerts, invitations, conmeds, counts,
+                                                              visit_rows)
         withdrawn = {r.entity_id: r.at for r in audit_rows if r.action == "patient.withdrawn"}
         course_status = {c.id: c.status for c in courses}
         recorded = _recorded_at(doses, events)
@@ -252,6 +258,14 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "alert_id": r.alert_id or "", "update_id": r.update_id if r.update_id is not None else ""}
             for r in conmeds]
         export.tables["accountability"] = _accountability_rows(counts, by_id, doses)
+        export.tables["visits"] = [{
+            "visit_id": v.id, "subject_id": by_id[v.patient_id].subject_id, "site_id": v.site_id, "kind": v.kind,
+            "at_utc": utc(v.at), "at_local": local(v.at, by_id[v.patient_id].timezone), "status": v.status,
+            "unconfirmed": _flag(unconfirmed(v, ZoneInfo(by_id[v.patient_id].timezone), now)),
+            "patient_answer": v.patient_answer or "", "answered_at_utc": utc(v.answered_at),
+            "created_by": names.actor(v.created_by), "created_at_utc": utc(v.created_at),
+            "updated_at_utc": utc(v.updated_at), "reason": v.reason or "", "attended_at_utc": utc(v.attended_at),
+            "attended_by": names.actor(v.attended_by or "")} for v in visit_rows]
         export.tables["invitations"] = [{
             "invitation_id": i.id, "site_id": i.site_id, "subject_id": i.subject_id or "", "purpose": i.purpose,
             "status": invitation_status(expires_at=i.expires_at, used_at=i.used_at, revoked_at=i.revoked_at,
@@ -330,7 +344,7 @@ def _accountability_rows(counts: list[TabletCount], by_id: dict, doses: list[Dos
 
 
 def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations,
-                conmeds=(), counts=()) -> list[AuditLog]:
+                conmeds=(), counts=(), visit_rows=()) -> list[AuditLog]:
     subjects = {p.subject_id for p in patients}
     coordinators = {str(c.telegram_id) for s in rt.settings.sites if s.id in sites for c in s.coordinators}
     ids = {
@@ -338,6 +352,7 @@ def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, ale
         "symptom_report": {str(r.id) for r in reports}, "alert": {str(a.id) for a in alerts},
         "invitation": {str(i.id) for i in invitations}, "site": set(sites),
         "conmed_report": {str(r.id) for r in conmeds}, "tablet_count": {str(c.id) for c in counts},
+        "visit": {str(v.id) for v in visit_rows},
     }
 
     def concerns(row: AuditLog) -> bool:
