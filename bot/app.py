@@ -22,6 +22,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.config import Settings, parse_hhmm
 from bot.db.roles import audit_guard_problem
+from bot.handlers import visits as visit_handlers
 from bot.handlers import (
     commands,
     coord_courses,
@@ -166,6 +167,7 @@ COORDINATOR_COMMANDS = {
     "digest": coord_reports.digest_now,
     "export": coord_reports.export,
     "cancel": coord_dialog.cancel,
+    "visit": visit_handlers.visit,
 }
 
 

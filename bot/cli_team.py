@@ -46,6 +46,9 @@ def add_parsers(sub, config_arg) -> None:
     dose.add_argument("--reason", required=True)
     command("confirm-course", "confirm a course the patient reported",
             subject=True).add_argument("--cycle", type=int, default=None)
+    command("visit", "register, move, cancel or confirm a visit (as /visit in Telegram)").add_argument(
+        "words", nargs="+", help="SUBJECT YYYY-MM-DD HH:MM [kind] | move ID YYYY-MM-DD HH:MM REASON | "
+        "cancel ID REASON | attended ID")
     command("alerts", "list open alerts", site=True)
     command("digest", "print today's digest (does not replace the scheduled one)", site=True)
     command("report", "write the adherence chart as PNG files", site=True).add_argument(
@@ -265,7 +268,28 @@ def cmd_export(args, settings) -> int:
     return 0
 
 
+def cmd_visit(args, settings) -> int:
+    from bot.handlers.visits import parse_command, run_command
+    from bot.services.visits import VisitRefused
+
+    parsed = parse_command(args.words)
+    if parsed is None:
+        raise TeamCommandError("usage: visit SUBJECT YYYY-MM-DD HH:MM [kind] | visit move ID YYYY-MM-DD HH:MM REASON "
+                               "| visit cancel ID REASON | visit attended ID")
+
+    async def work(rt):
+        try:
+            return await run_command(rt, _actor(args), parsed)
+        except VisitRefused as refused:
+            raise TeamCommandError(f"refused: {refused.code}") from None
+
+    visit, patient = asyncio.run(_run(settings, work))
+    print(f"visit #{visit.id}\t{patient.subject_id}\t{visit.kind}\t{visit.at.isoformat()}\t{visit.status}")
+    return 0
+
+
 COMMANDS = {
+    "visit": cmd_visit,
     "invites": cmd_invites, "revoke": cmd_revoke, "patients": cmd_patients, "patient": cmd_patient,
     "pause": _paused(True), "resume": _paused(False), "withdraw": cmd_withdraw, "rebind": cmd_rebind, "dose": cmd_dose,
     "correct": cmd_correct, "cancel-course": cmd_cancel_course, "confirm-course": cmd_confirm_course,

@@ -183,6 +183,96 @@ class LoggingSettings(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class ConmedCategory(_Strict):
+    """One choice in the prohibited-medicine pick-list (signed off by the study physician)."""
+
+    code: str = Field(pattern=r"^[a-z0-9_]{1,16}$")
+    en: str = Field(min_length=1, max_length=60)
+    zh: str = Field(min_length=1, max_length=30)
+
+    def label(self, locale: str) -> str:
+        return self.zh if locale.startswith("zh") else self.en
+
+
+_CONMED_DEFAULTS = [
+    ConmedCategory(code="tcm", en="Traditional Chinese medicine or herbs", zh="中药或草药"),
+    ConmedCategory(code="antiplatelet", en="Aspirin or another antiplatelet drug", zh="阿司匹林或其他抗血小板药"),
+    ConmedCategory(code="anticoagulant", en="A blood thinner (anticoagulant)", zh="抗凝药（防血栓的药）"),
+    ConmedCategory(code="platelet_drug", en="Another drug to raise platelets", zh="其他升血小板的药"),
+    ConmedCategory(code="other", en="Something else", zh="其他药物"),
+]
+
+
+class ConmedSettings(_Strict):
+    """The prohibited-medicine check: one tap-only question with each course's plan and once
+    mid-course. Off unless switched on for a trial whose protocol excludes such medicines."""
+
+    enabled: bool = False
+    # The course day (1 = first dosing day) on whose reminder instant the mid-course question
+    # is asked; 0 asks only at the start of the course.
+    mid_course_day: int = Field(8, ge=0, le=60)
+    # Rewording for another trial; empty keeps the built-in (translated) question.
+    question_en: str = Field("", max_length=400)
+    question_zh: str = Field("", max_length=200)
+    categories: list[ConmedCategory] = Field(default_factory=lambda: list(_CONMED_DEFAULTS), min_length=1,
+                                             max_length=8)
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_codes(cls, value: list[ConmedCategory]) -> list[ConmedCategory]:
+        codes = [c.code for c in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError("category codes must be unique")
+        return value
+
+    def by_code(self) -> dict[str, ConmedCategory]:
+        return {c.code: c for c in self.categories}
+
+
+class AccountabilitySettings(_Strict):
+    """Tablet accountability: at the end of each course the patient is asked how many tablets
+    are left; the answer is compared with what the dose record implies. Off unless switched on."""
+
+    enabled: bool = False
+    tablets_per_course: int = Field(14, ge=1, le=500)  # dispensed for each course
+    # |reported left − expected left| above this raises an info alert to the site.
+    tolerance: int = Field(1, ge=0, le=500)
+
+
+class VisitKind(_Strict):
+    code: str = Field(pattern=r"^[a-z0-9_]{1,16}$")
+    en: str = Field(min_length=1, max_length=40)
+    zh: str = Field(min_length=1, max_length=20)
+
+    def label(self, locale: str) -> str:
+        return self.zh if locale.startswith("zh") else self.en
+
+
+_VISIT_KINDS = [VisitKind(code="blood_test", en="blood test", zh="抽血检查"),
+                VisitKind(code="clinic_visit", en="clinic visit", zh="门诊复查"),
+                VisitKind(code="chemotherapy", en="chemotherapy", zh="化疗")]
+
+
+class VisitSettings(_Strict):
+    """Blood-test and clinic visit reminders (the day before at the patient's reminder time, and
+    `hours_before` the visit). Off unless switched on."""
+
+    enabled: bool = False
+    hours_before: int = Field(2, ge=1, le=12)
+    kinds: list[VisitKind] = Field(default_factory=lambda: list(_VISIT_KINDS), min_length=1, max_length=10)
+
+    @field_validator("kinds")
+    @classmethod
+    def _unique_kinds(cls, value: list[VisitKind]) -> list[VisitKind]:
+        codes = [k.code for k in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError("visit kind codes must be unique")
+        return value
+
+    def by_code(self) -> dict[str, VisitKind]:
+        return {k.code: k for k in self.kinds}
+
+
 class Coordinator(_Strict):
     telegram_id: int = Field(gt=0)
     role: Literal["coordinator", "admin"] = "coordinator"
@@ -308,6 +398,9 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()
     delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
+    conmed: ConmedSettings = ConmedSettings()
+    accountability: AccountabilitySettings = AccountabilitySettings()
+    visits: VisitSettings = VisitSettings()
     sites: list[Site] = Field(min_length=1)
     triage: TriageSettings
 
@@ -322,6 +415,9 @@ class Settings(_Strict):
                 if coordinator.telegram_id in seen and seen[coordinator.telegram_id] != site.id:
                     raise ValueError(f"coordinator {coordinator.telegram_id} is listed at two sites; use role admin")
                 seen[coordinator.telegram_id] = site.id
+        if self.conmed.mid_course_day > self.trial.course_days:
+            raise ValueError(f"conmed.mid_course_day ({self.conmed.mid_course_day}) is after the course's last day "
+                             f"({self.trial.course_days}); use 0 for no mid-course question")
         return self
 
     def site(self, site_id: str) -> Site:

@@ -57,7 +57,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.config import Settings
-from bot.db.models import Alert, AlertMessage, Course, DoseDay, Outbox, Patient, PatientMessage
+from bot.db.models import Alert, AlertMessage, ConmedReport, Course, TabletCount, Visit, DoseDay, Outbox, Patient, PatientMessage
 from bot.domain.adherence import adherence
 from bot.domain.dose import DoseState, catch_up_allowed
 from bot.i18n import Translator
@@ -68,7 +68,13 @@ from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE
 from bot.services.runtime import Runtime
 from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
+from bot.services.accountability import COUNT_KIND as TABLET_COUNT
+from bot.services.visits import REMINDER_KIND as VISIT_REMINDER
+from bot.render import visits as render_visits
+from bot.services.conmed import CHECK_KIND as CONMED_CHECK
+from bot.render import accountability as render_accountability
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
+from bot.render import conmed as render_conmed
 from scheduler.lifecycle import in_quiet_hours
 from scheduler.ownership import alive
 from scheduler.ratelimit import (PRIORITY_ALERT, PRIORITY_BULK, AbortTag, SendAborted, SendArgs, TelegramRateLimiter,
@@ -83,7 +89,8 @@ MAX_BACKOFF = 300
 LOOK_AGAIN = {True: 0.1, False: 0.5}  # seconds between claims while sends are outstanding (alert lane: True)
 IN_FLIGHT = {ALERT_LANE: 4, "normal": 8}  # httpx's pool slows down past ~8 concurrent requests
 PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
-                 "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND)
+                 "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK,
+                 TABLET_COUNT, VISIT_REMINDER)
 DOSE_KINDS = ("reminder", "followup", "snooze")
 
 
@@ -124,6 +131,9 @@ class Loaded:
     alert_copies: dict[tuple[int, int], int] = field(default_factory=dict)  # (alert, chat) → latest message id
     copies_in_flight: set[tuple[int, int]] = field(default_factory=set)  # (alert, chat) still being sent
     catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
+    conmed_answered: set[tuple[int, str]] = field(default_factory=set)  # (course id, check point) answered
+    tablets_counted: set[int] = field(default_factory=set)  # course ids whose tablet count is in
+    visits: dict[int, Visit] = field(default_factory=dict)  # visit reminders' visits
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
 
     def translator(self, locale: str, tz: str) -> Translator:
@@ -171,7 +181,8 @@ async def load(session, rows: list[Outbox]) -> Loaded:
                                                          col(Outbox.state).in_(["pending", "claimed", "sending"]))
         )).all())
     course_ids = {r.payload.get("course_id") for r in rows
-                  if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled")}
+                  if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled", CONMED_CHECK,
+                                TABLET_COUNT)}
     loaded.courses = await fetch(Course, course_ids)
     ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
     if ending:
@@ -185,6 +196,15 @@ async def load(session, rows: list[Outbox]) -> Loaded:
                 .where(Outbox.kind == "reminder", col(Outbox.dose_day_id).in_(following)))).all():
             loaded.reminders[dose_id] = (state, finished)
     await _load_course_context(session, rows, loaded)
+    checking = {r.payload.get("course_id") for r in rows if r.kind == CONMED_CHECK} - {None}
+    if checking:
+        loaded.conmed_answered = set((await session.exec(select(ConmedReport.course_id, ConmedReport.check_point)
+                                                          .where(col(ConmedReport.course_id).in_(checking)))).all())
+    loaded.visits = await fetch(Visit, (r.payload.get("visit_id") for r in rows if r.kind == VISIT_REMINDER))
+    counting = {r.payload.get("course_id") for r in rows if r.kind == TABLET_COUNT} - {None}
+    if counting:
+        loaded.tablets_counted = set((await session.exec(select(TabletCount.course_id).where(
+            col(TabletCount.course_id).in_(counting)))).all())
     return loaded
 
 
@@ -276,6 +296,31 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
                 return deferred
         text, markup = render_patient.reminder(t, settings, dose, follow_up=row.kind != "reminder")
         return Prepared(text, markup, protect=True)
+    if row.kind == CONMED_CHECK:
+        return _prepare_conmed(loaded, settings=settings, row=row, t=t)
+    if row.kind == VISIT_REMINDER:
+        visit = loaded.visits.get(row.payload.get("visit_id"))
+        if not settings.visits.enabled:
+            return Skip("visit reminders switched off")
+        if visit is None or visit.status != "scheduled":
+            return Skip(f"visit {visit.status if visit else 'missing'}")
+        if row.payload.get("at") != visit.at.isoformat():
+            return Skip("visit moved")
+        if now >= visit.at:
+            return Skip("visit time passed")
+        text, markup = render_visits.reminder(t, settings, settings.site(patient.site_id), visit,
+                                              row.payload.get("which"))
+        return Prepared(text, markup, protect=True)
+    if row.kind == TABLET_COUNT:
+        course = loaded.courses.get(row.payload.get("course_id"))
+        if not settings.accountability.enabled:
+            return Skip("tablet accountability switched off")
+        if course is None or course.status != "active":
+            return Skip("course cancelled")
+        if course.id in loaded.tablets_counted:
+            return Skip("already answered")
+        text, markup = render_accountability.question(t, settings, course.id, course.cycle)
+        return Prepared(text, markup, protect=True)
     if row.kind in ("course_plan", "course_end"):
         course = loaded.courses.get(row.payload.get("course_id"))
         if course is None or course.status != "active":
@@ -287,6 +332,21 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             text, markup = render_patient.course_end(t, settings, course, adherence(DoseState(s) for s in states))
         return Prepared(text, markup, protect=True)
     return Skip(f"unknown kind {row.kind}")
+
+
+def _prepare_conmed(loaded: Loaded, *, settings: Settings, row: Outbox, t: Translator) -> Plan:
+    """The prohibited-medicine question: only while the feature is on, its course is live and
+    that check has not been answered."""
+    course_id, point = row.payload.get("course_id"), row.payload.get("point")
+    course = loaded.courses.get(course_id)
+    if not settings.conmed.enabled:
+        return Skip("prohibited-medicine check switched off")
+    if course is None or course.status != "active":
+        return Skip("course cancelled")
+    if (course_id, point) in loaded.conmed_answered:
+        return Skip("already answered")
+    text, markup = render_conmed.question(t, settings, course_id, point)
+    return Prepared(text, markup, protect=True)
 
 
 def _resent_marker(t: Translator, row: Outbox) -> str:

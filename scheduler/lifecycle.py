@@ -33,6 +33,7 @@ from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, NEW, reachable_escal
 from bot.services.audit import audit
 from bot.services.doses import check_consecutive, close_reminder_messages
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
+from scheduler.companions import queue_conmed_checks, queue_tablet_counts, queue_visit_reminders
 
 BATCH = 500
 log = logging.getLogger("adherence.lifecycle")
@@ -229,6 +230,9 @@ async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -
     done += await queue_catch_ups(session, settings=settings, now=now)
     done += await plans_due(session, now=now)
     done += await end_courses(session, settings=settings, now=now)
+    done += await queue_conmed_checks(session, settings=settings, now=now, plan_unsent=_plan_unsent)
+    done += await queue_tablet_counts(session, settings=settings, now=now)
+    done += await queue_visit_reminders(session, settings=settings, now=now)
     done += await repeat_and_escalate(session, settings=settings, now=now)
     return done
 

@@ -206,6 +206,69 @@ class PatientMessage(SQLModel, table=True):
     update_id: int | None = _telegram_id()
 
 
+class ConmedReport(SQLModel, table=True):
+    """The patient's answer to the prohibited-medicine check, once per course and check point
+    (start of the course, mid-course). `category` is a code from the configured pick-list."""
+
+    __tablename__ = "conmed_report"
+    __table_args__ = (UniqueConstraint("patient_id", "course_id", "check_point", name="uq_conmed_report_check"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    course_id: int = Field(foreign_key="course.id", index=True)
+    cycle: int
+    check_point: str = Field(max_length=8)  # start | mid
+    answered_at: datetime = _instant()
+    answer: str = Field(max_length=8)  # yes | no
+    category: str | None = Field(default=None, max_length=16)
+    reported_by: str = Field(max_length=48)  # the subject id
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    update_id: int | None = _telegram_id()
+
+
+class TabletCount(SQLModel, table=True):
+    """Tablets the patient reported left at the end of a course (one answer per course), with what
+    the dose record implied at that moment. The export recomputes `expected` from the record."""
+
+    __tablename__ = "tablet_count"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    course_id: int = Field(foreign_key="course.id", unique=True)
+    cycle: int
+    answered_at: datetime = _instant()
+    reported_left: int
+    dispensed: int
+    expected_left: int  # dispensed minus days recorded as taken, when the patient answered
+    source: str = Field(max_length=8)  # button | typed
+    reported_by: str = Field(max_length=48)  # the subject id
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    update_id: int | None = _telegram_id()
+
+
+class Visit(SQLModel, table=True):
+    """A blood test or clinic visit registered by the study team (at: the patient's local
+    wall-clock time, stored in UTC). Moves and cancellations keep their reason; every change is
+    in the audit log with before/after."""
+
+    __table_args__ = (Index("ix_visit_status_at", "status", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    site_id: str = Field(max_length=8, index=True)
+    kind: str = Field(max_length=16)
+    at: datetime = _instant()
+    status: str = Field(default="scheduled", max_length=12)  # scheduled | cancelled | attended
+    created_at: datetime = _instant()
+    created_by: str = Field(max_length=48)
+    updated_at: datetime | None = _instant(nullable=True)
+    reason: str | None = Field(default=None, sa_type=Text)  # the last move's or the cancellation's reason
+    patient_answer: str | None = Field(default=None, max_length=8)  # coming | change
+    answered_at: datetime | None = _instant(nullable=True)
+    attended_at: datetime | None = _instant(nullable=True)
+    attended_by: str | None = Field(default=None, max_length=48)
+
+
 class Alert(SQLModel, table=True):
     __table_args__ = (Index("ix_alert_open_repeat", "acknowledged_at", "next_repeat_at"),)
 

@@ -13,6 +13,8 @@ from telegram.ext import ContextTypes
 
 from bot.domain.tokens import looks_like_token
 from bot.handlers import enrol, messages, symptoms
+from bot.handlers import accountability
+from bot.services.accountability import parse_count
 from bot.handlers.common import answer_quietly, current_patient, runtime, translator_for
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
@@ -192,6 +194,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif not text.startswith("/") and await symptom_service.pending_note(
             runtime(context), telegram_user_id=update.effective_user.id) is not None:
         await symptoms.on_note(update, context)
+    elif parse_count(text) is not None and await accountability.on_typed(update, context):
+        pass  # a typed number answered the open tablet-count question
     elif looks_like_token(text) and await current_patient(context, update.effective_user.id) is None:
         await enrol.begin(update, context, text)
     else:  # kept, relayed to the study team, answered

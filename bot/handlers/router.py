@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers import (coord_courses, coord_invites, coord_messages, coord_patients, coordinator, dosing, enrol,
-                          symptoms)
+from bot.handlers import visits as visit_handlers
+from bot.handlers import (accountability, conmed, coord_courses, coord_invites, coord_messages, coord_patients, coordinator, dosing,
+                          enrol, symptoms)
+from bot.render.conmed import POINTS_BY_CODE
 from bot.handlers.commands import on_menu
 from bot.handlers.common import runtime, translator_for
 from bot.render import callbacks as cb
@@ -26,6 +29,9 @@ async def _reject(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await session.commit()
     t = translator_for(update, context)
     await update.callback_query.answer(t._("This button is no longer valid."), show_alert=True)
+
+
+_CODE = re.compile(r"^[a-z0-9_]{1,16}$")
 
 
 def _int(value: str) -> int | None:
@@ -59,5 +65,13 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await coord_invites.on_revoke(update, context, _int(args[0]))
     elif kind == "pt" and len(args) == 2 and args[0] in (cb.PAUSE, cb.RESUME, cb.WITHDRAW, cb.REBIND):
         await coord_patients.on_action(update, context, args[0], args[1])
+    elif kind == "cm" and len(args) in (3, 4) and _int(args[0]) and args[1] in POINTS_BY_CODE and \
+            args[2] in ("n", "y", "b") and (len(args) == 3 or (args[2] == "y" and _CODE.match(args[3]))):
+        await conmed.on_callback(update, context, _int(args[0]), POINTS_BY_CODE[args[1]], args[2],
+                                 args[3] if len(args) == 4 else None)
+    elif kind == "vs" and len(args) == 2 and _int(args[0]) and args[1] in ("c", "x"):
+        await visit_handlers.on_answer(update, context, _int(args[0]), args[1])
+    elif kind == "tc" and len(args) == 2 and _int(args[0]) and args[1] in ("0", "1", "2", "3", "4", "5", "m"):
+        await accountability.on_callback(update, context, _int(args[0]), args[1])
     else:
         await _reject(update, context)

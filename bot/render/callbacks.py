@@ -52,6 +52,11 @@ def symptom_send(site_id: str | None) -> str:
     return f"s:_send:{site_id}" if site_id else "s:_send"
 
 
+def conmed(course_id: int, point: str, answer: str, category: str | None = None) -> str:
+    """The prohibited-medicine check: cm:<course id>:<s|m>:<n|y|b>[:<category code>]."""
+    return f"cm:{course_id}:{point}:{answer}" + (f":{category}" if category else "")
+
+
 def enrol(step: str, value: str) -> str:
     return f"e:{step}:{value}"
 

@@ -4,6 +4,7 @@ the report caption. Plain text (no markup to break), short lines for a phone."""
 from __future__ import annotations
 
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
@@ -12,6 +13,8 @@ from bot.config import Settings, Site
 from bot.domain.adherence import Adherence, marks
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+from bot.render import accountability as render_accountability
+from bot.render import visits as render_visits
 from bot.render.coordinator import alert_summary, alert_title, missed_reason_label, printable
 from bot.render.patient import state_label
 from bot.reports.chart import ChartRow
@@ -242,6 +245,8 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
     for c in detail.cancelled:
         lines.append(t._("Cycle {cycle} cancelled ({first} – {last})", cycle=c.cycle, first=t.date(c.first_day),
                          last=t.date(c.last_day)))
+    lines += render_accountability.card_lines(t, detail.tablets)
+    lines += render_visits.card_lines(t, settings, detail.visits, ZoneInfo(p.timezone), detail.now)
     lines.append("")
     if detail.reports:
         lines.append(t._("Symptom reports (latest {count}):", count=len(detail.reports)))
@@ -340,6 +345,8 @@ def digest_text(t: Translator, settings: Settings, digest: Digest) -> list[str]:
                           count=len(digest.messages))]
         lines += [f"• {m.subject_id} {t.datetime(m.at)}: " + (printable(m.text[:120]) if m.text else "📎 " + m.kind)
                   for m in digest.messages]
+    lines += render_accountability.digest_lines(t, digest.tablet_counts)
+    lines += render_visits.digest_lines(t, settings, digest.visits_upcoming, digest.visits_missed, site.tz, digest.now)
     lines += ["", t._("Adherence so far:")]
     lines += [f"• {subject}: {ratio(t, counts)}" for subject, counts in digest.adherence] or ["  " + t._("none")]
     if digest.total is not None and digest.total.expected:
@@ -374,7 +381,15 @@ def export_caption(t: Translator, *, site_name: str, counts: dict[str, int]) -> 
                           "change), symptom_reports.csv, alerts.csv, patient_messages.csv (what patients sent and the "
                           "team's answers), invitations.csv and audit_log.csv (who "
                           "changed what, and when). The first row of each file names its columns; times are "
-                          "given in UTC and in local time.")])
+                          "given in UTC and in local time."),
+                      companion_files(t)])
+
+
+def companion_files(t: Translator) -> str:
+    """The files of the optional checks (issue 14): named too, also when a check is off (empty)."""
+    from bot.services.exports import COMPANION_TABLES
+    return t._("Also in the zip: {files} (the optional checks; empty when switched off), and codebook.csv "
+               "(every code explained).", files=", ".join(f"{table}.csv" for table in COMPANION_TABLES))
 
 
 def chart_rows(rows: list[PatientRow]) -> list[ChartRow]:

@@ -12,6 +12,9 @@ from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+from bot.render import accountability as render_accountability
+from bot.render import conmed as render_conmed
+from bot.render import visits as render_visits
 from bot.services.staff import staff_label
 
 
@@ -49,6 +52,9 @@ def alert_title(t: Translator, kind: str) -> str:
         "patient_message": "💬 " + t._("Message from a patient"),
         "missed_reason": "⚠ " + t._("Dose not taken, for a reason to follow up today"),
         "patient_course_conflict": "⚠ " + t._("Patient's chemotherapy end does not match the registered course"),
+        "conmed_reported": "⚠ " + t._("Possible prohibited concomitant medication: contact the patient today"),
+        "tablet_count_difference": "ℹ " + t._("Tablets left differ from the dose record"),
+        "visit_change_request": "ℹ " + t._("Patient asks to change a visit"),
     }[kind]
 
 
@@ -57,9 +63,16 @@ def alert_summary(t: Translator, alert: Alert) -> str:
     details = alert.details or {}
     if alert.kind == "patient_message":
         return _message_title(t, alert)
+    if alert.kind == "conmed_reported" and details.get("conmed_category"):
+        return f"{alert_title(t, alert.kind)}: {conmed_category_label(t, alert)}"
     if alert.kind == "missed_reason" and details.get("reason"):
         return f"{alert_title(t, alert.kind)}: {missed_reason_label(t, details['reason'])} ({details.get('date')})"
     return alert_title(t, alert.kind)
+
+
+def conmed_category_label(t: Translator, alert: Alert) -> str:
+    """The pick-list label, from the alert itself (the configuration may have changed since)."""
+    return (alert.details or {}).get("conmed_category") or "—"
 
 
 def _message_title(t: Translator, alert: Alert) -> str:
@@ -100,6 +113,12 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         lines.append(missed_reason_label(t, details["reason"]) + (
             " — " + t._("cycle {cycle}, day {day} ({date})", cycle=details.get("cycle"), day=details.get("day"),
                         date=details.get("date")) if details.get("date") else ""))
+    if alert.kind == "conmed_reported":
+        lines += render_conmed.alert_lines(t, settings, details)
+    if alert.kind == "visit_change_request":
+        lines += render_visits.alert_lines(t, settings, details)
+    if alert.kind == "tablet_count_difference":
+        lines += render_accountability.alert_lines(t, details)
     if details.get("days"):
         lines.append(t._("Days in a row: {days}", days=details["days"]))
     if details.get("chemo_end"):

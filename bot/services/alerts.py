@@ -40,6 +40,9 @@ LEVEL_BY_KIND = {
     "new_enrolment": "info",
     "patient_message": "info",
     "missed_reason": "same_day",
+    "conmed_reported": "same_day",
+    "tablet_count_difference": "info",
+    "visit_change_request": "info",  # the patient asks to change a visit's date or time  # tablets left differ from the dose record beyond the tolerance  # the patient reports starting a medicine the protocol may exclude
     "patient_course_conflict": "same_day",  # the patient's chemo end disagrees with the registered course  # doctor said stop, side effects, ran out of tablets  # raised to same_day or emergency by the keyword safety net
 }
 

@@ -43,6 +43,11 @@ _ALERTS = {
     "patient_message": ("message from a patient (level raised by the keyword safety net)", "患者留言（关键词可提高级别）"),
     "patient_course_conflict": ("patient's chemotherapy end disagrees with the registered course",
                                 "患者报告的化疗结束日期与已登记疗程不符"),
+    "conmed_reported": ("possible prohibited concomitant medication (the patient's pick in the check)",
+                        "可能的禁用合并用药（患者在询问中选择）"),
+    "tablet_count_difference": ("tablets left differ from the dose record beyond the tolerance",
+                                "剩余药片数与服药记录不符（超出允许范围）"),
+    "visit_change_request": ("patient asks to change a visit", "患者要求更改就诊时间"),
     "missed_reason": ("dose not taken: doctor said stop, side effects or ran out", "未服药：医生让停药、副作用或药吃完了"),
 }
 _SIMPLE = [
@@ -84,6 +89,17 @@ _SIMPLE = [
     ("patient_messages.level", "info", "no danger words", "无危险用语", ""),
     ("patient_messages.level", "same_day", "same-day words", "当天处理用语", ""),
     ("patient_messages.level", "emergency", "emergency words", "紧急用语", ""),
+    ("concomitant_medications.check_point", "start", "asked with the course plan", "随疗程计划询问", ""),
+    ("concomitant_medications.check_point", "mid", "asked mid-course", "疗程中途询问", ""),
+    ("concomitant_medications.answer", "yes", "started a new medicine", "开始了新的药物", ""),
+    ("concomitant_medications.answer", "no", "nothing new", "没有新的药物", ""),
+    ("accountability.source", "button", "tapped a number", "点按数字", ""),
+    ("accountability.source", "typed", "typed a number", "输入数字", ""),
+    ("visits.status", "scheduled", "scheduled (not yet confirmed as attended)", "已安排（尚未确认到诊）", ""),
+    ("visits.status", "cancelled", "cancelled by the study team", "研究团队已取消", ""),
+    ("visits.status", "attended", "confirmed as attended by the study team", "研究团队确认已到诊", ""),
+    ("visits.patient_answer", "coming", "I'll be there", "会按时去", ""),
+    ("visits.patient_answer", "change", "I need to change it", "需要改时间", ""),
     ("invitations.purpose", "enrol", "enrolment", "入组", ""),
     ("invitations.purpose", "rebind", "new phone", "更换手机", ""),
     ("audit_log.actor_kind", "patient", "patient (subject id)", "患者（受试者编号）", ""),
@@ -118,6 +134,10 @@ def codebook_rows(settings: Settings) -> list[dict]:
     for kind, level in LEVEL_BY_KIND.items():
         en, zh = _ALERTS.get(kind, (kind, kind))
         add("alerts.kind", kind, en, zh, level)
+    for kind in settings.visits.kinds:
+        add("visits.kind", kind.code, kind.en, kind.zh)
+    for category in settings.conmed.categories:
+        add("concomitant_medications.category", category.code, category.en, category.zh)
     for symptom in settings.triage.symptoms:
         add("symptom_reports.symptoms", symptom.code, symptom.en, symptom.zh, symptom.level, symptom.group)
     return rows

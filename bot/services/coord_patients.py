@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMessage, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
 from bot.domain.dose import AnswerSource, DoseRuleError, DoseState, PauseOrigin, correct_dose, has_reason
-from bot.services import invitations, patients
+from bot.services import accountability, invitations, patients, visits
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
 from bot.services.coord_courses import remove_untouched_days
@@ -127,6 +127,9 @@ class PatientDetail:
     alerts: list[Alert] = field(default_factory=list)
     out_of_window: list[DoseDay] = field(default_factory=list)
     messages: list[PatientMessage] = field(default_factory=list)  # latest, both ways, oldest first
+    tablets: list = field(default_factory=list)  # bot.services.accountability.Balance per course
+    visits: list = field(default_factory=list)  # upcoming visits and past ones not confirmed as attended
+    now: datetime | None = None
 
 
 async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int | None = None,
@@ -146,12 +149,16 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
                                                             DoseDay.out_of_window.is_(True))
                                       .order_by(col(DoseDay.local_date)))).all()
         latest = await messages_for(session, patient_id=patient.id)
+        tablets = await accountability.balances(session, settings=rt.settings, patient_id=patient.id) \
+            if rt.settings.accountability.enabled else []
+        visit_rows = await visits.for_patient(session, patient=patient, now=now) if rt.settings.visits.enabled else []
     today = now.astimezone(ZoneInfo(patient.timezone)).date()
     courses = by_patient.get(patient.id, [])
     views = [CourseView(c, by_course.get(c.id, []), adherence(d.state for d in by_course.get(c.id, [])))
              for c in courses]
     return PatientDetail(patient, _row(patient, courses, by_course, open_alerts.get(patient.id, 0), today), views,
-                         list(cancelled), list(reports), list(alerts), list(outside), latest)
+                         list(cancelled), list(reports), list(alerts), list(outside), latest, tablets,
+                         visit_rows, now)
 
 
 async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,

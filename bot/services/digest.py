@@ -16,7 +16,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
-from bot.db.models import Alert, Course, DoseDay, Patient, PatientMessage, RuntimeState, SymptomReport
+from bot.db.models import Alert, Course, DoseDay, Patient, PatientMessage, RuntimeState, SymptomReport, TabletCount
+from bot.services.accountability import taken_days
+from bot.services import visits as visit_service
 from bot.domain.adherence import Adherence, adherence, combine
 from bot.services.doses import WORRYING_REASONS
 from bot.services.runtime import Runtime
@@ -61,6 +63,10 @@ class Digest:
     total: Adherence | None = None
     reasons: list[tuple[str, date, str]] = field(default_factory=list)  # worrying missed-dose reasons since
     messages: list[Message] = field(default_factory=list)  # what patients sent since
+    tablet_counts: list[tuple[str, int, int, int]] = field(default_factory=list)  # (subject, cycle, left, expected)
+    now: datetime | None = None
+    visits_upcoming: list = field(default_factory=list)  # (subject, visit) today and tomorrow
+    visits_missed: list = field(default_factory=list)  # (subject, visit) over and not confirmed as attended
 
 
 def _last_key(site_id: str) -> str:
@@ -92,7 +98,13 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
         sent = (await session.exec(select(PatientMessage).where(
             col(PatientMessage.patient_id).in_(ids), PatientMessage.direction == "from_patient",
             PatientMessage.at > since, PatientMessage.at <= now).order_by(col(PatientMessage.at)))).all() if ids else []
-    digest = Digest(site_id=site_id, today=today, since=since, alerts=list(alerts),
+        visits_upcoming, visits_missed = await visit_service.for_digest(session, site_id=site_id, now=now, tz=site.tz) \
+            if rt.settings.visits.enabled else ([], [])
+        tablet_counts = (await session.exec(select(TabletCount).where(
+            col(TabletCount.patient_id).in_(ids), TabletCount.answered_at > since, TabletCount.answered_at <= now)
+            .order_by(col(TabletCount.answered_at)))).all() if ids else []
+    digest = Digest(site_id=site_id, today=today, since=since, alerts=list(alerts), now=now,
+                    visits_upcoming=visits_upcoming, visits_missed=visits_missed,
                     messages=[Message(patients[m.patient_id].subject_id, m.at, m.kind, m.text) for m in sent])
     for course in courses:
         patient = patients[course.patient_id]
@@ -122,6 +134,9 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
         counted.append(counts)
         digest.adherence.append((patients[patient_id].subject_id, counts))
     digest.total = combine(counted)
+    digest.tablet_counts = [(patients[c.patient_id].subject_id, c.cycle, c.reported_left,
+                             c.dispensed - taken_days([d for d in doses if d.course_id == c.course_id]))
+                            for c in tablet_counts]
     return digest
 
 

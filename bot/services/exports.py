@@ -21,8 +21,10 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.db.models import (Alert, AlertMessage, AuditLog, Course, DoseDay, DoseEvent, Invitation, Patient,
-                           PatientMessage, SymptomReport)
+from bot.db.models import (Alert, AlertMessage, AuditLog, ConmedReport, Course, DoseDay, DoseEvent, Invitation,
+                           Patient, PatientMessage, SymptomReport, TabletCount, Visit)
+from bot.services.accountability import ran_out_days, taken_days
+from bot.services.visits import unconfirmed
 from bot.domain.tokens import invitation_status
 from bot.services.audit import audit
 from bot.services.codebook import codebook_rows
@@ -50,12 +52,24 @@ COLUMNS: dict[str, list[str]] = {
                "escalate_at_utc", "escalated_at_utc", "repeats", "copies_sent", "details"],
     "patient_messages": ["message_id", "subject_id", "site_id", "at_utc", "at_local", "direction", "kind", "level",
                          "matched", "text", "author", "alert_id"],
+    "concomitant_medications": ["report_id", "subject_id", "site_id", "course_id", "cycle", "check_point",
+                                "answered_at_utc", "answered_at_local", "answer", "category", "reported_by",
+                                "alert_id", "update_id"],
+    "accountability": ["course_id", "subject_id", "site_id", "cycle", "dispensed", "reported_left", "expected_left",
+                       "difference", "expected_left_at_report", "ran_out_days", "answered_at_utc",
+                       "answered_at_local", "source", "alert_id"],
+    "visits": ["visit_id", "subject_id", "site_id", "kind", "at_utc", "at_local", "status", "unconfirmed",
+               "patient_answer", "answered_at_utc", "created_by", "created_at_utc", "updated_at_utc", "reason",
+               "attended_at_utc", "attended_by"],
     "invitations": ["invitation_id", "site_id", "subject_id", "purpose", "status", "created_by", "created_at_utc",
                     "expires_at_utc", "used_at_utc", "revoked_at_utc", "revoked_by"],
     "audit_log": ["audit_id", "at_utc", "actor_kind", "actor_id", "action", "entity", "entity_id", "before", "after",
                   "reason", "update_id"],
 }
 
+
+# The tables of the optional checks around dosing (issue 14), written by every export.
+COMPANION_TABLES = [table for table in ("concomitant_medications", "accountability", "visits") if table in COLUMNS]
 
 CODEBOOK_COLUMNS = ["field", "code", "label_en", "label_zh", "level", "meaning"]
 
@@ -176,6 +190,11 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         alerts = await _all(session, select(Alert).where(col(Alert.site_id).in_(sites)).order_by(col(Alert.id)))
         messages = await _all(session, select(PatientMessage).where(col(PatientMessage.patient_id).in_(ids))
                               .order_by(col(PatientMessage.id)))
+        conmeds = await _all(session, select(ConmedReport).where(col(ConmedReport.patient_id).in_(ids))
+                             .order_by(col(ConmedReport.id)))
+        visit_rows = await _all(session, select(Visit).where(col(Visit.patient_id).in_(ids)).order_by(col(Visit.id)))
+        counts = await _all(session, select(TabletCount).where(col(TabletCount.patient_id).in_(ids))
+                            .order_by(col(TabletCount.id)))
         copies = await _all(session, select(AlertMessage.alert_id).where(
             col(AlertMessage.alert_id).in_([a.id for a in alerts]))) if alerts else []
         invitations = await _all(session, select(Invitation).where(col(Invitation.site_id).in_(sites))
@@ -183,7 +202,8 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         audit_rows = await _all(session, select(AuditLog).order_by(col(AuditLog.id)))
         everything = len(sites) == len(rt.settings.sites)
         audit_rows = audit_rows if everything else _site_audit(rt, sites, audit_rows, patients, courses, doses,
-                                                              reports, alerts, invitations)
+                                                              reports, alerts, invitations, conmeds, counts,
+                                                              visit_rows)
         withdrawn = {r.entity_id: r.at for r in audit_rows if r.action == "patient.withdrawn"}
         course_status = {c.id: c.status for c in courses}
         recorded = _recorded_at(doses, events)
@@ -230,6 +250,22 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "at_utc": utc(m.at), "at_local": local(m.at, by_id[m.patient_id].timezone), "direction": m.direction,
             "kind": m.kind, "level": m.level, "matched": ";".join(m.matched), "text": m.text or "",
             "author": m.author, "alert_id": m.alert_id or ""} for m in messages]
+        export.tables["concomitant_medications"] = [{
+            "report_id": r.id, "subject_id": by_id[r.patient_id].subject_id, "site_id": by_id[r.patient_id].site_id,
+            "course_id": r.course_id, "cycle": r.cycle, "check_point": r.check_point,
+            "answered_at_utc": utc(r.answered_at), "answered_at_local": local(r.answered_at, by_id[r.patient_id].timezone),
+            "answer": r.answer, "category": r.category or "", "reported_by": r.reported_by,
+            "alert_id": r.alert_id or "", "update_id": r.update_id if r.update_id is not None else ""}
+            for r in conmeds]
+        export.tables["accountability"] = _accountability_rows(counts, by_id, doses)
+        export.tables["visits"] = [{
+            "visit_id": v.id, "subject_id": by_id[v.patient_id].subject_id, "site_id": v.site_id, "kind": v.kind,
+            "at_utc": utc(v.at), "at_local": local(v.at, by_id[v.patient_id].timezone), "status": v.status,
+            "unconfirmed": _flag(unconfirmed(v, ZoneInfo(by_id[v.patient_id].timezone), now)),
+            "patient_answer": v.patient_answer or "", "answered_at_utc": utc(v.answered_at),
+            "created_by": names.actor(v.created_by), "created_at_utc": utc(v.created_at),
+            "updated_at_utc": utc(v.updated_at), "reason": v.reason or "", "attended_at_utc": utc(v.attended_at),
+            "attended_by": names.actor(v.attended_by or "")} for v in visit_rows]
         export.tables["invitations"] = [{
             "invitation_id": i.id, "site_id": i.site_id, "subject_id": i.subject_id or "", "purpose": i.purpose,
             "status": invitation_status(expires_at=i.expires_at, used_at=i.used_at, revoked_at=i.revoked_at,
@@ -288,13 +324,35 @@ def _alert_row(a: Alert, names: Names, tz: str, copies: int) -> dict:
         "copies_sent": copies, "details": _json(names.scrub(a.details))}
 
 
-def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations) -> list[AuditLog]:
+def _accountability_rows(counts: list[TabletCount], by_id: dict, doses: list[DoseDay]) -> list[dict]:
+    """One row per answered tablet count; `expected_left` from the dose record as it is now."""
+    by_course: dict[int, list[DoseDay]] = defaultdict(list)
+    for d in doses:
+        by_course[d.course_id].append(d)
+    rows = []
+    for c in counts:
+        patient, course_doses = by_id[c.patient_id], by_course.get(c.course_id, [])
+        expected = c.dispensed - taken_days(course_doses)
+        rows.append({
+            "course_id": c.course_id, "subject_id": patient.subject_id, "site_id": patient.site_id, "cycle": c.cycle,
+            "dispensed": c.dispensed, "reported_left": c.reported_left, "expected_left": expected,
+            "difference": c.reported_left - expected, "expected_left_at_report": c.expected_left,
+            "ran_out_days": ";".join(str(d.day) for d in ran_out_days(course_doses)),
+            "answered_at_utc": utc(c.answered_at), "answered_at_local": local(c.answered_at, patient.timezone),
+            "source": c.source, "alert_id": c.alert_id or ""})
+    return rows
+
+
+def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations,
+                conmeds=(), counts=(), visit_rows=()) -> list[AuditLog]:
     subjects = {p.subject_id for p in patients}
     coordinators = {str(c.telegram_id) for s in rt.settings.sites if s.id in sites for c in s.coordinators}
     ids = {
         "patient": subjects, "course": {str(c.id) for c in courses}, "dose_day": {str(d.id) for d in doses},
         "symptom_report": {str(r.id) for r in reports}, "alert": {str(a.id) for a in alerts},
         "invitation": {str(i.id) for i in invitations}, "site": set(sites),
+        "conmed_report": {str(r.id) for r in conmeds}, "tablet_count": {str(c.id) for c in counts},
+        "visit": {str(v.id) for v in visit_rows},
     }
 
     def concerns(row: AuditLog) -> bool:

@@ -1,0 +1,74 @@
+"""Migration 0006 (issue 14): the prohibited-medicine answers table comes and goes cleanly on a
+database at 0005, matches the models, and keeps one answer per course and check point
+(SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from bot.db.engine import make_engine, normalize_url
+from bot.db.migrate import alembic_config, current_revision, schema_differences, upgrade
+from tests.conftest import ON_POSTGRES, TEST_DATABASE_URL
+
+T = "2026-12-01 00:00:00"
+
+
+@pytest.fixture
+async def engine_0005(tmp_path):
+    if ON_POSTGRES:
+        engine = make_engine(normalize_url(TEST_DATABASE_URL))
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    else:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    await upgrade(engine, "0005")
+    yield engine
+    await upgrade(engine, "head")  # leave the shared PostgreSQL database as the other tests expect it
+    await engine.dispose()
+
+
+async def _downgrade(engine, revision: str) -> None:
+    def run(sync_connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = sync_connection
+        command.downgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def _tables(engine) -> set[str]:
+    async with engine.connect() as connection:
+        return await connection.run_sync(lambda c: set(__import__("sqlalchemy").inspect(c).get_table_names()))
+
+
+async def test_0006_upgrades_downgrades_and_keeps_one_answer_per_check(engine_0005):
+    engine = engine_0005
+    assert "conmed_report" not in await _tables(engine)
+    await upgrade(engine, "head")
+    assert await current_revision(engine) == "0006"
+    assert await schema_differences(engine) == []
+    async with engine.begin() as connection:
+        for statement in [
+            f"INSERT INTO patient (id, subject_id, site_id, locale, timezone, reminder_time, status, unreachable, "
+            f"created_at) VALUES (1, 'NJ-1', 'NJ', 'en', 'Asia/Shanghai', '08:00', 'active', false, '{T}')",
+            f"INSERT INTO course (id, patient_id, cycle, chemo_end, first_day, last_day, status, source, confirmed, "
+            f"created_at, created_by) VALUES (1, 1, 1, '2026-12-01', '2026-12-02', '2026-12-15', 'active', 'cli', "
+            f"true, '{T}', 'operator:cli')",
+            f"INSERT INTO conmed_report (patient_id, course_id, cycle, check_point, answered_at, answer, category, "
+            f"reported_by) VALUES (1, 1, 1, 'start', '{T}', 'yes', 'tcm', 'NJ-1')",
+        ]:
+            await connection.execute(text(statement))
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                f"INSERT INTO conmed_report (patient_id, course_id, cycle, check_point, answered_at, answer, "
+                f"reported_by) VALUES (1, 1, 1, 'start', '{T}', 'no', 'NJ-1')"))
+    await _downgrade(engine, "0005")
+    assert await current_revision(engine) == "0005"
+    assert "conmed_report" not in await _tables(engine)
+    assert "course" in await _tables(engine)
