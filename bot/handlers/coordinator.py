@@ -27,6 +27,12 @@ async def start_or_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     await update.effective_message.reply_text(render.help_text(found[1]))
 
 
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A staff member's mistyped command: say so and point at /help (the full list)."""
+    t = translator_for(update, context)
+    await update.effective_message.reply_text(t._("Unknown command. Send /help for the list of commands."))
+
+
 async def edit_copies(context: ContextTypes.DEFAULT_TYPE, result: AckResult) -> None:
     rt = runtime(context)
     for copy in result.copies:
