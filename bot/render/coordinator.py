@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
 from bot.render import callbacks as cb
+from bot.services.alerts import is_notice
 from bot.services.staff import staff_label
 
 
@@ -113,6 +114,8 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         if alert.kind == "patient_message" and alert.patient_id:  # a reply is still possible
             return "\n".join(lines), Keyboard([[Button(t._("Reply"), callback_data=cb.reply(alert.id))]])
         return "\n".join(lines), None
+    if is_notice(alert.kind):  # for information: nothing to acknowledge
+        return "\n".join(lines + [t._("For your information; no reply needed.")]), None
     rows = [[Button(t._("Acknowledge"), callback_data=cb.ack(alert.id))]]
     if alert.kind == "patient_message" and alert.patient_id:
         rows[0].append(Button(t._("Reply"), callback_data=cb.reply(alert.id)))
