@@ -37,7 +37,10 @@ async def edit_copies(context: ContextTypes.DEFAULT_TYPE, result: AckResult) -> 
     rt = runtime(context)
     for copy in result.copies:
         t = render.chat_translator(rt.settings, copy.chat_id, result.alert.site_id)
-        text, markup = render.alert_message(t, rt.settings, result.alert)
+        escalation = rt.settings.site(result.alert.site_id).escalation_contact
+        text, markup = render.alert_message(t, rt.settings, result.alert,  # the escalation copy keeps its header
+                                            escalated=result.alert.escalated_at is not None and
+                                            copy.chat_id == escalation)
         try:
             await context.bot.edit_message_text(text, chat_id=copy.chat_id, message_id=copy.message_id,
                                                 reply_markup=markup)

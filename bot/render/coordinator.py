@@ -79,8 +79,10 @@ def _media_label(t: Translator, media: str) -> str:
         media, t._("message (copy below)"))
 
 
-def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated: bool = False,
+def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated: bool = False, repeat: int = 0,
                   acknowledged_by: str | None = None) -> tuple[str, Keyboard | None]:
+    """`repeat`: which repeat this copy is (0 = the first copy); `escalated`: the copy went to the
+    escalation contact (the header stays after the acknowledgement)."""
     details = alert.details or {}
     title = _message_title(t, alert) if alert.kind == "patient_message" else alert_title(t, alert.kind)
     lines = [title, t._("Subject: {subject}", subject=details.get("subject_id") or "—"),
@@ -105,6 +107,9 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         lines.append(t._("Days in a row: {days}", days=details["days"]))
     if details.get("chemo_end"):
         lines.append(t._("Chemotherapy end reported: {date}", date=details["chemo_end"]))
+    if repeat > 0 and alert.acknowledged_at is None:  # not a new alert: the same one, still waiting
+        lines.insert(1, "🔁 " + t._("Still not acknowledged (reminder {number}, first raised at {time})",
+                                    number=repeat + 1, time=t.time(alert.created_at)))
     if escalated:
         lines.insert(0, t._("ESCALATED: not acknowledged in time"))
     if alert.acknowledged_at is not None:
