@@ -10,8 +10,8 @@ from telegram.error import Forbidden
 from telegram.ext import ContextTypes
 
 from bot.handlers.common import runtime
-from bot.handlers.coord_common import (REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending,
-                                       tell)
+from bot.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
+                                       set_pending, tell)
 from bot.handlers.coordinator import acknowledge
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
@@ -29,9 +29,15 @@ async def cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     actor, t = found
     args = context.args
     chemo_end = parse_date(args[1]) if len(args) > 1 else None
+    example = example_subject(runtime(context), actor)
+    if len(args) > 1 and chemo_end is None:  # name the problem: the date
+        await update.effective_message.reply_text(
+            t._("“{value}” is not a date. Write it as year-month-day, for example: /cycle {subject} 2026-12-01",
+                value=args[1][:20], subject=args[0][:20]))
+        return
     if not args or chemo_end is None:
-        await update.effective_message.reply_text(t._("Usage: /cycle SH-017 2026-12-01 (the date chemotherapy "
-                                                      "ended in this cycle)"))
+        await update.effective_message.reply_text(t._("Usage: /cycle {subject} 2026-12-01 (the date chemotherapy "
+                                                      "ended in this cycle)", subject=example))
         return
     preview = await guarded(update, t, args[0], lambda: coord_courses.preview_new(
         runtime(context), actor, subject_id=args[0], chemo_end=chemo_end, update_id=update.update_id))
