@@ -205,13 +205,19 @@ async def _flows(r: Recorder, sandbox: BotApiSandbox, clock: FakeClock) -> None:
         await r.step(patient, "types 07:30", say(patient, "07:30"))
         await tap_step(patient, "确认" if language == "中文" else "Confirm")
 
-    r.section("Registering a course")
-    for nurse, patient, subject, _ in pairs:
+    r.section("Registering a course", "NJ-101 reports the end of chemotherapy from the menu (asked first), "
+              "the team confirms it from the alert; NJ-102's course is registered with /cycle.")
+    await r.step(PATIENT_ZH, "taps the menu button “Chemo finished today”", say(PATIENT_ZH, "💉 今天化疗结束"))
+    await tap_step(PATIENT_ZH, "是")
+    await tap_step(NURSE_ZH, "确认疗程", NURSE_ZH)
+    for nurse, patient, subject, _ in pairs[1:]:
         await r.step(nurse, f"/cycle {subject} 2026-12-01", command(nurse, f"/cycle {subject} 2026-12-01"))
         preview, _ = next((m, None) for m in reversed(sandbox.messages(nurse)) if m.buttons)
         label = preview.button_texts[0]
         await r.step(nurse, f"taps [{label}]", lambda n=nurse, m=preview: users[n].press(m, m.buttons[0][1]))
     await r.step(NURSE_ZH, "/cycle NJ-101 2026-13-01", command(NURSE_ZH, "/cycle NJ-101 2026-13-01"))
+    await r.step(ADMIN_EN, "/cycle", command(ADMIN_EN, "/cycle"))
+    await r.step(NURSE_ZH, "/invite SH-020", command(NURSE_ZH, "/invite SH-020"))
 
     r.section("A course day", "Day 1: the reminder, “remind me later”, the follow-up, “taken”.")
     clock.set(datetime(2026, 12, 2, 7, 30, tzinfo=SHANGHAI))

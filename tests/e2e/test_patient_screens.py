@@ -3,6 +3,8 @@ and notices (new enrolment, pause, resume) that nobody has to acknowledge."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from bot.db.models import Alert, Patient
@@ -84,3 +86,22 @@ async def test_notices_need_no_acknowledgement_and_a_resume_closes_the_pause_not
         [paused] = await h.rows(Alert, Alert.kind == "patient_paused")
         assert paused.acknowledged_at is not None  # closed by the resume
         assert await coord_alerts.open_alerts(h.rt, OPERATOR) == []
+
+
+async def test_confirm_course_edits_the_alert_with_what_was_confirmed_by_whom_and_when(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user, _ = await enrol(h, 7004, "en", "English", subject="NJ-0904")
+        question = await reply_to(h, user, lambda: user.send_text("💉 Chemo finished today"))
+        user.press(question, question.buttons[0][1])
+        await h.sandbox.wait_for(lambda: question.history and question.reply_markup is None)
+        await h.tick()
+        nurse = h.sandbox.user(COORDINATOR_NJ, language_code="zh-hans")
+        alert = await h.sandbox.wait_for(lambda: next((m for m in nurse.messages
+                                                        if any((d or "").startswith("pc:") for _, d in m.buttons)), None))
+        user_data = next(d for _, d in alert.buttons if d.startswith("pc:"))
+        nurse.press(alert, user_data)
+        t = Translator("zh_Hans", "Asia/Shanghai")
+        await h.sandbox.wait_for(lambda: "已于" in (alert.text or "") and alert.reply_markup is None)
+        assert t._("Course confirmed by {who} at {when}: cycle {cycle}, {first} – {last}.", who="NJ nurse 1",
+                   when=t.datetime(h.clock.now()), cycle=1, first=t.date(date(2026, 12, 2)),
+                   last=t.date(date(2026, 12, 15))) in alert.text
