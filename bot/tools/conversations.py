@@ -253,7 +253,7 @@ async def _flows(r: Recorder, sandbox: BotApiSandbox, clock: FakeClock) -> None:
     for patient in (PATIENT_ZH, PATIENT_EN):
         zh = patient == PATIENT_ZH
         await r.step(patient, "/report", command(patient, "/report"))
-        await tap_step(patient, "黑便" if zh else "Black")
+        await tap_step(patient, "黑便" if zh else "Black stool")
         await tap_step(patient, "发送" if zh else "Send")
         if zh:
             clock.set(datetime(2026, 12, 3, 9, 6, tzinfo=SHANGHAI))
