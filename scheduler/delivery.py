@@ -283,7 +283,8 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         if course is None or course.status != "active":
             return Skip("course cancelled")
         if row.kind == "course_plan":
-            text, markup = render_patient.course_plan(t, settings, course, patient.reminder_time)
+            text, markup = render_patient.course_plan(t, settings, course, patient.reminder_time,
+                                                      was=row.payload.get("was"))
         else:
             states = loaded.course_states.get(course.id, [])
             text, markup = render_patient.course_end(t, settings, course, adherence(DoseState(s) for s in states))

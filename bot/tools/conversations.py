@@ -211,10 +211,12 @@ async def _flows(r: Recorder, sandbox: BotApiSandbox, clock: FakeClock) -> None:
     await tap_step(PATIENT_ZH, "是")
     await tap_step(NURSE_ZH, "确认疗程", NURSE_ZH)
     for nurse, patient, subject, _ in pairs[1:]:
-        await r.step(nurse, f"/cycle {subject} 2026-12-01", command(nurse, f"/cycle {subject} 2026-12-01"))
+        await r.step(nurse, f"/cycle {subject} 2026-12-02", command(nurse, f"/cycle {subject} 2026-12-02"))
         preview, _ = next((m, None) for m in reversed(sandbox.messages(nurse)) if m.buttons)
         label = preview.button_texts[0]
         await r.step(nurse, f"taps [{label}]", lambda n=nurse, m=preview: users[n].press(m, m.buttons[0][1]))
+    await r.step(ADMIN_EN, "/correct NJ-102 2026-12-01", command(ADMIN_EN, "/correct NJ-102 2026-12-01"))
+    await r.step(ADMIN_EN, "types the reason", say(ADMIN_EN, "Wrong date entered: chemotherapy ended on 1 Dec"))
     await r.step(NURSE_ZH, "/cycle NJ-101 2026-13-01", command(NURSE_ZH, "/cycle NJ-101 2026-13-01"))
     await r.step(ADMIN_EN, "/cycle", command(ADMIN_EN, "/cycle"))
     await r.step(NURSE_ZH, "/invite SH-020", command(NURSE_ZH, "/invite SH-020"))
