@@ -206,7 +206,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await status(update, context)
     elif text in _menu_texts("chemo"):
         await chemo_finished(update, context)
-    elif symptoms.note_pending(context) and not text.startswith("/"):
+    elif symptoms.note_pending(context) and not text.startswith("/") and \
+            await current_patient(context, update.effective_user.id) is not None:
         await symptoms.on_note(update, context)
     elif looks_like_token(text) and await current_patient(context, update.effective_user.id) is None:
         await enrol.begin(update, context, text)

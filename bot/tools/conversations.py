@@ -268,6 +268,17 @@ async def _flows(r: Recorder, sandbox: BotApiSandbox, clock: FakeClock) -> None:
     for nurse in (NURSE_ZH, ADMIN_EN):
         await r.step(nurse, "/patients", command(nurse, "/patients"))
         await r.step(nurse, "/alerts", command(nurse, "/alerts"))
+        await r.step(nurse, "/digest", command(nurse, "/digest"))
+
+    r.section("Pause, resume and withdrawal", "Notices (pause, resume) need no acknowledgement; a withdrawn "
+              "patient who writes is told they left the reminders.")
+    for patient in (PATIENT_ZH, PATIENT_EN):
+        await r.step(patient, "/stop", command(patient, "/stop"))
+        await r.step(patient, "/start", command(patient, "/start"))
+    for nurse, patient, subject, _ in pairs:
+        await r.step(nurse, f"/withdraw {subject}", command(nurse, f"/withdraw {subject}"))
+        await r.step(nurse, "types the reason", say(nurse, "Consent withdrawn at the clinic visit"))
+        await r.step(patient, "types a message", say(patient, "你好" if patient == PATIENT_ZH else "Hello?"))
 
 
 def main(argv: list[str] | None = None) -> int:
