@@ -7,9 +7,12 @@ without a dialog is refused, audited and changes nothing.
 
 from __future__ import annotations
 
+import logging
+
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.config import parse_hhmm
@@ -21,6 +24,9 @@ from bot.render import callbacks as cb
 from bot.render.patient import course_plan, main_menu, status
 from bot.services import enrolment, patients
 from bot.services.enrolment import EnrolmentRefused
+
+log = logging.getLogger("adherence.enrol")
+TIME_QUESTION = "enrol_time_question"  # (chat id, message id) of the open time question
 
 
 def _refusal(t: Translator, code: str) -> str:
@@ -134,8 +140,7 @@ async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str
     elif done.step is EnrolStep.TIME:
         await ask_time(update, context, t, edit=True)
     elif done.step is EnrolStep.CONFIRM:
-        if query is not None and step == "time":  # the time question keeps the answer, not its buttons
-            await query.edit_message_text(t._("Daily reminder at {time}", time=done.state["time"]) + " ✓")
+        await _close_time_question(update, context, t, done.state["time"], typed=query is None or step != "time")
         await _summary(update, context, t, done.state)
     elif done.step is EnrolStep.DONE:
         await _finished(update, context, t, done)
@@ -148,9 +153,26 @@ async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Transl
             for i in range(0, len(choices), 2)]
     text = t._("What time should we remind you each day? Tap a time, or type another one like 07:30.")
     if edit:
-        await update.callback_query.edit_message_text(text, reply_markup=Keyboard(rows))
+        asked = await update.callback_query.edit_message_text(text, reply_markup=Keyboard(rows))
     else:
-        await update.effective_message.reply_text(text, reply_markup=Keyboard(rows))
+        asked = await update.effective_message.reply_text(text, reply_markup=Keyboard(rows))
+    if context.user_data is not None and hasattr(asked, "message_id"):
+        context.user_data[TIME_QUESTION] = [asked.chat_id, asked.message_id]
+
+
+async def _close_time_question(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, time: str, *,
+                               typed: bool) -> None:
+    """The time question keeps the answer, not its buttons (tapped, or typed as text). Cosmetic:
+    a restart forgets which message it was, and a stale time button still works at the summary."""
+    where = context.user_data.pop(TIME_QUESTION, None) if context.user_data is not None else None
+    text = t._("Daily reminder at {time}", time=time) + " ✓"
+    try:
+        if not typed:
+            await update.callback_query.edit_message_text(text)
+        elif where:
+            await context.bot.edit_message_text(text, chat_id=where[0], message_id=where[1])
+    except TelegramError as error:
+        log.info("event=time_question_not_closed error=%s", type(error).__name__)
 
 
 def parse_time_input(text: str) -> str | None:
