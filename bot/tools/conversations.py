@@ -70,7 +70,8 @@ class Recorder:
         self.lines.append(f"**{NAMES[who]}** ▶ {action}")
         self.lines.append("")
         calls = len(self.sandbox.calls)
-        do()
+        update = do()
+        await self._answered(update, who, calls)
         await self.settle()
         for call in self.sandbox.calls[calls:]:  # a button's short pop-up answer
             if call.method == "answerCallbackQuery" and call.params.get("text"):
@@ -82,6 +83,21 @@ class Recorder:
         self.lines += [f"*{title}*", ""]
         await self.settle()
         self._collect()
+
+    async def _answered(self, update: dict, chat: int, since: int) -> None:
+        """Wait for the bot's first answer to this update (a busy machine must not shift a reply
+        into the next step): the button's answer, or a message or edit in the sender's chat."""
+        query = (update.get("callback_query") or {}).get("id")
+
+        def answered() -> bool:
+            for call in self.sandbox.calls[since:]:
+                if query is not None and call.method == "answerCallbackQuery" and \
+                        call.params.get("callback_query_id") == query:
+                    return True
+                if query is None and call.chat_id == chat and call.method != "getUpdates":
+                    return True
+            return False
+        await self.sandbox.wait_for(answered, timeout=30)
 
     def _collect(self) -> None:
         for chat in CHAT_ORDER:
@@ -123,10 +139,11 @@ class Recorder:
 
 
 async def _idle(sandbox: BotApiSandbox) -> None:
+    """Until the bot has made no call for a while (its replies and edits have landed)."""
     count = -1
     while count != len(sandbox.calls):
         count = len(sandbox.calls)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.08)
 
 
 def _latest_with_button(sandbox: BotApiSandbox, chat: int, label: str):
