@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: setup catalogs demo test test-sqlite test-postgres check-postgres extract bench clean
+.PHONY: setup catalogs demo conversations test test-sqlite test-postgres check-postgres extract bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ setup: $(STAMP) catalogs
 catalogs: $(STAMP)
 	$(VENV)/bin/pybabel compile --domain messages --directory locales --statistics
 
-demo: setup
+demo: conversations
 	$(PY) -m bot demo --out demo-output
+
+# docs/conversations.md: every patient and coordinator screen, written by the real bot (sandbox, fixed clock).
+conversations: setup
+	$(PY) -m bot.tools.conversations --out docs/conversations.md
 
 test: setup test-sqlite test-postgres
 

@@ -220,6 +220,8 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     for name, callback in COORDINATOR_COMMANDS.items():
         application.add_handler(CommandHandler(name, callback, filters=private))
     application.add_handler(CallbackQueryHandler(router.on_callback))
+    application.add_handler(MessageHandler(private & team & filters.COMMAND, coordinator.unknown_command))
+    application.add_handler(MessageHandler(private & filters.COMMAND, commands.unknown_command))
     application.add_handler(MessageHandler(private & team & filters.TEXT & ~filters.COMMAND, coord_dialog.on_text))
     application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, commands.on_text))
     media = (filters.VOICE | filters.AUDIO | filters.PHOTO | filters.VIDEO | filters.VIDEO_NOTE | filters.Document.ALL

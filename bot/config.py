@@ -343,9 +343,15 @@ class Symptom(_Strict):
     group: Literal["bleeding", "clot", "liver", "other"]
     en: str
     zh: str
+    # Short button labels (the picker shows the full wording in its text); default: the full wording.
+    short_en: str | None = Field(None, min_length=1, max_length=40)
+    short_zh: str | None = Field(None, min_length=1, max_length=20)
 
     def label(self, locale: str) -> str:
         return self.zh if locale.startswith("zh") else self.en
+
+    def short(self, locale: str) -> str:
+        return (self.short_zh or self.zh) if locale.startswith("zh") else (self.short_en or self.en)
 
 
 class KeywordList(_Strict):

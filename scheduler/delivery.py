@@ -250,7 +250,9 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
                 if (alert.id, row.chat_id) in loaded.copies_in_flight:
                     return Defer(now + timedelta(seconds=1), "alert copy still being sent")
                 return Skip("no copy of the alert in this chat")
-        text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")))
+        text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")),
+                                                        repeat=int(row.payload.get("round") or 0)
+                                                        if row.kind == "alert" else 0)
         return Prepared(text, markup, protect=False, edit_message_id=target)
     if row.kind == STAFF_REPLY_KIND:  # an answer to what the patient sent: even while reminders are paused
         message = loaded.messages.get(row.payload.get("message_id"))
@@ -326,7 +328,8 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         if course is None or course.status != "active":
             return Skip("course cancelled")
         if row.kind == "course_plan":
-            text, markup = render_patient.course_plan(t, settings, course, patient.reminder_time)
+            text, markup = render_patient.course_plan(t, settings, course, patient.reminder_time,
+                                                      was=row.payload.get("was"))
         else:
             states = loaded.course_states.get(course.id, [])
             text, markup = render_patient.course_end(t, settings, course, adherence(DoseState(s) for s in states))

@@ -26,6 +26,7 @@ class EnrolInput(StrEnum):
     CONSENT = "consent"
     TIME = "time"
     CONFIRM = "confirm"
+    CHANGE = "change"  # from the summary: go back to the language or the time step
 
 
 class StepRefused(ValueError):
@@ -47,7 +48,8 @@ _EXPECTS = {
 def next_step(current: EnrolStep | str | None, received: EnrolInput | str, value: str) -> EnrolStep:
     """The step after `received` at `current`. Refuses anything out of order (`out_of_order`),
     any input without a dialog (`expired`) and malformed values (`invalid`). At the confirm step
-    a new time may still be chosen (the summary is shown again)."""
+    a new time may still be chosen (the summary is shown again), and "change" goes back: to the
+    time step, or to the language step (the consent is then asked again, in the new language)."""
     if current is None:
         raise StepRefused("expired", "no enrolment dialog in progress")
     current = EnrolStep(current)
@@ -56,8 +58,8 @@ def next_step(current: EnrolStep | str | None, received: EnrolInput | str, value
     except ValueError:
         raise StepRefused("invalid", f"unknown enrolment input {received!r}") from None
     allowed = _EXPECTS.get(current)
-    if received is EnrolInput.TIME and current is EnrolStep.CONFIRM:
-        allowed = EnrolInput.TIME
+    if received in (EnrolInput.TIME, EnrolInput.CHANGE) and current is EnrolStep.CONFIRM:
+        allowed = received
     if received is not allowed:
         raise StepRefused("out_of_order", f"{received.value} is not accepted at step {current.value}")
     if not value:
@@ -70,6 +72,10 @@ def next_step(current: EnrolStep | str | None, received: EnrolInput | str, value
         return EnrolStep.TIME if value == "yes" else EnrolStep.DECLINED
     if received is EnrolInput.TIME:
         return EnrolStep.CONFIRM
+    if received is EnrolInput.CHANGE:
+        if value not in ("time", "lang"):
+            raise StepRefused("invalid", f"change must be time or lang, got {value!r}")
+        return EnrolStep.TIME if value == "time" else EnrolStep.LANGUAGE
     if value != "yes":
         raise StepRefused("invalid", f"confirm must be yes, got {value!r}")
     return EnrolStep.DONE

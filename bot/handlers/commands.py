@@ -22,6 +22,7 @@ from bot.render import patient as render
 from bot.services import courses, enrolment, patients
 from bot.services import symptoms as symptom_service
 from bot.services.courses import CourseRefused
+from bot.services.queries import withdrawn_patient_by_telegram
 
 log = logging.getLogger("adherence.commands")
 
@@ -35,8 +36,22 @@ async def _enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE):
     patient = await current_patient(context, update.effective_user.id)
     t = translator_for(update, context, patient)
     if patient is None:
-        await update.effective_message.reply_text(_not_enrolled(t))
+        await tell_not_enrolled(update, context)
     return patient, t
+
+
+async def _stranger_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+    """How to enrol; or, for a patient the study team withdrew, that they left the reminders."""
+    rt = runtime(context)
+    async with rt.session() as session:
+        left = await withdrawn_patient_by_telegram(session, telegram_user_id=update.effective_user.id)
+    if left is None:
+        return _not_enrolled(translator_for(update, context))
+    t = translator_for(update, context, left)
+    return "\n".join([t._("You have left the study's reminders, so this bot no longer sends you any."),
+                      t._("Your messages here are not read by the study team."),
+                      t._("For questions, please call your study team: {phone}",
+                          phone=rt.settings.site(left.site_id).phone)])
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -99,6 +114,9 @@ async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     if patient is None:
+        return
+    if context.args:  # "/time 07:30"
+        await set_time(update, context, " ".join(context.args))
         return
     context.user_data["awaiting_time"] = True
     choices = rt.settings.reminders.time_choices
@@ -191,8 +209,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await status(update, context)
     elif text in _menu_texts("chemo"):
         await chemo_finished(update, context)
-    elif not text.startswith("/") and await symptom_service.pending_note(
-            runtime(context), telegram_user_id=update.effective_user.id) is not None:
+    elif not text.startswith("/") and await current_patient(context, update.effective_user.id) is not None \
+            and await symptom_service.pending_note(runtime(context), telegram_user_id=update.effective_user.id):
         await symptoms.on_note(update, context)
     elif parse_count(text) is not None and await accountability.on_typed(update, context):
         pass  # a typed number answered the open tablet-count question
@@ -203,7 +221,17 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def tell_not_enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(_not_enrolled(translator_for(update, context)))
+    await update.effective_message.reply_text(await _stranger_text(update, context))
+
+
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A command the bot does not know (a typo, an old one): a short list, nothing changed."""
+    patient = await current_patient(context, update.effective_user.id)
+    t = translator_for(update, context, patient)
+    await update.effective_message.reply_text("\n".join([
+        t._("Sorry, I do not know that command."),
+        t._("Try /status, /report, /time, /language or /help."),
+    ]), reply_markup=render.main_menu(t) if patient is not None else None)
 
 
 async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

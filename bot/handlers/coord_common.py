@@ -54,11 +54,14 @@ async def require_coordinator(update: Update, context: ContextTypes.DEFAULT_TYPE
     return actor, coordinator_translator(context, user.id)
 
 
-async def guarded(update: Update, t: Translator, subject: str | None, work):
-    """Run a coordinator use case; turn its refusals into one message. Returns REFUSED if refused."""
+async def guarded(update: Update, t: Translator, subject: str | None, work, *, not_permitted: str | None = None):
+    """Run a coordinator use case; turn its refusals into one message. Returns REFUSED if refused.
+    `not_permitted`: what to say when the site is not the caller's (default: no such patient here)."""
     try:
         return await work()
-    except (NotFound, NotPermitted):
+    except NotPermitted:
+        await tell(update, not_permitted or render.not_at_your_site(t, subject))
+    except NotFound:
         await tell(update, render.not_at_your_site(t, subject))
     except CourseActionRefused as refused:
         await tell(update, views.course_refusal(t, refused.code))
@@ -73,6 +76,11 @@ async def guarded(update: Update, t: Translator, subject: str | None, work):
         else:
             await tell(update, t._("Unknown site."))
     return REFUSED
+
+
+def example_subject(rt, actor: Actor) -> str:
+    """A subject id to show in examples, with the coordinator's own site prefix."""
+    return f"{actor.home_site or rt.settings.sites[0].id}-017"
 
 
 def parse_date(raw: str | None) -> date | None:

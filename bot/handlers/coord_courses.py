@@ -10,13 +10,14 @@ from telegram.error import Forbidden
 from telegram.ext import ContextTypes
 
 from bot.handlers.common import runtime
-from bot.handlers.coord_common import (REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending,
-                                       tell)
-from bot.handlers.coordinator import acknowledge
+from bot.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
+                                       set_pending, tell)
+from bot.handlers.coordinator import acknowledge, edit_copies
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.render import coordinator as render
 from bot.services import coord_courses
+from bot.services.staff import staff_label
 
 
 def _cycle_arg(value: str | None) -> int | None:
@@ -29,9 +30,15 @@ async def cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     actor, t = found
     args = context.args
     chemo_end = parse_date(args[1]) if len(args) > 1 else None
+    example = example_subject(runtime(context), actor)
+    if len(args) > 1 and chemo_end is None:  # name the problem: the date
+        await update.effective_message.reply_text(
+            t._("“{value}” is not a date. Write it as year-month-day, for example: /cycle {subject} 2026-12-01",
+                value=args[1][:20], subject=args[0][:20]))
+        return
     if not args or chemo_end is None:
-        await update.effective_message.reply_text(t._("Usage: /cycle SH-017 2026-12-01 (the date chemotherapy "
-                                                      "ended in this cycle)"))
+        await update.effective_message.reply_text(t._("Usage: /cycle {subject} 2026-12-01 (the date chemotherapy "
+                                                      "ended in this cycle)", subject=example))
         return
     preview = await guarded(update, t, args[0], lambda: coord_courses.preview_new(
         runtime(context), actor, subject_id=args[0], chemo_end=chemo_end, update_id=update.update_id))
@@ -120,6 +127,14 @@ async def on_patient_course(update: Update, context: ContextTypes.DEFAULT_TYPE, 
             runtime(context), actor, course_id=int(details.get("course_id") or 0), update_id=update.update_id))
         if done is not REFUSED:
             await update.callback_query.answer(t._("Course confirmed."))
+            status, course = done
+            rt = runtime(context)
+            who, when = staff_label(rt.settings, update.effective_user.id) or "—", rt.now()
+            if status == "confirmed":  # the alert says what was confirmed, by whom and when
+                await edit_copies(context, result, outcome=lambda tr: "✅ " + tr._(
+                    "Course confirmed by {who} at {when}: cycle {cycle}, {first} – {last}.", who=who,
+                    when=tr.datetime(when), cycle=course.cycle, first=tr.date(course.first_day),
+                    last=tr.date(course.last_day)))
         return
     set_pending(context, "correct_date", subject=details.get("subject_id"), cycle=details.get("cycle"))
     try:

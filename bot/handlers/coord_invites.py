@@ -28,8 +28,13 @@ async def invite(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     actor, t = found
     subject = context.args[0] if context.args else None
     site = context.args[1].upper() if len(context.args) > 1 else None
+    rt = runtime(context)
+    wanted = coord_invites.site_for(rt, actor, subject, site)
+    mine = ", ".join(s.id for s in rt.settings.sites if actor.may(s.id))
     issued = await guarded(update, t, subject, lambda: coord_invites.issue(
-        runtime(context), actor, subject_id=subject, site_id=site, update_id=update.update_id))
+        rt, actor, subject_id=subject, site_id=site, update_id=update.update_id),
+        not_permitted=t._("Site {site} is not yours, so you cannot invite patients there. Your site: {mine}.",
+                          site=wanted, mine=mine))
     if issued is not REFUSED:
         await _send_link(update, context, t, issued, "enrol")
 

@@ -27,11 +27,23 @@ async def start_or_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     await update.effective_message.reply_text(render.help_text(found[1]))
 
 
-async def edit_copies(context: ContextTypes.DEFAULT_TYPE, result: AckResult) -> None:
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A staff member's mistyped command: say so and point at /help (the full list)."""
+    t = translator_for(update, context)
+    await update.effective_message.reply_text(t._("Unknown command. Send /help for the list of commands."))
+
+
+async def edit_copies(context: ContextTypes.DEFAULT_TYPE, result: AckResult, outcome=None) -> None:
+    """Every copy, in its reader's language; `outcome(t)` adds what was done (e.g. the course confirmed)."""
     rt = runtime(context)
     for copy in result.copies:
         t = render.chat_translator(rt.settings, copy.chat_id, result.alert.site_id)
-        text, markup = render.alert_message(t, rt.settings, result.alert)
+        escalation = rt.settings.site(result.alert.site_id).escalation_contact
+        text, markup = render.alert_message(t, rt.settings, result.alert,  # the escalation copy keeps its header
+                                            escalated=result.alert.escalated_at is not None and
+                                            copy.chat_id == escalation)
+        if outcome is not None:  # it replaces the plain "acknowledged by" line (the last one)
+            text = text.rsplit("\n", 1)[0] + "\n" + outcome(t)
         try:
             await context.bot.edit_message_text(text, chat_id=copy.chat_id, message_id=copy.message_id,
                                                 reply_markup=markup)

@@ -7,9 +7,12 @@ without a dialog is refused, audited and changes nothing.
 
 from __future__ import annotations
 
+import logging
+
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.config import parse_hhmm
@@ -21,6 +24,9 @@ from bot.render import callbacks as cb
 from bot.render.patient import course_plan, main_menu, status
 from bot.services import enrolment, patients
 from bot.services.enrolment import EnrolmentRefused
+
+log = logging.getLogger("adherence.enrol")
+TIME_QUESTION = "enrol_time_question"  # (chat id, message id) of the open time question
 
 
 def _refusal(t: Translator, code: str) -> str:
@@ -53,12 +59,15 @@ async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, token: str) 
     except EnrolmentRefused as refused:
         await update.effective_message.reply_text(_refusal(t, refused.code))
         return
-    preselected = t.locale
-    rows = [[Button(("✓ " if preselected == "zh_Hans" else "") + "中文", callback_data=cb.enrol("lang", "zh_Hans")),
-             Button(("✓ " if preselected == "en" else "") + "English", callback_data=cb.enrol("lang", "en"))]]
-    await update.effective_message.reply_text(
-        t._("Welcome to the {trial} study reminders. Please choose your language.", trial=rt.settings.trial.name),
-        reply_markup=Keyboard(rows))
+    text, keyboard = _language_question(t, rt)
+    await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+
+def _language_question(t: Translator, rt) -> tuple[str, Keyboard]:
+    rows = [[Button(("✓ " if t.locale == "zh_Hans" else "") + "中文", callback_data=cb.enrol("lang", "zh_Hans")),
+             Button(("✓ " if t.locale == "en" else "") + "English", callback_data=cb.enrol("lang", "en"))]]
+    return (t._("Welcome to the {trial} study reminders. Please choose your language.", trial=rt.settings.trial.name),
+            Keyboard(rows))
 
 
 def _consent_text(t: Translator, rt) -> str:
@@ -83,6 +92,8 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, step: 
         value = ""
     if step == "time":
         value = parse_time_input(value) or ""
+    if step == "change" and value not in ("time", "lang"):
+        value = ""
     await _advance(update, context, step, value)
 
 
@@ -123,9 +134,13 @@ async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str
     elif done.step is EnrolStep.DECLINED:
         await query.edit_message_text(t._("You have not been enrolled, and nothing was saved about you. "
                                           "If you change your mind, tap your invitation link again."))
+    elif done.step is EnrolStep.LANGUAGE:  # "Change language" on the summary
+        text, keyboard = _language_question(t, rt)
+        await query.edit_message_text(text, reply_markup=keyboard)
     elif done.step is EnrolStep.TIME:
         await ask_time(update, context, t, edit=True)
     elif done.step is EnrolStep.CONFIRM:
+        await _close_time_question(update, context, t, done.state["time"], typed=query is None or step != "time")
         await _summary(update, context, t, done.state)
     elif done.step is EnrolStep.DONE:
         await _finished(update, context, t, done)
@@ -138,9 +153,26 @@ async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Transl
             for i in range(0, len(choices), 2)]
     text = t._("What time should we remind you each day? Tap a time, or type another one like 07:30.")
     if edit:
-        await update.callback_query.edit_message_text(text, reply_markup=Keyboard(rows))
+        asked = await update.callback_query.edit_message_text(text, reply_markup=Keyboard(rows))
     else:
-        await update.effective_message.reply_text(text, reply_markup=Keyboard(rows))
+        asked = await update.effective_message.reply_text(text, reply_markup=Keyboard(rows))
+    if context.user_data is not None and hasattr(asked, "message_id"):
+        context.user_data[TIME_QUESTION] = [asked.chat_id, asked.message_id]
+
+
+async def _close_time_question(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, time: str, *,
+                               typed: bool) -> None:
+    """The time question keeps the answer, not its buttons (tapped, or typed as text). Cosmetic:
+    a restart forgets which message it was, and a stale time button still works at the summary."""
+    where = context.user_data.pop(TIME_QUESTION, None) if context.user_data is not None else None
+    text = t._("Daily reminder at {time}", time=time) + " ✓"
+    try:
+        if not typed:
+            await update.callback_query.edit_message_text(text)
+        elif where:
+            await context.bot.edit_message_text(text, chat_id=where[0], message_id=where[1])
+    except TelegramError as error:
+        log.info("event=time_question_not_closed error=%s", type(error).__name__)
 
 
 def parse_time_input(text: str) -> str | None:
@@ -167,21 +199,27 @@ async def choose_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: s
 
 async def _summary(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, state: dict) -> None:
     rt = runtime(context)
+    keyboard = Keyboard([[Button("✅ " + t._("Confirm"), callback_data=cb.enrol("confirm", "yes"))],
+                         [Button(t._("Change time"), callback_data=cb.enrol("change", "time")),
+                          Button(t._("Change language"), callback_data=cb.enrol("change", "lang"))]])
+    await update.effective_message.reply_text(t._("Please check:") + "\n" + _details(t, rt, state),
+                                              reply_markup=keyboard)
+
+
+def _details(t: Translator, rt, state: dict) -> str:
     site = rt.settings.site(state["site"])
-    summary = "\n".join([
-        t._("Please check:"),
+    return "\n".join([
         t._("Language: {language}", language="中文" if t.is_zh else "English"),
         t._("Study site: {site}", site=site.name(t.locale)),
         t._("Daily reminder at {time}", time=state["time"]),
         t._("Consent version: {version}", version=state.get("consent_version", "")),
     ])
-    await update.effective_message.reply_text(
-        summary, reply_markup=Keyboard([[Button(t._("Confirm"), callback_data=cb.enrol("confirm", "yes"))]]))
 
 
 async def _finished(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, done) -> None:
-    rt = runtime(context)
-    await update.callback_query.edit_message_text(t._("You are enrolled. Thank you!"))
+    rt = runtime(context)  # the summary becomes the record of what was confirmed, without buttons
+    await update.callback_query.edit_message_text("✅ " + t._("You are enrolled. Thank you!") + "\n"
+                                                  + _details(t, rt, done.state))
     if done.state.get("purpose") == "rebind":
         await _welcome_back(update, rt, t, done.patient)
         return

@@ -34,23 +34,50 @@ DESCRIBE = "other_unwell"  # "Something else is wrong": the note prompt asks for
 TICK = "☑ "
 
 
-def _group_title(t: Translator, group: str) -> str:
-    return {"bleeding": t._("Bleeding"), "clot": t._("Clot or stroke warning signs"),
-            "liver": t._("Liver warning signs"), "other": t._("Other")}[group]
+LEVEL_ORDER = ("emergency", "same_day", "log")
+SHORT = {"zh": 7, "en": 15}  # labels up to this long share a row, two to a row
+
+
+def _level_title(t: Translator, level: str) -> str:
+    return {"emergency": "🚨 " + t._("Emergency signs"), "same_day": "⚠ " + t._("Tell the team today"),
+            "log": "ℹ " + t._("Minor")}[level]
+
+
+def _ordered(settings) -> list:
+    """Emergency signs first, then same-day, then minor; within a level, by group."""
+    return sorted(settings.triage.symptoms, key=lambda s: (LEVEL_ORDER.index(s.level), GROUP_ORDER.index(s.group)))
 
 
 def _picker(t: Translator, settings, selected: list[str], site_id: str | None) -> tuple[str, Keyboard]:
-    lines = [t._("What is happening? Tap all that apply, then tap Send.")]
-    rows = []
-    for group in GROUP_ORDER:
-        items = [s for s in settings.triage.symptoms if s.group == group]
+    """Short labels on the buttons (two to a row where they fit), the full wording in the text;
+    the ticks live in the buttons themselves (see _ticked), Send second-to-last, Cancel last."""
+    lines = [t._("What is happening? Tap all that apply, then tap Send."), ""]
+    rows: list[list[Button]] = []
+    limit = SHORT["zh" if t.is_zh else "en"]
+    for level in LEVEL_ORDER:
+        items = [s for s in _ordered(settings) if s.level == level]
         if not items:
             continue
-        lines.append(f"— {_group_title(t, group)}")
+        lines.append(_level_title(t, level))
+        colon = "：" if t.is_zh else ": "
+        lines += [f"· {s.short(t.locale)}{colon}{s.label(t.locale)}" if s.short(t.locale) != s.label(t.locale)
+                  else f"· {s.label(t.locale)}" for s in items]
+        pending: list[Button] = []
         for s in items:
-            mark = TICK if s.code in selected else ""
-            rows.append([Button(mark + s.label(t.locale), callback_data=cb.symptom(s.code))])
-    rows.append([Button(t._("📨 Send"), callback_data=cb.symptom_send(site_id)),
+            button = Button((TICK if s.code in selected else "") + s.short(t.locale), callback_data=cb.symptom(s.code))
+            if len(s.short(t.locale)) > limit:  # its own row, in its place
+                rows += [pending] if pending else []
+                rows.append([button])
+                pending = []
+                continue
+            pending.append(button)
+            if len(pending) == 2:
+                rows.append(pending)
+                pending = []
+        if pending:
+            rows.append(pending)
+    send = t._("📨 Send ({count})", count=len(selected)) if selected else t._("📨 Send")
+    rows.append([Button(send, callback_data=cb.symptom_send(site_id)),
                  Button(t._("Cancel"), callback_data=cb.symptom("_cancel"))])
     return "\n".join(lines), Keyboard(rows)
 

@@ -15,6 +15,7 @@ from bot.render import callbacks as cb
 from bot.render import accountability as render_accountability
 from bot.render import conmed as render_conmed
 from bot.render import visits as render_visits
+from bot.services.alerts import is_notice
 from bot.services.staff import staff_label
 
 
@@ -91,8 +92,10 @@ def _media_label(t: Translator, media: str) -> str:
         media, t._("message (copy below)"))
 
 
-def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated: bool = False,
+def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated: bool = False, repeat: int = 0,
                   acknowledged_by: str | None = None) -> tuple[str, Keyboard | None]:
+    """`repeat`: which repeat this copy is (0 = the first copy); `escalated`: the copy went to the
+    escalation contact (the header stays after the acknowledgement)."""
     details = alert.details or {}
     title = _message_title(t, alert) if alert.kind == "patient_message" else alert_title(t, alert.kind)
     lines = [title, t._("Subject: {subject}", subject=details.get("subject_id") or "—"),
@@ -123,6 +126,9 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         lines.append(t._("Days in a row: {days}", days=details["days"]))
     if details.get("chemo_end"):
         lines.append(t._("Chemotherapy end reported: {date}", date=details["chemo_end"]))
+    if repeat > 0 and alert.acknowledged_at is None:  # not a new alert: the same one, still waiting
+        lines.insert(1, "🔁 " + t._("Still not acknowledged (reminder {number}, first raised at {time})",
+                                    number=repeat + 1, time=t.time(alert.created_at)))
     if escalated:
         lines.insert(0, t._("ESCALATED: not acknowledged in time"))
     if alert.acknowledged_at is not None:
@@ -132,6 +138,8 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         if alert.kind == "patient_message" and alert.patient_id:  # a reply is still possible
             return "\n".join(lines), Keyboard([[Button(t._("Reply"), callback_data=cb.reply(alert.id))]])
         return "\n".join(lines), None
+    if is_notice(alert.kind):  # for information: nothing to acknowledge
+        return "\n".join(lines + [t._("For your information; no reply needed.")]), None
     rows = [[Button(t._("Acknowledge"), callback_data=cb.ack(alert.id))]]
     if alert.kind == "patient_message" and alert.patient_id:
         rows[0].append(Button(t._("Reply"), callback_data=cb.reply(alert.id)))

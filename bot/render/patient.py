@@ -3,7 +3,7 @@ always the neutral configured name: no wording differs by study arm."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
@@ -143,8 +143,17 @@ def how_to_take(t: Translator, settings: Settings) -> str:
     ])
 
 
-def course_plan(t: Translator, settings: Settings, course: Course, reminder_time: str) -> Rendered:
-    text = "\n".join([
+def course_plan(t: Translator, settings: Settings, course: Course, reminder_time: str,
+                was: dict | None = None) -> Rendered:
+    """The plan; after a correction (`was`: the old first and last day) it says what changed first."""
+    changed = []
+    if was:
+        old_first, old_last = date.fromisoformat(was["first_day"]), date.fromisoformat(was["last_day"])
+        changed = ["📅 " + t._("Your study team changed the dates of cycle {cycle}.", cycle=course.cycle),
+                   t._("Before: {first} – {last}", first=t.date(old_first), last=t.date(old_last)),
+                   t._("Now: {first} – {last}", first=t.date(course.first_day), last=t.date(course.last_day)),
+                   t._("Please follow the new dates."), ""]
+    text = "\n".join(changed + [
         t._("Cycle {cycle}: your {medication} course", cycle=course.cycle, medication=medication(t, settings)),
         t._("First dose: {date}", date=t.date(course.first_day)),
         t._("Last dose: {date}", date=t.date(course.last_day)),

@@ -11,10 +11,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings, Site
@@ -45,6 +45,27 @@ LEVEL_BY_KIND = {
     "visit_change_request": "info",  # the patient asks to change a visit's date or time  # tablets left differ from the dose record beyond the tolerance  # the patient reports starting a medicine the protocol may exclude
     "patient_course_conflict": "same_day",  # the patient's chemo end disagrees with the registered course  # doctor said stop, side effects, ran out of tablets  # raised to same_day or emergency by the keyword safety net
 }
+
+
+# Notices: for information only. Nobody acknowledges them; they never repeat or escalate and are
+# not counted as open (/alerts, /patients, the digest). A resume closes the patient's pause notice.
+NOTICE_KINDS = frozenset({"new_enrolment", "patient_paused", "patient_resumed"})
+
+
+def is_notice(kind: str) -> bool:
+    return kind in NOTICE_KINDS
+
+
+def needs_action():
+    """The SQL condition for alerts a person must act on (every kind but the notices)."""
+    return col(Alert.kind).not_in(sorted(NOTICE_KINDS))
+
+
+async def close_pause_notices(session: AsyncSession, *, patient_id: int, now: datetime) -> None:
+    """Reminders are on again: the patient's pause notice is closed (no person acknowledged it)."""
+    await session.exec(update(Alert).where(Alert.patient_id == patient_id, Alert.kind == "patient_paused",
+                                           col(Alert.acknowledged_at).is_(None))
+                       .values(acknowledged_at=now, next_repeat_at=None))
 
 
 def alert_recipients(site: Site) -> list[int]:

@@ -243,7 +243,9 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
               reason=reason, update_id=update_id)
         if patient.chat_id and patient.status == "active":
             await enqueue(session, kind="course_plan", chat_id=patient.chat_id, due_at=now, now=now,
-                          patient_id=patient.id, payload={"course_id": course.id},
+                          patient_id=patient.id, payload={"course_id": course.id,  # the notice says old → new
+                                                          "was": {"first_day": before["first_day"],
+                                                                  "last_day": before["last_day"]}},
                           dedupe_key=f"course_plan:{course.id}:{now.isoformat()}")
         await session.commit()
         await session.refresh(course)

@@ -31,13 +31,13 @@ def expiry_days(settings) -> int:
 
 
 def site_for(rt: Runtime, actor: Actor, subject_id: str | None, site_id: str | None) -> str | None:
-    """The site an invitation is for: the one asked for; else, for an admin, the site named by the
-    subject id's prefix (SH-017 → SH); else the actor's own site."""
+    """The site an invitation is for: the one asked for; else the site named by the subject id's
+    prefix (SH-017 → SH; refused later if it is not the actor's); else the actor's own site."""
     if site_id:
         return site_id
     known = {s.id for s in rt.settings.sites}
     prefix = (subject_id or "").split("-", 1)[0]
-    if actor.sites is None and prefix in known:
+    if prefix in known:
         return prefix
     return actor.home_site
 

@@ -14,6 +14,7 @@ from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMes
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
 from bot.domain.dose import AnswerSource, DoseRuleError, DoseState, PauseOrigin, correct_dose, has_reason
 from bot.services import accountability, invitations, patients, visits
+from bot.services.alerts import needs_action
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
 from bot.services.coord_courses import remove_untouched_days
@@ -75,7 +76,8 @@ async def _load(session, patient_ids: list[int]):
                                                       DoseDay.state != "cancelled", DoseDay.out_of_window.is_(False))
                                 .order_by(col(DoseDay.cycle), col(DoseDay.day)))).all()
     alerts = (await session.exec(select(Alert.patient_id).where(col(Alert.patient_id).in_(patient_ids),
-                                                                col(Alert.acknowledged_at).is_(None)))).all()
+                                                                col(Alert.acknowledged_at).is_(None),
+                                                                needs_action()))).all()
     by_patient: dict[int, list[Course]] = defaultdict(list)
     for course in courses:
         by_patient[course.patient_id].append(course)
@@ -143,7 +145,7 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
         reports = (await session.exec(select(SymptomReport).where(SymptomReport.patient_id == patient.id)
                                       .order_by(col(SymptomReport.reported_at).desc()).limit(report_limit))).all()
         alerts = (await session.exec(select(Alert).where(Alert.patient_id == patient.id,
-                                                         col(Alert.acknowledged_at).is_(None))
+                                                         col(Alert.acknowledged_at).is_(None), needs_action())
                                      .order_by(col(Alert.created_at)))).all()
         outside = (await session.exec(select(DoseDay).where(DoseDay.patient_id == patient.id,
                                                             DoseDay.out_of_window.is_(True))

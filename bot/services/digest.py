@@ -20,6 +20,7 @@ from bot.db.models import Alert, Course, DoseDay, Patient, PatientMessage, Runti
 from bot.services.accountability import taken_days
 from bot.services import visits as visit_service
 from bot.domain.adherence import Adherence, adherence, combine
+from bot.services.alerts import needs_action
 from bot.services.doses import WORRYING_REASONS
 from bot.services.runtime import Runtime
 
@@ -93,7 +94,8 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
         reports = (await session.exec(select(SymptomReport).where(
             col(SymptomReport.patient_id).in_(ids), SymptomReport.reported_at > since, SymptomReport.reported_at <= now)
             .order_by(col(SymptomReport.reported_at)))).all() if ids else []
-        alerts = (await session.exec(select(Alert).where(Alert.site_id == site_id, col(Alert.acknowledged_at).is_(None))
+        alerts = (await session.exec(select(Alert).where(Alert.site_id == site_id, col(Alert.acknowledged_at).is_(None),
+                                                          needs_action())
                                      .order_by(col(Alert.created_at)))).all()
         sent = (await session.exec(select(PatientMessage).where(
             col(PatientMessage.patient_id).in_(ids), PatientMessage.direction == "from_patient",

@@ -212,7 +212,9 @@ async def advance_dialog(rt: Runtime, *, telegram_user_id: int, chat_id: int, re
         state = dict(state)
         if step is EnrolStep.CONSENT:
             state["locale"] = value
-        elif step is EnrolStep.TIME:
+        elif step is EnrolStep.LANGUAGE:  # back from the summary: the consent is asked again
+            state.pop("consent_version", None)
+        elif step is EnrolStep.TIME and received == "consent":
             state["consent_version"] = rt.settings.trial.consent_version  # the version the patient was shown
         elif step is EnrolStep.CONFIRM:
             state["time"] = value

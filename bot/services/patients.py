@@ -12,7 +12,7 @@ from bot.config import parse_hhmm
 from bot.db.models import Course, DoseDay, Patient
 from bot.domain.dose import PauseOrigin, may_resume
 from bot.domain.schedule import local_due_instant
-from bot.services.alerts import raise_alert
+from bot.services.alerts import close_pause_notices, raise_alert
 from bot.services.audit import audit
 from bot.services.queries import current_course, dose_days
 from bot.services.runtime import Runtime
@@ -64,6 +64,7 @@ async def set_paused(rt: Runtime, *, patient: Patient, paused: bool, actor_kind:
             await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="patient_paused",
                               patient=patient, dedupe_key=f"paused:{patient.id}:{now.isoformat()}", update_id=update_id)
         if not paused:
+            await close_pause_notices(session, patient_id=patient.id, now=now)
             await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="patient_resumed",
                               patient=patient, details={"by": actor_kind, "was": before["pause_origin"]},
                               dedupe_key=f"resumed:{patient.id}:{now.isoformat()}", update_id=update_id)

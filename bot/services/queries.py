@@ -15,6 +15,12 @@ async def patient_by_telegram(session: AsyncSession, *, telegram_user_id: int) -
     return (await session.exec(statement)).first()
 
 
+async def withdrawn_patient_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Patient | None:
+    """The withdrawn enrolment of this Telegram user, if any (to tell them they left, not "enrol")."""
+    statement = select(Patient).where(Patient.telegram_user_id == telegram_user_id, Patient.status == "withdrawn")
+    return (await session.exec(statement)).first()
+
+
 async def patient_by_subject(session: AsyncSession, *, subject_id: str) -> Patient | None:
     return (await session.exec(select(Patient).where(Patient.subject_id == subject_id))).first()
 

@@ -26,8 +26,13 @@ def nurse(h, telegram_id: int, locale: str):
     return h.sandbox.user(telegram_id, language_code="zh-hans" if locale == "zh_Hans" else "en")
 
 
+NOTICE_FOOTERS = {Translator(locale, SHANGHAI)._("For your information; no reply needed.") for locale in ("en", "zh_Hans")}
+
+
 def is_alert(message) -> bool:
-    """Alerts arrive on their own schedule; replies are everything else."""
+    """Alerts and notices arrive on their own schedule; replies are everything else."""
+    if (message.text or "").splitlines()[-1:] and (message.text or "").splitlines()[-1] in NOTICE_FOOTERS:
+        return True
     return any((data or "").startswith("a:") for _, data in message.buttons)
 
 

@@ -38,6 +38,10 @@ async def test_emergency_alert_repeats_escalates_and_every_copy_is_edited(engine
             await h.tick(T0 + timedelta(minutes=minutes))
             await h.sandbox.wait_for(lambda: all(len(copies(c)) == expected for c in recipients))
         assert copies(ESCALATION_NJ) == []
+        zh = tr("zh_Hans")
+        still = zh._("Still not acknowledged (reminder {number}, first raised at {time})", number=2,
+                     time=zh.time(T0))
+        assert still in copies(COORDINATOR_NJ)[1].text and "🔁" not in copies(COORDINATOR_NJ)[0].text
         await h.tick(T0 + timedelta(minutes=15))  # not acknowledged in 15 minutes: escalated
         await h.sandbox.wait_for(lambda: len(copies(ESCALATION_NJ)) == 1)
         assert tr("zh_Hans")._("ESCALATED: not acknowledged in time") in copies(ESCALATION_NJ)[0].text
@@ -57,6 +61,8 @@ async def test_emergency_alert_repeats_escalates_and_every_copy_is_edited(engine
             acknowledged = tr(chat_locale)._("Acknowledged by {who} at {when}", who=label,
                                             when=tr(chat_locale).datetime(T0 + timedelta(minutes=16)))
             assert all(acknowledged in m.text and str(nurse_id) not in m.text for m in copies(chat_id)), chat_id
+            assert all("🔁" not in m.text for m in copies(chat_id))  # acknowledged: no longer "still waiting"
+        assert tr("zh_Hans")._("ESCALATED: not acknowledged in time") in copies(ESCALATION_NJ)[0].text
         [alert] = await h.rows(Alert, Alert.id == alert.id)
         assert alert.acknowledged_by == nurse_id and alert.next_repeat_at is None
         assert len(await audits(h, "alert.acknowledged", entity_id=alert.id, actor_id=nurse_id)) == 1

@@ -53,6 +53,11 @@ async def test_correct_before_start_rebuilds_the_plan(engine, database_url, nurs
         await h.tick()
         await h.sandbox.wait_for(lambda: len(patient.messages) > before)
         assert tr("en").date(date(2026, 12, 4)) in patient.last_message.text
+        en = tr("en")  # the patient reads what changed: old → new
+        assert en._("Before: {first} – {last}", first=en.date(date(2026, 12, 2)),
+                    last=en.date(date(2026, 12, 15))) in patient.last_message.text
+        assert en._("Now: {first} – {last}", first=en.date(date(2026, 12, 4)),
+                    last=en.date(date(2026, 12, 17))) in patient.last_message.text
         count = len(patient.messages)
         await h.tick(local_eight(date(2026, 12, 2)))
         assert len(patient.messages) == count

@@ -76,6 +76,8 @@ def test_every_correction_covers_each_new_date_exactly_once(states, reminded, sh
     ("time", "time", "08:00", EnrolStep.CONFIRM),
     ("confirm", "time", "21:00", EnrolStep.CONFIRM),
     ("confirm", "confirm", "yes", EnrolStep.DONE),
+    ("confirm", "change", "time", EnrolStep.TIME),
+    ("confirm", "change", "lang", EnrolStep.LANGUAGE),  # the consent is asked again after it
 ])
 def test_enrolment_steps_in_order(current, received, value, expected):
     assert next_step(current, received, value) is expected
@@ -88,6 +90,9 @@ def test_enrolment_steps_in_order(current, received, value, expected):
     ("language", "consent", "yes", "out_of_order"),
     ("time", "confirm", "yes", "out_of_order"),
     ("confirm", "lang", "en", "out_of_order"),
+    ("time", "change", "lang", "out_of_order"),  # only the summary goes back
+    ("consent", "change", "time", "out_of_order"),  # never around the consent
+    ("confirm", "change", "consent", "invalid"),
     ("consent", "consent", "maybe", "invalid"),
     ("language", "lang", "", "invalid"),
     ("language", "zz", "x", "invalid"),
