@@ -59,6 +59,19 @@ def run_from_args(args: argparse.Namespace) -> int:
     from sim.report import summary
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.verbose:  # `kill -USR1 <pid>` prints every thread's stack (a run that seems stuck)
+        import faulthandler
+        import signal
+
+        faulthandler.register(signal.SIGUSR1)
+
+        def dump_tasks(*_):  # `kill -USR2 <pid>`: every asyncio task's stack
+            import asyncio as _asyncio
+
+            for task in _asyncio.all_tasks(_asyncio.get_event_loop()):
+                task.print_stack()
+
+        signal.signal(signal.SIGUSR2, dump_tasks)
     result = asyncio.run(run(config_from(args), shrink_runs=args.shrink_runs))
     print(summary(result))
     return 0 if result.ok else 1

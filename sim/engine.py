@@ -182,7 +182,7 @@ class Simulation:
             for offset in range(1, 15):
                 day = cycle.chemo_end + timedelta(days=offset)
                 rng = rng_for(self.config.seed, "daily", p.index, day.isoformat())
-                when = quantize(local_instant(day, f"{rng.randint(9, 19):02d}:{rng.choice(['00', '15', '30', '45'])}",
+                when = quantize(local_instant(day, f"{rng.randint(9, 19):02d}:{rng.choice(['00', '30'])}",
                                               p.tz))
                 if rng.random() < b.symptom_per_day:
                     levels = ("log", "same_day", "emergency")
@@ -193,7 +193,7 @@ class Simulation:
                     self.at(when + timedelta(minutes=30), "free text", self._free_text(person, serial),
                             patient=p.index)
                 if rng.random() < b.voice_per_day:
-                    self.at(when + timedelta(minutes=45), "voice message", self._voice(person), patient=p.index)
+                    self.at(when + timedelta(minutes=60), "voice message", self._voice(person), patient=p.index)
 
     # --- the people's actions ---------------------------------------------------------------------------------------
     def user(self, person: Person):
@@ -478,7 +478,7 @@ class Simulation:
             else:
                 self._answer(person, seen, dose_id, "t", now)
         elif day.kind == "not_today" and first:
-            self._answer(person, seen, dose_id, "m", quantize(now + timedelta(minutes=1)))
+            self._answer(person, seen, dose_id, "m", now)
 
     def _react_late_question(self, person: Person, seen: Seen, dose_id: int) -> None:
         day = person.days.get(dose_id) or decide_day(self.config, person, person.local_date(seen.at) - timedelta(days=1))
@@ -623,7 +623,15 @@ class Simulation:
         await asyncio.gather(tick, return_exceptions=True)
         self.crashes += 1
         self.trace.append((self.clock.now(), f"crash mid fan-out (reminders to {len(chats)} chats in flight)", None))
-        await self.bot.start()
+        for attempt in range(6):  # restarted like systemd does (Restart=always); a start can fail too
+            try:
+                await self.bot.start()
+                return
+            except Exception as error:
+                self.counts["restarts that failed (database down)"] += 1
+                log.warning("event=sim_restart_failed attempt=%d error=%s", attempt + 1, type(error).__name__)
+                await self.bot.crash()
+        raise RuntimeError("the bot could not be restarted six times in a row")
 
     # --- the loop ------------------------------------------------------------------------------------------------------
     async def run_concurrently(self, events: list[Event]) -> None:
@@ -688,6 +696,8 @@ class Simulation:
                 self.clock.set(upcoming)
             now = self.clock.now()
             self.steps += 1
+            if self.config.verbose and self.steps % 200 == 0:
+                print(f"step {self.steps} at {now:%Y-%m-%d %H:%M}Z, {wall.monotonic() - self.started:.0f} s", flush=True)
             if self.cutoff is None or now < self.cutoff:
                 self.maybe_fault()
                 while self.drop_times and self.drop_times[0] <= now:
@@ -719,7 +729,7 @@ class Simulation:
     async def run(self) -> SimResult:
         from sim import invariants
 
-        started = wall.monotonic()
+        started = self.started = wall.monotonic()
         database = await create_database(self.config.database)
         capture = LogCapture()
         root = logging.getLogger()

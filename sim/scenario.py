@@ -21,7 +21,7 @@ USER_BASE = 5_000_000  # patients' Telegram ids; a rebound patient's new phone i
 REBIND_BASE = 500_000
 REMINDER_TIMES = ("07:00", "08:00", "21:00", "22:00")
 MISSED_REASONS = ("forgot", "side_effects", "ran_out", "doctor", "other")
-QUANTUM = timedelta(minutes=15)  # people act on a 15-minute grid (keeps the number of clock steps small)
+QUANTUM = timedelta(minutes=30)  # people act on a 30-minute grid (keeps the number of clock steps small)
 
 # The two simulated sites: a Chinese-speaking one in Asia/Shanghai and an English-speaking one in
 # a DST zone. Coordinators are configured like production (numeric ids, roles, languages).
@@ -218,7 +218,7 @@ def local_instant(day: date, hhmm: str, tz: str) -> datetime:
 
 
 def quantize(instant: datetime) -> datetime:
-    """Round up to the people's 15-minute grid."""
+    """Round up to the people's 30-minute grid."""
     seconds = int(QUANTUM.total_seconds())
     stamp = int(instant.timestamp())
     return datetime.fromtimestamp(-(-stamp // seconds) * seconds, UTC)

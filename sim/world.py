@@ -21,6 +21,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import event
+
 from bot.app import build_application, on_startup
 from bot.config import Settings, settings_from_mapping
 from bot.db.engine import make_engine, normalize_url
@@ -154,6 +156,8 @@ class Bot:
     async def start(self) -> None:
         self.generation += 1
         self.engine = make_engine(self.settings.database.url)
+        self._connections = []
+        event.listen(self.engine.sync_engine, "connect", lambda dbapi, record: self._connections.append(dbapi))
         self.app = build_application(self.settings, engine=self.engine, clock=self.clock)
         self.app.bot_data["digests"] = False  # daily digests run on wall-clock time; not simulated
         await self.app.initialize()
@@ -179,7 +183,8 @@ class Bot:
             await app.bot_data["scheduler"].stop()
             if app.updater and app.updater.running:
                 await app.updater.stop()
-            await app.stop()
+            if app.running:
+                await app.stop()
             await app.shutdown()
         self.app = self.second = None
         await self.engine.dispose()
@@ -207,8 +212,27 @@ class Bot:
             app._running = False
             app._initialized = False
         self.app = self.second = None
-        await self.engine.dispose()
+        await self._drop_connections()
+        try:
+            await asyncio.wait_for(self.engine.dispose(), 10)
+        except Exception:
+            log.warning("event=sim_crash_dispose_failed")
         self.engine = None
+
+    async def _drop_connections(self) -> None:
+        """What the operating system does for a killed process: every database connection goes,
+        so its open transactions end (on SQLite the write lock is released; on PostgreSQL the
+        rows it had locked are free again). Cancelled sessions would otherwise keep them."""
+        for dbapi in self._connections:
+            inner = getattr(dbapi, "_connection", None)
+            try:
+                if hasattr(inner, "terminate"):  # asyncpg
+                    inner.terminate()
+                elif inner is not None:  # aiosqlite
+                    await asyncio.wait_for(inner.close(), 10)
+            except Exception:
+                pass
+        self._connections = []
 
     def busy(self) -> bool:
         """Whether anything may still be in flight: updates not yet handled, handlers running,
@@ -235,11 +259,13 @@ class Bot:
                 return
 
     async def _watch(self, timeout: float) -> None:
+        """Settled = idle at several consecutive looks: a few bare yields (task hand-offs such as
+        update fetched → handler task started take one loop iteration each), then a short sleep."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         stable = 0
-        while stable < 3:
-            await asyncio.sleep(0.001 if stable else 0.002)
+        while stable < 5:
+            await asyncio.sleep(0 if 0 < stable < 4 else 0.001)
             stable = 0 if self.busy() else stable + 1
             if loop.time() > deadline:
                 raise TimeoutError("the bot did not settle within %.0f s" % timeout)
