@@ -629,7 +629,10 @@ class Simulation:
                 return
             except Exception as error:
                 self.counts["restarts that failed (database down)"] += 1
-                log.warning("event=sim_restart_failed attempt=%d error=%s", attempt + 1, type(error).__name__)
+                log.warning("event=sim_restart_failed attempt=%d error=%r", attempt + 1, error, exc_info=True)
+                if self.config.verbose:
+                    import traceback
+                    traceback.print_exc()
                 await self.bot.crash()
         raise RuntimeError("the bot could not be restarted six times in a row")
 
@@ -711,6 +714,7 @@ class Simulation:
                 await self.maybe_crash()
                 self.timing["crash"] += wall.monotonic() - t0
             t0 = wall.monotonic()
+            wakes, failed_commits = self.bot.wakes, self.db_drops.failed
             due: list[Event] = []
             while self.heap and self.heap[0].at <= now:
                 event = heapq.heappop(self.heap)
@@ -719,7 +723,11 @@ class Simulation:
             if due:
                 await self.run_concurrently(due)
             t1 = wall.monotonic()
-            await self.settle(tick=scheduler_due or self.steps % 50 == 0)
+            # A pass of our own only when the scheduler has work due now and nothing the people did
+            # woke it already (a wake-up runs a whole pass at this instant anyway).
+            woke = self.bot.wakes > wakes
+            dropped = self.db_drops.remaining > 0 or self.db_drops.failed > failed_commits
+            await self.settle(tick=(scheduler_due and not woke) or dropped or self.steps % 50 == 0)
             t2 = wall.monotonic()
             self.timing["events"] += t1 - t0
             self.timing["settle"] += t2 - t1

@@ -144,6 +144,7 @@ class Bot:
         self.second = None  # a second Application whose scheduler claims from the same outbox (PostgreSQL)
         self.generation = 0
         self._watcher: asyncio.Future | None = None
+        self.wakes = 0
 
     @property
     def rt(self):
@@ -164,6 +165,13 @@ class Bot:
         await on_startup(self.app)
         await self.app.start()
         await self.app.updater.start_polling(poll_interval=0, timeout=1)
+        rt, wake = self.rt, self.rt.wake
+
+        def counted_wake() -> None:  # the simulator needs to know whether the bot woke itself
+            self.wakes += 1
+            wake()
+
+        rt.wake = counted_wake
         if self.second_worker and self.engine.dialect.name == "postgresql":
             self.second = build_application(self.settings, engine=self.engine, clock=self.clock)
             self.second.bot_data["digests"] = False
@@ -223,16 +231,41 @@ class Bot:
         """What the operating system does for a killed process: every database connection goes,
         so its open transactions end (on SQLite the write lock is released; on PostgreSQL the
         rows it had locked are free again). Cancelled sessions would otherwise keep them."""
-        for dbapi in self._connections:
-            inner = getattr(dbapi, "_connection", None)
+        inners = [getattr(dbapi, "_connection", None) for dbapi in self._connections]
+        for inner in inners:  # first stop whatever each connection is doing (a wait for a lock, say)
             try:
+                raw = getattr(inner, "_conn", None)  # raises once the connection is closed
                 if hasattr(inner, "terminate"):  # asyncpg
                     inner.terminate()
-                elif inner is not None:  # aiosqlite
-                    await asyncio.wait_for(inner.close(), 10)
+                elif raw is not None:  # aiosqlite: sqlite3's interrupt() may be called from any thread
+                    raw.interrupt()
             except Exception:
                 pass
+        for inner in inners:  # then close them (SQLite rolls an open transaction back on close)
+            if inner is None or hasattr(inner, "terminate"):
+                continue
+            try:
+                await asyncio.wait_for(inner.close(), 10)
+            except Exception as error:
+                log.warning("event=sim_crash_close_failed error=%r", error)
+        if self.engine.dialect.name == "sqlite":
+            self._close_orphaned_sqlite()
         self._connections = []
+
+    @staticmethod
+    def _close_orphaned_sqlite() -> None:
+        """A task cancelled mid-close can leave aiosqlite's worker stopped with its sqlite3
+        connection still open (and its transaction holding the write lock) until garbage
+        collection; a dead process's file handles are closed at once, so close them here."""
+        import gc
+        import sqlite3
+
+        for obj in gc.get_objects():
+            if isinstance(obj, sqlite3.Connection):
+                try:
+                    obj.close()
+                except Exception:
+                    pass
 
     def busy(self) -> bool:
         """Whether anything may still be in flight: updates not yet handled, handlers running,
