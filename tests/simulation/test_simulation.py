@@ -7,6 +7,7 @@ server as TEST_DATABASE_URL."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -26,7 +27,9 @@ def test_short_seed_fixed_trial_holds_every_invariant():
     text = summary(result)
     print(text)
     assert result.ok, text
-    assert result.real_seconds < 60, f"the CI simulation took {result.real_seconds:.0f} s"
+    # About 40 s on this 2-core machine when it is otherwise idle; the margin absorbs other work on it.
+    assert result.real_seconds < float(os.environ.get("SIM_TEST_SECONDS", "90")), \
+        f"the CI simulation took {result.real_seconds:.0f} s"
     names = {o.name for o in result.invariants}
     assert {"one_final_state_per_dose_day", "no_two_live_dose_days_on_one_date",
             "no_reminder_delivered_twice_without_marker", "no_message_to_withdrawn_patient_or_held_day",
