@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 from sqlalchemy import func
 from sqlmodel import select
 
-from bot.db.models import Alert, Course, DoseDay, Patient
+from bot.db.models import Alert, DoseDay, Patient
 from bot.services import coord_courses, coord_patients, invitations
 from bot.services.clock import FakeClock
 from bot.services.coord_access import coordinator_actor
@@ -803,4 +803,4 @@ async def simulate(config: SimConfig) -> SimResult:
     return await Simulation(config).run()
 
 
-__all__ = ["Seen", "SimResult", "Simulation", "simulate", "func", "Course"]
+__all__ = ["Seen", "SimResult", "Simulation", "simulate"]

@@ -186,7 +186,6 @@ async def check_no_message_to_withdrawn_patient_or_held_day(ctx: Context) -> Out
     day state, no dose message for a day after it was held)."""
     session = ctx.session
     patients = await _subjects(session)
-    by_subject = {p.subject_id: p for p in patients.values()}
     audits = await _all(session, select(AuditLog).where(col(AuditLog.action).in_(
         ["patient.withdrawn", "patient.paused", "patient.resumed"])).order_by(col(AuditLog.id)))
     withdrawn = {r.entity_id: r.at for r in audits if r.action == "patient.withdrawn"}
@@ -218,7 +217,6 @@ async def check_no_message_to_withdrawn_patient_or_held_day(ctx: Context) -> Out
         if gone is not None and seen.at > gone and any(d.startswith("d:") for d in seen.datas):
             violations.append(f"{patient.subject_id}: dose message {seen.message_id} delivered at "
                               f"{seen.at:%Y-%m-%d %H:%M}Z after withdrawal at {gone:%Y-%m-%d %H:%M}Z")
-    del by_subject
     return _outcome("no_message_to_withdrawn_patient_or_held_day", violations, len(sent))
 
 
