@@ -27,8 +27,9 @@ def test_short_seed_fixed_trial_holds_every_invariant():
     text = summary(result)
     print(text)
     assert result.ok, text
-    # About 40 s on this 2-core machine when it is otherwise idle; the margin absorbs other work on it.
-    assert result.real_seconds < float(os.environ.get("SIM_TEST_SECONDS", "90")), \
+    # About 40 s (SQLite) on this 2-core machine when it is otherwise idle; 75-90 s when other test
+    # runs share it. The budget catches a simulator that has become slow, not a busy machine.
+    assert result.real_seconds < float(os.environ.get("SIM_TEST_SECONDS", "120")), \
         f"the CI simulation took {result.real_seconds:.0f} s"
     names = {o.name for o in result.invariants}
     assert {"one_final_state_per_dose_day", "no_two_live_dose_days_on_one_date",
