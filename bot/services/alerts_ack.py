@@ -22,9 +22,15 @@ class AckResult:
 def may_act_on_site(rt: Runtime, telegram_user_id: int, site_id: str) -> bool:
     found = rt.settings_coordinator(telegram_user_id)
     if found is None:
-        return False
+        return is_escalation_contact(rt, telegram_user_id, site_id)
     site, coordinator = found
     return coordinator.role == "admin" or site.id == site_id
+
+
+def is_escalation_contact(rt: Runtime, telegram_user_id: int, site_id: str) -> bool:
+    """The site's escalation contact is paged with the same Acknowledge button as the team, and
+    may use it: otherwise an alert no coordinator answers would page everyone forever."""
+    return any(site.id == site_id and site.escalation_contact == telegram_user_id for site in rt.settings.sites)
 
 
 async def acknowledge(rt: Runtime, *, alert_id: int, telegram_user_id: int, update_id: int | None = None) -> AckResult:
@@ -39,7 +45,8 @@ async def acknowledge(rt: Runtime, *, alert_id: int, telegram_user_id: int, upda
         changed = await session.exec(update(Alert).where(Alert.id == alert_id, Alert.acknowledged_at.is_(None))
                                      .values(acknowledged_at=now, acknowledged_by=telegram_user_id, next_repeat_at=None))
         if changed.rowcount == 1:
-            audit(session, at=now, actor_kind="coordinator", actor_id=telegram_user_id, action="alert.acknowledged",
+            kind = "coordinator" if rt.settings_coordinator(telegram_user_id) else "escalation"
+            audit(session, at=now, actor_kind=kind, actor_id=telegram_user_id, action="alert.acknowledged",
                   entity="alert", entity_id=alert_id, update_id=update_id)
         await session.commit()
         alert = await session.get(Alert, alert_id, populate_existing=True)

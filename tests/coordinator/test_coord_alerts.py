@@ -113,6 +113,30 @@ async def test_forged_and_foreign_acknowledgements_are_refused_and_audited(engin
         assert alert.acknowledged_at is None and copy.reply_markup is not None
 
 
+async def test_the_escalation_contact_may_acknowledge_what_it_is_paged_with(engine, database_url):
+    """Found by the whole-trial simulation (seed 20270201): with no coordinator answering, the
+    escalated alert paged everyone every 5 minutes for weeks, because the escalation contact's
+    Acknowledge was refused. Another site's escalation contact is still refused."""
+    async with running_bot(engine, database_url, start=T0) as h:
+        await enrol_direct(h, 7431, "NJ-0431", locale="en")
+        await symptoms.report(h.rt, telegram_user_id=7431, codes=["black_stool"])
+        await h.tick(T0)
+        await h.tick(T0 + timedelta(minutes=15))
+        [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
+        copy = await h.sandbox.wait_for(lambda: next(
+            (m for m in h.sandbox.messages(ESCALATION_NJ) if f"a:{alert.id}" in str(m.reply_markup)), None))
+        foreign = nurse(h, 100000019, "zh_Hans")  # site SH's escalation contact
+        await send(h, foreign, "/help")
+        assert (await tap(h, foreign, foreign.last_message, f"a:{alert.id}"))["show_alert"]
+        contact = nurse(h, ESCALATION_NJ, "zh_Hans")
+        answer = await tap(h, contact, copy, f"a:{alert.id}")
+        assert answer["text"] == tr("zh_Hans")._("Acknowledged.")
+        [alert] = await h.rows(Alert, Alert.id == alert.id)
+        assert alert.acknowledged_by == ESCALATION_NJ and alert.next_repeat_at is None
+        [row] = await audits(h, "alert.acknowledged", entity_id=alert.id)
+        assert row.actor_kind == "escalation"
+
+
 async def test_two_silent_days_raise_one_alert(engine, database_url):
     async with running_bot(engine, database_url) as h:
         await enrol_direct(h, 7431, "NJ-0431")
