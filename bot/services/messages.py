@@ -20,6 +20,7 @@ from bot.domain.keywords import triage_text
 from bot.domain.triage import TriageLevel
 from bot.services.alerts import (FIRST_EMERGENCY, NEW, raise_alert, reachable_escalation, reachable_recipients,
                                  staff_name, team_reached)
+from bot.services.alerts_ack import may_act_on_site
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
 from bot.services.queries import patient_by_telegram
@@ -110,12 +111,11 @@ async def reply(rt: Runtime, *, staff_telegram_id: int, alert_id: int, text: str
     if not text:
         raise ReplyRefused("empty")
     now = rt.now()
-    found = rt.settings_coordinator(staff_telegram_id)
     async with rt.session() as session:
         alert = await session.get(Alert, alert_id)
         if alert is None or alert.patient_id is None:
             raise ReplyRefused("not_found")
-        if found is None or (found[1].role != "admin" and found[0].id != alert.site_id):
+        if not may_act_on_site(rt, staff_telegram_id, alert.site_id):
             audit(session, at=now, actor_kind="user", actor_id=staff_telegram_id, action="access.refused",
                   entity="alert", entity_id=alert_id, reason="reply", update_id=update_id)
             await session.commit()
