@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
+# pytest-xdist workers. Most test time is waiting on the sandbox, timers and subprocesses, so
+# four workers keep two cores busy; TEST_WORKERS=0 runs in one process (easier to debug).
+TEST_WORKERS ?= 4
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 .PHONY: setup catalogs demo conversations test test-sqlite test-postgres check-postgres extract bench clean
 
@@ -30,7 +34,7 @@ conversations: setup
 test: setup test-sqlite test-postgres
 
 test-sqlite: setup
-	env -u TEST_DATABASE_URL $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL $(PYTEST) $(PYTEST_ARGS)
 
 check-postgres: setup
 	@if [ "$$SKIP_POSTGRES" = "1" ]; then echo "SKIP_POSTGRES=1: PostgreSQL suite skipped"; exit 0; fi; \
@@ -39,7 +43,7 @@ check-postgres: setup
 
 test-postgres: check-postgres
 	@if [ "$$SKIP_POSTGRES" = "1" ]; then exit 0; fi; \
-	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" $(PYTEST) $(PYTEST_ARGS)
 
 # Developers: re-extract messages after changing user-facing strings, then translate both catalogs.
 extract: $(STAMP)

@@ -181,29 +181,30 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "requires_systemd_analyze: deselected where systemd-analyze is absent")
 
 
+def _environment_deselections() -> dict[str, str]:
+    """Markers this machine cannot run, with the reason printed at the end of the run."""
+    unwanted = {}
+    if os.geteuid() != 0:
+        unwanted["requires_root"] = "requires_root tests deselected: not running as root (they create a system user)"
+    if shutil.which("systemd-analyze") is None:
+        unwanted["requires_systemd_analyze"] = ("requires_systemd_analyze tests deselected: "
+                                                "systemd-analyze is not installed")
+    return unwanted
+
+
 def pytest_collection_modifyitems(config, items):
     """Database-specific tests are deselected (not skipped) in the other pass: `make test` runs
     both passes, so every test runs exactly where it means something."""
-    unwanted = {"sqlite_only" if ON_POSTGRES else "postgres_only"}
-    reasons = []
-    if os.geteuid() != 0:
-        unwanted.add("requires_root")
-        reasons.append("requires_root tests deselected: not running as root (they create a system user)")
-    if shutil.which("systemd-analyze") is None:
-        unwanted.add("requires_systemd_analyze")
-        reasons.append("requires_systemd_analyze tests deselected: systemd-analyze is not installed")
+    unwanted = {"sqlite_only" if ON_POSTGRES else "postgres_only", *_environment_deselections()}
     deselected = [item for item in items if any(item.get_closest_marker(m) for m in unwanted)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
-    _DESELECTION_REASONS[:] = reasons
-
-
-_DESELECTION_REASONS: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter):
-    for reason in _DESELECTION_REASONS:
+    # Computed here, not during collection: with pytest-xdist only the workers collect.
+    for reason in _environment_deselections().values():
         terminalreporter.write_line(reason)
 
 

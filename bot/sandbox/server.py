@@ -139,8 +139,10 @@ class BotApiSandbox:
     def messages(self, chat_id: int) -> list[SentMessage]:
         return list(self._chats.get(chat_id, []))
 
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-        """Re-check ``predicate`` on every sandbox state change (and every 50 ms) until truthy."""
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+        """Re-check ``predicate`` on every sandbox state change (and every 50 ms) until truthy.
+        It returns as soon as the condition holds, so the generous default only matters on a
+        loaded machine (parallel test workers) or when the condition never comes."""
         deadline = time.monotonic() + timeout
         while True:
             result = predicate()
@@ -154,7 +156,7 @@ class BotApiSandbox:
             await self._wait_change(min(remaining, 0.05))
 
     async def wait_for_messages(self, chat_id: int, count: int,
-                                timeout: float = 5.0) -> list[SentMessage]:
+                                timeout: float = 15.0) -> list[SentMessage]:
         try:
             await self.wait_for(lambda: len(self._chats.get(chat_id, [])) >= count, timeout)
         except SandboxTimeout:
