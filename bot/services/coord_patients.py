@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMessage, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
 from bot.domain.dose import AnswerSource, DoseRuleError, DoseState, PauseOrigin, correct_dose, has_reason
+from bot.services import family
 from bot.services import accountability, invitations, patients, visits
 from bot.services.alerts import needs_action
 from bot.services.audit import audit
@@ -206,6 +207,7 @@ async def withdraw(rt: Runtime, actor: Actor, *, subject_id: str, reason: str,
                 session.add(course)
         patient.status = "withdrawn"
         session.add(patient)
+        await family.cancel_notices(session, patient_id=patient.id, now=now, reason="patient withdrawn")
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="patient.withdrawn", entity="patient",
               entity_id=patient.subject_id, before={"status": before},
               after={"status": "withdrawn", "removed_days": removed}, reason=reason.strip(), update_id=update_id)
