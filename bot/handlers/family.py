@@ -71,10 +71,15 @@ async def route(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         raise ApplicationHandlerStop
     text = (update.message.text or "").strip() if update.message is not None and update.message.text else ""
     token = args[0] if command == "start" and args else text if looks_like_token(text) else None
-    if token and await family.is_helper_token(rt, token=token):
+    try:
+        helper_token = bool(token) and await family.is_helper_token(rt, token=token)
+        found, former = (None, None) if helper_token else await _helper(rt, user.id)
+    except Exception as error:  # database down: the feature handlers (and the emergency path) answer
+        log.warning("event=helper_lookup_failed error=%s", type(error).__name__)
+        return
+    if helper_token:
         await begin(update, context, token)
         raise ApplicationHandlerStop
-    found, former = await _helper(rt, user.id)
     if found is None and former is None:
         return
     if found is None:
