@@ -77,7 +77,7 @@ def invitations_list(t: Translator, items: list[OpenInvitation]) -> tuple[str, K
     buttons = []
     for item in items:
         who = item.subject_id or t._("new patient")
-        kind = " " + t._("(new phone)") if item.purpose == "rebind" else ""
+        kind = {"rebind": " " + t._("(new phone)"), "helper": " " + t._("(family helper)")}.get(item.purpose, "")
         lines.append(t._("#{id} {who}{kind}: expires {when}", id=item.id, who=who, kind=kind,
                          when=t.datetime(item.expires_at)))
         buttons.append([Button(t._("Revoke #{id} {who}", id=item.id, who=who),
