@@ -14,24 +14,26 @@ from __future__ import annotations
 
 import logging
 
-from sqlmodel import col, select
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, TypeHandler
 
-from bot.db.models import Helper, Patient
+from bot.db.models import Patient
 from bot.domain.tokens import looks_like_token
+from bot.domain.triage import TriageLevel
 from bot.handlers import symptoms
+from bot.handlers.messages import kind_and_text
 from bot.handlers.common import answer_quietly, current_patient, runtime, translator_for
 from bot.handlers.coord_common import REFUSED, example_subject, guarded, require_coordinator, tell
 from bot.i18n import SUPPORTED, Translator
 from bot.render import family as render
+from bot.render.patient import emergency_advice
 from bot.render.patient import status as status_text
 from bot.reports.qr import invitation_card_png
 from bot.services import family, patients
+from bot.services import messages as message_service
 from bot.services import symptoms as symptom_service
 from bot.services.enrolment import EnrolmentRefused
 from bot.services.family import HelperRefused, HelperView
-from bot.services.queries import patient_by_telegram
 from bot.services.runtime import KnownPatient
 
 GROUP = -5  # after reachability (-10), before the feature handlers (0)
@@ -56,7 +58,7 @@ async def route(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     rt = runtime(context)
     query = update.callback_query
-    data = query.data or "" if query is not None else ""
+    data = (query.data or "") if query is not None else ""
     command, args = _command(update)
     if data.startswith(render.PREFIX + ":"):
         await on_callback(update, context, data.split(":")[1:])
@@ -73,7 +75,7 @@ async def route(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     token = args[0] if command == "start" and args else text if looks_like_token(text) else None
     try:
         helper_token = bool(token) and await family.is_helper_token(rt, token=token)
-        found, former = (None, None) if helper_token else await _helper(rt, user.id)
+        found, former = (None, None) if helper_token else await family.helper_role(rt, telegram_user_id=user.id)
     except Exception as error:  # database down: the feature handlers (and the emergency path) answer
         log.warning("event=helper_lookup_failed error=%s", type(error).__name__)
         return
@@ -97,22 +99,6 @@ async def route(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     raise ApplicationHandlerStop
 
 
-async def _helper(rt, user_id: int) -> tuple[HelperView | None, Helper | None]:
-    """(this user's helper role if it counts now, else their former helper row), in one query."""
-    async with rt.session() as session:
-        row = (await session.exec(select(Helper, Patient).join(Patient, Patient.id == Helper.patient_id)
-                                  .where(Helper.telegram_user_id == user_id).order_by(col(Helper.id).desc())
-                                  .limit(1))).first()
-        if row is None:
-            return None, None
-        helper, patient = row
-        if helper.status == family.ACTIVE and patient.helper_consent_at is not None and patient.status != "withdrawn":
-            return HelperView(helper, patient), None
-        if await patient_by_telegram(session, telegram_user_id=user_id) is not None:
-            return None, None  # a former helper who is a patient now
-        return None, helper
-
-
 async def _say(update: Update, text: str, reply_markup=None) -> None:
     if update.callback_query is not None:
         await answer_quietly(update.callback_query, text[:190], show_alert=True)
@@ -134,7 +120,10 @@ async def _helper_update(update: Update, context: ContextTypes.DEFAULT_TYPE, fou
         await symptoms.on_note(update, context)
     elif command is not None:
         await update.effective_message.reply_text(render.help_text(t, site), reply_markup=render.helper_menu(t))
-    elif update.effective_message is not None:
+    elif update.effective_message is not None:  # not relayed (the helper is told so); danger words get the advice
+        level, _ = message_service.classify(rt, kind_and_text(update.effective_message)[1])
+        if level is TriageLevel.EMERGENCY:
+            await update.effective_message.reply_text(emergency_advice(t, site))
         await update.effective_message.reply_text(render.not_read(t, site), reply_markup=render.helper_menu(t))
 
 

@@ -68,10 +68,21 @@ async def active_helper(session: AsyncSession, *, telegram_user_id: int) -> Help
     return HelperView(*found) if found else None
 
 
-async def former_helper(session: AsyncSession, *, telegram_user_id: int) -> Helper | None:
-    """This Telegram user's latest helper row, if they were ever a helper (to tell them they are cut off)."""
-    return (await session.exec(select(Helper).where(Helper.telegram_user_id == telegram_user_id)
-                               .order_by(col(Helper.id).desc()).limit(1))).first()
+async def helper_role(rt: Runtime, *, telegram_user_id: int) -> tuple[HelperView | None, Helper | None]:
+    """(this user's helper role if it counts now, else their former helper row to tell them they
+    are cut off), in one query. A former helper who is a patient now is neither."""
+    async with rt.session() as session:
+        row = (await session.exec(select(Helper, Patient).join(Patient, Patient.id == Helper.patient_id)
+                                  .where(Helper.telegram_user_id == telegram_user_id)
+                                  .order_by(col(Helper.id).desc()).limit(1))).first()
+        if row is None:
+            return None, None
+        helper, patient = row
+        if helper.status == ACTIVE and patient.helper_consent_at is not None and patient.status != "withdrawn":
+            return HelperView(helper, patient), None
+        if await patient_by_telegram(session, telegram_user_id=telegram_user_id) is not None:
+            return None, None
+        return None, helper
 
 
 async def helpers_of(session: AsyncSession, *, patient_id: int) -> list[Helper]:

@@ -97,6 +97,12 @@ async def test_a_helper_joins_only_after_consent_and_is_told_of_a_not_reported_d
         await h.sandbox.wait_for(lambda: any(day == x for x in texts(helper)))
         assert all(not m.buttons for m in helper.messages[before:])
         assert_language(helper.messages, locale)
+        # typed words are not relayed (the helper is told so), but danger words get the 120 advice first
+        count = len(helper.messages)
+        helper.send_text("吐血了" if locale == "zh_Hans" else "she is vomiting blood")
+        await h.sandbox.wait_for(lambda: len(helper.messages) == count + 2)
+        assert t._("Call 120 now, or go to the nearest emergency department.") in helper.messages[count].text
+        assert t._("Messages from helpers are not read here.") in helper.last_message.text
         # the helper's /status: the same course overview, the helper's wording around it
         helper.send_command("/status")
         await h.sandbox.wait_for(lambda: (helper.last_message.text or "").startswith(
