@@ -186,6 +186,14 @@ def not_reported(t: Translator, settings: Settings, day) -> str:
 
 # --- coordinators ------------------------------------------------------------------------
 
+def card_lines(t: Translator, patient, helpers: list[Helper]) -> list[str]:
+    """The /patient card: the patient's consent and the helpers bound now."""
+    if patient.helper_consent_at is None:
+        return [t._("Family helpers: the patient has not agreed")]
+    return [t._("Family helpers (agreed {date}): {helpers}", date=t.date(patient.helper_consent_at),
+                helpers=", ".join(h.helper_id for h in helpers) or "—")]
+
+
 def coordinator_usage(t: Translator, example: str) -> str:
     return "\n".join([t._("Usage:"), f"/helper {example}", f"/helper remove H-{example.split('-')[0]}-001 "
                       + t._("REASON")])

@@ -133,6 +133,7 @@ class PatientDetail:
     tablets: list = field(default_factory=list)  # bot.services.accountability.Balance per course
     visits: list = field(default_factory=list)  # upcoming visits and past ones not confirmed as attended
     now: datetime | None = None
+    helpers: list = field(default_factory=list)  # family helpers bound now (only with [helpers] on)
 
 
 async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int | None = None,
@@ -155,13 +156,14 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
         tablets = await accountability.balances(session, settings=rt.settings, patient_id=patient.id) \
             if rt.settings.accountability.enabled else []
         visit_rows = await visits.for_patient(session, patient=patient, now=now) if rt.settings.visits.enabled else []
+        helpers = await family.helpers_of(session, patient_id=patient.id) if rt.settings.helpers.enabled else []
     today = now.astimezone(ZoneInfo(patient.timezone)).date()
     courses = by_patient.get(patient.id, [])
     views = [CourseView(c, by_course.get(c.id, []), adherence(d.state for d in by_course.get(c.id, [])))
              for c in courses]
     return PatientDetail(patient, _row(patient, courses, by_course, open_alerts.get(patient.id, 0), today), views,
                          list(cancelled), list(reports), list(alerts), list(outside), latest, tablets,
-                         visit_rows, now)
+                         visit_rows, now, helpers)
 
 
 async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,

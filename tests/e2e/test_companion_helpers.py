@@ -213,6 +213,11 @@ async def test_a_coordinator_invites_and_removes_a_helper(engine, database_url):
         second.send_command("/start", token)
         await h.sandbox.wait_for(lambda: second.messages)
         assert await h.rows(Helper, Helper.telegram_user_id == 7663) == []
+        count = len(nurse.messages)
+        nurse.send_command("/patient", "NJ-7661")  # the card names the helper by id only
+        await h.sandbox.wait_for(lambda: len(nurse.messages) > count and "NJ-7661" in (nurse.last_message.text or ""))
+        assert f"家属协助者（患者于 12月1日 周二 同意）：{row.helper_id}" in nurse.last_message.text
+        assert "7662" not in nurse.last_message.text
 
         count = len(nurse.messages)
         nurse.send_command("/helper", f"remove {row.helper_id} 患者要求")
