@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.db.models import Alert, AuditLog, Helper, Outbox, SymptomReport
+from bot.db.models import Alert, AuditLog, Helper, Invitation, Outbox, SymptomReport
 from bot.i18n import Translator
 from bot.services import coord_patients, exports, family
 from bot.services.coord_access import operator_actor
@@ -48,12 +48,18 @@ async def join(h, helper, token: str, locale: str):
 
 
 async def helper_with_patient(h, language_code, locale, button, user_id):
-    """An enrolled patient with a course, who consents; a helper in the same language, joined."""
+    """An enrolled patient with a course, who consents and invites a helper (in the same
+    language) from /helpers; the helper joins through that link."""
     patient = await enrolled_with_course(h, language_code, button, user_id)
-    issued, _ = await family.invite_by_coordinator(h.rt, operator_actor(), subject_id=f"NJ-{user_id}")
-    await consent(h, patient, locale)
+    screen = await consent(h, patient, locale)
+    count = len(patient.messages)
+    patient.press(screen, "hf:in")
+    await h.sandbox.wait_for(lambda: len(patient.messages) > count and "start=" in (patient.last_message.text or ""))
+    token = patient.last_message.text.split("start=")[1].split()[0]
+    [invitation] = await h.rows(Invitation, Invitation.purpose == "helper")
+    assert invitation.created_by == f"patient:NJ-{user_id}"
     helper = h.sandbox.user(user_id + 500, language_code=language_code)
-    row = await join(h, helper, issued.token, locale)
+    row = await join(h, helper, token, locale)
     return patient, helper, row
 
 
@@ -198,7 +204,7 @@ async def test_withdrawing_consent_cuts_every_helper_off_at_once(engine, databas
 
 
 async def test_a_coordinator_invites_and_removes_a_helper(engine, database_url):
-    async with running_bot(engine, database_url, **ON) as h:
+    async with running_bot(engine, database_url, helpers={"enabled": True, "max_per_patient": 1}) as h:
         patient = await enrolled_with_course(h, "en", "English", 7661)
         nurse = h.sandbox.user(COORDINATOR_NJ, language_code="zh-hans")
         nurse.send_command("/helper", "NJ-7661")
@@ -213,6 +219,11 @@ async def test_a_coordinator_invites_and_removes_a_helper(engine, database_url):
         second.send_command("/start", token)
         await h.sandbox.wait_for(lambda: second.messages)
         assert await h.rows(Helper, Helper.telegram_user_id == 7663) == []
+        count = len(nurse.messages)
+        nurse.send_command("/helper", "NJ-7661")  # at most max_per_patient helpers
+        full = Translator("zh_Hans")._("This patient already has the most helpers allowed. Nothing was changed.")
+        await h.sandbox.wait_for(lambda: any(m.text == full for m in nurse.messages[count:]))
+        assert len(await h.rows(Invitation, Invitation.purpose == "helper")) == 1
         count = len(nurse.messages)
         nurse.send_command("/patient", "NJ-7661")  # the card names the helper by id only
         await h.sandbox.wait_for(lambda: len(nurse.messages) > count and "NJ-7661" in (nurse.last_message.text or ""))
