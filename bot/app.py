@@ -22,6 +22,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.config import Settings, parse_hhmm
 from bot.db.roles import audit_guard_problem
+from bot.handlers import family as family_handlers
 from bot.handlers import visits as visit_handlers
 from bot.handlers import (
     commands,
@@ -205,6 +206,7 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
 
     application.add_handler(dedupe.handler(), group=dedupe.GROUP)
     reachability.register(application)  # a patient who writes again is reachable again
+    family_handlers.register(application)  # /helpers, /helper, helper links and everything a helper sends
     private = filters.ChatType.PRIVATE
     # Checked again on every call (coord_access); this filter only picks the right /start, /help and text.
     team = filters.User(user_id=[c.telegram_id for site in settings.sites for c in site.coordinators])

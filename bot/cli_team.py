@@ -49,6 +49,10 @@ def add_parsers(sub, config_arg) -> None:
     command("visit", "register, move, cancel or confirm a visit (as /visit in Telegram)").add_argument(
         "words", nargs="+", help="SUBJECT YYYY-MM-DD HH:MM [kind] | move ID YYYY-MM-DD HH:MM REASON | "
         "cancel ID REASON | attended ID")
+    command("helper", "issue a family helper invitation for a patient (prints the link once)", subject=True)
+    remove_helper = command("helper-remove", "remove a family helper (cut off at once)")
+    remove_helper.add_argument("helper_id", help="pseudonymous helper id, e.g. H-SH-001")
+    remove_helper.add_argument("--reason", required=True)
     command("alerts", "list open alerts", site=True)
     command("digest", "print today's digest (does not replace the scheduled one)", site=True)
     command("report", "write the adherence chart as PNG files", site=True).add_argument(
@@ -288,8 +292,31 @@ def cmd_visit(args, settings) -> int:
     return 0
 
 
+def cmd_helper(args, settings) -> int:
+    from bot.services import family
+
+    async def work(rt):
+        try:
+            if args.command == "helper":
+                return await family.invite_by_coordinator(rt, _actor(args), subject_id=args.subject)
+            return await family.remove_by_coordinator(rt, _actor(args), helper_id=args.helper_id, reason=args.reason)
+        except family.HelperRefused as refused:
+            raise TeamCommandError(f"refused: {refused.code}") from None
+
+    done = asyncio.run(_run(settings, work))
+    if args.command == "helper":
+        issued, patient = done
+        print(f"helper invitation #{issued.invitation_id} for {patient.subject_id} (expires "
+              f"{issued.expires_at.isoformat()}; patient consent: {'yes' if patient.helper_consent_at else 'not yet'})")
+        print(issued.link)
+    else:
+        helper, patient = done
+        print(f"{helper.helper_id} removed (was helping {patient.subject_id})")
+    return 0
+
+
 COMMANDS = {
-    "visit": cmd_visit,
+    "visit": cmd_visit, "helper": cmd_helper, "helper-remove": cmd_helper,
     "invites": cmd_invites, "revoke": cmd_revoke, "patients": cmd_patients, "patient": cmd_patient,
     "pause": _paused(True), "resume": _paused(False), "withdraw": cmd_withdraw, "rebind": cmd_rebind, "dose": cmd_dose,
     "correct": cmd_correct, "cancel-course": cmd_cancel_course, "confirm-course": cmd_confirm_course,

@@ -395,6 +395,22 @@ class TriageSettings(_Strict):
         return rules, fever
 
 
+class HelperSettings(_Strict):
+    """The family helper: with the patient's consent, up to `max_per_patient` people (a son or
+    daughter) get short notices and may report a symptom on the patient's behalf. Off unless
+    switched on."""
+
+    enabled: bool = False
+    max_per_patient: int = Field(2, ge=1, le=5)
+    invitation_days: int = Field(7, ge=1, le=30)  # a helper invitation expires after this many days
+    # Rewording for another trial; empty keeps the built-in (translated) notice. Plain text: the
+    # course dates or the day's date are added on their own line.
+    course_start_en: str = Field("", max_length=300)
+    course_start_zh: str = Field("", max_length=150)
+    not_reported_en: str = Field("", max_length=300)
+    not_reported_zh: str = Field("", max_length=150)
+
+
 class Settings(_Strict):
     telegram: TelegramSettings = TelegramSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -407,6 +423,7 @@ class Settings(_Strict):
     conmed: ConmedSettings = ConmedSettings()
     accountability: AccountabilitySettings = AccountabilitySettings()
     visits: VisitSettings = VisitSettings()
+    helpers: HelperSettings = HelperSettings()
     sites: list[Site] = Field(min_length=1)
     triage: TriageSettings
 

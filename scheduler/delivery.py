@@ -57,7 +57,8 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.config import Settings
-from bot.db.models import Alert, AlertMessage, ConmedReport, Course, TabletCount, Visit, DoseDay, Outbox, Patient, PatientMessage
+from bot.db.models import (Alert, AlertMessage, ConmedReport, Course, DoseDay, Helper, Outbox, Patient, PatientMessage,
+                           TabletCount, Visit)
 from bot.domain.adherence import adherence
 from bot.domain.dose import DoseState, catch_up_allowed
 from bot.i18n import Translator
@@ -75,6 +76,8 @@ from bot.services.conmed import CHECK_KIND as CONMED_CHECK
 from bot.render import accountability as render_accountability
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
 from bot.render import conmed as render_conmed
+from bot.render import family as render_family
+from bot.services import family
 from scheduler.lifecycle import in_quiet_hours
 from scheduler.ownership import alive
 from scheduler.ratelimit import (PRIORITY_ALERT, PRIORITY_BULK, AbortTag, SendAborted, SendArgs, TelegramRateLimiter,
@@ -134,6 +137,7 @@ class Loaded:
     conmed_answered: set[tuple[int, str]] = field(default_factory=set)  # (course id, check point) answered
     tablets_counted: set[int] = field(default_factory=set)  # course ids whose tablet count is in
     visits: dict[int, Visit] = field(default_factory=dict)  # visit reminders' visits
+    helpers: dict[int, Helper] = field(default_factory=dict)  # helper notices' and helper advice's helpers
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
 
     def translator(self, locale: str, tz: str) -> Translator:
@@ -182,7 +186,7 @@ async def load(session, rows: list[Outbox]) -> Loaded:
         )).all())
     course_ids = {r.payload.get("course_id") for r in rows
                   if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled", CONMED_CHECK,
-                                TABLET_COUNT)}
+                                TABLET_COUNT, family.NOTICE_KIND)}
     loaded.courses = await fetch(Course, course_ids)
     ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
     if ending:
@@ -201,6 +205,8 @@ async def load(session, rows: list[Outbox]) -> Loaded:
         loaded.conmed_answered = set((await session.exec(select(ConmedReport.course_id, ConmedReport.check_point)
                                                           .where(col(ConmedReport.course_id).in_(checking)))).all())
     loaded.visits = await fetch(Visit, (r.payload.get("visit_id") for r in rows if r.kind == VISIT_REMINDER))
+    loaded.helpers = await fetch(Helper, (r.payload.get("helper") for r in rows
+                                          if r.kind in (family.NOTICE_KIND, ADVICE_KIND)))
     counting = {r.payload.get("course_id") for r in rows if r.kind == TABLET_COUNT} - {None}
     if counting:
         loaded.tablets_counted = set((await session.exec(select(TabletCount.course_id).where(
@@ -259,10 +265,18 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         if patient is None or message is None or patient.status == "withdrawn" or patient.chat_id != row.chat_id:
             return Skip("patient withdrawn, moved or missing")
         return Prepared(render_patient.staff_reply(t, message.text or ""), None, protect=True)
+    if row.kind == ADVICE_KIND and row.payload.get("helper"):  # advice to the helper who reported
+        helper = loaded.helpers.get(row.payload["helper"])
+        if patient is None or helper is None or helper.chat_id != row.chat_id:
+            return Skip("helper missing")
+        return Prepared(render_patient.emergency_advice(loaded.translator(helper.locale, patient.timezone),
+                                                        settings.site(patient.site_id)), None, protect=False)
     if row.kind == ADVICE_KIND:  # emergency advice: whatever the patient's status, as long as we can reach them
         if patient is None or patient.chat_id != row.chat_id:
             return Skip("patient missing or moved to another chat")
         return Prepared(render_patient.emergency_advice(t, settings.site(patient.site_id)), None, protect=False)
+    if row.kind == family.NOTICE_KIND:
+        return _prepare_helper_notice(loaded, settings=settings, row=row, patient=patient)
     if row.kind in ("reminder_close", "course_cancelled"):
         return _prepare_course_news(loaded, settings=settings, row=row, patient=patient, t=t)
     if patient is None or patient.status != "active":
@@ -335,6 +349,35 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             text, markup = render_patient.course_end(t, settings, course, adherence(DoseState(s) for s in states))
         return Prepared(text, markup, protect=True)
     return Skip(f"unknown kind {row.kind}")
+
+
+def _prepare_helper_notice(loaded: Loaded, *, settings: Settings, row: Outbox, patient: Patient | None) -> Plan:
+    """A family helper's notice (or the patient's notice that a helper joined): only while the
+    feature is on, the patient active and consenting, and the helper still bound."""
+    notice, helper = row.payload.get("notice"), loaded.helpers.get(row.payload.get("helper"))
+    if not settings.helpers.enabled:
+        return Skip("helpers switched off")
+    if patient is None or patient.status != "active" or patient.unreachable:
+        return Skip(f"patient {patient.status if patient else 'missing'}")
+    if helper is None or helper.status != family.ACTIVE or patient.helper_consent_at is None:
+        return Skip("helper removed or consent withdrawn")
+    if notice == family.JOINED:
+        if patient.chat_id != row.chat_id:
+            return Skip("patient moved to another chat")
+        t = loaded.translator(patient.locale, patient.timezone)
+        return Prepared(render_family.joined_notice(t, helper.helper_id), None, protect=True)
+    if helper.chat_id != row.chat_id:
+        return Skip("helper moved")
+    t = loaded.translator(helper.locale, patient.timezone)
+    if notice == family.COURSE_START:
+        course = loaded.courses.get(row.payload.get("course_id"))
+        if course is None or course.status != "active":
+            return Skip("course cancelled")
+        return Prepared(render_family.course_start(t, settings, course), None, protect=True)
+    dose = loaded.doses.get(row.dose_day_id)
+    if notice != family.NOT_REPORTED or dose is None or dose.state != DoseState.NOT_REPORTED:
+        return Skip("day answered since")
+    return Prepared(render_family.not_reported(t, settings, dose.local_date), None, protect=True)
 
 
 def _prepare_conmed(loaded: Loaded, *, settings: Settings, row: Outbox, t: Translator) -> Plan:
@@ -769,7 +812,9 @@ class Courier:
             await session.exec(update(Outbox).where(Outbox.id == row.id).values(
                 state="failed", finished_at=now, last_error=f"refused: {error.message}"))
             patient = await session.get(Patient, row.patient_id) if row.patient_id else None
-            if patient is not None and patient.chat_id == row.chat_id:
+            if row.payload.get("helper") and not (patient is not None and patient.chat_id == row.chat_id):
+                pass  # a family helper's chat: the notice is lost, the helper stays as the patient set it
+            elif patient is not None and patient.chat_id == row.chat_id:
                 flipped = await session.exec(update(Patient).where(Patient.id == patient.id,
                                                                    Patient.unreachable.is_(False))
                                              .values(unreachable=True))

@@ -34,6 +34,7 @@ from bot.services.audit import audit
 from bot.services.doses import check_consecutive, close_reminder_messages
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
 from scheduler.companions import queue_conmed_checks, queue_tablet_counts, queue_visit_reminders
+from scheduler.family import queue_helper_notices
 
 BATCH = 500
 log = logging.getLogger("adherence.lifecycle")
@@ -233,6 +234,7 @@ async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -
     done += await queue_conmed_checks(session, settings=settings, now=now, plan_unsent=_plan_unsent)
     done += await queue_tablet_counts(session, settings=settings, now=now)
     done += await queue_visit_reminders(session, settings=settings, now=now)
+    done += await queue_helper_notices(session, settings=settings, now=now, plan_unsent=_plan_unsent)
     done += await repeat_and_escalate(session, settings=settings, now=now)
     return done
 

@@ -72,6 +72,8 @@ class Patient(SQLModel, table=True):
     unreachable: bool = False
     consent_version: str | None = Field(default=None, max_length=32)
     consented_at: datetime | None = _instant(nullable=True)
+    # The patient's consent to family helpers (given in the chat; None: not given or withdrawn).
+    helper_consent_at: datetime | None = _instant(nullable=True)
     enrolled_at: datetime | None = _instant(nullable=True)
     created_at: datetime = _instant()
 
@@ -184,6 +186,7 @@ class SymptomReport(SQLModel, table=True):
     level: str = Field(max_length=16)
     note: str | None = Field(default=None, sa_type=Text)
     update_id: int | None = _telegram_id()
+    helper_id: str | None = Field(default=None, max_length=24)  # reported by this helper; None: the patient
 
 
 class PatientMessage(SQLModel, table=True):
@@ -267,6 +270,24 @@ class Visit(SQLModel, table=True):
     answered_at: datetime | None = _instant(nullable=True)
     attended_at: datetime | None = _instant(nullable=True)
     attended_by: str | None = Field(default=None, max_length=48)
+
+
+class Helper(SQLModel, table=True):
+    """A family helper bound to exactly one patient, with the patient's consent. Exports and
+    alerts name a helper only by `helper_id` (H-<site>-<n>); the Telegram ids route messages."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    helper_id: str = Field(max_length=24, unique=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    telegram_user_id: int = Field(sa_type=BigInteger, index=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    locale: str = Field(default="zh_Hans", max_length=8)
+    status: str = Field(default="active", max_length=12)  # active | removed
+    invitation_id: int | None = Field(default=None, foreign_key="invitation.id")
+    joined_at: datetime = _instant()
+    removed_at: datetime | None = _instant(nullable=True)
+    removed_by: str | None = Field(default=None, max_length=48)  # patient | coordinator:<id> | operator:cli
+    removal_reason: str | None = Field(default=None, max_length=24)  # removed | consent_withdrawn
 
 
 class Alert(SQLModel, table=True):

@@ -86,6 +86,8 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         "/language — " + t._("中文 / English"),
         "/stop — " + t._("pause reminders"),
     ]
+    if runtime(context).settings.helpers.enabled:
+        lines.append("/helpers — " + t._("a family member who helps you"))
     if patient is not None:
         lines.append(t._("Study site phone: {phone}", phone=runtime(context).settings.site(patient.site_id).phone))
         lines.append(render.how_to_take(t, runtime(context).settings))

@@ -117,6 +117,12 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
+async def open_picker(update: Update, t: Translator, settings, site_id: str) -> None:
+    """The picker for someone already known (a family helper reporting on the patient's behalf)."""
+    text, keyboard = _picker(t, settings, [], site_id)
+    await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+
 async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str, site_hint: str | None = None) -> None:
     rt = runtime(context)
     query = update.callback_query

@@ -14,6 +14,7 @@ from bot.domain.adherence import Adherence, marks
 from bot.i18n import Translator
 from bot.render import callbacks as cb
 from bot.render import accountability as render_accountability
+from bot.render import family as render_family
 from bot.render import visits as render_visits
 from bot.render.coordinator import alert_summary, alert_title, missed_reason_label, printable
 from bot.render.patient import state_label
@@ -77,7 +78,7 @@ def invitations_list(t: Translator, items: list[OpenInvitation]) -> tuple[str, K
     buttons = []
     for item in items:
         who = item.subject_id or t._("new patient")
-        kind = " " + t._("(new phone)") if item.purpose == "rebind" else ""
+        kind = {"rebind": " " + t._("(new phone)"), "helper": " " + t._("(family helper)")}.get(item.purpose, "")
         lines.append(t._("#{id} {who}{kind}: expires {when}", id=item.id, who=who, kind=kind,
                          when=t.datetime(item.expires_at)))
         buttons.append([Button(t._("Revoke #{id} {who}", id=item.id, who=who),
@@ -247,13 +248,16 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
                          last=t.date(c.last_day)))
     lines += render_accountability.card_lines(t, detail.tablets)
     lines += render_visits.card_lines(t, settings, detail.visits, ZoneInfo(p.timezone), detail.now)
+    if settings.helpers.enabled:
+        lines += render_family.card_lines(t, p, detail.helpers)
     lines.append("")
     if detail.reports:
         lines.append(t._("Symptom reports (latest {count}):", count=len(detail.reports)))
         labels = settings.triage.by_code()
         for report in detail.reports:
             names = ", ".join(labels[c].label(t.locale) if c in labels else c for c in report.symptoms)
-            lines.append(f"• {t.datetime(report.reported_at)} {level_label(t, report.level)}: {names}")
+            by = " (" + t._("by helper {helper}", helper=report.helper_id) + ")" if report.helper_id else ""
+            lines.append(f"• {t.datetime(report.reported_at)} {level_label(t, report.level)}: {names}{by}")
             if report.note:
                 lines.append("  ✎ " + printable(report.note[:300]))
     else:

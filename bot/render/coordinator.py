@@ -109,6 +109,9 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         lines.append("“" + printable(details["text"]) + "”")
     for note in details.get("notes", []):
         lines.append("✎ " + t._("Patient's note: {note}", note=printable(note)))
+    if details.get("helpers"):
+        lines.append("👪 " + t._("Reported by helper {helper} on the patient's behalf",
+                                helper=", ".join(details["helpers"])))
     if len(details.get("report_ids", [])) > 1:
         lines.append(t._("Reports from the patient while this alert is open: {count}",
                          count=len(details["report_ids"])))

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMessage, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
 from bot.domain.dose import AnswerSource, DoseRuleError, DoseState, PauseOrigin, correct_dose, has_reason
+from bot.services import family
 from bot.services import accountability, invitations, patients, visits
 from bot.services.alerts import needs_action
 from bot.services.audit import audit
@@ -132,6 +133,7 @@ class PatientDetail:
     tablets: list = field(default_factory=list)  # bot.services.accountability.Balance per course
     visits: list = field(default_factory=list)  # upcoming visits and past ones not confirmed as attended
     now: datetime | None = None
+    helpers: list = field(default_factory=list)  # family helpers bound now (only with [helpers] on)
 
 
 async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int | None = None,
@@ -154,13 +156,14 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
         tablets = await accountability.balances(session, settings=rt.settings, patient_id=patient.id) \
             if rt.settings.accountability.enabled else []
         visit_rows = await visits.for_patient(session, patient=patient, now=now) if rt.settings.visits.enabled else []
+        helpers = await family.helpers_of(session, patient_id=patient.id) if rt.settings.helpers.enabled else []
     today = now.astimezone(ZoneInfo(patient.timezone)).date()
     courses = by_patient.get(patient.id, [])
     views = [CourseView(c, by_course.get(c.id, []), adherence(d.state for d in by_course.get(c.id, [])))
              for c in courses]
     return PatientDetail(patient, _row(patient, courses, by_course, open_alerts.get(patient.id, 0), today), views,
                          list(cancelled), list(reports), list(alerts), list(outside), latest, tablets,
-                         visit_rows, now)
+                         visit_rows, now, helpers)
 
 
 async def set_paused(rt: Runtime, actor: Actor, *, subject_id: str, paused: bool, reason: str | None = None,
@@ -206,6 +209,7 @@ async def withdraw(rt: Runtime, actor: Actor, *, subject_id: str, reason: str,
                 session.add(course)
         patient.status = "withdrawn"
         session.add(patient)
+        await family.cancel_notices(session, patient_id=patient.id, now=now, reason="patient withdrawn")
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="patient.withdrawn", entity="patient",
               entity_id=patient.subject_id, before={"status": before},
               after={"status": "withdrawn", "removed_days": removed}, reason=reason.strip(), update_id=update_id)

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.db.models import (Alert, AlertMessage, AuditLog, ConmedReport, Course, DoseDay, DoseEvent, Invitation,
-                           Patient, PatientMessage, SymptomReport, TabletCount, Visit)
+from bot.db.models import (Alert, AlertMessage, AuditLog, ConmedReport, Course, DoseDay, DoseEvent, Helper,
+                           Invitation, Patient, PatientMessage, SymptomReport, TabletCount, Visit)
 from bot.services.accountability import ran_out_days, taken_days
 from bot.services.visits import unconfirmed
 from bot.domain.tokens import invitation_status
@@ -46,7 +46,7 @@ COLUMNS: dict[str, list[str]] = {
     "dose_events": ["event_id", "dose_day_id", "subject_id", "cycle", "day", "at_utc", "at_local", "kind",
                     "from_state", "to_state", "late", "actor", "reason"],
     "symptom_reports": ["report_id", "subject_id", "site_id", "reported_at_utc", "reported_at_local", "level",
-                        "symptoms", "note", "update_id"],
+                        "symptoms", "note", "reported_by", "update_id"],
     "alerts": ["alert_id", "site_id", "subject_id", "kind", "level", "created_at_utc", "created_at_local",
                "acknowledged_at_utc", "acknowledged_at_local", "acknowledged_by", "minutes_to_acknowledge",
                "escalate_at_utc", "escalated_at_utc", "repeats", "copies_sent", "details"],
@@ -61,6 +61,8 @@ COLUMNS: dict[str, list[str]] = {
     "visits": ["visit_id", "subject_id", "site_id", "kind", "at_utc", "at_local", "status", "unconfirmed",
                "patient_answer", "answered_at_utc", "created_by", "created_at_utc", "updated_at_utc", "reason",
                "attended_at_utc", "attended_by"],
+    "helpers": ["helper_id", "subject_id", "site_id", "status", "joined_at_utc", "joined_at_local", "removed_at_utc",
+                "removed_by", "removal_reason"],
     "invitations": ["invitation_id", "site_id", "subject_id", "purpose", "status", "created_by", "created_at_utc",
                     "expires_at_utc", "used_at_utc", "revoked_at_utc", "revoked_by"],
     "audit_log": ["audit_id", "at_utc", "actor_kind", "actor_id", "action", "entity", "entity_id", "before", "after",
@@ -69,7 +71,8 @@ COLUMNS: dict[str, list[str]] = {
 
 
 # The tables of the optional checks around dosing (issue 14), written by every export.
-COMPANION_TABLES = [table for table in ("concomitant_medications", "accountability", "visits") if table in COLUMNS]
+COMPANION_TABLES = [table for table in ("concomitant_medications", "accountability", "visits", "helpers")
+                    if table in COLUMNS]
 
 CODEBOOK_COLUMNS = ["field", "code", "label_en", "label_zh", "level", "meaning"]
 
@@ -193,6 +196,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         conmeds = await _all(session, select(ConmedReport).where(col(ConmedReport.patient_id).in_(ids))
                              .order_by(col(ConmedReport.id)))
         visit_rows = await _all(session, select(Visit).where(col(Visit.patient_id).in_(ids)).order_by(col(Visit.id)))
+        helper_rows = await _all(session, select(Helper).where(col(Helper.patient_id).in_(ids)).order_by(col(Helper.id)))
         counts = await _all(session, select(TabletCount).where(col(TabletCount.patient_id).in_(ids))
                             .order_by(col(TabletCount.id)))
         copies = await _all(session, select(AlertMessage.alert_id).where(
@@ -203,7 +207,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
         everything = len(sites) == len(rt.settings.sites)
         audit_rows = audit_rows if everything else _site_audit(rt, sites, audit_rows, patients, courses, doses,
                                                               reports, alerts, invitations, conmeds, counts,
-                                                              visit_rows)
+                                                              visit_rows, helper_rows)
         withdrawn = {r.entity_id: r.at for r in audit_rows if r.action == "patient.withdrawn"}
         course_status = {c.id: c.status for c in courses}
         recorded = _recorded_at(doses, events)
@@ -243,6 +247,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "reported_at_utc": utc(r.reported_at),
             "reported_at_local": local(r.reported_at, by_id[r.patient_id].timezone),
             "level": r.level, "symptoms": ";".join(r.symptoms), "note": r.note or "",
+            "reported_by": r.helper_id or "patient",
             "update_id": r.update_id if r.update_id is not None else ""} for r in reports]
         export.tables["alerts"] = [_alert_row(a, names, site_tz[a.site_id], copy_count[a.id]) for a in alerts]
         export.tables["patient_messages"] = [{
@@ -258,6 +263,12 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "alert_id": r.alert_id or "", "update_id": r.update_id if r.update_id is not None else ""}
             for r in conmeds]
         export.tables["accountability"] = _accountability_rows(counts, by_id, doses)
+        export.tables["helpers"] = [{
+            "helper_id": x.helper_id, "subject_id": by_id[x.patient_id].subject_id,
+            "site_id": by_id[x.patient_id].site_id, "status": x.status, "joined_at_utc": utc(x.joined_at),
+            "joined_at_local": local(x.joined_at, by_id[x.patient_id].timezone), "removed_at_utc": utc(x.removed_at),
+            "removed_by": names.actor(x.removed_by or ""),
+            "removal_reason": x.removal_reason or ""} for x in helper_rows]
         export.tables["visits"] = [{
             "visit_id": v.id, "subject_id": by_id[v.patient_id].subject_id, "site_id": v.site_id, "kind": v.kind,
             "at_utc": utc(v.at), "at_local": local(v.at, by_id[v.patient_id].timezone), "status": v.status,
@@ -344,7 +355,7 @@ def _accountability_rows(counts: list[TabletCount], by_id: dict, doses: list[Dos
 
 
 def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations,
-                conmeds=(), counts=(), visit_rows=()) -> list[AuditLog]:
+                conmeds=(), counts=(), visit_rows=(), helper_rows=()) -> list[AuditLog]:
     subjects = {p.subject_id for p in patients}
     coordinators = {str(c.telegram_id) for s in rt.settings.sites if s.id in sites for c in s.coordinators}
     ids = {
@@ -352,13 +363,15 @@ def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, ale
         "symptom_report": {str(r.id) for r in reports}, "alert": {str(a.id) for a in alerts},
         "invitation": {str(i.id) for i in invitations}, "site": set(sites),
         "conmed_report": {str(r.id) for r in conmeds}, "tablet_count": {str(c.id) for c in counts},
-        "visit": {str(v.id) for v in visit_rows},
+        "visit": {str(v.id) for v in visit_rows}, "helper": {h.helper_id for h in helper_rows},
     }
+    helpers = ids["helper"]
 
     def concerns(row: AuditLog) -> bool:
         if row.entity in ids and row.entity_id in ids[row.entity]:
             return True
-        if row.actor_kind == "patient" and row.actor_id in subjects:
+        if (row.actor_kind == "patient" and row.actor_id in subjects) or \
+                (row.actor_kind == "helper" and row.actor_id in helpers):
             return True
         if row.actor_kind == "coordinator" and row.actor_id in coordinators and row.entity is None:
             return True

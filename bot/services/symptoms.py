@@ -25,6 +25,7 @@ from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, raise_alert, team_re
 from bot.services import dialogs
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, enqueue
+from bot.services.family import active_helper
 from bot.services.queries import patient_by_telegram
 from bot.services.runtime import Runtime
 
@@ -54,6 +55,15 @@ class ReportResult:
     team_today: bool = True  # whether that is still today, site-local
 
 
+async def _reporter(session, *, telegram_user_id: int):
+    """(patient, helper or None): the patient themselves, or a family helper on their behalf."""
+    patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+    if patient is not None:
+        return patient, None
+    found = await active_helper(session, telegram_user_id=telegram_user_id)
+    return (found.patient, found.helper) if found else (None, None)
+
+
 def levels(settings) -> dict[str, TriageLevel]:
     return {s.code: TriageLevel[s.level.upper()] for s in settings.triage.symptoms}
 
@@ -69,33 +79,39 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
     now = rt.now()
     try:
         async with rt.session() as session:
-            patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+            patient, helper = await _reporter(session, telegram_user_id=telegram_user_id)
             if patient is None:
                 raise ReportNotSaved("not enrolled")
+            helper_id = helper.helper_id if helper else None
+            actor_kind, actor_id = ("helper", helper_id) if helper else ("patient", patient.subject_id)
+            reporter_chat = helper.chat_id if helper else patient.chat_id
             recent = (await session.exec(select(func.count()).select_from(SymptomReport).where(
                 SymptomReport.patient_id == patient.id, SymptomReport.reported_at > now - timedelta(hours=1)))).one()
             throttled = recent >= rt.settings.alerts.max_reports_per_hour
             row = SymptomReport(patient_id=patient.id, reported_at=now, symptoms=list(codes), level=level.key,
-                                note=note, update_id=update_id)
+                                note=note, update_id=update_id, helper_id=helper_id)
             session.add(row)
             await session.flush()
-            audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="symptom.reported",
+            audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id, action="symptom.reported",
                   entity="symptom_report", entity_id=row.id,
-                  after={"symptoms": list(codes), "level": level.key, "throttled": throttled}, update_id=update_id)
+                  after={"symptoms": list(codes), "level": level.key, "throttled": throttled,
+                         "subject_id": patient.subject_id}, update_id=update_id)
             advice_row_id = None
-            if level is TriageLevel.EMERGENCY and patient.chat_id and not throttled:
+            if level is TriageLevel.EMERGENCY and reporter_chat and not throttled:
                 # Sent by the handler right away; this row is the retry if that send fails.
                 grace = timedelta(seconds=rt.settings.delivery.send_timeout_seconds + 5) if advice_sent_by_caller \
                     else timedelta(0)
-                await enqueue(session, kind=ADVICE_KIND, lane=ALERT_LANE, chat_id=patient.chat_id, due_at=now + grace,
+                await enqueue(session, kind=ADVICE_KIND, lane=ALERT_LANE, chat_id=reporter_chat, due_at=now + grace,
                               now=now, patient_id=patient.id, priority=FIRST_EMERGENCY,
-                              payload={"report_id": row.id}, dedupe_key=f"advice:{row.id}")
+                              payload={"report_id": row.id, **({"helper": helper.id} if helper else {})},
+                              dedupe_key=f"advice:{row.id}")
                 advice_row_id = (await session.exec(select(Outbox.id).where(
                     Outbox.dedupe_key == f"advice:{row.id}"))).one()
             alert_id, reached = None, True
             if level in KIND_BY_LEVEL:
                 alert = await _open_alert(rt, session, patient=patient, kind=KIND_BY_LEVEL[level], codes=codes,
-                                          report_id=row.id, quiet=throttled, update_id=update_id)
+                                          report_id=row.id, quiet=throttled, update_id=update_id,
+                                          helper_id=helper_id)
                 alert_id = alert.id
                 reached = await team_reached(session, rt.settings, alert)
             # The note prompt lives in the database: a restart or another process still takes the note.
@@ -115,8 +131,10 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
 
 
 async def _open_alert(rt: Runtime, session, *, patient: Patient, kind: str, codes: list[str], report_id: int,
-                      quiet: bool, update_id: int | None) -> Alert:
-    """The patient's open alert of this kind with this report added, or a new one."""
+                      quiet: bool, update_id: int | None, helper_id: str | None = None) -> Alert:
+    """The patient's open alert of this kind with this report added, or a new one. A report by a
+    family helper names the helper (`details["helpers"]`)."""
+    helpers = [helper_id] if helper_id else []
     now = rt.now()
     # Alerts of this kind already closed: a concurrent report computes the same key, so the
     # second insert is a no-op and both reports land in one alert.
@@ -124,7 +142,8 @@ async def _open_alert(rt: Runtime, session, *, patient: Patient, kind: str, code
         Alert.patient_id == patient.id, Alert.kind == kind, col(Alert.acknowledged_at).is_not(None)))).one()
     key = f"open:{patient.id}:{kind}:{closed}"
     alert = await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind=kind,
-                              patient=patient, details={"symptoms": list(codes), "report_ids": [report_id]},
+                              patient=patient, details={"symptoms": list(codes), "report_ids": [report_id],
+                                                        **({"helpers": helpers} if helpers else {})},
                               dedupe_key=key, update_id=update_id)
     if alert is not None:
         return alert
@@ -133,8 +152,11 @@ async def _open_alert(rt: Runtime, session, *, patient: Patient, kind: str, code
     merged = list(details.get("symptoms", []))
     merged += [c for c in codes if c not in merged]
     details.update(symptoms=merged, report_ids=[*details.get("report_ids", []), report_id])
+    if helper_id and helper_id not in details.get("helpers", []):
+        details["helpers"] = [*details.get("helpers", []), helper_id]
     await session.exec(update(Alert).where(Alert.id == alert.id).values(details=details))
-    audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="alert.report_added",
+    audit(session, at=now, actor_kind="helper" if helper_id else "patient", actor_id=helper_id or patient.subject_id,
+          action="alert.report_added",
           entity="alert", entity_id=alert.id, after={"reports": len(details["report_ids"]), "symptoms": merged},
           update_id=update_id)
     alert.details = details
@@ -197,7 +219,7 @@ async def add_note(rt: Runtime, *, telegram_user_id: int, note: str, update_id: 
     user = dialogs.telegram_user(telegram_user_id)
     async with rt.session() as session:
         state = await dialogs.get(session, channel_user_id=user, kind=NOTE_DIALOG, now=now)
-        patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+        patient, helper = await _reporter(session, telegram_user_id=telegram_user_id)
         report_row = await session.get(SymptomReport, state["report"]) if state else None
         await dialogs.clear(session, channel_user_id=user, kind=NOTE_DIALOG)
         if not note or patient is None or report_row is None or report_row.patient_id != patient.id \
@@ -206,7 +228,8 @@ async def add_note(rt: Runtime, *, telegram_user_id: int, note: str, update_id: 
             return False
         report_row.note = note
         session.add(report_row)
-        audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="symptom.note_added",
+        audit(session, at=now, actor_kind="helper" if helper else "patient",
+              actor_id=helper.helper_id if helper else patient.subject_id, action="symptom.note_added",
               entity="symptom_report", entity_id=report_row.id, after={"note_length": len(note)}, update_id=update_id)
         await _note_on_alert(session, patient_id=patient.id, report_id=report_row.id, note=note, now=now)
         await session.commit()

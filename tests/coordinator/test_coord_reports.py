@@ -145,7 +145,8 @@ async def test_export_matches_database_and_audit_reconstructs_history(engine, da
         assert files["symptom_reports"] == [{
             "report_id": str(report.id), "subject_id": "NJ-0901", "site_id": "NJ",
             "reported_at_utc": exports.utc(report.reported_at), "reported_at_local": "2026-12-05T09:00:00+08:00",
-            "level": "emergency", "symptoms": "black_stool", "note": "", "update_id": ""}]
+            "level": "emergency", "symptoms": "black_stool", "note": "", "reported_by": "patient",
+            "update_id": ""}]
         emergency = next(r for r in files["alerts"] if r["kind"] == "emergency_symptom")
         assert (emergency["acknowledged_by"], emergency["acknowledged_at_local"], emergency["minutes_to_acknowledge"]) \
             == (label, "2026-12-05T09:04:00+08:00", "4.0")
