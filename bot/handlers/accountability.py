@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bot.handlers.common import answer_quietly, runtime, translator_for
 from bot.handlers.dosing import edit_unless_unchanged
 from bot.render import accountability as render
+from bot.render import callbacks as cb
 from bot.services import accountability
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, course_id: int, choice: str) -> None:
+async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    course_id, choice = int(context.match[1]), context.match[2]
     rt = runtime(context)
     query, user_id = update.callback_query, update.effective_user.id
     if choice == render.MORE:
@@ -52,3 +54,7 @@ async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
         await update.effective_message.reply_text(t._("Already recorded. Thank you."))
         return True
     return False
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_callback, pattern=cb.pattern("tc", cb.ID, "([0-5m])"))]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bot.handlers.common import runtime
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
+from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.reports.qr import invitation_card_png
 from bot.services import coord_invites, coord_patients
@@ -60,7 +61,8 @@ async def invites(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, invitation_id: int) -> None:
+async def on_revoke(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    invitation_id = int(context.match[1])
     if not (found := await require_coordinator(update, context, "revoke_invitation")):
         return
     actor, t = found
@@ -77,3 +79,7 @@ async def on_revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, invitati
     else:
         text, keyboard = views.invitations_list(t, await coord_invites.list_open(rt, actor))
         await edit_quietly(query, text, keyboard)
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_revoke, pattern=cb.pattern("iv", cb.ID))]

@@ -4,7 +4,7 @@ under a patient card. Every call re-checks the caller and the patient's site."""
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bot.handlers.common import runtime
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending, tell
@@ -67,7 +67,7 @@ async def _set_paused(update: Update, context: ContextTypes.DEFAULT_TYPE, subjec
         if detail.patient.status == "withdrawn":
             await tell(update, views.patient_refusal(t, "withdrawn"))
             return False
-        set_pending(context, "pause_reason", subject=detail.patient.subject_id)
+        await set_pending(update, context, "pause_reason", subject=detail.patient.subject_id)
         if update.callback_query is not None:
             await update.callback_query.answer()
         await context.bot.send_message(update.effective_user.id,
@@ -107,14 +107,15 @@ async def withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: 
     if detail.patient.status == "withdrawn":
         await tell(update, views.patient_refusal(t, "withdrawn"))
         return
-    set_pending(context, "withdraw_reason", subject=detail.patient.subject_id)
+    await set_pending(update, context, "withdraw_reason", subject=detail.patient.subject_id)
     if update.callback_query is not None:
         await update.callback_query.answer()
     await context.bot.send_message(update.effective_user.id,
                                    views.ask_reason(t, "withdraw", detail.patient.subject_id))
 
 
-async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, subject: str) -> None:
+async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    action, subject = context.match.groups()
     if action in (cb.PAUSE, cb.RESUME):
         await _set_paused(update, context, subject, action == cb.PAUSE, None)
     elif action == cb.WITHDRAW:
@@ -156,3 +157,8 @@ async def correct_day(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     await tell(update, t._("{subject}, {date}: corrected to {state}. Reason recorded.", subject=subject,
                            date=t.date(day), state=state_label(t, dose.state)))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_action, pattern=cb.pattern(
+        "pt", cb.one_of((cb.PAUSE, cb.RESUME, cb.WITHDRAW, cb.REBIND)), cb.ARG))]

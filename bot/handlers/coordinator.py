@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from telegram import Update
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bot.handlers import commands
 from bot.handlers.common import runtime, translator_for
 from bot.handlers.coord_common import require_coordinator
+from bot.render import callbacks as cb
 from bot.render import coordinator as render
 from bot.services import alerts_ack, coord_alerts
 from bot.services.alerts_ack import AckResult
@@ -65,8 +66,8 @@ async def acknowledge(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_
     return result
 
 
-async def on_ack(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> None:
-    result = await acknowledge(update, context, alert_id)
+async def on_ack(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    result = await acknowledge(update, context, int(context.match[1]))
     if result.status != "refused":
         t = translator_for(update, context)
         await update.callback_query.answer(t._("Acknowledged.") if result.status == "acknowledged"
@@ -91,3 +92,7 @@ async def alerts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         text, markup = render.alert_message(t, rt.settings, alert, escalated=alert.escalated_at is not None)
         message = await update.effective_message.reply_text(text, reply_markup=markup)
         await coord_alerts.record_copy(rt, alert_id=alert.id, chat_id=message.chat_id, message_id=message.message_id)
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_ack, pattern=cb.pattern("a", cb.ID))]
