@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from bot.db.models import AuditLog, Patient, SymptomReport
+from bot.db.models import AuditLog, DialogState, Patient, SymptomReport
 from bot.i18n import Translator
 from bot.sandbox import BotApiSandbox
-from bot.services import enrolment, invitations
+from bot.services import dialogs, enrolment, invitations
 from bot.services.runtime import Runtime
 from tests.e2e.harness import make_settings
 from tests.scheduler.sched_support import BotProcess, wait_until, write_config
@@ -21,6 +21,12 @@ t = Translator("en")
 async def _rows(rt: Runtime, model, *where):
     async with rt.session() as session:
         return list(await session.exec(select(model).where(*where)))
+
+
+async def _time_question_kept(rt: Runtime) -> None:
+    """The time question's message id is stored just after it is sent: wait for it."""
+    await wait_until(lambda: _rows(rt, DialogState, DialogState.kind == dialogs.TIME_QUESTION), timeout=10,
+                     what="the time question remembered")
 
 
 async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_restart_resumes(
@@ -46,6 +52,7 @@ async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_
             stranger.press(question, "e:consent:yes")
             await sandbox.wait_for(lambda: len(question.history) >= 2, timeout=10)
             assert "What time should we remind you" in question.text
+            await _time_question_kept(rt)
             # 2. a symptom picker with one tick
             patient.send_command("/report")
             await sandbox.wait_for(lambda: patient.messages and patient.last_message.buttons, timeout=10)

@@ -13,11 +13,12 @@ from sqlmodel import select
 
 from bot.app import build_application
 from bot.db.engine import make_engine
-from bot.db.models import AuditLog, Patient, PatientMessage, ProcessedUpdate
+from bot.db.models import AuditLog, DialogState, Patient, PatientMessage, ProcessedUpdate
 from bot.sandbox import BotApiSandbox
-from bot.services import enrolment, invitations
+from bot.services import dialogs, enrolment, invitations
 from bot.services.runtime import Runtime
 from tests.e2e.harness import make_settings
+from tests.scheduler.sched_support import wait_until
 
 SECRET = "two-instances-secret-0123456789abcdef"
 STRANGER, PATIENT, NURSE = 8901, 8902, 100000002  # NURSE: the NJ admin of the example config (English)
@@ -54,6 +55,12 @@ async def _rows(rt: Runtime, model, *where):
         return list(await session.exec(select(model).where(*where)))
 
 
+async def _time_question_kept(rt: Runtime) -> None:
+    """The time question's message id is stored just after it is sent: wait for it."""
+    await wait_until(lambda: _rows(rt, DialogState, DialogState.kind == dialogs.TIME_QUESTION), timeout=10,
+                     what="the time question remembered")
+
+
 async def test_a_dialog_moves_between_two_instances_and_a_redelivery_is_handled_once(engine, database_url):
     async with BotApiSandbox() as sandbox, AsyncExitStack() as stack:
         rt = Runtime(settings=make_settings(sandbox, database_url), engine=engine)
@@ -77,6 +84,7 @@ async def test_a_dialog_moves_between_two_instances_and_a_redelivery_is_handled_
         question = stranger.last_message
         await on(b, lambda: stranger.press(question, "e:lang:en"), lambda: len(question.history) >= 1)
         await on(a, lambda: stranger.press(question, "e:consent:yes"), lambda: len(question.history) >= 2)
+        await _time_question_kept(rt)
         await on(b, lambda: stranger.send_text("07:30"),
                  lambda: "Please check:" in (stranger.last_message.text or ""))
         assert question.text == "Daily reminder at 07:30 ✓"  # asked by A, closed by B
