@@ -239,7 +239,7 @@ async def _confirm(query, text: str) -> None:
 
 
 async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, state: dict, text: str) -> bool:
-    """Typed text while the note prompt of a report is open (see `symptoms.pending_note`)."""
+    """Typed text while the note prompt of a report is open (its dialog, symptoms.NOTE_DIALOG)."""
     if text.startswith("/") or await context.patient() is None:
         return False
     await on_note(update, context)
@@ -247,7 +247,7 @@ async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, state: di
 
 
 async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The patient's text while a note prompt is open (see `symptoms.pending_note`)."""
+    """The patient's text while a note prompt is open."""
     rt = runtime(context)
     patient = await context.patient()
     t = translator_for(update, context, patient)

@@ -180,14 +180,6 @@ async def advice_failed(rt: Runtime, *, row_id: int, error: str) -> None:
     rt.wake()
 
 
-async def pending_note(rt: Runtime, *, telegram_user_id: int) -> int | None:
-    """The report whose optional note the patient's next text is, while the prompt is open."""
-    async with rt.session() as session:
-        state = await dialogs.get(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=NOTE_DIALOG,
-                                  now=rt.now())
-    return state["report"] if state else None
-
-
 async def add_note(rt: Runtime, *, telegram_user_id: int, note: str, update_id: int | None = None) -> bool:
     """Attach the patient's optional free-text note to the report the open prompt is about, once.
     The note itself is kept out of the audit row and the logs (it may hold anything); only its
