@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.handlers.dosing import edit_unless_unchanged
 from bot.render import accountability as render
 from bot.render import callbacks as cb
 from bot.services import accountability
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
     course_id, choice = int(context.match[1]), context.match[2]
     rt = runtime(context)
     query, user_id = update.callback_query, update.effective_user.id
@@ -39,7 +40,7 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await edit_unless_unchanged(query, *render.recorded(t, result.count.reported_left))
 
 
-async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def on_typed(update: Update, context: BotContext) -> bool:
     """A number typed while a tablet question is open answers it; returns whether it did."""
     rt = runtime(context)
     result = await accountability.record_typed(rt, telegram_user_id=update.effective_user.id,

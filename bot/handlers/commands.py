@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers import enrol, messages, symptoms
 from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render import patient as render
@@ -27,7 +28,7 @@ def _not_enrolled(t: Translator) -> str:
     return t._("Please open the invitation link from your study nurse, or send me the invitation code.")
 
 
-async def _enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE):
+async def _enrolled(update: Update, context: BotContext):
     """(patient, translator); patient is None after telling a stranger how to enrol."""
     patient = await context.patient()
     t = translator_for(update, context, patient)
@@ -36,7 +37,7 @@ async def _enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE):
     return patient, t
 
 
-async def _stranger_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+async def _stranger_text(update: Update, context: BotContext) -> str:
     """How to enrol; or, for a patient the study team withdrew, that they left the reminders."""
     rt = runtime(context)
     async with rt.session() as session:
@@ -50,7 +51,7 @@ async def _stranger_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
                           phone=rt.settings.site(left.site_id).phone)])
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def start(update: Update, context: BotContext) -> None:
     if context.args:
         await enrol.begin(update, context, context.args[0])
         return
@@ -71,7 +72,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(t._("Welcome back. Use the buttons below."), reply_markup=render.main_menu(t))
 
 
-async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def help_command(update: Update, context: BotContext) -> None:
     patient = await context.patient()
     t = translator_for(update, context, patient)
     lines = [
@@ -88,7 +89,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await update.effective_message.reply_text("\n".join(lines))
 
 
-async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def status(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     if patient is None:
@@ -100,13 +101,13 @@ async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=render.main_menu(t))
 
 
-async def language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def language(update: Update, context: BotContext) -> None:
     t = translator_for(update, context, await context.patient())
     await update.effective_message.reply_text(t._("Choose your language."), reply_markup=Keyboard(
         [[Button("中文", callback_data=cb.menu("lang.zh_Hans")), Button("English", callback_data=cb.menu("lang.en"))]]))
 
 
-async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def time_command(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     if patient is None:
@@ -124,7 +125,7 @@ async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
             "you have not answered yet.", time=patient.reminder_time), reply_markup=Keyboard(rows))
 
 
-async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def stop(update: Update, context: BotContext) -> None:
     patient, t = await _enrolled(update, context)
     if patient is None:
         return
@@ -138,7 +139,7 @@ async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         t._("Reminders are paused and your study team has been told. Send /start to turn them on again."))
 
 
-async def set_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str) -> None:
+async def set_time(update: Update, context: BotContext, raw: str) -> None:
     rt = runtime(context)
     patient = await context.patient()
     t = translator_for(update, context, patient)
@@ -153,7 +154,7 @@ async def set_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str)
         t._("Done: reminders at {time}.", time=value))
 
 
-async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_menu(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     item = context.match[1]
     query = update.callback_query
@@ -188,7 +189,7 @@ def menu_texts(key: str) -> list[str]:
     return sorted({texts[key](Translator(locale)) for locale in SUPPORTED})
 
 
-async def on_typed_time(update: Update, context: ContextTypes.DEFAULT_TYPE, state: dict, text: str) -> bool:
+async def on_typed_time(update: Update, context: BotContext, state: dict, text: str) -> bool:
     """Typed text after /time asked for a new reminder time: taken only if it is a time."""
     if enrol.parse_time_input(text) is None:
         return False
@@ -196,11 +197,11 @@ async def on_typed_time(update: Update, context: ContextTypes.DEFAULT_TYPE, stat
     return True
 
 
-async def tell_not_enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def tell_not_enrolled(update: Update, context: BotContext) -> None:
     await update.effective_message.reply_text(await _stranger_text(update, context))
 
 
-async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def unknown_command(update: Update, context: BotContext) -> None:
     """A command the bot does not know (a typo, an old one): a short list, nothing changed."""
     patient = await context.patient()
     t = translator_for(update, context, patient)
@@ -210,12 +211,12 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     ]), reply_markup=render.main_menu(t) if patient is not None else None)
 
 
-async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_media(update: Update, context: BotContext) -> None:
     """Voice notes, photos, documents, stickers …: kept and relayed like text."""
     await messages.on_message(update, context, not_enrolled=tell_not_enrolled)
 
 
-async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def chemo_finished(update: Update, context: BotContext) -> None:
     """The menu's "chemo finished today": nothing is created before the patient confirms the dates."""
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
@@ -226,7 +227,7 @@ async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     await update.effective_message.reply_text(text, reply_markup=markup)
 
 
-async def chemo_confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE, raw_date: str) -> None:
+async def chemo_confirmed(update: Update, context: BotContext, raw_date: str) -> None:
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     query = update.callback_query

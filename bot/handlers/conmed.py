@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.handlers.dosing import edit_unless_unchanged
 from bot.render import callbacks as cb
 from bot.render import conmed as render
@@ -13,7 +14,7 @@ from bot.render.conmed import POINTS_BY_CODE
 from bot.services import conmed
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
     course_id, code, answer, *category = context.match.groups()
     course_id, point, category = int(course_id), POINTS_BY_CODE[code], category[0] if category else None
     rt = runtime(context)

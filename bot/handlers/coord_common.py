@@ -8,9 +8,9 @@ from datetime import date
 
 from telegram import Update
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes
 
 from bot.handlers.common import runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.i18n import Translator
 from bot.render import coord_views as views
 from bot.render import coordinator as render
@@ -24,7 +24,7 @@ REFUSED = object()
 _DATE = re.compile(r"\A(\d{4})[-/.]?(\d{1,2})[-/.]?(\d{1,2})\Z")
 
 
-def coordinator_translator(context: ContextTypes.DEFAULT_TYPE, telegram_id: int) -> Translator:
+def coordinator_translator(context: BotContext, telegram_id: int) -> Translator:
     site, person = runtime(context).settings_coordinator(telegram_id)
     return Translator(person.locale, site.tz)
 
@@ -37,7 +37,7 @@ async def tell(update: Update, text: str, reply_markup=None) -> None:
         await update.effective_message.reply_text(text, reply_markup=reply_markup)
 
 
-async def require_coordinator(update: Update, context: ContextTypes.DEFAULT_TYPE,
+async def require_coordinator(update: Update, context: BotContext,
                               what: str) -> tuple[Actor, Translator] | None:
     """The calling coordinator and their language, or None after a polite, audited refusal."""
     rt = runtime(context)
@@ -92,7 +92,7 @@ def parse_date(raw: str | None) -> date | None:
         return None
 
 
-async def set_pending(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str, **values) -> None:
+async def set_pending(update: Update, context: BotContext, step: str, **values) -> None:
     """An open question (a reason, a date) for this coordinator's next text message, kept in the
     database; it lapses after a few minutes so a stray message later can never become a
     withdrawal reason."""
@@ -101,7 +101,7 @@ async def set_pending(update: Update, context: ContextTypes.DEFAULT_TYPE, step: 
                            ttl=dialogs.COORDINATOR_QUESTION_TTL)
 
 
-async def take_pending(update: Update, context: ContextTypes.DEFAULT_TYPE) -> dict | None:
+async def take_pending(update: Update, context: BotContext) -> dict | None:
     """The open question, once; {"step": "lapsed"} if it was asked too long ago."""
     taken = await dialogs.take(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
                                kind=dialogs.COORDINATOR_QUESTION)

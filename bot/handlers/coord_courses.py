@@ -7,9 +7,10 @@ from datetime import date
 
 from telegram import Update
 from telegram.error import Forbidden
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
                                        set_pending, tell)
 from bot.handlers.coordinator import acknowledge, edit_copies
@@ -24,7 +25,7 @@ def _cycle_arg(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() and len(value) <= 3 else None
 
 
-async def cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def cycle(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "cycle")):
         return
     actor, t = found
@@ -47,7 +48,7 @@ async def cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_register(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_register(update: Update, context: BotContext) -> None:
     action, subject, compact_date = context.match.groups()
     if not (found := await require_coordinator(update, context, "cycle")):
         return
@@ -69,7 +70,7 @@ async def on_register(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
                                                       already=status == "already"))
 
 
-async def _ask_correction(update: Update, context: ContextTypes.DEFAULT_TYPE, actor, t, subject: str,
+async def _ask_correction(update: Update, context: BotContext, actor, t, subject: str,
                           new_end: date, cycle_no: int | None) -> bool:
     preview = await guarded(update, t, subject, lambda: coord_courses.preview_reanchor(
         runtime(context), actor, subject_id=subject, new_chemo_end=new_end, cycle=cycle_no,
@@ -82,7 +83,7 @@ async def _ask_correction(update: Update, context: ContextTypes.DEFAULT_TYPE, ac
     return True
 
 
-async def correct(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def correct(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "correct_course")):
         return
     actor, t = found
@@ -95,7 +96,7 @@ async def correct(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _ask_correction(update, context, actor, t, args[0], new_end, _cycle_arg(args[2] if len(args) > 2 else None))
 
 
-async def cancel_cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def cancel_cycle(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "cancel_course")):
         return
     actor, t = found
@@ -113,7 +114,7 @@ async def cancel_cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await update.effective_message.reply_text(views.ask_reason(t, "cancel_course", subject, course.cycle))
 
 
-async def on_patient_course(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_patient_course(update: Update, context: BotContext) -> None:
     """Confirm or Correct under a patient_course_start alert. Either one acknowledges the alert."""
     confirm, alert_id = context.match[1] == "pc", int(context.match[2])
     result = await acknowledge(update, context, alert_id)
@@ -151,7 +152,7 @@ async def on_patient_course(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     await update.callback_query.answer()
 
 
-async def answer_pending(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, text: str) -> None:
+async def answer_pending(update: Update, context: BotContext, pending: dict, text: str) -> None:
     """The coordinator's typed answer to an open question about a course."""
     if not (found := await require_coordinator(update, context, pending["step"])):
         return

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
@@ -14,7 +15,7 @@ from bot.services import coord_invites, coord_patients
 from bot.services.coord_access import NotFound, NotPermitted
 
 
-async def _send_link(update: Update, context: ContextTypes.DEFAULT_TYPE, t, issued, purpose: str) -> None:
+async def _send_link(update: Update, context: BotContext, t, issued, purpose: str) -> None:
     site = runtime(context).settings.site(issued.site_id)
     caption = views.invitation_caption(t, link=issued.link, subject_id=issued.subject_id, site=site,
                                        expires_at=issued.expires_at, purpose=purpose)
@@ -23,7 +24,7 @@ async def _send_link(update: Update, context: ContextTypes.DEFAULT_TYPE, t, issu
                                                reply_markup=views.invitation_keyboard(t, issued.invitation_id))
 
 
-async def invite(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def invite(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "invite")):
         return
     actor, t = found
@@ -40,7 +41,7 @@ async def invite(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await _send_link(update, context, t, issued, "enrol")
 
 
-async def rebind(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: str | None = None) -> None:
+async def rebind(update: Update, context: BotContext, subject: str | None = None) -> None:
     if not (found := await require_coordinator(update, context, "rebind")):
         return
     actor, t = found
@@ -53,7 +54,7 @@ async def rebind(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: st
         await _send_link(update, context, t, issued, "rebind")
 
 
-async def invites(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def invites(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "invites")):
         return
     actor, t = found
@@ -61,7 +62,7 @@ async def invites(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_revoke(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_revoke(update: Update, context: BotContext) -> None:
     invitation_id = int(context.match[1])
     if not (found := await require_coordinator(update, context, "revoke_invitation")):
         return

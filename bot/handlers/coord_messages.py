@@ -4,16 +4,17 @@ goes to the patient as a message from the study team (stored, audited, sent from
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import require_coordinator, set_pending, tell
 from bot.render import callbacks as cb
 from bot.services import messages
 from bot.services.messages import ReplyRefused
 
 
-async def on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_reply(update: Update, context: BotContext) -> None:
     alert_id = int(context.match[1])
     if not (found := await require_coordinator(update, context, "reply")):
         return
@@ -24,7 +25,7 @@ async def on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         t._("Type your reply now. It goes to the patient as a message from the study team. /cancel to stop."))
 
 
-async def answer_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, text: str) -> None:
+async def answer_reply(update: Update, context: BotContext, pending: dict, text: str) -> None:
     if not (found := await require_coordinator(update, context, "reply")):
         return
     t = found[1]

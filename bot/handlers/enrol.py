@@ -13,12 +13,13 @@ from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
 from telegram.error import TelegramError
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.config import parse_hhmm
 from bot.domain.tokens import looks_like_token
 from bot.handlers.common import runtime, translator_for
 from bot.domain.enrolment import EnrolStep, StepRefused
+from bot.handlers.context import BotContext
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render.patient import course_plan, main_menu, status
@@ -36,7 +37,7 @@ def _refusal(t: Translator, code: str) -> str:
     return t._("This invitation code cannot be used. Please check it with your study nurse.")
 
 
-def _dialog_translator(update: Update, context: ContextTypes.DEFAULT_TYPE, state: dict | None) -> Translator:
+def _dialog_translator(update: Update, context: BotContext, state: dict | None) -> Translator:
     """The dialog's chosen language (kept in the database), else the usual guess."""
     if state and state.get("locale"):
         rt = runtime(context)
@@ -44,7 +45,7 @@ def _dialog_translator(update: Update, context: ContextTypes.DEFAULT_TYPE, state
     return translator_for(update, context)
 
 
-async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, token: str) -> None:
+async def begin(update: Update, context: BotContext, token: str) -> None:
     rt = runtime(context)
     user = update.effective_user
     if await context.patient() is not None and looks_like_token(token):
@@ -85,7 +86,7 @@ def _expired(t: Translator) -> str:
     return t._("This step has expired. Please tap your invitation link again.")
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
     """One enrolment button. The service accepts it only at the dialog's current step."""
     step, value = context.match.groups()
     if step == "lang" and value not in SUPPORTED:
@@ -97,7 +98,7 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     await _advance(update, context, step, value)
 
 
-async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str, value: str) -> None:
+async def _advance(update: Update, context: BotContext, step: str, value: str) -> None:
     rt = runtime(context)
     query = update.callback_query
     user = update.effective_user
@@ -148,7 +149,7 @@ async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str
         await _finished(update, context, t, done)
 
 
-async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, *, edit: bool) -> None:
+async def ask_time(update: Update, context: BotContext, t: Translator, *, edit: bool) -> None:
     rt = runtime(context)
     choices = rt.settings.reminders.time_choices
     rows = [[Button(c, callback_data=cb.enrol("time", c.replace(":", "."))) for c in choices[i:i + 2]]
@@ -164,7 +165,7 @@ async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Transl
                                ttl=dialogs.TIME_QUESTION_TTL)
 
 
-async def _close_time_question(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, time: str, *,
+async def _close_time_question(update: Update, context: BotContext, t: Translator, time: str, *,
                                typed: bool) -> None:
     """The time question keeps the answer, not its buttons (tapped, or typed as text). Cosmetic:
     a stale time button still works at the summary."""
@@ -191,7 +192,7 @@ def parse_time_input(text: str) -> str | None:
     return text
 
 
-async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, state: dict, text: str) -> bool:
+async def on_typed(update: Update, context: BotContext, state: dict, text: str) -> bool:
     """Typed text while the enrolment dialog is open: a reminder time at the time step, or a new
     time typed at the summary. False: not for this dialog."""
     if state.get("step") == EnrolStep.TIME.value or (state.get("step") == EnrolStep.CONFIRM.value and
@@ -201,7 +202,7 @@ async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, state: di
     return False
 
 
-async def choose_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str) -> None:
+async def choose_time(update: Update, context: BotContext, raw: str) -> None:
     """A typed reminder time during enrolment (the dialog is at its time step)."""
     value = parse_time_input(raw)
     if value is None:
@@ -212,7 +213,7 @@ async def choose_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: s
     await _advance(update, context, "time", value)
 
 
-async def _summary(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, state: dict) -> None:
+async def _summary(update: Update, context: BotContext, t: Translator, state: dict) -> None:
     rt = runtime(context)
     keyboard = Keyboard([[Button("✅ " + t._("Confirm"), callback_data=cb.enrol("confirm", "yes"))],
                          [Button(t._("Change time"), callback_data=cb.enrol("change", "time")),
@@ -231,7 +232,7 @@ def _details(t: Translator, rt, state: dict) -> str:
     ])
 
 
-async def _finished(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, done) -> None:
+async def _finished(update: Update, context: BotContext, t: Translator, done) -> None:
     rt = runtime(context)  # the summary becomes the record of what was confirmed, without buttons
     await update.callback_query.edit_message_text("✅ " + t._("You are enrolled. Thank you!") + "\n"
                                                   + _details(t, rt, done.state))

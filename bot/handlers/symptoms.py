@@ -18,10 +18,11 @@ from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Message, Update
 from telegram.error import TelegramError
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.domain.triage import TriageLevel
 from bot.handlers.common import answer_quietly, fallback_translator, known_sites, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.i18n import Translator
 from bot.render import callbacks as cb
 from bot.render.patient import emergency_advice, site_phones
@@ -103,7 +104,7 @@ async def _patient_or_none(context, user_id: int):
         return None, False
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def start(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     user_id = update.effective_user.id
     patient, answered = await _patient_or_none(context, user_id)
@@ -117,7 +118,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
     """A tap on the picker: a symptom (ticked or unticked), Cancel, or Send ("s:_send:<site>")."""
     rt = runtime(context)
     code, site_hint = context.match[1], context.match.groupdict().get("site")
@@ -147,7 +148,7 @@ def _send_site(message: Message | None) -> str | None:
     return None
 
 
-async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, codes: list[str], site_hint: str | None) -> None:
+async def _send(update: Update, context: BotContext, codes: list[str], site_hint: str | None) -> None:
     rt = runtime(context)
     query = update.callback_query
     t = fallback_translator(update, context)
@@ -238,7 +239,7 @@ async def _confirm(query, text: str) -> None:
         log.error("event=report_confirmation_failed error=%s", type(error).__name__)
 
 
-async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, state: dict, text: str) -> bool:
+async def on_typed(update: Update, context: BotContext, state: dict, text: str) -> bool:
     """Typed text while the note prompt of a report is open (its dialog, symptoms.NOTE_DIALOG)."""
     if text.startswith("/") or await context.patient() is None:
         return False
@@ -246,7 +247,7 @@ async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE, state: di
     return True
 
 
-async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_note(update: Update, context: BotContext) -> None:
     """The patient's text while a note prompt is open."""
     rt = runtime(context)
     patient = await context.patient()
