@@ -2,7 +2,12 @@
 the same update reaching a second instance), and load what the caller's language needs.
 
 One short transaction per update. If the database does not answer the update is handled anyway:
-the emergency path must not depend on it (DESIGN.md §1), and nothing else can write either."""
+the emergency path must not depend on it (DESIGN.md §1), and nothing else can write either.
+
+The record is made before the handlers run, so a process killed between the two (a window of
+milliseconds) drops that update rather than risk handling it twice; the person saw no answer
+and taps or types again, which is a new update. PTB's webhook server answers Telegram before
+handling, so in webhook mode such an update was never redelivered anyway."""
 
 from __future__ import annotations
 
