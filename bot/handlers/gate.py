@@ -28,13 +28,14 @@ async def _gate(update: Update, context: BotContext) -> None:
     rt = context.runtime
     user = update.effective_user
     try:
-        async with rt.session() as session:
-            first = await seen_updates.first_time(session, channel=CHANNEL, update_id=update.update_id, now=rt.now())
-            if first and user is not None and context.staff is None:
-                chosen = await dialogs.get(session, channel_user_id=dialogs.telegram_user(user.id),
+        async with rt.engine.begin() as connection:
+            first = await seen_updates.first_time(connection, channel=CHANNEL, update_id=update.update_id,
+                                                  now=rt.now())
+            # Only someone who is not (yet) a patient or staff member may have chosen a language here.
+            if first and user is not None and context.staff is None and rt.known_patients.get(user.id) is None:
+                chosen = await dialogs.get(connection, channel_user_id=dialogs.telegram_user(user.id),
                                            kind=dialogs.LOCALE, now=rt.now())
                 context.stranger_locale = chosen["locale"] if chosen else None
-            await session.commit()
     except Exception as error:
         log.warning("event=update_gate_failed error=%s", type(error).__name__)
         return

@@ -17,11 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.db.engine import execute
 from bot.db.models import DialogState
 from bot.services.runtime import Runtime
 
@@ -42,11 +45,13 @@ def telegram_user(user_id: int) -> str:
     return f"telegram:{user_id}"
 
 
-async def get(session: AsyncSession, *, channel_user_id: str, kind: str, now: datetime) -> dict[str, Any] | None:
-    row = await session.get(DialogState, (channel_user_id, kind), populate_existing=True)
-    if row is None or row.expires_at <= now:
-        return None
-    return dict(row.payload)
+async def get(session: AsyncSession | AsyncConnection, *, channel_user_id: str, kind: str,
+              now: datetime) -> dict[str, Any] | None:
+    """(Also on a bare connection: the update gate reads a language with it, cheaply.)"""
+    payload = (await execute(session, sa_select(DialogState.payload).where(
+        DialogState.channel_user_id == channel_user_id, DialogState.kind == kind,
+        DialogState.expires_at > now))).scalar_one_or_none()
+    return dict(payload) if payload is not None else None
 
 
 async def put(session: AsyncSession, *, channel_user_id: str, kind: str, payload: dict[str, Any], now: datetime,
@@ -74,9 +79,9 @@ async def open_dialogs(session: AsyncSession, *, channel_user_id: str, now: date
     return {row.kind: dict(row.payload) for row in rows}
 
 
-async def prune(session: AsyncSession, *, before: datetime) -> None:
+async def prune(connection: AsyncConnection | AsyncSession, *, before: datetime) -> None:
     """Forget dialogs that expired before `before` (expired ones are already absent to readers)."""
-    await session.exec(delete(DialogState).where(DialogState.expires_at < before))
+    await execute(connection, delete(DialogState).where(DialogState.expires_at < before))
 
 
 @dataclass(frozen=True)
