@@ -177,7 +177,8 @@ async def on_menu(update: Update, context: BotContext) -> None:
     elif item.startswith("chemo.") and item[6:].isdigit() and len(item) == 14:
         await chemo_confirmed(update, context, item[6:])
     elif item == "chemo_no":
-        await query.edit_message_text(translator_for(update, context, await context.patient())._("OK, nothing was changed."))
+        t = translator_for(update, context, await context.patient())
+        await query.edit_message_text(t._("OK, nothing was changed."))
     elif item.startswith("time."):
         await set_time(update, context, item[5:].replace(".", ":"))
 

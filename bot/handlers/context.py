@@ -50,7 +50,7 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
         return self._patient
 
     def patient_changed(self, patient: Patient | None) -> None:
-        """A use case in this update changed the caller's patient row (enrolled, new language)."""
+        """A use case in this update changed the caller's patient row (a new language)."""
         self._patient = patient
 
     def translator(self, patient: Patient | None = None, language_code: str | None = None) -> Translator:

@@ -194,9 +194,10 @@ def parse_time_input(text: str) -> str | None:
 
 async def on_typed(update: Update, context: BotContext, state: dict, text: str) -> bool:
     """Typed text while the enrolment dialog is open: a reminder time at the time step, or a new
-    time typed at the summary. False: not for this dialog."""
-    if state.get("step") == EnrolStep.TIME.value or (state.get("step") == EnrolStep.CONFIRM.value and
-                                                     parse_time_input(text)):
+    time typed at the summary. False: not for this dialog (or the caller is already a patient)."""
+    at_time = state.get("step") == EnrolStep.TIME.value
+    if (at_time or (state.get("step") == EnrolStep.CONFIRM.value and parse_time_input(text))) \
+            and await context.patient() is None:
         await choose_time(update, context, text)
         return True
     return False

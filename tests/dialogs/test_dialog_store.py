@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from sqlmodel import select
 
@@ -68,3 +69,11 @@ async def test_an_update_is_first_once_per_channel_and_old_records_are_pruned(en
         left = {(row.channel, row.update_id) for row in (await session.exec(select(ProcessedUpdate))).all()}
         assert left == {("telegram", 2), ("telegram", seen_updates.PRUNE_EVERY)}
         assert (await session.exec(select(DialogState))).all() == []
+
+
+def test_no_dialog_lives_in_a_process():
+    """PTB's user_data/chat_data is one process's memory: lost on restart, unseen by a second instance."""
+    root = Path(__file__).resolve().parents[2] / "bot"
+    offenders = [str(path.relative_to(root)) for path in root.rglob("*.py")
+                 if "user_data" in path.read_text("utf-8") or "chat_data" in path.read_text("utf-8")]
+    assert offenders == []
