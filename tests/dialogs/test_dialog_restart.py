@@ -3,30 +3,18 @@ each continues where the person was (the dialogs live in the database, not in th
 
 from __future__ import annotations
 
-from sqlmodel import select
-
-from bot.db.models import AuditLog, DialogState, Patient, SymptomReport
+from bot.db.models import AuditLog, Patient, SymptomReport
 from bot.i18n import Translator
 from bot.sandbox import BotApiSandbox
-from bot.services import dialogs, enrolment, invitations
+from bot.services import enrolment, invitations
 from bot.services.runtime import Runtime
+from tests.dialogs.support import rows, time_question_kept
 from tests.e2e.harness import make_settings
 from tests.scheduler.sched_support import BotProcess, wait_until, write_config
 
 STRANGER, PATIENT, NURSE = 8801, 8802, 100000002  # NURSE: the NJ admin of the example config (English)
 MINOR = "few_petechiae"  # a log-level symptom: no alert, the report is only stored
 t = Translator("en")
-
-
-async def _rows(rt: Runtime, model, *where):
-    async with rt.session() as session:
-        return list(await session.exec(select(model).where(*where)))
-
-
-async def _time_question_kept(rt: Runtime) -> None:
-    """The time question's message id is stored just after it is sent: wait for it."""
-    await wait_until(lambda: _rows(rt, DialogState, DialogState.kind == dialogs.TIME_QUESTION), timeout=10,
-                     what="the time question remembered")
 
 
 async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_restart_resumes(
@@ -52,7 +40,7 @@ async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_
             stranger.press(question, "e:consent:yes")
             await sandbox.wait_for(lambda: len(question.history) >= 2, timeout=10)
             assert "What time should we remind you" in question.text
-            await _time_question_kept(rt)
+            await time_question_kept(rt)
             # 2. a symptom picker with one tick
             patient.send_command("/report")
             await sandbox.wait_for(lambda: patient.messages and patient.last_message.buttons, timeout=10)
@@ -75,18 +63,18 @@ async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_
             # the time question (its message id was kept with the dialog) now shows the answer
             await sandbox.wait_for(lambda: question.text == t._("Daily reminder at {time}", time="07:30") + " ✓")
             stranger.press(stranger.last_message, "e:confirm:yes")
-            await wait_until(lambda: _rows(rt, Patient, Patient.telegram_user_id == STRANGER), timeout=10,
+            await wait_until(lambda: rows(rt, Patient, Patient.telegram_user_id == STRANGER), timeout=10,
                              what="enrolled after the restart")
 
             send = next(data for _, data in picker.buttons if (data or "").startswith("s:_send"))
             patient.press(picker, send)  # the tick survived in the picker's own buttons
-            reports = await wait_until(lambda: _rows(rt, SymptomReport), timeout=10, what="report saved")
+            reports = await wait_until(lambda: rows(rt, SymptomReport), timeout=10, what="report saved")
             assert [report.symptoms for report in reports] == [[MINOR]]
 
             nurse.send_text("moved to another city")
-            await wait_until(lambda: _rows(rt, Patient, Patient.subject_id == "NJ-8802", Patient.status == "withdrawn"),
+            await wait_until(lambda: rows(rt, Patient, Patient.subject_id == "NJ-8802", Patient.status == "withdrawn"),
                              timeout=10, what="withdrawn with the reason typed after the restart")
-            [withdrawal] = await _rows(rt, AuditLog, AuditLog.action == "patient.withdrawn")
+            [withdrawal] = await rows(rt, AuditLog, AuditLog.action == "patient.withdrawn")
             assert withdrawal.reason == "moved to another city"
             assert len(nurse.messages) > asked
         finally:

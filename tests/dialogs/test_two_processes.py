@@ -9,16 +9,15 @@ import socket
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
-from sqlmodel import select
 
 from bot.app import build_application
 from bot.db.engine import make_engine
-from bot.db.models import AuditLog, DialogState, Patient, PatientMessage, ProcessedUpdate
+from bot.db.models import AuditLog, Patient, PatientMessage, ProcessedUpdate
 from bot.sandbox import BotApiSandbox
-from bot.services import dialogs, enrolment, invitations
+from bot.services import enrolment, invitations
 from bot.services.runtime import Runtime
+from tests.dialogs.support import rows, time_question_kept
 from tests.e2e.harness import make_settings
-from tests.scheduler.sched_support import wait_until
 
 SECRET = "two-instances-secret-0123456789abcdef"
 STRANGER, PATIENT, NURSE = 8901, 8902, 100000002  # NURSE: the NJ admin of the example config (English)
@@ -50,17 +49,6 @@ async def _instance(sandbox: BotApiSandbox, database_url: str):
         await engine.dispose()
 
 
-async def _rows(rt: Runtime, model, *where):
-    async with rt.session() as session:
-        return list(await session.exec(select(model).where(*where)))
-
-
-async def _time_question_kept(rt: Runtime) -> None:
-    """The time question's message id is stored just after it is sent: wait for it."""
-    await wait_until(lambda: _rows(rt, DialogState, DialogState.kind == dialogs.TIME_QUESTION), timeout=10,
-                     what="the time question remembered")
-
-
 async def test_a_dialog_moves_between_two_instances_and_a_redelivery_is_handled_once(engine, database_url):
     async with BotApiSandbox() as sandbox, AsyncExitStack() as stack:
         rt = Runtime(settings=make_settings(sandbox, database_url), engine=engine)
@@ -84,20 +72,20 @@ async def test_a_dialog_moves_between_two_instances_and_a_redelivery_is_handled_
         question = stranger.last_message
         await on(b, lambda: stranger.press(question, "e:lang:en"), lambda: len(question.history) >= 1)
         await on(a, lambda: stranger.press(question, "e:consent:yes"), lambda: len(question.history) >= 2)
-        await _time_question_kept(rt)
+        await time_question_kept(rt)
         await on(b, lambda: stranger.send_text("07:30"),
                  lambda: "Please check:" in (stranger.last_message.text or ""))
         assert question.text == "Daily reminder at 07:30 ✓"  # asked by A, closed by B
         await on(a, lambda: stranger.press(stranger.last_message, "e:confirm:yes"),
                  lambda: "You are enrolled" in (stranger.messages[-2].text or ""))
-        [new] = await _rows(rt, Patient, Patient.telegram_user_id == STRANGER)
+        [new] = await rows(rt, Patient, Patient.telegram_user_id == STRANGER)
         assert new.reminder_time == "07:30" and new.locale == "en"
 
         # a coordinator's question asked by A, answered on B
         await on(a, lambda: nurse.send_command("/withdraw", "NJ-8902"), lambda: nurse.messages)
         asked = len(nurse.messages)
         await on(b, lambda: nurse.send_text("moved to another city"), lambda: len(nurse.messages) > asked)
-        [withdrawal] = await _rows(rt, AuditLog, AuditLog.action == "patient.withdrawn")
+        [withdrawal] = await rows(rt, AuditLog, AuditLog.action == "patient.withdrawn")
         assert withdrawal.reason == "moved to another city"
 
         # the new patient's message handled by A, then redelivered to both at once: kept once, answered once
@@ -112,7 +100,7 @@ async def test_a_dialog_moves_between_two_instances_and_a_redelivery_is_handled_
             assert await asyncio.gather(redeliver(a), redeliver(b)) == [200, 200]
         await asyncio.sleep(1.0)  # time for a wrongly handled duplicate to show
         assert len(stranger.messages) == replies
-        seen = await _rows(rt, ProcessedUpdate, ProcessedUpdate.update_id == update["update_id"])
+        seen = await rows(rt, ProcessedUpdate, ProcessedUpdate.update_id == update["update_id"])
         assert len(seen) == 1
-        [kept] = await _rows(rt, PatientMessage)
+        [kept] = await rows(rt, PatientMessage)
         assert kept.patient_id == new.id
