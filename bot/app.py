@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from datetime import time as wall_time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,9 +13,7 @@ from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
-    CallbackQueryHandler,
     CommandHandler,
-    ContextTypes,
     MessageHandler,
     filters,
 )
@@ -32,11 +31,11 @@ from bot.handlers import (
     coord_patients,
     coord_reports,
     coordinator,
-    dedupe,
+    gate,
     router,
 )
 from bot.handlers.common import answer_quietly, fallback_translator, known_sites
-from bot.handlers.dedupe import SeenUpdates
+from bot.handlers.context import CONTEXT_TYPES, BotContext
 from bot.render.patient import site_phones
 from bot.i18n import SUPPORTED, Translator
 from bot.logs import install_secret_scrubber
@@ -76,7 +75,24 @@ def _coordinator_commands(t: Translator) -> list[BotCommand]:
     ]
 
 
-async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+class _Answered:
+    """The updates this process already answered with an error message (several handlers of one
+    update may fail; an update is handled by one process, see bot.handlers.gate)."""
+
+    def __init__(self, capacity: int = 1_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def first_time(self, update_id: int) -> bool:
+        if update_id in self._ids:
+            return False
+        self._ids[update_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+
+async def _on_error(update: object, context: BotContext) -> None:
     """Never leave a patient without an answer, never leak internals (or the token) to them.
     The answer carries 120 and the site's phone (every site's if we cannot tell which, e.g.
     with the database down), and goes out once per update however many handlers failed."""
@@ -86,7 +102,7 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("event=handler_error error=%s", type(context.error).__name__, exc_info=context.error)
     if not (isinstance(update, Update) and update.effective_chat is not None and update.effective_user is not None):
         return
-    if not context.application.bot_data.setdefault("error_replies", SeenUpdates(1_000)).first_time(update.update_id):
+    if not context.application.bot_data.setdefault("error_replies", _Answered()).first_time(update.update_id):
         return
     t = fallback_translator(update, context)
     sites = known_sites(context, update.effective_user.id)
@@ -194,6 +210,7 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
         .get_updates_request(PollingRequest(read_timeout=timeout + 30, connect_timeout=timeout,
                                             outage=PollingOutage()))
         .concurrent_updates(True)
+        .context_types(CONTEXT_TYPES)
         .post_init(on_startup)
         .post_stop(on_stop)
     )
@@ -204,7 +221,7 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     application.bot_data["runtime"] = rt
     application.bot_data["scheduler"] = scheduler
 
-    application.add_handler(dedupe.handler(), group=dedupe.GROUP)
+    application.add_handler(gate.handler(), group=gate.GROUP)
     reachability.register(application)  # a patient who writes again is reachable again
     family_handlers.register(application)  # /helpers, /helper, helper links and everything a helper sends
     private = filters.ChatType.PRIVATE
@@ -221,11 +238,9 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     application.add_handler(CommandHandler("stop", commands.stop, filters=private))
     for name, callback in COORDINATOR_COMMANDS.items():
         application.add_handler(CommandHandler(name, callback, filters=private))
-    application.add_handler(CallbackQueryHandler(router.on_callback))
     application.add_handler(MessageHandler(private & team & filters.COMMAND, coordinator.unknown_command))
     application.add_handler(MessageHandler(private & filters.COMMAND, commands.unknown_command))
-    application.add_handler(MessageHandler(private & team & filters.TEXT & ~filters.COMMAND, coord_dialog.on_text))
-    application.add_handler(MessageHandler(private & filters.TEXT & ~filters.COMMAND, commands.on_text))
+    router.register(application, private=private, team=team)
     media = (filters.VOICE | filters.AUDIO | filters.PHOTO | filters.VIDEO | filters.VIDEO_NOTE | filters.Document.ALL
              | filters.Sticker.ALL | filters.ANIMATION | filters.LOCATION | filters.CONTACT)
     application.add_handler(MessageHandler(private & ~team & media, commands.on_media))

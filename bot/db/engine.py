@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -48,3 +48,9 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def execute(db: AsyncSession | AsyncConnection, statement):
+    """Run a Core statement in a session's transaction or on a bare connection (cheaper, for work
+    paid on every update)."""
+    return await (db.exec(statement) if isinstance(db, AsyncSession) else db.execute(statement))

@@ -389,6 +389,17 @@ class DialogState(SQLModel, table=True):
     updated_at: datetime = _instant()
 
 
+class ProcessedUpdate(SQLModel, table=True):
+    """An incoming update some process has taken on (Telegram redelivers a webhook update it
+    did not see answered): the first insert wins, in every process. Pruned after two days."""
+
+    __tablename__ = "processed_update"
+
+    channel: str = Field(primary_key=True, max_length=16)
+    update_id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    seen_at: datetime = _instant(index=True)
+
+
 class RuntimeState(SQLModel, table=True):
     """Small key/value facts about running processes (last sweep, scheduler owner)."""
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.handlers.dosing import edit_unless_unchanged
 from bot.render import accountability as render
+from bot.render import callbacks as cb
 from bot.services import accountability
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, course_id: int, choice: str) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
+    course_id, choice = int(context.match[1]), context.match[2]
     rt = runtime(context)
     query, user_id = update.callback_query, update.effective_user.id
     if choice == render.MORE:
@@ -37,7 +40,7 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, course
         await edit_unless_unchanged(query, *render.recorded(t, result.count.reported_left))
 
 
-async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def on_typed(update: Update, context: BotContext) -> bool:
     """A number typed while a tablet question is open answers it; returns whether it did."""
     rt = runtime(context)
     result = await accountability.record_typed(rt, telegram_user_id=update.effective_user.id,
@@ -52,3 +55,7 @@ async def on_typed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
         await update.effective_message.reply_text(t._("Already recorded. Thank you."))
         return True
     return False
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_callback, pattern=cb.pattern("tc", cb.ID, "([0-5m])"))]

@@ -1,4 +1,4 @@
-"""Patient commands and free text: /start /status /help /language /time /stop, menu buttons."""
+"""Patient commands: /start /status /help /language /time /stop, menu buttons."""
 
 from __future__ import annotations
 
@@ -9,18 +9,15 @@ from zoneinfo import ZoneInfo
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
-from bot.domain.tokens import looks_like_token
 from bot.handlers import enrol, messages, symptoms
-from bot.handlers import accountability
-from bot.services.accountability import parse_count
-from bot.handlers.common import answer_quietly, current_patient, runtime, translator_for
+from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render import patient as render
-from bot.services import courses, enrolment, patients
-from bot.services import symptoms as symptom_service
+from bot.services import courses, dialogs, patients
 from bot.services.courses import CourseRefused
 from bot.services.queries import withdrawn_patient_by_telegram
 
@@ -31,16 +28,16 @@ def _not_enrolled(t: Translator) -> str:
     return t._("Please open the invitation link from your study nurse, or send me the invitation code.")
 
 
-async def _enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE):
+async def _enrolled(update: Update, context: BotContext):
     """(patient, translator); patient is None after telling a stranger how to enrol."""
-    patient = await current_patient(context, update.effective_user.id)
+    patient = await context.patient()
     t = translator_for(update, context, patient)
     if patient is None:
         await tell_not_enrolled(update, context)
     return patient, t
 
 
-async def _stranger_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+async def _stranger_text(update: Update, context: BotContext) -> str:
     """How to enrol; or, for a patient the study team withdrew, that they left the reminders."""
     rt = runtime(context)
     async with rt.session() as session:
@@ -54,7 +51,7 @@ async def _stranger_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
                           phone=rt.settings.site(left.site_id).phone)])
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def start(update: Update, context: BotContext) -> None:
     if context.args:
         await enrol.begin(update, context, context.args[0])
         return
@@ -75,8 +72,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(t._("Welcome back. Use the buttons below."), reply_markup=render.main_menu(t))
 
 
-async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    patient = await current_patient(context, update.effective_user.id)
+async def help_command(update: Update, context: BotContext) -> None:
+    patient = await context.patient()
     t = translator_for(update, context, patient)
     lines = [
         t._("Each course day you get one reminder. Tap ✅ Taken once you have taken your tablets."),
@@ -94,7 +91,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     await update.effective_message.reply_text("\n".join(lines))
 
 
-async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def status(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     if patient is None:
@@ -106,13 +103,13 @@ async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=render.main_menu(t))
 
 
-async def language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    t = translator_for(update, context, await current_patient(context, update.effective_user.id))
+async def language(update: Update, context: BotContext) -> None:
+    t = translator_for(update, context, await context.patient())
     await update.effective_message.reply_text(t._("Choose your language."), reply_markup=Keyboard(
         [[Button("中文", callback_data=cb.menu("lang.zh_Hans")), Button("English", callback_data=cb.menu("lang.en"))]]))
 
 
-async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def time_command(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     if patient is None:
@@ -120,7 +117,8 @@ async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if context.args:  # "/time 07:30"
         await set_time(update, context, " ".join(context.args))
         return
-    context.user_data["awaiting_time"] = True
+    await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.REMINDER_TIME,
+                           payload={}, ttl=dialogs.REMINDER_TIME_TTL)
     choices = rt.settings.reminders.time_choices
     rows = [[Button(c, callback_data=cb.menu("time." + c.replace(":", "."))) for c in choices[i:i + 2]]
             for i in range(0, len(choices), 2)]
@@ -129,7 +127,7 @@ async def time_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
             "you have not answered yet.", time=patient.reminder_time), reply_markup=Keyboard(rows))
 
 
-async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def stop(update: Update, context: BotContext) -> None:
     patient, t = await _enrolled(update, context)
     if patient is None:
         return
@@ -143,33 +141,37 @@ async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         t._("Reminders are paused and your study team has been told. Send /start to turn them on again."))
 
 
-async def set_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str) -> None:
+async def set_time(update: Update, context: BotContext, raw: str) -> None:
     rt = runtime(context)
-    patient = await current_patient(context, update.effective_user.id)
+    patient = await context.patient()
     t = translator_for(update, context, patient)
     value = enrol.parse_time_input(raw)
     if patient is None or value is None:
         await update.effective_message.reply_text(t._("Please send a time like 07:30 (hours:minutes, 24-hour clock)."))
         return
-    context.user_data.pop("awaiting_time", None)
+    await dialogs.forget(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.REMINDER_TIME)
     changed = await patients.change_reminder_time(rt, patient=patient, reminder_time=value, update_id=update.update_id)
     await update.effective_message.reply_text(
         t._("Done: reminders at {time} from {date}.", time=value, date=t.date(changed)) if changed else
         t._("Done: reminders at {time}.", time=value))
 
 
-async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE, item: str) -> None:
+async def on_menu(update: Update, context: BotContext) -> None:
     rt = runtime(context)
+    item = context.match[1]
     query = update.callback_query
     await answer_quietly(query)  # a failed answer must not keep a patient from the symptom picker
     if item == "report":
         await symptoms.start(update, context)
     elif item.startswith("lang.") and item[5:] in SUPPORTED:
-        patient = await current_patient(context, update.effective_user.id)
+        patient = await context.patient()
         if patient is not None:
             patient = await patients.change_locale(rt, patient=patient, locale=item[5:], update_id=update.update_id)
-        else:
-            context.user_data["locale"] = item[5:]  # a stranger's language choice; no dialog is touched
+            context.patient_changed(patient)
+        else:  # a stranger's language choice; no dialog is touched
+            await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.LOCALE,
+                                   payload={"locale": item[5:]}, ttl=dialogs.LOCALE_TTL)
+            context.stranger_locale = item[5:]
         t = translator_for(update, context, patient)
         await query.edit_message_text(t._("Language set: English"))
         if patient is not None:
@@ -177,58 +179,34 @@ async def on_menu(update: Update, context: ContextTypes.DEFAULT_TYPE, item: str)
     elif item.startswith("chemo.") and item[6:].isdigit() and len(item) == 14:
         await chemo_confirmed(update, context, item[6:])
     elif item == "chemo_no":
-        await query.edit_message_text(translator_for(update, context, await current_patient(
-            context, update.effective_user.id))._("OK, nothing was changed."))
+        t = translator_for(update, context, await context.patient())
+        await query.edit_message_text(t._("OK, nothing was changed."))
     elif item.startswith("time."):
         await set_time(update, context, item[5:].replace(".", ":"))
 
 
-def _menu_texts(key: str) -> set[str]:
+def menu_texts(key: str) -> list[str]:
     """The persistent menu's button texts in every language (a patient may switch language)."""
     texts = {"report": lambda t: t._("⚠ Report a symptom"), "status": lambda t: t._("📋 My status"),
              "chemo": lambda t: t._("💉 Chemo finished today")}
-    return {texts[key](Translator(locale)) for locale in SUPPORTED}
+    return sorted({texts[key](Translator(locale)) for locale in SUPPORTED})
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    text = (update.effective_message.text or "").strip()
-    if text in _menu_texts("report"):  # the safety path first: it needs no database
-        await symptoms.start(update, context)
-        return
-    try:
-        pending = await enrolment.pending_dialog(runtime(context), telegram_user_id=update.effective_user.id) \
-            if await current_patient(context, update.effective_user.id) is None else None
-    except Exception as error:  # database down: typed words still get the safety net and an honest answer
-        log.warning("event=text_lookup_failed error=%s", type(error).__name__)
-        await messages.on_message(update, context, not_enrolled=tell_not_enrolled)
-        return
-    if pending and (pending.get("step") == "time" or (pending.get("step") == "confirm" and
-                                                      enrol.parse_time_input(text))):
-        await enrol.choose_time(update, context, text)
-    elif context.user_data.get("awaiting_time") and enrol.parse_time_input(text):
-        await set_time(update, context, text)
-    elif text in _menu_texts("status"):
-        await status(update, context)
-    elif text in _menu_texts("chemo"):
-        await chemo_finished(update, context)
-    elif not text.startswith("/") and await current_patient(context, update.effective_user.id) is not None \
-            and await symptom_service.pending_note(runtime(context), telegram_user_id=update.effective_user.id):
-        await symptoms.on_note(update, context)
-    elif parse_count(text) is not None and await accountability.on_typed(update, context):
-        pass  # a typed number answered the open tablet-count question
-    elif looks_like_token(text) and await current_patient(context, update.effective_user.id) is None:
-        await enrol.begin(update, context, text)
-    else:  # kept, relayed to the study team, answered
-        await messages.on_message(update, context, not_enrolled=tell_not_enrolled)
+async def on_typed_time(update: Update, context: BotContext, state: dict, text: str) -> bool:
+    """Typed text after /time asked for a new reminder time: taken only if it is a time."""
+    if enrol.parse_time_input(text) is None:
+        return False
+    await set_time(update, context, text)
+    return True
 
 
-async def tell_not_enrolled(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def tell_not_enrolled(update: Update, context: BotContext) -> None:
     await update.effective_message.reply_text(await _stranger_text(update, context))
 
 
-async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def unknown_command(update: Update, context: BotContext) -> None:
     """A command the bot does not know (a typo, an old one): a short list, nothing changed."""
-    patient = await current_patient(context, update.effective_user.id)
+    patient = await context.patient()
     t = translator_for(update, context, patient)
     await update.effective_message.reply_text("\n".join([
         t._("Sorry, I do not know that command."),
@@ -236,12 +214,12 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     ]), reply_markup=render.main_menu(t) if patient is not None else None)
 
 
-async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_media(update: Update, context: BotContext) -> None:
     """Voice notes, photos, documents, stickers …: kept and relayed like text."""
     await messages.on_message(update, context, not_enrolled=tell_not_enrolled)
 
 
-async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def chemo_finished(update: Update, context: BotContext) -> None:
     """The menu's "chemo finished today": nothing is created before the patient confirms the dates."""
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
@@ -252,7 +230,7 @@ async def chemo_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     await update.effective_message.reply_text(text, reply_markup=markup)
 
 
-async def chemo_confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE, raw_date: str) -> None:
+async def chemo_confirmed(update: Update, context: BotContext, raw_date: str) -> None:
     rt = runtime(context)
     patient, t = await _enrolled(update, context)
     query = update.callback_query
@@ -275,3 +253,7 @@ async def chemo_confirmed(update: Update, context: ContextTypes.DEFAULT_TYPE, ra
     await query.edit_message_text(
         t._("Thank you. Your course starts tomorrow ({date}); your study team will confirm it.",
             date=t.date(course.first_day)))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_menu, pattern=cb.pattern("m", r"([A-Za-z0-9_.\-]+)"))]

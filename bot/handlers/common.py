@@ -1,4 +1,4 @@
-"""Helpers every handler uses: the runtime, the caller's language, the caller's patient row."""
+"""Helpers every handler uses: the runtime, the caller's language (see bot.handlers.context)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,21 @@ import logging
 
 from telegram import CallbackQuery, Update
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
 
 from bot.config import Site
 from bot.db.models import Patient
-from bot.i18n import Translator, resolve_locale
-from bot.services.queries import patient_by_telegram
-from bot.services.runtime import KnownPatient, Runtime
+from bot.handlers.context import BotContext
+from bot.i18n import Translator
+from bot.services.runtime import Runtime
 
 log = logging.getLogger("adherence.handlers")
 
 
-def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
-    return context.application.bot_data["runtime"]
+def runtime(context: BotContext) -> Runtime:
+    return context.runtime
 
 
-async def current_patient(context: ContextTypes.DEFAULT_TYPE, user_id: int) -> Patient | None:
-    rt = runtime(context)
-    async with rt.session() as session:
-        patient = await patient_by_telegram(session, telegram_user_id=user_id)
-    if patient is not None:
-        rt.known_patients.remember(user_id, KnownPatient(patient.site_id, patient.locale, patient.timezone))
-    return patient
-
-
-def known_sites(context: ContextTypes.DEFAULT_TYPE, user_id: int | None, site_hint: str | None = None) -> list[Site]:
+def known_sites(context: BotContext, user_id: int | None, site_hint: str | None = None) -> list[Site]:
     """The caller's site without asking the database: remembered from an earlier lookup, else a
     hint carried by the button (a site id, checked against the config), else every site."""
     rt = runtime(context)
@@ -42,7 +32,7 @@ def known_sites(context: ContextTypes.DEFAULT_TYPE, user_id: int | None, site_hi
     return list(rt.settings.sites)
 
 
-def fallback_translator(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translator:
+def fallback_translator(update: Update, context: BotContext) -> Translator:
     """The caller's language without asking the database (the emergency and error paths)."""
     rt = runtime(context)
     user = update.effective_user
@@ -65,16 +55,6 @@ async def answer_quietly(query: CallbackQuery | None, text: str | None = None, *
         return False
 
 
-def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE, patient: Patient | None = None) -> Translator:
-    rt = runtime(context)
+def translator_for(update: Update, context: BotContext, patient: Patient | None = None) -> Translator:
     user = update.effective_user
-    coordinator = rt.settings_coordinator(user.id) if user else None
-    if patient is not None:
-        return Translator(patient.locale, patient.timezone)
-    if coordinator is not None:
-        site, person = coordinator
-        return Translator(person.locale, site.tz)
-    stored = context.user_data.get("locale") if context.user_data is not None else None
-    site = rt.settings.sites[0]
-    locale = resolve_locale(stored=stored, language_code=user.language_code if user else None)
-    return Translator(locale, site.tz)
+    return context.translator(patient, user.language_code if user else None)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.handlers.dosing import edit_unless_unchanged
+from bot.render import callbacks as cb
 from bot.render import conmed as render
+from bot.render.conmed import POINTS_BY_CODE
 from bot.services import conmed
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, course_id: int, point: str, answer: str,
-                      category: str | None) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
+    course_id, code, answer, *category = context.match.groups()
+    course_id, point, category = int(course_id), POINTS_BY_CODE[code], category[0] if category else None
     rt = runtime(context)
     query, user_id = update.callback_query, update.effective_user.id
     if answer in (render.ANSWER_YES, "b") and category is None:  # show the pick-list, or go back to the question
@@ -50,3 +54,9 @@ async def _show_recorded(update: Update, rt, t, result) -> None:
     else:
         text, markup = render.recorded_no(t)
     await edit_unless_unchanged(update.callback_query, text, markup)
+
+
+def handlers() -> list[BaseHandler]:
+    point = cb.one_of(POINTS_BY_CODE)
+    return [CallbackQueryHandler(on_callback, pattern=cb.pattern("cm", cb.ID, point, "(n|y|b)")),
+            CallbackQueryHandler(on_callback, pattern=cb.pattern("cm", cb.ID, point, "(y)", "([a-z0-9_]{1,16})"))]

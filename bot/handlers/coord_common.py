@@ -4,28 +4,27 @@ language, refusals that are audited, and the one place service refusals become m
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date
 
 from telegram import Update
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes
 
-from bot.handlers.common import current_patient, runtime, translator_for
+from bot.handlers.common import runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.i18n import Translator
 from bot.render import coord_views as views
 from bot.render import coordinator as render
+from bot.services import dialogs
 from bot.services.coord_access import Actor, NotFound, NotPermitted, coordinator_actor, refuse_stranger
 from bot.services.coord_courses import CourseActionRefused
 from bot.services.coord_invites import InviteRefused
 from bot.services.coord_patients import PatientActionRefused
 
-PENDING = "coord_pending"
-PENDING_MINUTES = 15
 REFUSED = object()
 _DATE = re.compile(r"\A(\d{4})[-/.]?(\d{1,2})[-/.]?(\d{1,2})\Z")
 
 
-def coordinator_translator(context: ContextTypes.DEFAULT_TYPE, telegram_id: int) -> Translator:
+def coordinator_translator(context: BotContext, telegram_id: int) -> Translator:
     site, person = runtime(context).settings_coordinator(telegram_id)
     return Translator(person.locale, site.tz)
 
@@ -38,7 +37,7 @@ async def tell(update: Update, text: str, reply_markup=None) -> None:
         await update.effective_message.reply_text(text, reply_markup=reply_markup)
 
 
-async def require_coordinator(update: Update, context: ContextTypes.DEFAULT_TYPE,
+async def require_coordinator(update: Update, context: BotContext,
                               what: str) -> tuple[Actor, Translator] | None:
     """The calling coordinator and their language, or None after a polite, audited refusal."""
     rt = runtime(context)
@@ -46,11 +45,11 @@ async def require_coordinator(update: Update, context: ContextTypes.DEFAULT_TYPE
     actor = coordinator_actor(rt, user.id)
     if actor is None:
         await refuse_stranger(rt, telegram_user_id=user.id, what=what, update_id=update.update_id)
-        t = translator_for(update, context, await current_patient(context, user.id))
+        t = translator_for(update, context, await context.patient())
         await tell(update, render.not_for_you(t))
         return None
-    if update.callback_query is None and context.user_data is not None:
-        context.user_data.pop(PENDING, None)  # a new command ends any open question
+    if update.callback_query is None:  # a new command (or the answer itself) ends any open question
+        await dialogs.forget(rt, user=dialogs.telegram_user(user.id), kind=dialogs.COORDINATOR_QUESTION)
     return actor, coordinator_translator(context, user.id)
 
 
@@ -93,20 +92,20 @@ def parse_date(raw: str | None) -> date | None:
         return None
 
 
-def set_pending(context: ContextTypes.DEFAULT_TYPE, step: str, **values) -> None:
-    """An open question (a reason, a date) for this coordinator's next text message; it lapses
-    after a few minutes so a stray message later can never become a withdrawal reason."""
-    context.user_data[PENDING] = {"step": step, "at": runtime(context).now().isoformat(), **values}
+async def set_pending(update: Update, context: BotContext, step: str, **values) -> None:
+    """An open question (a reason, a date) for this coordinator's next text message, kept in the
+    database; it lapses after a few minutes so a stray message later can never become a
+    withdrawal reason."""
+    await dialogs.remember(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+                           kind=dialogs.COORDINATOR_QUESTION, payload={"step": step, **values},
+                           ttl=dialogs.COORDINATOR_QUESTION_TTL)
 
 
-def take_pending(context: ContextTypes.DEFAULT_TYPE) -> dict | None:
+async def take_pending(update: Update, context: BotContext) -> dict | None:
     """The open question, once; {"step": "lapsed"} if it was asked too long ago."""
-    pending = context.user_data.pop(PENDING, None) if context.user_data is not None else None
-    if pending is None:
-        return None
-    if runtime(context).now() - datetime.fromisoformat(pending["at"]) > timedelta(minutes=PENDING_MINUTES):
-        return {"step": "lapsed"}
-    return pending
+    taken = await dialogs.take(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+                               kind=dialogs.COORDINATOR_QUESTION)
+    return {"step": "lapsed"} if taken.lapsed else taken.state
 
 
 async def edit_quietly(query, text: str | None = None, reply_markup=None) -> None:

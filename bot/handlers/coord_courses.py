@@ -7,9 +7,10 @@ from datetime import date
 
 from telegram import Update
 from telegram.error import Forbidden
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
                                        set_pending, tell)
 from bot.handlers.coordinator import acknowledge, edit_copies
@@ -24,7 +25,7 @@ def _cycle_arg(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() and len(value) <= 3 else None
 
 
-async def cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def cycle(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "cycle")):
         return
     actor, t = found
@@ -47,8 +48,8 @@ async def cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_register(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, subject: str,
-                      compact_date: str) -> None:
+async def on_register(update: Update, context: BotContext) -> None:
+    action, subject, compact_date = context.match.groups()
     if not (found := await require_coordinator(update, context, "cycle")):
         return
     actor, t = found
@@ -69,19 +70,20 @@ async def on_register(update: Update, context: ContextTypes.DEFAULT_TYPE, action
                                                       already=status == "already"))
 
 
-async def _ask_correction(update: Update, context: ContextTypes.DEFAULT_TYPE, actor, t, subject: str,
+async def _ask_correction(update: Update, context: BotContext, actor, t, subject: str,
                           new_end: date, cycle_no: int | None) -> bool:
     preview = await guarded(update, t, subject, lambda: coord_courses.preview_reanchor(
         runtime(context), actor, subject_id=subject, new_chemo_end=new_end, cycle=cycle_no,
         update_id=update.update_id))
     if preview is REFUSED:
         return False
-    set_pending(context, "reanchor_reason", subject=preview.subject_id, cycle=preview.cycle, date=new_end.isoformat())
+    await set_pending(update, context, "reanchor_reason", subject=preview.subject_id, cycle=preview.cycle,
+                      date=new_end.isoformat())
     await context.bot.send_message(update.effective_user.id, views.reanchor_preview(t, preview))
     return True
 
 
-async def correct(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def correct(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "correct_course")):
         return
     actor, t = found
@@ -94,7 +96,7 @@ async def correct(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _ask_correction(update, context, actor, t, args[0], new_end, _cycle_arg(args[2] if len(args) > 2 else None))
 
 
-async def cancel_cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def cancel_cycle(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "cancel_course")):
         return
     actor, t = found
@@ -108,12 +110,13 @@ async def cancel_cycle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if course is REFUSED:
         return
     subject = args[0].upper()
-    set_pending(context, "cancel_reason", subject=subject, cycle=course.cycle)
+    await set_pending(update, context, "cancel_reason", subject=subject, cycle=course.cycle)
     await update.effective_message.reply_text(views.ask_reason(t, "cancel_course", subject, course.cycle))
 
 
-async def on_patient_course(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int, confirm: bool) -> None:
+async def on_patient_course(update: Update, context: BotContext) -> None:
     """Confirm or Correct under a patient_course_start alert. Either one acknowledges the alert."""
+    confirm, alert_id = context.match[1] == "pc", int(context.match[2])
     result = await acknowledge(update, context, alert_id)
     if result.status == "refused":
         return
@@ -136,7 +139,8 @@ async def on_patient_course(update: Update, context: ContextTypes.DEFAULT_TYPE, 
                     when=tr.datetime(when), cycle=course.cycle, first=tr.date(course.first_day),
                     last=tr.date(course.last_day)))
         return
-    set_pending(context, "correct_date", subject=details.get("subject_id"), cycle=details.get("cycle"))
+    await set_pending(update, context, "correct_date", subject=details.get("subject_id"),
+                      cycle=details.get("cycle"))
     try:
         await context.bot.send_message(update.effective_user.id, t._(
             "Send the correct chemotherapy end date for {subject} (cycle {cycle}) as YYYY-MM-DD, or /cancel.",
@@ -148,7 +152,7 @@ async def on_patient_course(update: Update, context: ContextTypes.DEFAULT_TYPE, 
     await update.callback_query.answer()
 
 
-async def answer_pending(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, text: str) -> None:
+async def answer_pending(update: Update, context: BotContext, pending: dict, text: str) -> None:
     """The coordinator's typed answer to an open question about a course."""
     if not (found := await require_coordinator(update, context, pending["step"])):
         return
@@ -158,7 +162,7 @@ async def answer_pending(update: Update, context: ContextTypes.DEFAULT_TYPE, pen
     if pending["step"] == "correct_date":
         new_end = parse_date(text)
         if new_end is None:
-            set_pending(context, "correct_date", subject=subject, cycle=pending.get("cycle"))
+            await set_pending(update, context, "correct_date", subject=subject, cycle=pending.get("cycle"))
             await update.effective_message.reply_text(render.bad_date(t))
             return
         await _ask_correction(update, context, actor, t, subject, new_end, pending.get("cycle"))
@@ -176,3 +180,9 @@ async def answer_pending(update: Update, context: ContextTypes.DEFAULT_TYPE, pen
         if course is not REFUSED:
             await update.effective_message.reply_text("✅ " + t._(
                 "Cancelled: {subject}, cycle {cycle}. No more reminders for it.", subject=subject, cycle=course.cycle))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_patient_course, pattern=cb.pattern("(pc|pk)", cb.ID)),
+            CallbackQueryHandler(on_register, pattern=cb.pattern(
+                "cy", cb.one_of((cb.COURSE_REGISTER, cb.COURSE_DROP)), cb.ARG, "([0-9]{8})"))]

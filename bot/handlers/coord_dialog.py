@@ -4,15 +4,17 @@ and /cancel. Anything else a coordinator types gets the command list."""
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
 
 from bot.handlers import coord_courses, coord_messages, coord_patients
-from bot.handlers.coord_common import PENDING, coordinator_translator, require_coordinator, take_pending
+from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
+from bot.handlers.coord_common import coordinator_translator, require_coordinator, take_pending
 from bot.render import coordinator as render
+from bot.services import dialogs
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    pending = take_pending(context)
+async def on_text(update: Update, context: BotContext) -> None:
+    pending = await take_pending(update, context)
     text = (update.effective_message.text or "").strip()
     if pending is None or not text:
         t = coordinator_translator(context, update.effective_user.id)
@@ -30,8 +32,9 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await coord_courses.answer_pending(update, context, pending, text)
 
 
-async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    had = context.user_data.get(PENDING) is not None if context.user_data is not None else False
+async def cancel(update: Update, context: BotContext) -> None:
+    had = await dialogs.recall(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+                               kind=dialogs.COORDINATOR_QUESTION) is not None
     if not (found := await require_coordinator(update, context, "cancel")):
         return
     t = found[1]

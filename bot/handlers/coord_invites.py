@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
+from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.reports.qr import invitation_card_png
 from bot.services import coord_invites, coord_patients
 from bot.services.coord_access import NotFound, NotPermitted
 
 
-async def _send_link(update: Update, context: ContextTypes.DEFAULT_TYPE, t, issued, purpose: str) -> None:
+async def _send_link(update: Update, context: BotContext, t, issued, purpose: str) -> None:
     site = runtime(context).settings.site(issued.site_id)
     caption = views.invitation_caption(t, link=issued.link, subject_id=issued.subject_id, site=site,
                                        expires_at=issued.expires_at, purpose=purpose)
@@ -22,7 +24,7 @@ async def _send_link(update: Update, context: ContextTypes.DEFAULT_TYPE, t, issu
                                                reply_markup=views.invitation_keyboard(t, issued.invitation_id))
 
 
-async def invite(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def invite(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "invite")):
         return
     actor, t = found
@@ -39,7 +41,7 @@ async def invite(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await _send_link(update, context, t, issued, "enrol")
 
 
-async def rebind(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: str | None = None) -> None:
+async def rebind(update: Update, context: BotContext, subject: str | None = None) -> None:
     if not (found := await require_coordinator(update, context, "rebind")):
         return
     actor, t = found
@@ -52,7 +54,7 @@ async def rebind(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: st
         await _send_link(update, context, t, issued, "rebind")
 
 
-async def invites(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def invites(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "invites")):
         return
     actor, t = found
@@ -60,7 +62,8 @@ async def invites(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, invitation_id: int) -> None:
+async def on_revoke(update: Update, context: BotContext) -> None:
+    invitation_id = int(context.match[1])
     if not (found := await require_coordinator(update, context, "revoke_invitation")):
         return
     actor, t = found
@@ -77,3 +80,7 @@ async def on_revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, invitati
     else:
         text, keyboard = views.invitations_list(t, await coord_invites.list_open(rt, actor))
         await edit_quietly(query, text, keyboard)
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_revoke, pattern=cb.pattern("iv", cb.ID))]

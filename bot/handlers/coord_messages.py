@@ -4,25 +4,28 @@ goes to the patient as a message from the study team (stored, audited, sent from
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import require_coordinator, set_pending, tell
+from bot.render import callbacks as cb
 from bot.services import messages
 from bot.services.messages import ReplyRefused
 
 
-async def on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> None:
+async def on_reply(update: Update, context: BotContext) -> None:
+    alert_id = int(context.match[1])
     if not (found := await require_coordinator(update, context, "reply")):
         return
     t = found[1]
-    set_pending(context, "reply", alert_id=alert_id)
+    await set_pending(update, context, "reply", alert_id=alert_id)
     await update.callback_query.answer()
     await update.effective_message.reply_text(
         t._("Type your reply now. It goes to the patient as a message from the study team. /cancel to stop."))
 
 
-async def answer_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, text: str) -> None:
+async def answer_reply(update: Update, context: BotContext, pending: dict, text: str) -> None:
     if not (found := await require_coordinator(update, context, "reply")):
         return
     t = found[1]
@@ -34,3 +37,7 @@ async def answer_reply(update: Update, context: ContextTypes.DEFAULT_TYPE, pendi
                    if refused.code == "not_your_site" else t._("This message can no longer be answered."))
         return
     await update.effective_message.reply_text(t._("Sent to {subject}.", subject=subject))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_reply, pattern=cb.pattern("rp", cb.ID))]

@@ -4,9 +4,10 @@ under a patient card. Every call re-checks the caller and the patient's site."""
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending, tell
 from bot.handlers.coord_invites import rebind
 from bot.render import callbacks as cb
@@ -16,7 +17,7 @@ from bot.render.patient import state_label
 from bot.services import coord_patients
 
 
-async def patients(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def patients(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "patients")):
         return
     actor, t = found
@@ -27,7 +28,7 @@ async def patients(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(text)
 
 
-async def _card(update: Update, context: ContextTypes.DEFAULT_TYPE, actor, t, subject: str | None, *,
+async def _card(update: Update, context: BotContext, actor, t, subject: str | None, *,
                 edit: bool = False) -> None:
     rt = runtime(context)
     detail = await guarded(update, t, subject, lambda: coord_patients.detail(
@@ -41,7 +42,7 @@ async def _card(update: Update, context: ContextTypes.DEFAULT_TYPE, actor, t, su
         await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def patient(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def patient(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "patient")):
         return
     actor, t = found
@@ -51,7 +52,7 @@ async def patient(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _card(update, context, actor, t, context.args[0])
 
 
-async def _set_paused(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: str | None, paused: bool,
+async def _set_paused(update: Update, context: BotContext, subject: str | None, paused: bool,
                       reason: str | None) -> bool:
     if not (found := await require_coordinator(update, context, "pause" if paused else "resume")):
         return False
@@ -67,7 +68,7 @@ async def _set_paused(update: Update, context: ContextTypes.DEFAULT_TYPE, subjec
         if detail.patient.status == "withdrawn":
             await tell(update, views.patient_refusal(t, "withdrawn"))
             return False
-        set_pending(context, "pause_reason", subject=detail.patient.subject_id)
+        await set_pending(update, context, "pause_reason", subject=detail.patient.subject_id)
         if update.callback_query is not None:
             await update.callback_query.answer()
         await context.bot.send_message(update.effective_user.id,
@@ -85,17 +86,17 @@ async def _set_paused(update: Update, context: ContextTypes.DEFAULT_TYPE, subjec
     return True
 
 
-async def pause(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def pause(update: Update, context: BotContext) -> None:
     args = context.args
     await _set_paused(update, context, args[0] if args else None, True, " ".join(args[1:]) or None)
 
 
-async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def resume(update: Update, context: BotContext) -> None:
     args = context.args
     await _set_paused(update, context, args[0] if args else None, False, " ".join(args[1:]) or None)
 
 
-async def withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: str | None = None) -> None:
+async def withdraw(update: Update, context: BotContext, subject: str | None = None) -> None:
     if not (found := await require_coordinator(update, context, "withdraw")):
         return
     actor, t = found
@@ -107,14 +108,15 @@ async def withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, subject: 
     if detail.patient.status == "withdrawn":
         await tell(update, views.patient_refusal(t, "withdrawn"))
         return
-    set_pending(context, "withdraw_reason", subject=detail.patient.subject_id)
+    await set_pending(update, context, "withdraw_reason", subject=detail.patient.subject_id)
     if update.callback_query is not None:
         await update.callback_query.answer()
     await context.bot.send_message(update.effective_user.id,
                                    views.ask_reason(t, "withdraw", detail.patient.subject_id))
 
 
-async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, subject: str) -> None:
+async def on_action(update: Update, context: BotContext) -> None:
+    action, subject = context.match.groups()
     if action in (cb.PAUSE, cb.RESUME):
         await _set_paused(update, context, subject, action == cb.PAUSE, None)
     elif action == cb.WITHDRAW:
@@ -123,11 +125,11 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, action: 
         await rebind(update, context, subject)
 
 
-async def answer_pause(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, reason: str) -> None:
+async def answer_pause(update: Update, context: BotContext, pending: dict, reason: str) -> None:
     await _set_paused(update, context, pending["subject"], True, reason)
 
 
-async def answer_withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, pending: dict, reason: str) -> None:
+async def answer_withdraw(update: Update, context: BotContext, pending: dict, reason: str) -> None:
     if not (found := await require_coordinator(update, context, "withdraw")):
         return
     actor, t = found
@@ -138,7 +140,7 @@ async def answer_withdraw(update: Update, context: ContextTypes.DEFAULT_TYPE, pe
             "{subject} is withdrawn. No more messages will be sent; all data is kept.", subject=done.subject_id))
 
 
-async def correct_day(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def correct_day(update: Update, context: BotContext) -> None:
     """/dose SUBJECT YYYY-MM-DD taken|missed|not_reported REASON — correct one dose day."""
     if not (found := await require_coordinator(update, context, "dose")):
         return
@@ -156,3 +158,8 @@ async def correct_day(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     await tell(update, t._("{subject}, {date}: corrected to {state}. Reason recorded.", subject=subject,
                            date=t.date(day), state=state_label(t, dose.state)))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_action, pattern=cb.pattern(
+        "pt", cb.one_of((cb.PAUSE, cb.RESUME, cb.WITHDRAW, cb.REBIND)), cb.ARG))]

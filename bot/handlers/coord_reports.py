@@ -10,11 +10,11 @@ import socket
 
 from telegram import InputFile, Update
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
 
 from bot.domain.adherence import adherence, combine
 from bot.handlers import symptoms
 from bot.handlers.common import runtime
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import require_coordinator
 from bot.render import coord_views as views
 from bot.render import coordinator as render
@@ -33,7 +33,7 @@ def _sites(rt: Runtime, actor, requested: str | None) -> list[str]:
     return [s.id for s in rt.settings.sites if actor.may(s.id) and (requested is None or s.id == requested)]
 
 
-async def report(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def report(update: Update, context: BotContext) -> None:
     """/report is the patient's symptom command; only a configured coordinator gets the chart."""
     rt = runtime(context)
     if rt.settings_coordinator(update.effective_user.id) is None:
@@ -63,7 +63,7 @@ async def report(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             await update.effective_message.reply_photo(page.png, caption=caption)
 
 
-async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def export(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "export")):
         return
     actor, t = found
@@ -83,7 +83,7 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                                                   caption=caption, protect_content=False)
 
 
-async def digest_now(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def digest_now(update: Update, context: BotContext) -> None:
     """Today's digest on demand; it does not move the "since the last digest" mark."""
     if not (found := await require_coordinator(update, context, "digest")):
         return
@@ -120,5 +120,5 @@ async def send_site_digest(rt: Runtime, bot, *, site_id: str) -> int:
     return sent
 
 
-async def digest_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+async def digest_job(context: BotContext) -> None:
     await send_site_digest(runtime(context), context.bot, site_id=context.job.data)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from telegram import Update
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers import commands
 from bot.handlers.common import runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import require_coordinator
+from bot.render import callbacks as cb
 from bot.render import coordinator as render
 from bot.services import alerts_ack, coord_alerts
 from bot.services.alerts_ack import AckResult
@@ -17,7 +19,7 @@ from bot.services.alerts_ack import AckResult
 ALERTS_SHOWN = 10
 
 
-async def start_or_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def start_or_help(update: Update, context: BotContext) -> None:
     """A coordinator's /start or /help; /start with an invitation code still goes to enrolment."""
     if context.args and update.message and update.message.text.startswith("/start"):
         await commands.start(update, context)
@@ -27,13 +29,13 @@ async def start_or_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     await update.effective_message.reply_text(render.help_text(found[1]))
 
 
-async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def unknown_command(update: Update, context: BotContext) -> None:
     """A staff member's mistyped command: say so and point at /help (the full list)."""
     t = translator_for(update, context)
     await update.effective_message.reply_text(t._("Unknown command. Send /help for the list of commands."))
 
 
-async def edit_copies(context: ContextTypes.DEFAULT_TYPE, result: AckResult, outcome=None) -> None:
+async def edit_copies(context: BotContext, result: AckResult, outcome=None) -> None:
     """Every copy, in its reader's language; `outcome(t)` adds what was done (e.g. the course confirmed)."""
     rt = runtime(context)
     for copy in result.copies:
@@ -51,7 +53,7 @@ async def edit_copies(context: ContextTypes.DEFAULT_TYPE, result: AckResult, out
             pass  # already edited, or deleted by the chat: nothing to fix
 
 
-async def acknowledge(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> AckResult:
+async def acknowledge(update: Update, context: BotContext, alert_id: int) -> AckResult:
     """Record the acknowledgement (or the refusal, audited) and update every copy."""
     rt = runtime(context)
     query = update.callback_query
@@ -65,15 +67,15 @@ async def acknowledge(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_
     return result
 
 
-async def on_ack(update: Update, context: ContextTypes.DEFAULT_TYPE, alert_id: int) -> None:
-    result = await acknowledge(update, context, alert_id)
+async def on_ack(update: Update, context: BotContext) -> None:
+    result = await acknowledge(update, context, int(context.match[1]))
     if result.status != "refused":
         t = translator_for(update, context)
         await update.callback_query.answer(t._("Acknowledged.") if result.status == "acknowledged"
                                            else t._("Already acknowledged."))
 
 
-async def alerts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def alerts(update: Update, context: BotContext) -> None:
     """Open alerts for the caller's sites, newest last, each with its buttons; these copies are
     recorded so that an acknowledgement elsewhere edits them too."""
     if not (found := await require_coordinator(update, context, "alerts")):
@@ -91,3 +93,7 @@ async def alerts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         text, markup = render.alert_message(t, rt.settings, alert, escalated=alert.escalated_at is not None)
         message = await update.effective_message.reply_text(text, reply_markup=markup)
         await coord_alerts.record_copy(rt, alert_id=alert.id, chat_id=message.chat_id, message_id=message.message_id)
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_ack, pattern=cb.pattern("a", cb.ID))]

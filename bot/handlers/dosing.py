@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from telegram import Update
 from telegram.error import BadRequest
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.domain.dose import Answer, AnswerSource
 from bot.handlers.common import runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.render import callbacks as cb
 from bot.render import patient as render
 from bot.services import doses
 
 
-async def on_dose(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_id: int, action: str) -> None:
+async def on_dose(update: Update, context: BotContext) -> None:
+    dose_day_id, action = int(context.match[1]), context.match[2]
     rt = runtime(context)
     query = update.callback_query
     user_id = update.effective_user.id
@@ -92,7 +94,7 @@ async def _drop_buttons(query) -> None:
                 raise
 
 
-async def _catch_up_answered(update: Update, context: ContextTypes.DEFAULT_TYPE, result) -> None:
+async def _catch_up_answered(update: Update, context: BotContext, result) -> None:
     rt = runtime(context)
     t = translator_for(update, context, result.patient)
     await update.callback_query.answer(t._("Recorded: taken on {date}.", date=t.date(result.dose.local_date)))
@@ -101,7 +103,8 @@ async def _catch_up_answered(update: Update, context: ContextTypes.DEFAULT_TYPE,
     await edit_unless_unchanged(update.callback_query, text, markup)
 
 
-async def on_missed_reason(update: Update, context: ContextTypes.DEFAULT_TYPE, dose_day_id: int, reason: str) -> None:
+async def on_missed_reason(update: Update, context: BotContext) -> None:
+    dose_day_id, reason = int(context.match[1]), context.match[2]
     rt = runtime(context)
     result = await doses.add_missed_reason(rt, telegram_user_id=update.effective_user.id, dose_day_id=dose_day_id,
                                            reason=reason, update_id=update.update_id)
@@ -112,3 +115,8 @@ async def on_missed_reason(update: Update, context: ContextTypes.DEFAULT_TYPE, d
     await update.callback_query.answer(t._("Thank you."))
     text, markup = render.missed_confirmation(t, rt.settings, result.dose)  # Undo stays while the day is open
     await edit_unless_unchanged(update.callback_query, text, markup)
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_dose, pattern=cb.pattern("d", cb.ID, cb.one_of(cb.DOSE_ACTIONS))),
+            CallbackQueryHandler(on_missed_reason, pattern=cb.pattern("r", cb.ID, cb.ARG))]

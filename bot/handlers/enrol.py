@@ -13,20 +13,20 @@ from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.config import parse_hhmm
 from bot.domain.tokens import looks_like_token
-from bot.handlers.common import current_patient, runtime, translator_for
+from bot.handlers.common import runtime, translator_for
 from bot.domain.enrolment import EnrolStep, StepRefused
+from bot.handlers.context import BotContext
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render.patient import course_plan, main_menu, status
-from bot.services import enrolment, patients
+from bot.services import dialogs, enrolment, patients
 from bot.services.enrolment import EnrolmentRefused
 
 log = logging.getLogger("adherence.enrol")
-TIME_QUESTION = "enrol_time_question"  # (chat id, message id) of the open time question
 
 
 def _refusal(t: Translator, code: str) -> str:
@@ -37,7 +37,7 @@ def _refusal(t: Translator, code: str) -> str:
     return t._("This invitation code cannot be used. Please check it with your study nurse.")
 
 
-def _dialog_translator(update: Update, context: ContextTypes.DEFAULT_TYPE, state: dict | None) -> Translator:
+def _dialog_translator(update: Update, context: BotContext, state: dict | None) -> Translator:
     """The dialog's chosen language (kept in the database), else the usual guess."""
     if state and state.get("locale"):
         rt = runtime(context)
@@ -45,11 +45,11 @@ def _dialog_translator(update: Update, context: ContextTypes.DEFAULT_TYPE, state
     return translator_for(update, context)
 
 
-async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, token: str) -> None:
+async def begin(update: Update, context: BotContext, token: str) -> None:
     rt = runtime(context)
     user = update.effective_user
-    if await current_patient(context, user.id) is not None and looks_like_token(token):
-        t = translator_for(update, context, await current_patient(context, user.id))
+    if await context.patient() is not None and looks_like_token(token):
+        t = translator_for(update, context, await context.patient())
         await update.effective_message.reply_text(_refusal(t, "already_enrolled"))
         return
     t = translator_for(update, context)
@@ -86,8 +86,9 @@ def _expired(t: Translator) -> str:
     return t._("This step has expired. Please tap your invitation link again.")
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str, value: str) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
     """One enrolment button. The service accepts it only at the dialog's current step."""
+    step, value = context.match.groups()
     if step == "lang" and value not in SUPPORTED:
         value = ""
     if step == "time":
@@ -97,7 +98,7 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, step: 
     await _advance(update, context, step, value)
 
 
-async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str, value: str) -> None:
+async def _advance(update: Update, context: BotContext, step: str, value: str) -> None:
     rt = runtime(context)
     query = update.callback_query
     user = update.effective_user
@@ -126,7 +127,9 @@ async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str
     if query is not None:
         await query.answer()
     if done.step is EnrolStep.CONSENT:
-        context.user_data["locale"] = done.state["locale"]
+        # Until enrolment ends, the chosen language is the caller's language everywhere.
+        await dialogs.remember(rt, user=dialogs.telegram_user(user.id), kind=dialogs.LOCALE,
+                               payload={"locale": done.state["locale"]}, ttl=dialogs.LOCALE_TTL)
         await query.edit_message_text(
             _consent_text(t, rt),
             reply_markup=Keyboard([[Button(t._("I agree"), callback_data=cb.enrol("consent", "yes")),
@@ -146,7 +149,7 @@ async def _advance(update: Update, context: ContextTypes.DEFAULT_TYPE, step: str
         await _finished(update, context, t, done)
 
 
-async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, *, edit: bool) -> None:
+async def ask_time(update: Update, context: BotContext, t: Translator, *, edit: bool) -> None:
     rt = runtime(context)
     choices = rt.settings.reminders.time_choices
     rows = [[Button(c, callback_data=cb.enrol("time", c.replace(":", "."))) for c in choices[i:i + 2]]
@@ -156,21 +159,24 @@ async def ask_time(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Transl
         asked = await update.callback_query.edit_message_text(text, reply_markup=Keyboard(rows))
     else:
         asked = await update.effective_message.reply_text(text, reply_markup=Keyboard(rows))
-    if context.user_data is not None and hasattr(asked, "message_id"):
-        context.user_data[TIME_QUESTION] = [asked.chat_id, asked.message_id]
+    if hasattr(asked, "message_id"):
+        await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.TIME_QUESTION,
+                               payload={"chat": asked.chat_id, "message": asked.message_id},
+                               ttl=dialogs.TIME_QUESTION_TTL)
 
 
-async def _close_time_question(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, time: str, *,
+async def _close_time_question(update: Update, context: BotContext, t: Translator, time: str, *,
                                typed: bool) -> None:
     """The time question keeps the answer, not its buttons (tapped, or typed as text). Cosmetic:
-    a restart forgets which message it was, and a stale time button still works at the summary."""
-    where = context.user_data.pop(TIME_QUESTION, None) if context.user_data is not None else None
+    a stale time button still works at the summary."""
+    where = (await dialogs.take(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+                                kind=dialogs.TIME_QUESTION)).state
     text = t._("Daily reminder at {time}", time=time) + " ✓"
     try:
         if not typed:
             await update.callback_query.edit_message_text(text)
         elif where:
-            await context.bot.edit_message_text(text, chat_id=where[0], message_id=where[1])
+            await context.bot.edit_message_text(text, chat_id=where["chat"], message_id=where["message"])
     except TelegramError as error:
         log.info("event=time_question_not_closed error=%s", type(error).__name__)
 
@@ -186,7 +192,18 @@ def parse_time_input(text: str) -> str | None:
     return text
 
 
-async def choose_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: str) -> None:
+async def on_typed(update: Update, context: BotContext, state: dict, text: str) -> bool:
+    """Typed text while the enrolment dialog is open: a reminder time at the time step, or a new
+    time typed at the summary. False: not for this dialog (or the caller is already a patient)."""
+    at_time = state.get("step") == EnrolStep.TIME.value
+    if (at_time or (state.get("step") == EnrolStep.CONFIRM.value and parse_time_input(text))) \
+            and await context.patient() is None:
+        await choose_time(update, context, text)
+        return True
+    return False
+
+
+async def choose_time(update: Update, context: BotContext, raw: str) -> None:
     """A typed reminder time during enrolment (the dialog is at its time step)."""
     value = parse_time_input(raw)
     if value is None:
@@ -197,7 +214,7 @@ async def choose_time(update: Update, context: ContextTypes.DEFAULT_TYPE, raw: s
     await _advance(update, context, "time", value)
 
 
-async def _summary(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, state: dict) -> None:
+async def _summary(update: Update, context: BotContext, t: Translator, state: dict) -> None:
     rt = runtime(context)
     keyboard = Keyboard([[Button("✅ " + t._("Confirm"), callback_data=cb.enrol("confirm", "yes"))],
                          [Button(t._("Change time"), callback_data=cb.enrol("change", "time")),
@@ -216,7 +233,7 @@ def _details(t: Translator, rt, state: dict) -> str:
     ])
 
 
-async def _finished(update: Update, context: ContextTypes.DEFAULT_TYPE, t: Translator, done) -> None:
+async def _finished(update: Update, context: BotContext, t: Translator, done) -> None:
     rt = runtime(context)  # the summary becomes the record of what was confirmed, without buttons
     await update.callback_query.edit_message_text("✅ " + t._("You are enrolled. Thank you!") + "\n"
                                                   + _details(t, rt, done.state))
@@ -243,3 +260,7 @@ async def _welcome_back(update: Update, rt, t: Translator, patient) -> None:
     await update.effective_message.reply_text(t._("Welcome back. This phone now gets your reminders.") + "\n\n"
                                               + plan)
     await update.effective_message.reply_text(status_text, reply_markup=main_menu(t))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_callback, pattern=cb.pattern("e", cb.ARG, cb.ARG))]

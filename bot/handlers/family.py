@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, TypeHandler
+from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
 from bot.db.models import Patient
 from bot.domain.tokens import looks_like_token
 from bot.domain.triage import TriageLevel
 from bot.handlers import symptoms
 from bot.handlers.messages import kind_and_text
-from bot.handlers.common import answer_quietly, current_patient, runtime, translator_for
+from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, example_subject, guarded, require_coordinator, tell
 from bot.i18n import SUPPORTED, Translator
 from bot.render import family as render
@@ -52,7 +53,7 @@ def _menu_texts(label) -> set[str]:
     return {label(Translator(locale)) for locale in SUPPORTED}
 
 
-async def route(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def route(update: Update, context: BotContext) -> None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or user.is_bot or chat is None or chat.type != "private":
         return
@@ -106,7 +107,7 @@ async def _say(update: Update, text: str, reply_markup=None) -> None:
         await update.effective_message.reply_text(text, reply_markup=reply_markup)
 
 
-async def _helper_update(update: Update, context: ContextTypes.DEFAULT_TYPE, found: HelperView, t: Translator,
+async def _helper_update(update: Update, context: BotContext, found: HelperView, t: Translator,
                          command: str | None, text: str) -> None:
     rt = runtime(context)
     site = rt.settings.site(found.patient.site_id)
@@ -127,7 +128,7 @@ async def _helper_update(update: Update, context: ContextTypes.DEFAULT_TYPE, fou
         await update.effective_message.reply_text(render.not_read(t, site), reply_markup=render.helper_menu(t))
 
 
-async def _status(update: Update, context: ContextTypes.DEFAULT_TYPE, found: HelperView, t: Translator) -> None:
+async def _status(update: Update, context: BotContext, found: HelperView, t: Translator) -> None:
     rt = runtime(context)
     view = await patients.status_view(rt, patient=found.patient)
     text, _ = status_text(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
@@ -138,9 +139,9 @@ async def _status(update: Update, context: ContextTypes.DEFAULT_TYPE, found: Hel
 
 # --- the patient's /helpers ---------------------------------------------------------------
 
-async def patient_helpers(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def patient_helpers(update: Update, context: BotContext) -> None:
     rt = runtime(context)
-    patient = await current_patient(context, update.effective_user.id)
+    patient = await context.patient()
     t = translator_for(update, context, patient)
     if not rt.settings.helpers.enabled:
         await update.effective_message.reply_text(render.unavailable(t))
@@ -162,14 +163,14 @@ async def _show_patient_screen(update: Update, rt, t: Translator, patient: Patie
         await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, args: list[str]) -> None:
+async def on_callback(update: Update, context: BotContext, args: list[str]) -> None:
     rt = runtime(context)
     query = update.callback_query
     action, value = (args + [""])[:2]
     if action in (render.LANG, render.JOIN, render.NOT_NOW):
         await _joining(update, context, action, value)
         return
-    patient = await current_patient(context, update.effective_user.id)
+    patient = await context.patient()
     t = translator_for(update, context, patient)
     if patient is None:
         await answer_quietly(query, t._("This button is not for you."), show_alert=True)
@@ -203,7 +204,7 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, args: 
 
 # --- a helper joins -----------------------------------------------------------------------
 
-async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, token: str) -> None:
+async def begin(update: Update, context: BotContext, token: str) -> None:
     rt = runtime(context)
     t = translator_for(update, context)
     try:
@@ -216,7 +217,7 @@ async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, token: str) 
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def _joining(update: Update, context: ContextTypes.DEFAULT_TYPE, action: str, value: str) -> None:
+async def _joining(update: Update, context: BotContext, action: str, value: str) -> None:
     rt = runtime(context)
     query = update.callback_query
     user_id = update.effective_user.id
@@ -248,7 +249,7 @@ async def _joining(update: Update, context: ContextTypes.DEFAULT_TYPE, action: s
 
 # --- coordinators: /helper SUBJECT, /helper remove HELPER-ID REASON -------------------------
 
-async def coordinator_command(update: Update, context: ContextTypes.DEFAULT_TYPE, args: list[str]) -> None:
+async def coordinator_command(update: Update, context: BotContext, args: list[str]) -> None:
     if not (found := await require_coordinator(update, context, "helper")):
         return
     actor, t = found

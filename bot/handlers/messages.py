@@ -14,10 +14,10 @@ from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Message, Update
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
 
 from bot.domain.triage import TriageLevel
 from bot.handlers.common import fallback_translator, known_sites, runtime
+from bot.handlers.context import BotContext
 from bot.render import callbacks as cb
 from bot.render import patient as render
 from bot.services import messages
@@ -36,7 +36,7 @@ def kind_and_text(message: Message) -> tuple[str, str | None]:
     return "text", message.text
 
 
-async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE, *, not_enrolled=None) -> None:
+async def on_message(update: Update, context: BotContext, *, not_enrolled=None) -> None:
     """A patient's free text or media. `not_enrolled(update, context)` answers a stranger."""
     rt = runtime(context)
     message = update.effective_message

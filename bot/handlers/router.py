@@ -1,26 +1,41 @@
-"""One callback entry point: parse the payload strictly, then hand it to its feature."""
+"""Which handler gets an update, in PTB's own terms.
+
+Buttons: each feature module's `handlers()` returns a CallbackQueryHandler per payload it owns,
+with a pattern that matches the whole payload; a payload no feature claims (malformed, oversized,
+unknown) reaches `_reject`. Free text: the caller's open dialog in the database gets it (in
+TEXT_ANSWERS order, each answer may decline), else a tablet count, an invitation code, else it
+is kept and relayed to the study team. A new feature adds its module to FEATURES (buttons) and,
+if it asks for typed answers, a line to TEXT_ANSWERS."""
 
 from __future__ import annotations
 
 import logging
-import re
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import Application, BaseHandler, CallbackQueryHandler, MessageHandler, filters
 
+from bot.domain.tokens import looks_like_token
 from bot.handlers import visits as visit_handlers
-from bot.handlers import (accountability, conmed, coord_courses, coord_invites, coord_messages, coord_patients, coordinator, dosing,
-                          enrol, symptoms)
-from bot.render.conmed import POINTS_BY_CODE
-from bot.handlers.commands import on_menu
+from bot.handlers import (accountability, commands, conmed, coord_courses, coord_dialog, coord_invites,
+                          coord_messages, coord_patients, coordinator, dosing, enrol, messages, symptoms)
 from bot.handlers.common import runtime, translator_for
-from bot.render import callbacks as cb
+from bot.handlers.context import BotContext
+from bot.services import dialogs, enrolment
+from bot.services.accountability import parse_count
 from bot.services.audit import audit
+from bot.services.symptoms import NOTE_DIALOG
 
 log = logging.getLogger("adherence.handlers")
 
+FEATURES = (dosing, symptoms, enrol, commands, coordinator, coord_messages, coord_courses, coord_invites,
+            coord_patients, conmed, visit_handlers, accountability)
 
-async def _reject(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+# Dialog kind → its typed-answer handler (update, context, state, text) -> handled?, in priority order.
+TEXT_ANSWERS = ((enrolment.DIALOG, enrol.on_typed), (dialogs.REMINDER_TIME, commands.on_typed_time),
+                (NOTE_DIALOG, symptoms.on_typed))
+
+
+async def _reject(update: Update, context: BotContext) -> None:
     """Malformed, oversized or unknown payloads: answer politely, change nothing, audit."""
     rt = runtime(context)
     async with rt.session() as session:
@@ -31,47 +46,51 @@ async def _reject(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.callback_query.answer(t._("This button is no longer valid."), show_alert=True)
 
 
-_CODE = re.compile(r"^[a-z0-9_]{1,16}$")
+async def on_text(update: Update, context: BotContext) -> None:
+    """A patient's (or a stranger's) typed text that is not a menu button."""
+    text = (update.effective_message.text or "").strip()
+    rt = runtime(context)
+    try:
+        async with rt.session() as session:
+            open_dialogs = await dialogs.open_dialogs(session, channel_user_id=dialogs.telegram_user(
+                update.effective_user.id), now=rt.now())
+    except Exception as error:  # database down: typed words still get the safety net and an honest answer
+        log.warning("event=text_lookup_failed error=%s", type(error).__name__)
+        await messages.on_message(update, context, not_enrolled=commands.tell_not_enrolled)
+        return
+    for kind, answer in TEXT_ANSWERS:
+        if kind in open_dialogs and await answer(update, context, open_dialogs[kind], text):
+            return
+    if parse_count(text) is not None and await accountability.on_typed(update, context):
+        return  # a typed number answered the open tablet-count question
+    if looks_like_token(text) and await context.patient() is None:
+        await enrol.begin(update, context, text)
+        return
+    await messages.on_message(update, context, not_enrolled=commands.tell_not_enrolled)  # kept, relayed, answered
 
 
-def _int(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) <= 12 else None
+def callback_handlers() -> list[BaseHandler]:
+    # PTB lets a button without any payload through every pattern: this one takes it first (its
+    # pattern is asked only about a payload, and refuses them all).
+    without_payload = CallbackQueryHandler(_reject, pattern=lambda data: False)
+    return [without_payload, *(handler for feature in FEATURES for handler in feature.handlers()),
+            CallbackQueryHandler(_reject)]
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    parsed = cb.parse(update.callback_query.data)
-    args = parsed.args if parsed else ()
-    kind = parsed.kind if parsed else None
-    if kind == "d" and len(args) == 2 and _int(args[0]) and args[1] in cb.DOSE_ACTIONS:
-        await dosing.on_dose(update, context, _int(args[0]), args[1])
-    elif kind == "r" and len(args) == 2 and _int(args[0]):
-        await dosing.on_missed_reason(update, context, _int(args[0]), args[1])
-    elif kind == "s" and (len(args) == 1 or (len(args) == 2 and args[0] == "_send")):
-        await symptoms.on_callback(update, context, args[0], args[1] if len(args) == 2 else None)
-    elif kind == "e" and len(args) == 2:
-        await enrol.on_callback(update, context, args[0], args[1])
-    elif kind == "m" and len(args) == 1:
-        await on_menu(update, context, args[0])
-    elif kind == "a" and len(args) == 1 and _int(args[0]):
-        await coordinator.on_ack(update, context, _int(args[0]))
-    elif kind == "rp" and len(args) == 1 and _int(args[0]):
-        await coord_messages.on_reply(update, context, _int(args[0]))
-    elif kind in ("pc", "pk") and len(args) == 1 and _int(args[0]):
-        await coord_courses.on_patient_course(update, context, _int(args[0]), confirm=kind == "pc")
-    elif kind == "cy" and len(args) == 3 and args[0] in (cb.COURSE_REGISTER, cb.COURSE_DROP) and \
-            args[2].isdigit() and len(args[2]) == 8:
-        await coord_courses.on_register(update, context, args[0], args[1], args[2])
-    elif kind == "iv" and len(args) == 1 and _int(args[0]):
-        await coord_invites.on_revoke(update, context, _int(args[0]))
-    elif kind == "pt" and len(args) == 2 and args[0] in (cb.PAUSE, cb.RESUME, cb.WITHDRAW, cb.REBIND):
-        await coord_patients.on_action(update, context, args[0], args[1])
-    elif kind == "cm" and len(args) in (3, 4) and _int(args[0]) and args[1] in POINTS_BY_CODE and \
-            args[2] in ("n", "y", "b") and (len(args) == 3 or (args[2] == "y" and _CODE.match(args[3]))):
-        await conmed.on_callback(update, context, _int(args[0]), POINTS_BY_CODE[args[1]], args[2],
-                                 args[3] if len(args) == 4 else None)
-    elif kind == "vs" and len(args) == 2 and _int(args[0]) and args[1] in ("c", "x"):
-        await visit_handlers.on_answer(update, context, _int(args[0]), args[1])
-    elif kind == "tc" and len(args) == 2 and _int(args[0]) and args[1] in ("0", "1", "2", "3", "4", "5", "m"):
-        await accountability.on_callback(update, context, _int(args[0]), args[1])
-    else:
-        await _reject(update, context)
+def text_handlers(private: filters.BaseFilter) -> list[BaseHandler]:
+    """The persistent menu's buttons arrive as text: "report a symptom" first (the safety path needs
+    no database), then the other two, then any other text."""
+    def menu(key: str) -> filters.BaseFilter:
+        return private & filters.Text(commands.menu_texts(key))
+
+    return [MessageHandler(menu("report"), symptoms.start),
+            MessageHandler(menu("status"), commands.status),
+            MessageHandler(menu("chemo"), commands.chemo_finished),
+            MessageHandler(private & filters.TEXT & ~filters.COMMAND, on_text)]
+
+
+def register(application: Application, *, private: filters.BaseFilter, team: filters.BaseFilter) -> None:
+    """Buttons and text (commands are registered by the application factory)."""
+    application.add_handlers(callback_handlers())
+    application.add_handler(MessageHandler(private & team & filters.TEXT & ~filters.COMMAND, coord_dialog.on_text))
+    application.add_handlers(text_handlers(private))

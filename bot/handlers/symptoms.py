@@ -18,10 +18,11 @@ from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Message, Update
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.domain.triage import TriageLevel
-from bot.handlers.common import answer_quietly, current_patient, fallback_translator, known_sites, runtime, translator_for
+from bot.handlers.common import answer_quietly, fallback_translator, known_sites, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.i18n import Translator
 from bot.render import callbacks as cb
 from bot.render.patient import emergency_advice, site_phones
@@ -97,13 +98,13 @@ def _ticked(message: Message | None, known: set[str]) -> list[str]:
 async def _patient_or_none(context, user_id: int):
     """(patient, database answered). A database fault must not keep the picker from a patient."""
     try:
-        return await current_patient(context, user_id), True
+        return await context.patient(), True
     except Exception as error:
         log.warning("event=patient_lookup_failed error=%s", type(error).__name__)
         return None, False
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def start(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     user_id = update.effective_user.id
     patient, answered = await _patient_or_none(context, user_id)
@@ -123,8 +124,10 @@ async def open_picker(update: Update, t: Translator, settings, site_id: str) -> 
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE, code: str, site_hint: str | None = None) -> None:
+async def on_callback(update: Update, context: BotContext) -> None:
+    """A tap on the picker: a symptom (ticked or unticked), Cancel, or Send ("s:_send:<site>")."""
     rt = runtime(context)
+    code, site_hint = context.match[1], context.match.groupdict().get("site")
     query = update.callback_query
     known = rt.settings.triage.by_code()
     selected = _ticked(query.message, set(known))
@@ -151,7 +154,7 @@ def _send_site(message: Message | None) -> str | None:
     return None
 
 
-async def _send(update: Update, context: ContextTypes.DEFAULT_TYPE, codes: list[str], site_hint: str | None) -> None:
+async def _send(update: Update, context: BotContext, codes: list[str], site_hint: str | None) -> None:
     rt = runtime(context)
     query = update.callback_query
     t = fallback_translator(update, context)
@@ -242,12 +245,25 @@ async def _confirm(query, text: str) -> None:
         log.error("event=report_confirmation_failed error=%s", type(error).__name__)
 
 
-async def on_note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The patient's text while a note prompt is open (see `symptoms.pending_note`)."""
+async def on_typed(update: Update, context: BotContext, state: dict, text: str) -> bool:
+    """Typed text while the note prompt of a report is open (its dialog, symptoms.NOTE_DIALOG)."""
+    if text.startswith("/") or await context.patient() is None:
+        return False
+    await on_note(update, context)
+    return True
+
+
+async def on_note(update: Update, context: BotContext) -> None:
+    """The patient's text while a note prompt is open."""
     rt = runtime(context)
-    patient = await current_patient(context, update.effective_user.id)
+    patient = await context.patient()
     t = translator_for(update, context, patient)
     saved = await symptoms.add_note(rt, telegram_user_id=update.effective_user.id,
                                     note=update.effective_message.text or "", update_id=update.update_id)
     await update.effective_message.reply_text(
         t._("Your note was added to your report.") if saved else t._("Please use the buttons. For help, send /help."))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_callback, pattern=cb.pattern("s", cb.ARG)),
+            CallbackQueryHandler(on_callback, pattern=cb.pattern("s", "(_send)", r"(?P<site>[A-Za-z0-9_.\-]*)"))]

@@ -7,11 +7,13 @@ import re
 from datetime import time
 
 from telegram import Update
-from telegram.ext import ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.handlers.common import answer_quietly, runtime, translator_for
+from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, guarded, parse_date, require_coordinator, tell
 from bot.handlers.dosing import edit_unless_unchanged
+from bot.render import callbacks as cb
 from bot.render import visits as render
 from bot.services import visits
 from bot.services.visits import VisitRefused
@@ -53,7 +55,7 @@ async def run_command(rt, actor, parsed: dict, update_id: int | None = None):
                                local_time=parsed.get("local_time"), update_id=update_id)
 
 
-async def visit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def visit(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "visit")):
         return
     actor, t = found
@@ -77,7 +79,8 @@ async def visit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await tell(update, render.changed(t, rt.settings, visit_row, patient.subject_id))
 
 
-async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE, visit_id: int, choice: str) -> None:
+async def on_answer(update: Update, context: BotContext) -> None:
+    visit_id, choice = int(context.match[1]), context.match[2]
     rt = runtime(context)
     query = update.callback_query
     result = await visits.answer(rt, telegram_user_id=update.effective_user.id, visit_id=visit_id,
@@ -92,3 +95,7 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE, visit_id
         await answer_quietly(query, t._("Recorded."))
         site = rt.settings.site(result.patient.site_id)
         await edit_unless_unchanged(query, *render.answered(t, rt.settings, site, result.visit))
+
+
+def handlers() -> list[BaseHandler]:
+    return [CallbackQueryHandler(on_answer, pattern=cb.pattern("vs", cb.ID, "(c|x)"))]

@@ -24,6 +24,22 @@ class Parsed:
 _PATTERN = re.compile(r"^([a-z]{1,3}):([A-Za-z0-9_:.\-]{0,56})$")
 
 
+# Routing: each feature registers a CallbackQueryHandler per payload it owns, with a pattern that
+# matches the whole payload exactly (PTB hands the match to the callback as `context.match`).
+ID = r"([1-9][0-9]{0,11})"  # a row id
+ARG = r"([A-Za-z0-9_.\-]*)"  # a code, a subject id, a date: checked again by the feature
+
+
+def one_of(values) -> str:
+    return "(" + "|".join(re.escape(v) for v in values) + ")"
+
+
+def pattern(kind: str, *parts: str) -> re.Pattern:
+    """`kind:part:part…`, nothing before or after, at most Telegram's 64 characters. `kind` may
+    be a group of kinds, e.g. "(pc|pk)"."""
+    return re.compile(rf"^(?=.{{1,{MAX_LEN}}}$){kind}:{':'.join(parts)}$")
+
+
 def parse(data: str | None) -> Parsed | None:
     """None for anything malformed or oversized: the caller answers and changes nothing."""
     if not data or len(data) > MAX_LEN:

@@ -50,7 +50,7 @@ async def test_0006_upgrades_downgrades_and_keeps_one_answer_per_check(engine_00
     engine = engine_0005
     assert "conmed_report" not in await _tables(engine)
     await upgrade(engine, "0006")
-    assert await current_revision(engine) == "0006"  # the schema at head is compared in test_migration_0007
+    assert await current_revision(engine) == "0006"  # the schema at head: tests/db/test_database.py
     async with engine.begin() as connection:
         for statement in [
             f"INSERT INTO patient (id, subject_id, site_id, locale, timezone, reminder_time, status, unreachable, "

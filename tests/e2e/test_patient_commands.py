@@ -82,6 +82,19 @@ async def test_missed_with_reason_and_advice(engine, database_url, language_code
         assert_language(user.messages, locale)
 
 
+async def test_an_unanswered_time_question_lapses_and_a_later_time_is_a_message_to_the_team(engine, database_url):
+    async with running_bot(engine, database_url) as h:
+        user, _ = await enrol(h, 7611, "en", "English", subject="NJ-7611")
+        await reply_to(h, user, lambda: user.send_command("/time"))
+        h.clock.advance(minutes=61)  # the question was open for an hour
+        answer = await reply_to(h, user, lambda: user.send_text("21:30"))
+        assert "21:30" not in answer.text and "passed to your study team" in answer.text
+        [patient] = await h.rows(Patient)
+        assert patient.reminder_time == "08:00"
+        [kept] = await h.rows(PatientMessage)
+        assert kept.patient_id == patient.id
+
+
 @pytest.mark.parametrize("language_code, locale, button, user_id", CASES)
 async def test_time_change_status_pause_and_resume(engine, database_url, language_code, locale, button, user_id):
     async with running_bot(engine, database_url) as h:

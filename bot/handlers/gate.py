@@ -1,0 +1,48 @@
+"""Before any handler: drop an update some process already took on (a webhook redelivery, or
+the same update reaching a second instance), and load what the caller's language needs.
+
+One short transaction per update. If the database does not answer the update is handled anyway:
+the emergency path must not depend on it (DESIGN.md §1), and nothing else can write either.
+
+The record is made before the handlers run, so a process killed between the two (a window of
+milliseconds) drops that update rather than risk handling it twice; the person saw no answer
+and taps or types again, which is a new update. PTB's webhook server answers Telegram before
+handling, so in webhook mode such an update was never redelivered anyway."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.ext import ApplicationHandlerStop, TypeHandler
+
+from bot.handlers.context import BotContext
+from bot.services import dialogs, seen_updates
+
+log = logging.getLogger("adherence.handlers")
+GROUP = -100  # runs before every other handler group
+CHANNEL = "telegram"
+
+
+async def _gate(update: Update, context: BotContext) -> None:
+    rt = context.runtime
+    user = update.effective_user
+    try:
+        async with rt.engine.begin() as connection:
+            first = await seen_updates.first_time(connection, channel=CHANNEL, update_id=update.update_id,
+                                                  now=rt.now())
+            # Only someone who is not (yet) a patient or staff member may have chosen a language here.
+            if first and user is not None and context.staff is None and rt.known_patients.get(user.id) is None:
+                chosen = await dialogs.get(connection, channel_user_id=dialogs.telegram_user(user.id),
+                                           kind=dialogs.LOCALE, now=rt.now())
+                context.stranger_locale = chosen["locale"] if chosen else None
+    except Exception as error:
+        log.warning("event=update_gate_failed error=%s", type(error).__name__)
+        return
+    if not first:
+        log.info("event=duplicate_update_dropped update_id=%s", update.update_id)
+        raise ApplicationHandlerStop
+
+
+def handler() -> TypeHandler:
+    return TypeHandler(Update, _gate)
