@@ -210,7 +210,7 @@ class Simulation:
             return
         user.press(message, data)
         self.counts["button presses"] += 1
-        await self.bot.quiesce()
+        await self.bot.replied()
 
     def _enrol(self, person: Person, token: str | None = None, attempt: int = 1):
         async def run() -> None:
@@ -230,7 +230,7 @@ class Simulation:
             user = self.user(person)
             user.send_command("/start", token)
             self.counts["updates sent"] += 1
-            await self.bot.quiesce()
+            await self.bot.replied()
             for step, value in (("lang", p.locale), ("consent", "yes"),
                                 ("time", p.reminder_time.replace(":", ".")), ("confirm", "yes")):
                 message = self.latest(person.user_id, f"e:{step}:")
@@ -333,7 +333,7 @@ class Simulation:
                 return
             self.user(person).send_command(command)
             self.counts["updates sent"] += 1
-            await self.bot.quiesce()
+            await self.bot.replied()
         return run
 
     def _time_change(self, person: Person):
@@ -342,14 +342,14 @@ class Simulation:
                 return
             user = self.user(person)
             user.send_command("/time")
-            await self.bot.quiesce()
+            await self.bot.replied()
             value = person.plan.new_time
             message = self.latest(person.user_id, "m:time.")
             if message is not None and any(d == f"m:time.{value.replace(':', '.')}" for _, d in message.buttons):
                 await self.press(user, message, f"m:time.{value.replace(':', '.')}")
             else:
                 user.send_text(value)
-                await self.bot.quiesce()
+                await self.bot.replied()
             self.counts["updates sent"] += 2
         return run
 
@@ -362,7 +362,7 @@ class Simulation:
             picked = rng.sample(codes, k=1 if len(codes) < 2 or rng.random() < 0.7 else 2)
             user = self.user(person)
             user.send_command("/report")
-            await self.bot.quiesce()
+            await self.bot.replied()
             picker = self.latest(person.user_id, "s:_send")
             if picker is None:
                 return
@@ -378,7 +378,7 @@ class Simulation:
                 note = free_text(self.config, person, 1000 + repeat + 10 * day.toordinal())
                 self.free_texts.append(note)
                 user.send_text(note)
-                await self.bot.quiesce()
+                await self.bot.replied()
             if repeat < 2 and rng.random() < b.symptom_repeat:
                 self.at(self.clock.now() + timedelta(minutes=rng.choice([15, 30, 45])), f"symptom report ({level}), again",
                         self._report(person, level, day, repeat + 1), patient=person.index, planned=False)
@@ -392,7 +392,7 @@ class Simulation:
             self.free_texts.append(text)
             self.user(person).send_text(text)
             self.counts["free texts sent"] += 1
-            await self.bot.quiesce()
+            await self.bot.replied()
         return run
 
     def _voice(self, person: Person):
@@ -406,7 +406,7 @@ class Simulation:
                 "chat": sandbox._chat_json(person.user_id), "date": int(wall.time()),
                 "voice": {"file_id": f"VOICE{person.index}", "file_unique_id": f"v{person.index}", "duration": 7}})
             before = len(sandbox.messages(person.user_id))
-            await self.bot.quiesce()
+            await self.bot.replied()
             self.counts["voice messages sent"] += 1
             if len(sandbox.messages(person.user_id)) == before:
                 self.counts["voice messages left without any answer"] += 1
@@ -505,7 +505,7 @@ class Simulation:
                 user.press(seen.message, data)
                 self.counts["double taps"] += 1
             self.counts["button presses"] += 1
-            await self.bot.quiesce()
+            await self.bot.replied()
             if action == "m" and day is not None and day.reason:
                 reasons = [d for _, d in seen.message.buttons if (d or "").startswith(f"r:{dose_id}:")]
                 if reasons:
@@ -538,7 +538,7 @@ class Simulation:
             staff = self.sandbox.user(seen.chat_id, language_code="en")
             staff.press(seen.message, f"a:{alert}")
             self.counts["alert acknowledgements pressed"] += 1
-            await self.bot.quiesce()
+            await self.bot.replied()
             async with self.bot.rt.session() as session:
                 row = await session.get(Alert, alert)
             if row is not None and row.acknowledged_at is None and attempt < 4:  # it did not take: try again
@@ -578,7 +578,7 @@ class Simulation:
     def _staff_comes_back(self, chat: int):
         async def run() -> None:
             self.sandbox.user(chat, language_code="en").send_command("/alerts")
-            await self.bot.quiesce()
+            await self.bot.replied()
         return run
 
     async def maybe_crash(self) -> bool:

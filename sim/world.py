@@ -143,7 +143,7 @@ class Bot:
         self.app = None
         self.second = None  # a second Application whose scheduler claims from the same outbox (PostgreSQL)
         self.generation = 0
-        self._watcher: asyncio.Future | None = None
+        self._watchers: dict[bool, asyncio.Future] = {}
         self.wakes = 0
 
     @property
@@ -267,9 +267,9 @@ class Bot:
                 except Exception:
                     pass
 
-    def busy(self) -> bool:
+    def busy(self, *, scheduler: bool = True) -> bool:
         """Whether anything may still be in flight: updates not yet handled, handlers running,
-        scheduler passes or sends under way."""
+        and (unless `scheduler` is False) scheduler passes or sends under way."""
         if self.sandbox._pending:
             return True
         for app in (self.app, self.second):
@@ -277,21 +277,27 @@ class Bot:
                 continue
             if not app.update_queue.empty() or app.update_processor.current_concurrent_updates:
                 return True
-            for task in app.bot_data["scheduler"]._runners.values():
-                if task is not None and not task.done():
-                    return True
+            if scheduler and any(t is not None and not t.done() for t in app.bot_data["scheduler"]._runners.values()):
+                return True
         return False
 
-    async def quiesce(self, timeout: float = 60.0) -> None:
-        """Wait until nothing is in flight. Many people wait at once: one watcher serves them all."""
+    async def quiesce(self, timeout: float = 60.0, *, scheduler: bool = True) -> None:
+        """Wait until nothing is in flight (with `scheduler=False`: until every update sent so far
+        has been handled, while scheduler passes the handlers woke may still run, as they would
+        for a real person tapping on). Many people wait at once: one watcher per kind serves all."""
         while True:
-            if self._watcher is None or self._watcher.done():
-                self._watcher = asyncio.ensure_future(self._watch(timeout))
-            await asyncio.shield(self._watcher)
-            if not self.busy():
+            watcher = self._watchers.get(scheduler)
+            if watcher is None or watcher.done():
+                watcher = self._watchers[scheduler] = asyncio.ensure_future(self._watch(timeout, scheduler))
+            await asyncio.shield(watcher)
+            if not self.busy(scheduler=scheduler):
                 return
 
-    async def _watch(self, timeout: float) -> None:
+    async def replied(self) -> None:
+        """A person's next step waits for the bot's answer to the last one, not for its scheduler."""
+        await self.quiesce(scheduler=False)
+
+    async def _watch(self, timeout: float, scheduler: bool) -> None:
         """Settled = idle at several consecutive looks: a few bare yields (task hand-offs such as
         update fetched → handler task started take one loop iteration each), then a short sleep."""
         loop = asyncio.get_running_loop()
@@ -299,7 +305,7 @@ class Bot:
         stable = 0
         while stable < 5:
             await asyncio.sleep(0 if 0 < stable < 4 else 0.001)
-            stable = 0 if self.busy() else stable + 1
+            stable = 0 if self.busy(scheduler=scheduler) else stable + 1
             if loop.time() > deadline:
                 raise TimeoutError("the bot did not settle within %.0f s" % timeout)
 
