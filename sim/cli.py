@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
@@ -58,7 +57,6 @@ async def run(config: SimConfig, *, shrink_runs: int = 8):
 def run_from_args(args: argparse.Namespace) -> int:
     from sim.report import summary
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.verbose:  # `kill -USR1 <pid>` prints every thread's stack (a run that seems stuck)
         import faulthandler
         import signal

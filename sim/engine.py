@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import select
 
 from bot.db.models import Alert, DoseDay, Patient
@@ -76,6 +76,7 @@ class SimResult:
     errors_logged: int
     notes: list[str] = field(default_factory=list)
     shrunk: Any = None  # sim.shrink.Shrunk when a failure was minimised
+    error_kinds: Counter = field(default_factory=Counter)  # the bot's error log lines, by kind
 
     @property
     def ok(self) -> bool:
@@ -399,16 +400,11 @@ class Simulation:
         async def run() -> None:
             if person.state != "active":
                 return
-            user = self.user(person)
-            sandbox = self.sandbox
-            sandbox._queue_update("message", {
-                "message_id": sandbox._new_message_id(person.user_id), "from": user.as_json(),
-                "chat": sandbox._chat_json(person.user_id), "date": int(wall.time()),
-                "voice": {"file_id": f"VOICE{person.index}", "file_unique_id": f"v{person.index}", "duration": 7}})
-            before = len(sandbox.messages(person.user_id))
+            before = len(self.sandbox.messages(person.user_id))
+            self.user(person).send_media("voice")  # kept by the sandbox, so the bot can copy it to the team
             await self.bot.replied()
             self.counts["voice messages sent"] += 1
-            if len(sandbox.messages(person.user_id)) == before:
+            if len(self.sandbox.messages(person.user_id)) == before:
                 self.counts["voice messages left without any answer"] += 1
         return run
 
@@ -417,8 +413,10 @@ class Simulation:
         return self._command(person, "/status")
 
     async def _insert_duplicate_day(self, course_id: int) -> None:
-        """The deliberately broken build: a second live dose day on a date that already has one."""
+        """The deliberately broken build: the unique dose-day rule dropped (the partial unique index
+        of migration 0004), and a second live dose day on a date that already has one."""
         async with self.bot.rt.session() as session:
+            await session.exec(text("DROP INDEX IF EXISTS uq_dose_day_patient_date_live"))
             first = (await session.exec(select(DoseDay).where(DoseDay.course_id == course_id, DoseDay.day == 1))).one()
             session.add(DoseDay(patient_id=first.patient_id, course_id=course_id, cycle=first.cycle, day=99,
                                 local_date=first.local_date, due_at=first.due_at, closes_at=first.closes_at,
@@ -623,10 +621,14 @@ class Simulation:
         await asyncio.gather(tick, return_exceptions=True)
         self.crashes += 1
         self.trace.append((self.clock.now(), f"crash mid fan-out (reminders to {len(chats)} chats in flight)", None))
-        # A database drop models a blip under a running bot; the restart comes after it. (A start
-        # that fails on a dropped commit left SQLite locked for every later attempt in this
-        # in-process emulation: see the report of issue 16.)
-        self.db_drops.disarm()
+        # About half the crashes come with a database outage: the restart itself meets failing commits
+        # (its ownership claim, its recovery of the rows left in flight) and is retried.
+        if self.rng_faults.random() < 0.5:
+            commits = self.rng_faults.randint(1, 2)
+            self.db_drops.arm(commits)
+            self.faults.injected["database drop"] += 1
+            self.trace.append((self.clock.now(), f"database connection drop during the restart ({commits} commits "
+                                                 "fail)", None))
         for attempt in range(6):  # restarted like systemd does (Restart=always); a start can fail too
             try:
                 await self.bot.start()
@@ -748,6 +750,9 @@ class Simulation:
         previous_level = root.level
         root.addHandler(capture)
         root.setLevel(logging.INFO)
+        httpx_logger = logging.getLogger("httpx")  # one line per Bot API call: noise, at any entry point
+        httpx_level = httpx_logger.level
+        httpx_logger.setLevel(logging.WARNING)
         restore = self._break_build()
         try:
             async with BotApiSandbox() as sandbox:
@@ -786,10 +791,12 @@ class Simulation:
             restore()
             root.removeHandler(capture)
             root.setLevel(previous_level)
+            httpx_logger.setLevel(httpx_level)
             if not self.config.keep_database:
                 await database.drop()
         return SimResult(self.config, database.label, wall.monotonic() - started, simulated, dict(self.counts),
-                         self.messages, fault_counts, outcomes, self.trace, len(capture.errors()), self.notes)
+                         self.messages, fault_counts, outcomes, self.trace, len(capture.errors()), self.notes,
+                         error_kinds=capture.error_kinds)
 
     def _break_build(self) -> Callable[[], None]:
         """Deliberately broken builds (to prove the invariants bite)."""

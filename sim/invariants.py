@@ -25,8 +25,7 @@ from bot.i18n import Translator
 from bot.services.alerts import is_notice
 from bot.services.runtime import Runtime
 
-# Final states of a dose day: those on this branch, and those issue 11 adds (held, cancelled,
-# before_registration) so the check keeps working after the merge.
+# Final states of a dose day (`scheduled` is the only one that is not).
 FINAL_STATES = frozenset({"taken", "missed", "not_reported", "held", "cancelled", "before_registration"})
 NOT_LIVE_STATES = frozenset({"cancelled"})
 DOSE_KINDS = ("reminder", "followup", "snooze")
@@ -182,8 +181,7 @@ def _intervals(audits: list[AuditLog], start: str, end: str) -> dict[str, list[t
 
 async def check_no_message_to_withdrawn_patient_or_held_day(ctx: Context) -> Outcome:
     """Nothing the bot sends on its own reaches a withdrawn patient; no dose message goes out while
-    a patient is paused or held (a team hold is a pause on this branch; with issue 11's `held`
-    day state, no dose message for a day after it was held)."""
+    a patient is paused (by themselves or by a team hold), nor for a day after it was held."""
     session = ctx.session
     patients = await _subjects(session)
     audits = await _all(session, select(AuditLog).where(col(AuditLog.action).in_(

@@ -35,12 +35,13 @@ def summary(result: SimResult) -> str:
     ]
     for key in sorted(k for k in counts if k.startswith(("symptom reports", "alerts", "coordinator actions",
                                                            "free texts", "voice", "double taps", "outbox rows re-sent",
-                                                           "commits failed", "simulator actions"))):
+                                                           "commits failed", "simulator actions", "restarts"))):
         lines.append(f"  {key:<44}{counts[key]}")
     lines.append(f"  {'faults injected (that hit) by kind':<44}" +
                  (", ".join(f"{k} {v}" for k, v in sorted(result.faults.items())) or "none"))
     lines += [
         f"  {'errors logged by the bot':<44}{result.errors_logged}",
+        *(f"    {count:>4} × {kind}" for kind, count in result.error_kinds.most_common()),
         f"  {'simulated time':<44}{_duration(result.simulated)}",
         f"  {'real time':<44}{result.real_seconds:.1f} s ({counts.get('clock steps', 0)} clock steps)",
         f"  {'speed-up (simulated / real)':<44}{result.speedup:,.0f}×",

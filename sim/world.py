@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,7 @@ class LogCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.error_kinds: Counter = Counter()  # "logger message [exception]" of each error, for the summary
         self.formatter_ = logging.Formatter("%(levelname)s %(name)s %(message)s")
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -121,6 +124,10 @@ class LogCapture(logging.Handler):
             self.lines.append(self.formatter_.format(record))
         except Exception:  # a record that cannot be formatted is still worth keeping raw
             self.lines.append(repr(record.msg))
+        if record.levelno >= logging.ERROR:
+            error = record.exc_info[1] if record.exc_info else None
+            message = re.sub(r"\d+", "N", record.getMessage().splitlines()[0])[:90]
+            self.error_kinds[f"{record.name} {message}" + (f" [{type(error).__name__}]" if error else "")] += 1
 
     def errors(self) -> list[str]:
         return [line for line in self.lines if line.startswith(("ERROR", "CRITICAL"))]
