@@ -26,8 +26,8 @@ def test_short_seed_fixed_trial_holds_every_invariant():
     text = summary(result)
     print(text)
     assert result.ok, text
-    # About 40 s (SQLite) on this 2-core machine when it is otherwise idle; 75-90 s when other test
-    # runs share it. The budget catches a simulator that has become slow, not a busy machine.
+    # SQLite on this 2-core machine: 48 s at load average 3, 64 s at 4.5, 85 s at 12 (other suites
+    # running). The budget catches a simulator that has become slow, not a busy machine.
     assert result.real_seconds < float(os.environ.get("SIM_TEST_SECONDS", "120")), \
         f"the CI simulation took {result.real_seconds:.0f} s"
     names = {o.name for o in result.invariants}
