@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 4
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
-.PHONY: setup catalogs demo conversations test test-sqlite test-postgres check-postgres extract bench clean
+.PHONY: setup catalogs demo conversations test test-sqlite test-postgres check-postgres extract bench simulate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,13 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache adherence.db* locales/*/LC_MESSAGES/*.mo
+
+# The whole trial simulated under faults (issue 16): SQLite, then PostgreSQL in a database the run
+# creates and drops (on $(SIM_POSTGRES_URL); SKIP_POSTGRES=1 for SQLite only). SIM_ARGS e.g. --seed 7.
+SIM_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432
+SIM_ARGS ?=
+
+simulate: setup
+	$(PY) -m sim --database sqlite $(SIM_ARGS)
+	@if [ "$$SKIP_POSTGRES" = "1" ]; then echo "SKIP_POSTGRES=1: PostgreSQL simulation skipped"; exit 0; fi; \
+	SIM_POSTGRES_URL="$(SIM_POSTGRES_URL)" $(PY) -m sim --database postgresql $(SIM_ARGS)

@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     cycle.add_argument("subject")
     cycle.add_argument("--chemo-end", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
 
+    simulate = sub.add_parser("simulate", help="simulate a whole trial under faults against the local sandbox "
+                                                "and check the invariants (no configuration needed)")
+    from sim.cli import add_arguments
+
+    add_arguments(simulate)
+
     cli_team.add_parsers(sub, _config_arg)
     return parser
 
@@ -157,6 +163,12 @@ def _cmd_demo(args, settings: Settings | None) -> int:
         raise CommandError(str(error)) from None
 
 
+def _cmd_simulate(args, settings: Settings | None) -> int:
+    from sim.cli import run_from_args
+
+    return run_from_args(args)
+
+
 def _runtime(settings: Settings, engine):
     from bot.services.runtime import Runtime
 
@@ -204,6 +216,7 @@ COMMANDS = {
     "run": _cmd_run,
     "health": _cmd_health,
     "demo": _cmd_demo,
+    "simulate": _cmd_simulate,
     "invite": _cmd_invite,
     "cycle": _cmd_cycle,
     **cli_team.COMMANDS,
@@ -213,8 +226,9 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        # The demo brings its own configuration unless one is given explicitly.
-        needs_no_config = (args.command == "demo" and args.config is None) or getattr(args, "print_grants", None)
+        # The demo brings its own configuration unless one is given; the simulation always does.
+        needs_no_config = args.command == "simulate" or (args.command == "demo" and args.config is None) \
+            or getattr(args, "print_grants", None)
         settings = None if needs_no_config else _settings(args)
         return COMMANDS[args.command](args, settings)
     except ConfigError as error:

@@ -250,18 +250,19 @@ async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
     Only the future counts: whatever is due already was handled by the pass that just ran, or
     is waiting for an event that wakes the scheduler itself (a paused patient resuming, an
     unreachable one writing again). Counting it would make the scheduler spin."""
-    candidates = [
-        (await session.exec(select(_earliest(Outbox.due_at)).where(Outbox.state == "pending",
-                                                                    Outbox.due_at > now))).one(),
-        (await session.exec(select(_earliest(DoseDay.due_at)).where(
-            DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at > now))).one(),
+    candidates = (await session.exec(select(  # one round trip: this runs after every pass
+        select(_earliest(Outbox.due_at)).where(Outbox.state == "pending", Outbox.due_at > now).scalar_subquery(),
+        select(_earliest(DoseDay.due_at)).where(
+            DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at > now
+        ).scalar_subquery(),
         # Every close, answered days included: the last one ends the course.
-        (await session.exec(select(_earliest(DoseDay.closes_at)).where(DoseDay.closes_at > now))).one(),
-        (await session.exec(select(_earliest(Alert.next_repeat_at)).where(
-            col(Alert.acknowledged_at).is_(None), Alert.next_repeat_at > now))).one(),
-        (await session.exec(select(_earliest(Alert.escalate_at)).where(
-            col(Alert.acknowledged_at).is_(None), col(Alert.escalated_at).is_(None), Alert.escalate_at > now))).one(),
-    ]
+        select(_earliest(DoseDay.closes_at)).where(DoseDay.closes_at > now).scalar_subquery(),
+        select(_earliest(Alert.next_repeat_at)).where(
+            col(Alert.acknowledged_at).is_(None), Alert.next_repeat_at > now).scalar_subquery(),
+        select(_earliest(Alert.escalate_at)).where(
+            col(Alert.acknowledged_at).is_(None), col(Alert.escalated_at).is_(None), Alert.escalate_at > now
+        ).scalar_subquery(),
+    ))).one()
     values = [c for c in candidates if c is not None]
     return min(values) if values else None
 
