@@ -146,7 +146,7 @@ async def _open_alert(rt: Runtime, session, *, patient: Patient, kind: str, code
 async def _queue_edits(session, *, alert: Alert, now) -> None:
     """Edit the alert's copy in each chat where one is out (or on its way) to show what was added.
     A copy not yet claimed needs nothing: it renders the alert as it is when it is sent. The
-    edit finds its target message when it is sent (`scheduler.delivery`), so a copy in flight
+    edit finds its target message when it is sent (`scheduler.compose`), so a copy in flight
     right now is edited too, once it is recorded."""
     chats = (await session.exec(select(Outbox.chat_id).where(
         Outbox.alert_id == alert.id, Outbox.kind == "alert",

@@ -11,7 +11,7 @@ import pytest
 from bot.db.engine import session_factory
 from bot.db.models import Outbox, RuntimeState
 from bot.sandbox import BotApiSandbox
-from scheduler.delivery import IN_FLIGHT
+from scheduler.courier import IN_FLIGHT
 from scheduler.ownership import OWNER_KEY
 from tests.scheduler.sched_support import (BotProcess, outbox_rows, outbox_states, reminders_per_chat, seed_due,
                                            wait_until, write_config)
@@ -142,7 +142,7 @@ async def test_concurrent_claims_never_hand_out_a_row_twice(engine, database_url
 
     from bot.services.clock import SystemClock
     from bot.services.runtime import Runtime
-    from scheduler.delivery import Courier
+    from scheduler.courier import Courier
     from tests.e2e.harness import make_settings
 
     async with BotApiSandbox() as sandbox:
@@ -159,7 +159,7 @@ async def test_concurrent_claims_never_hand_out_a_row_twice(engine, database_url
         while rows := await courier.claim(lane="normal", limit=40):
             claimed.extend(r.id for r in rows)
 
-    await asyncio.gather(*(worker(Courier(rt, None, worker_id=f"host:{i}")) for i in range(8)))
+    await asyncio.gather(*(worker(Courier(rt, {}, worker_id=f"host:{i}")) for i in range(8)))
     assert len(claimed) == len(set(claimed)) == 1500
 
 
