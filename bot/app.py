@@ -20,6 +20,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest, HTTPXRequest
 
+from bot.channels.email.channel import EmailChannel
 from bot.channels.telegram import reachability
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.floodgate import TelegramRateLimiter
@@ -165,6 +166,7 @@ COORDINATOR_COMMANDS = {
     "withdraw": coord_patients.withdraw,
     "dose": coord_patients.correct_day,
     "alerts": coordinator.alerts,
+    "ack": coordinator.ack_with_code,
     "digest": coord_reports.digest_now,
     "export": coord_reports.export,
     "cancel": coord_dialog.cancel,
@@ -178,7 +180,8 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     # our code accepts both (bot.channels.telegram.floodgate.retry_after_seconds).
     os.environ.setdefault("PTB_TIMEDELTA", "1")
     # Before the Bot exists: PTB and httpx log URLs that contain the token.
-    install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value())
+    install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value(),
+                            settings.email.password.get_secret_value())
     rt = Runtime(settings=settings, engine=engine, clock=clock or SystemClock())
     delivery = settings.delivery
     timeout = delivery.send_timeout_seconds
@@ -198,7 +201,10 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
         .post_stop(on_stop)
     )
     application = builder.build()
-    scheduler = Scheduler(rt, {TelegramChannel.name: TelegramChannel(application.bot)})
+    channels = {TelegramChannel.name: TelegramChannel(application.bot)}
+    if settings.email.enabled:
+        channels[EmailChannel.name] = EmailChannel(settings.email)
+    scheduler = Scheduler(rt, channels)
     if scheduler_enabled:
         rt.wake = scheduler.wake
     application.bot_data["runtime"] = rt

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.channels.port import ChannelName, OutgoingMessage
+from bot.channels.port import ChannelName, OutgoingMessage, Recipient
 from bot.config import Settings
 from bot.db.models import Alert, AlertMessage, ConmedReport, Course, DoseDay, Outbox, Patient, PatientMessage, \
     TabletCount, Visit
@@ -26,9 +26,11 @@ from bot.render import accountability as render_accountability
 from bot.render import conmed as render_conmed
 from bot.render import coordinator as render_coordinator
 from bot.render import patient as render_patient
+from bot.render import email as render_email
 from bot.render import visits as render_visits
 from bot.render.actions import actions_of
 from bot.services.accountability import COUNT_KIND as TABLET_COUNT
+from bot.services.alerts_ack import ack_key, code_for
 from bot.services.conmed import CHECK_KIND as CONMED_CHECK
 from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
@@ -70,13 +72,14 @@ class Loaded:
     course_states: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     reminders: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)  # dose id → (state, sent at)
     messages: dict[int, PatientMessage] = field(default_factory=dict)  # staff replies to send
-    alert_copies: dict[tuple[int, int], int] = field(default_factory=dict)  # (alert, chat) → latest message id
-    copies_in_flight: set[tuple[int, int]] = field(default_factory=set)  # (alert, chat) still being sent
+    alert_copies: dict[tuple[int, str], int] = field(default_factory=dict)  # (alert, chat) → latest message id
+    copies_in_flight: set[tuple[int, str]] = field(default_factory=set)  # (alert, chat) still being sent
     catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
     conmed_answered: set[tuple[int, str]] = field(default_factory=set)  # (course id, check point) answered
     tablets_counted: set[int] = field(default_factory=set)  # course ids whose tablet count is in
     visits: dict[int, Visit] = field(default_factory=dict)  # visit reminders' visits
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
+    ack_key: bytes = b""  # behind the acknowledgement codes of mailed alerts
 
     def translator(self, locale: str, tz: str) -> Translator:
         key = (locale, str(tz))
@@ -85,21 +88,34 @@ class Loaded:
         return self.translators[key]
 
 
-def chat_translator(settings: Settings, chat_id: int, patient: Patient | None,
-                    loaded: Loaded | None = None) -> Translator:
+def recipient_translator(settings: Settings, recipient: Recipient, patient: Patient | None,
+                         loaded: Loaded | None = None) -> Translator:
+    """The reader's language: the patient's, a coordinator's own, else the site's default."""
     make = loaded.translator if loaded is not None else (lambda locale, tz: Translator(locale, tz))
-    if patient is not None and patient.chat_id == chat_id:
+    if patient is not None and patient.chat_id is not None and recipient == Recipient.telegram(patient.chat_id):
         return make(patient.locale, patient.timezone)
     for site in settings.sites:
         for coordinator in site.coordinators:
-            if coordinator.telegram_id == chat_id:
+            if recipient in (Recipient.telegram(coordinator.telegram_id), Recipient.email(coordinator.email)):
                 return make(coordinator.locale, site.timezone)
     site = settings.sites[0] if patient is None else settings.site(patient.site_id)
     return make("zh_Hans", site.timezone)
 
 
-async def load(session, rows: list[Outbox]) -> Loaded:
+def _recipient(row: Outbox) -> Recipient:
+    return Recipient(row.channel, row.address)
+
+
+def _to_patient(row: Outbox, patient: Patient) -> bool:
+    """The row still addresses the patient's current chat (not one they have moved away from)."""
+    return patient.chat_id is not None and _recipient(row) == Recipient.telegram(patient.chat_id)
+
+
+async def load(session, rows: list[Outbox], *, now: datetime) -> Loaded:
     loaded = Loaded()
+    if any(r.channel == ChannelName.EMAIL for r in rows):
+        loaded.ack_key = await ack_key(session, now=now)
+        await session.commit()  # created once; every later mail's code uses the same key
 
     async def fetch(model, ids):
         ids = {i for i in ids if i is not None}
@@ -114,12 +130,13 @@ async def load(session, rows: list[Outbox]) -> Loaded:
                                                    if r.kind == STAFF_REPLY_KIND))
     updating = {r.alert_id for r in rows if r.kind == ALERT_UPDATE_KIND} - {None}
     if updating:
-        for alert_id, chat_id, message_id in (await session.exec(
-                select(AlertMessage.alert_id, AlertMessage.chat_id, AlertMessage.message_id)
-                .where(col(AlertMessage.alert_id).in_(updating)).order_by(col(AlertMessage.id)))).all():
-            loaded.alert_copies[(alert_id, chat_id)] = message_id
+        for alert_id, address, message_id in (await session.exec(
+                select(AlertMessage.alert_id, AlertMessage.address, AlertMessage.message_id)
+                .where(col(AlertMessage.alert_id).in_(updating), AlertMessage.channel == ChannelName.TELEGRAM)
+                .order_by(col(AlertMessage.id)))).all():
+            loaded.alert_copies[(alert_id, address)] = message_id
         loaded.copies_in_flight = set((await session.exec(
-            select(Outbox.alert_id, Outbox.chat_id).where(col(Outbox.alert_id).in_(updating), Outbox.kind == "alert",
+            select(Outbox.alert_id, Outbox.address).where(Outbox.channel == ChannelName.TELEGRAM,col(Outbox.alert_id).in_(updating), Outbox.kind == "alert",
                                                          col(Outbox.state).in_(IN_PROGRESS))
         )).all())
     course_ids = {r.payload.get("course_id") for r in rows
@@ -165,14 +182,14 @@ def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -
     plan = _prepare(loaded, settings=settings, row=row, now=now)
     if isinstance(plan, OutgoingMessage) and row.resends and row.kind in PATIENT_KINDS and plan.edit_of is None:
         patient = loaded.patients.get(row.patient_id) if row.patient_id else None
-        marker = _resent_marker(chat_translator(settings, row.chat_id, patient, loaded), row)
+        marker = _resent_marker(recipient_translator(settings, _recipient(row), patient, loaded), row)
         plan = replace(plan, text=marker + plan.text)
     return plan
 
 
 def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
     patient = loaded.patients.get(row.patient_id) if row.patient_id else None
-    t = chat_translator(settings, row.chat_id, patient, loaded)
+    t = recipient_translator(settings, _recipient(row), patient, loaded)
     if row.kind == RELAY_MEDIA_KIND:  # the patient's voice note, photo …, right after its alert
         alert = loaded.alerts.get(row.alert_id)
         if alert is None:
@@ -187,22 +204,24 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             return Skip("alert already acknowledged")
         target = None
         if row.kind == ALERT_UPDATE_KIND:
-            target = loaded.alert_copies.get((alert.id, row.chat_id))
+            target = loaded.alert_copies.get((alert.id, row.address))
             if target is None:
-                if (alert.id, row.chat_id) in loaded.copies_in_flight:
+                if (alert.id, row.address) in loaded.copies_in_flight:
                     return Defer(now + timedelta(seconds=1), "alert copy still being sent")
                 return Skip("no copy of the alert in this chat")
+        if row.channel == ChannelName.EMAIL:
+            return _alert_mail(loaded, settings=settings, row=row, alert=alert, t=t)
         text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")),
                                                         repeat=int(row.payload.get("round") or 0)
                                                         if row.kind == "alert" else 0)
         return _message(text, markup, protect=False, edit_of=target)
     if row.kind == STAFF_REPLY_KIND:  # an answer to what the patient sent: even while reminders are paused
         message = loaded.messages.get(row.payload.get("message_id"))
-        if patient is None or message is None or patient.status == "withdrawn" or patient.chat_id != row.chat_id:
+        if patient is None or message is None or patient.status == "withdrawn" or not _to_patient(row, patient):
             return Skip("patient withdrawn, moved or missing")
         return _message(render_patient.staff_reply(t, message.text or ""), None, protect=True)
     if row.kind == ADVICE_KIND:  # emergency advice: whatever the patient's status, as long as we can reach them
-        if patient is None or patient.chat_id != row.chat_id:
+        if patient is None or not _to_patient(row, patient):
             return Skip("patient missing or moved to another chat")
         return _message(render_patient.emergency_advice(t, settings.site(patient.site_id)), None, protect=False)
     if row.kind in ("reminder_close", "course_cancelled"):
@@ -277,6 +296,16 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             text, markup = render_patient.course_end(t, settings, course, adherence(DoseState(s) for s in states))
         return _message(text, markup, protect=True)
     return Skip(f"unknown kind {row.kind}")
+
+
+def _alert_mail(loaded: Loaded, *, settings: Settings, row: Outbox, alert: Alert, t: Translator) -> Plan:
+    """An alert by mail: no buttons, so it carries its recipient's acknowledgement code; never edited."""
+    if row.kind != "alert":
+        return Skip("a mail cannot be edited")
+    code = code_for(loaded.ack_key, alert_id=alert.id, recipient=_recipient(row))
+    subject, body = render_email.alert_mail(t, settings, alert, code=code, escalated=bool(row.payload.get("escalated")),
+                                            repeat=int(row.payload.get("round") or 0))
+    return OutgoingMessage(body, subject=subject)
 
 
 def _prepare_conmed(loaded: Loaded, *, settings: Settings, row: Outbox, t: Translator) -> Plan:

@@ -51,7 +51,7 @@ from typing import Any
 from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 
-from bot.channels.port import (AbortTag, Channel, ChannelName, Dispatch, NotDelivered, OutgoingMessage, Recipient, Refused,
+from bot.channels.port import (AbortTag, Channel, Dispatch, NotDelivered, OutgoingMessage, Recipient, Refused,
                                Rejected, RetryAfter, SendAborted, Sent, Unknown)
 from bot.db.models import Alert, Outbox, Patient
 from bot.domain.outbox import Lane, OutboxState
@@ -154,7 +154,7 @@ class Courier:
     async def plan(self, rows: list[Outbox]) -> list[tuple[Outbox, Plan | Exception]]:
         now = self.rt.now()
         async with self.rt.session() as session:
-            loaded = await load(session, rows)
+            loaded = await load(session, rows, now=now)
         planned: list[tuple[Outbox, Plan | Exception]] = []
         for row in rows:
             try:
@@ -257,17 +257,17 @@ class Courier:
             dispatched = True
             row.attempts += 1
 
-        channel = self.channels.get(ChannelName.TELEGRAM)
+        channel = self.channels.get(row.channel)
         if channel is None:
             await self.recorder.outcome(row, state=OutboxState.FAILED, finished_at=now,
-                                        last_error="no telegram channel configured")
+                                        last_error=f"no {row.channel} channel configured")
             return
         dispatch = Dispatch(urgent=row.lane == Lane.ALERT, rank=row.priority, on_dispatch=on_dispatch, tag=tag)
         try:
             if self.stopping or (tag is not None and tag.aborted):
                 raise SendAborted
             try:
-                result = await channel.deliver(Recipient.telegram(row.chat_id), plan, dispatch)
+                result = await channel.deliver(Recipient(row.channel, row.address), plan, dispatch)
             finally:
                 if holding_slot:
                     slot.release()
@@ -330,7 +330,8 @@ class Courier:
             await session.exec(update(Outbox).where(Outbox.id == row.id).values(
                 state=OutboxState.FAILED, finished_at=now, last_error=f"refused: {reason}"[:500]))
             patient = await session.get(Patient, row.patient_id) if row.patient_id else None
-            if patient is not None and patient.chat_id == row.chat_id:
+            recipient = Recipient(row.channel, row.address)
+            if patient is not None and patient.chat_id is not None and recipient == Recipient.telegram(patient.chat_id):
                 flipped = await session.exec(update(Patient).where(Patient.id == patient.id,
                                                                    Patient.unreachable.is_(False))
                                              .values(unreachable=True))
@@ -342,7 +343,7 @@ class Courier:
                                                kind="unreachable", patient=patient,
                                                dedupe_key=f"unreachable:{patient.id}:{now.isoformat()}") is not None
             else:  # a coordinator, alert chat or escalation contact: every alert still needs a person
-                await mark_recipient_unreachable(session, settings=self.rt.settings, chat_id=row.chat_id, now=now,
+                await mark_recipient_unreachable(session, settings=self.rt.settings, recipient=recipient, now=now,
                                                  error=reason)
                 alert = await session.get(Alert, row.alert_id) if row.alert_id else None
                 if alert is not None and alert.acknowledged_at is None and alert.escalated_at is None and \

@@ -80,8 +80,8 @@ class Recorder:
             if values.get("state") == OutboxState.SENT:
                 if row.kind == "reminder" and row.dose_day_id:
                     message_ids.append({"dose_id": row.dose_day_id, "message_id": values["message_id"]})
-                if row.kind == "alert":
-                    alert_messages.append(dict(alert_id=row.alert_id, chat_id=row.chat_id,
+                if row.kind == "alert" and values["message_id"] is not None:  # an editable copy (not a mail)
+                    alert_messages.append(dict(alert_id=row.alert_id, channel=row.channel, address=row.address,
                                                message_id=values["message_id"], sent_at=values["finished_at"]))
         connection = await session.connection()
         table = Outbox.__table__
