@@ -116,6 +116,25 @@ async def test_an_alert_is_mailed_without_health_detail_and_a_telegram_ack_stops
             assert all(r.state == "sent" for r in await _mail_rows(h, NURSE_MAIL))
 
 
+async def test_a_mail_waiting_for_its_retry_is_dropped_once_the_alert_is_acknowledged_in_telegram(engine,
+                                                                                               database_url):
+    with SmtpServer() as smtp:
+        async with bot_with_mail(engine, database_url, smtp) as h:
+            smtp.mailbox.data_reply = "451 4.3.0 try later"  # the relay defers every mail for now
+            alert = await _emergency(h)
+            await h.tick(T0)
+            [row] = await _settled_mail_rows(h, kind="emergency_symptom")
+            assert row.state == "pending" and row.attempts == 1  # to be retried
+            await h.sandbox.wait_for(lambda: _copies(h, ADMIN_NJ, alert))
+            h.clock.set(T0 + timedelta(seconds=30))
+            await tap(h, nurse(h, ADMIN_NJ, "en"), _copies(h, ADMIN_NJ, alert)[-1], f"a:{alert.id}")
+            smtp.mailbox.data_reply = None  # the relay is back
+            await h.tick(T0 + timedelta(minutes=1))
+            [row] = await _mail_rows(h, NURSE_MAIL)
+            assert (row.state, row.last_error) == ("skipped", "alert already acknowledged")
+            assert _mails(smtp, NURSE_MAIL, alert) == []
+
+
 async def test_the_patients_own_words_stay_out_of_the_mail(engine, database_url):
     with SmtpServer() as smtp:
         async with bot_with_mail(engine, database_url, smtp) as h:
@@ -223,11 +242,11 @@ async def test_smtp_failures_follow_the_delivery_policy(engine, database_url, fa
             assert "password" not in (row.last_error or "").lower()
 
 
-async def _settled_mail_rows(h, timeout: float = 10.0) -> list[Outbox]:
+async def _settled_mail_rows(h, kind: str = "new_enrolment", timeout: float = 10.0) -> list[Outbox]:
     """The mail rows once each has had its attempt (a retry waits on the fake clock, so it stays put)."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = await _mail_rows(h, NURSE_MAIL, kind="new_enrolment")
+        rows = await _mail_rows(h, NURSE_MAIL, kind=kind)
         if rows and all(r.attempts >= 1 and r.state not in ("claimed", "sending") for r in rows):
             return rows
         if time.monotonic() > deadline:
