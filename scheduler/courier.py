@@ -51,7 +51,7 @@ from typing import Any
 from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 
-from bot.channels.port import (AbortTag, Channel, Dispatch, NotDelivered, OutgoingMessage, Recipient, Refused,
+from bot.channels.port import (AbortTag, Channel, Dispatch, NotDelivered, Recipient, Refused,
                                Rejected, RetryAfter, SendAborted, Sent, Unknown)
 from bot.db.models import Alert, Outbox, Patient
 from bot.domain.outbox import Lane, OutboxState
@@ -90,7 +90,7 @@ class Courier:
         rate = rt.settings.delivery.global_per_second
         self.batch = batch or max(16, min(256, int(rate * 2)))
         self._in_flight_sizes = {Lane.ALERT: IN_FLIGHT[Lane.ALERT], Lane.NORMAL: in_flight or IN_FLIGHT[Lane.NORMAL]}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._tags: set[AbortTag] = set()
         self.stopping = False
         self.sent = 0
@@ -215,10 +215,11 @@ class Courier:
             self._tags.discard(tag)
         return handled
 
-    def _slot(self, lane: str) -> asyncio.Semaphore:
-        if lane not in self._slots:
-            self._slots[lane] = asyncio.Semaphore(self._in_flight_sizes.get(lane, IN_FLIGHT[Lane.NORMAL]))
-        return self._slots[lane]
+    def _slot(self, lane: str, channel: str) -> asyncio.Semaphore:
+        """In-flight slots per lane and channel: a slow mail relay never holds up a Telegram alert."""
+        if (lane, channel) not in self._slots:
+            self._slots[(lane, channel)] = asyncio.Semaphore(self._in_flight_sizes.get(lane, IN_FLIGHT[Lane.NORMAL]))
+        return self._slots[(lane, channel)]
 
     async def deliver(self, row: Outbox, plan: Plan | Exception, tag: AbortTag | None = None) -> None:
         try:
@@ -239,7 +240,7 @@ class Courier:
             await self.recorder.outcome(row, state=OutboxState.PENDING, due_at=plan.until, last_error=plan.reason)
             return
         dispatched = False
-        slot = self._slot(row.lane)
+        slot = self._slot(row.lane, row.channel)
         holding_slot = False
 
         async def on_dispatch() -> None:
