@@ -20,7 +20,6 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.channels.email.channel import EmailChannel
 from bot.channels.telegram import reachability
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.floodgate import TelegramRateLimiter
@@ -203,6 +202,8 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
     application = builder.build()
     channels = {TelegramChannel.name: TelegramChannel(application.bot)}
     if settings.email.enabled:
+        from bot.channels.email.channel import EmailChannel  # aiosmtplib only where mail is configured
+
         channels[EmailChannel.name] = EmailChannel(settings.email)
     scheduler = Scheduler(rt, channels)
     if scheduler_enabled:
