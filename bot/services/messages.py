@@ -88,7 +88,7 @@ async def receive(rt: Runtime, *, telegram_user_id: int, kind: str, text: str | 
         site = rt.settings.site(patient.site_id)
         recipients = await reachable_recipients(session, site)
         if kind != "text" and telegram_message_id is not None and patient.chat_id:
-            # Telegram relays the media itself (a copy of the patient's message); a mail says there is one.
+            # Telegram relays the media itself (a copy of the patient's message); mail carries none of it.
             targets = [r for r in recipients or await reachable_escalation(session, site)
                        if r.channel == ChannelName.TELEGRAM]
             for target in targets:  # after the alert text (same priority, later id)

@@ -90,8 +90,8 @@ async def test_0008_moves_every_recipient_to_channel_and_address_and_back(engine
             f"INSERT INTO unreachable_recipient (channel, address, site_id, since, error) "
             f"VALUES ('email', 'nurse@example.org', 'NJ', '{T}', '550 no such mailbox')"))
         await connection.execute(text(
-            f"INSERT INTO outbox (kind, lane, channel, address, alert_id, due_at, state, priority, attempts, "
-            f"resends, payload, created_at) VALUES ('alert', 'alert', 'email', 'nurse@example.org', 1, '{T}', "
+            f"INSERT INTO outbox (id, kind, lane, channel, address, alert_id, due_at, state, priority, attempts, "
+            f"resends, payload, created_at) VALUES (3, 'alert', 'alert', 'email', 'nurse@example.org', 1, '{T}', "
             f"'sent', 0, 1, 0, '{{}}', '{T}')"))
 
     await _downgrade(engine, "0006")
