@@ -6,12 +6,10 @@ back restores the chat ids."""
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from sqlalchemy import text
 
-from bot.db.engine import make_engine, normalize_url
-from bot.db.migrate import alembic_config, current_revision, schema_differences, upgrade
-from tests.conftest import ON_POSTGRES, TEST_DATABASE_URL
+from bot.db.migrate import current_revision, downgrade, schema_differences, upgrade
+from tests.db.migration_support import database_at
 
 T = "2026-12-01 00:00:00"
 BIG_CHAT = 7_000_000_123  # Telegram ids exceed 32 bits
@@ -20,27 +18,8 @@ GROUP_CHAT = -1001234567890
 
 @pytest.fixture
 async def engine_0006(tmp_path):
-    if ON_POSTGRES:
-        engine = make_engine(normalize_url(TEST_DATABASE_URL))
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    else:
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-    await upgrade(engine, "0006")
-    yield engine
-    await upgrade(engine, "head")  # leave the shared PostgreSQL database as the other tests expect it
-    await engine.dispose()
-
-
-async def _downgrade(engine, revision: str) -> None:
-    def run(sync_connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = sync_connection
-        command.downgrade(config, revision)
-
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    async with database_at(tmp_path, "0006") as engine:
+        yield engine
 
 
 async def _rows(engine, sql: str) -> list[tuple]:
@@ -94,7 +73,7 @@ async def test_0008_moves_every_recipient_to_channel_and_address_and_back(engine
             f"resends, payload, created_at) VALUES (3, 'alert', 'alert', 'email', 'nurse@example.org', 1, '{T}', "
             f"'sent', 0, 1, 0, '{{}}', '{T}')"))
 
-    await _downgrade(engine, "0006")
+    await downgrade(engine, "0006")
     assert await current_revision(engine) == "0006"
     assert await _rows(engine, "SELECT id, chat_id, state FROM outbox ORDER BY id") == \
         [(1, BIG_CHAT, "sent"), (2, GROUP_CHAT, "pending")]  # the mail row cannot be addressed there
