@@ -8,33 +8,36 @@ Row states: pending → claimed → sending → sent | unknown | failed | skippe
 - sending: committed right before the request is dispatched (after the flood gate granted
   its slot), so a crash can only be ambiguous for requests actually in flight.
 
-Delivery policy (DESIGN.md §3, at-least-once-safe):
-- sent: Telegram answered with a message id.
+Delivery policy (DESIGN.md §3, at-least-once-safe), on the adapter's `DeliveryResult`
+(`bot.channels.port`; each adapter's docstring maps its own answers, e.g. Telegram's 403 or an
+SMTP 550, onto it):
+- sent (`Sent`): the channel accepted it (Telegram: with a message id).
 - skipped: the row no longer makes sense (day answered or closed, patient paused or
   unreachable, alert acknowledged): never sent late. The reason is kept in `last_error`.
 - deferred (pending again, later): a follow-up is never sent sooner than the follow-up
   interval after its reminder actually went out (after downtime both may be due at once).
-- unknown: the request may have reached Telegram (read timeout, connection lost while waiting
-  for the answer). Not resent; the day's follow-up and the patient's buttons still work.
-- pending again with backoff: certainly not delivered (connection refused, connect or pool
-  timeout, 5xx or any other error answer). 429 waits `retry_after` and does not count as an
-  attempt. Retries stop when the row stops making sense or after `GIVE_UP`.
-- failed: Telegram refused for good (403 blocked/deactivated, 400 chat not found) → the
-  patient becomes unreachable (no further sends) and coordinators get one alert; any other
-  400 is a bug in what we sent and is logged as an error.
-- A staff chat refused for good is recorded as unreachable; an alert with no reachable recipient
+- unknown (`Unknown`): the request may have reached the channel (read timeout, connection lost
+  while waiting for the answer). Not resent; the day's follow-up and the patient's buttons still work.
+- pending again with backoff (`NotDelivered`): certainly not delivered (connection refused,
+  connect or pool timeout, 5xx or any other error answer). `RetryAfter` (429) waits and does not
+  count as an attempt. Retries stop when the row stops making sense or after `GIVE_UP`.
+- failed (`Refused`): the recipient is gone for good (Telegram 403 blocked/deactivated, 400 chat
+  not found) → the patient becomes unreachable (no further sends) and coordinators get one
+  alert; failed (`Rejected`): a bug in what we sent, logged as an error.
+- A staff recipient (chat or mailbox) refused for good is recorded as unreachable; an alert with no reachable recipient
   left escalates at once (`bot.services.alerts.escalate_now`).
 - Kinds besides the patient's messages and alert copies: `symptom_advice` (the 120 advice for one
   emergency report, sent by the handler itself and retried from here only if that send failed)
   and `alert_update` (edits a delivered alert copy after the patient added a report).
 - Claim order is by `priority` (0: first emergency alerts and patient advice, 1: new, 2: repeats
-  and updates), and a row takes an in-flight slot only once the flood gate granted its chat's
-  turn, so a queue for one chat never holds up another's emergency.
+  and updates), and a row takes an in-flight slot (per lane and channel) only once the flood gate
+  granted its chat's turn, so a queue for one chat never holds up another's emergency, and a
+  slow mail relay never holds up Telegram.
 - A row re-queued after a crash is sent with a first line saying it may be a duplicate ("take
   only one dose today" on dose reminders).
 - Crash recovery (`recover`): claimed rows go back to pending untouched; rows found `sending`
   (in flight when the process died) are re-queued once and counted in `resends` — the one
-  case that can duplicate: the crash fell between Telegram accepting and our commit. A
+  case that can duplicate: the crash fell between the channel accepting and our commit. A
   re-queued row is re-checked like any other, so a day answered meanwhile is not reminded.
 
 Outcomes of concurrent sends are committed together (`Recorder`), which is what lets one
