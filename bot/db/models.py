@@ -304,8 +304,8 @@ class AlertMessage(SQLModel, table=True):
 
 class UnreachableRecipient(SQLModel, table=True):
     """A staff recipient (coordinator, alert chat, escalation contact) that its channel refused for
-    good: blocked the bot, deactivated, mailbox gone. Cleared when that person writes to the bot
-    again (Telegram) or an operator clears it."""
+    good: blocked the bot, deactivated, mailbox gone. A Telegram chat is cleared when that person
+    writes to the bot again; a refused mailbox stays until its row is deleted (no command yet)."""
 
     __tablename__ = "unreachable_recipient"
 
