@@ -14,7 +14,8 @@ from datetime import timedelta
 
 from bot.db.engine import make_engine
 from bench.support import CHAT_BASE, SandboxProcess, fresh_database, running_app, seed, settings_for, utc_now
-from scheduler.delivery import counts_by_state
+from bot.channels.telegram.channel import TelegramChannel
+from scheduler.courier import counts_by_state
 
 MESSAGES = 3_000
 TEXT = "💊 Day 1 of 14\nTime for your study tablets, 7.5 mg.\nEmpty stomach: nothing for 2 h before and 1 h after."
@@ -65,8 +66,8 @@ async def courier_only(database: str = "sqlite") -> dict:
                 await asyncio.sleep(0.003)
                 return _Sent()
 
-            scheduler.courier.bot = type("StubBot", (), {"send_message": staticmethod(send_message),
-                                                         "rate_limiter": gate})()
+            stub = type("StubBot", (), {"send_message": staticmethod(send_message), "rate_limiter": gate})()
+            scheduler.courier.channels[TelegramChannel.name] = TelegramChannel(stub)
             await asyncio.sleep(max(0.0, (due - utc_now()).total_seconds()))
             cpu, started = time.process_time(), time.perf_counter()
             while (await counts_by_state(scheduler.rt)).get("sent", 0) < MESSAGES:

@@ -194,7 +194,7 @@ def splice(old: str, new: str) -> str:
 
 
 ANALYSIS = [
-    "- **Limits enforced.** The flood gate (`scheduler/ratelimit.py`) counts a request from dispatch until "
+    "- **Limits enforced.** The flood gate (`bot/channels/telegram/floodgate.py`) counts a request from dispatch until "
     "1 s after its answer, which is how a server with a 1-s sliding window sees it, so it cannot trip a 429 "
     "whatever the jitter; what separates the rate from 30/s is the few milliseconds each token is held (the "
     "\"sending\" commit plus the round trip) and timer lateness. The whole fan-out takes 10,000/30 ≈ 5.6 min; "

@@ -19,6 +19,9 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest, HTTPXRequest
 
+from bot.channels.telegram import reachability
+from bot.channels.telegram.channel import TelegramChannel
+from bot.channels.telegram.floodgate import TelegramRateLimiter
 from bot.config import Settings, parse_hhmm
 from bot.db.roles import audit_guard_problem
 from bot.handlers import family as family_handlers
@@ -42,8 +45,6 @@ from bot.logs import install_secret_scrubber
 from bot.polling import PollingOutage, PollingRequest, is_polling_network_error
 from bot.services.clock import Clock, SystemClock
 from bot.services.runtime import Runtime
-from scheduler import reachability
-from scheduler.ratelimit import TelegramRateLimiter
 from scheduler.service import Scheduler
 
 log = logging.getLogger("adherence.app")
@@ -181,6 +182,7 @@ COORDINATOR_COMMANDS = {
     "withdraw": coord_patients.withdraw,
     "dose": coord_patients.correct_day,
     "alerts": coordinator.alerts,
+    "ack": coordinator.ack_with_code,
     "digest": coord_reports.digest_now,
     "export": coord_reports.export,
     "cancel": coord_dialog.cancel,
@@ -191,10 +193,11 @@ COORDINATOR_COMMANDS = {
 def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseRequest | None = None,
                       clock: Clock | None = None, scheduler_enabled: bool = True) -> Application:
     # PTB 22 warns on every RetryAfter.retry_after read unless time periods are timedeltas;
-    # our code accepts both (scheduler.ratelimit.retry_after_seconds).
+    # our code accepts both (bot.channels.telegram.floodgate.retry_after_seconds).
     os.environ.setdefault("PTB_TIMEDELTA", "1")
     # Before the Bot exists: PTB and httpx log URLs that contain the token.
-    install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value())
+    install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value(),
+                            settings.email.password.get_secret_value())
     rt = Runtime(settings=settings, engine=engine, clock=clock or SystemClock())
     delivery = settings.delivery
     timeout = delivery.send_timeout_seconds
@@ -215,7 +218,12 @@ def build_application(settings: Settings, *, engine: AsyncEngine, request: BaseR
         .post_stop(on_stop)
     )
     application = builder.build()
-    scheduler = Scheduler(rt, application.bot)
+    channels = {TelegramChannel.name: TelegramChannel(application.bot)}
+    if settings.email.enabled:
+        from bot.channels.email.channel import EmailChannel  # aiosmtplib only where mail is configured
+
+        channels[EmailChannel.name] = EmailChannel(settings.email)
+    scheduler = Scheduler(rt, channels)
     if scheduler_enabled:
         rt.wake = scheduler.wake
     application.bot_data["runtime"] = rt

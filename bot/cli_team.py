@@ -54,6 +54,8 @@ def add_parsers(sub, config_arg) -> None:
     remove_helper.add_argument("helper_id", help="pseudonymous helper id, e.g. H-SH-001")
     remove_helper.add_argument("--reason", required=True)
     command("alerts", "list open alerts", site=True)
+    command("ack", "acknowledge an alert with the code from its mail (for staff who cannot reach Telegram)"
+            ).add_argument("code", help="the code in the alert mail, e.g. 123-K7Q2M9XZTA")
     command("digest", "print today's digest (does not replace the scheduled one)", site=True)
     command("report", "write the adherence chart as PNG files", site=True).add_argument(
         "--out", type=Path, required=True, help="directory for the PNG files")
@@ -219,6 +221,18 @@ def cmd_alerts(args, settings) -> int:
     return 0
 
 
+def cmd_ack(args, settings) -> int:
+    from bot.services import alerts_ack
+
+    result = asyncio.run(_run(settings, lambda rt: alerts_ack.acknowledge_by_code(rt, code=args.code,
+                                                                                  operator="operator:cli")))
+    if result.status == "invalid":
+        raise TeamCommandError("no alert has this code: check it against the mail (e.g. 123-K7Q2M9XZTA)")
+    print(f"alert #{result.alert.id} " + ("acknowledged" if result.status == "acknowledged" else
+                                         "was already acknowledged"))
+    return 0
+
+
 def cmd_digest(args, settings) -> int:
     from bot.render import coord_views
     from bot.services import digest
@@ -320,5 +334,5 @@ COMMANDS = {
     "invites": cmd_invites, "revoke": cmd_revoke, "patients": cmd_patients, "patient": cmd_patient,
     "pause": _paused(True), "resume": _paused(False), "withdraw": cmd_withdraw, "rebind": cmd_rebind, "dose": cmd_dose,
     "correct": cmd_correct, "cancel-course": cmd_cancel_course, "confirm-course": cmd_confirm_course,
-    "alerts": cmd_alerts, "digest": cmd_digest, "report": cmd_report, "export": cmd_export,
+    "alerts": cmd_alerts, "ack": cmd_ack, "digest": cmd_digest, "report": cmd_report, "export": cmd_export,
 }

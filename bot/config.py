@@ -25,6 +25,7 @@ CONFIG_ENV = "ADHERENCE_BOT_CONFIG"
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 WEBHOOK_SECRET_ENV = "TELEGRAM_WEBHOOK_SECRET"
 MIGRATE_URL_ENV = "ADHERENCE_BOT_MIGRATE_URL"
+SMTP_PASSWORD_ENV = "ADHERENCE_SMTP_PASSWORD"
 TELEGRAM_API = "https://api.telegram.org/bot"
 
 
@@ -178,6 +179,25 @@ class DeliverySettings(_Strict):
     send_timeout_seconds: float = Field(10, gt=0, le=120)
 
 
+_EMAIL_RE = r"^[^@\s\x00-\x1f<>,;]+@[^@\s\x00-\x1f<>,;]+\.[^@\s\x00-\x1f<>,;]+$"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class EmailSettings(_Strict):
+    """SMTP for staff alerts (bot.channels.email). The password comes only from
+    $ADHERENCE_SMTP_PASSWORD, never from the file, and is held as a SecretStr."""
+
+    enabled: bool = False
+    host: str = ""
+    port: int = Field(587, ge=1, le=65535)
+    # starttls (submission, port 587) | tls (implicit TLS, port 465) | none (loopback relays only)
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    from_address: str = Field("", pattern=r"^$|" + _EMAIL_RE)
+    timeout_seconds: float = Field(15, gt=0, le=120)
+
+
 class LoggingSettings(_Strict):
     format: Literal["kv", "json"] = "kv"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -275,6 +295,8 @@ class VisitSettings(_Strict):
 
 class Coordinator(_Strict):
     telegram_id: int = Field(gt=0)
+    # Alerts also go here when the site's alert_channels include "email" (no health detail in it).
+    email: str = Field("", pattern=r"^$|" + _EMAIL_RE)
     role: Literal["coordinator", "admin"] = "coordinator"
     locale: Literal["zh_Hans", "en"] = "zh_Hans"
     # How this person is shown on acknowledgements and in exports instead of their Telegram id,
@@ -289,13 +311,25 @@ class Site(_Strict):
     timezone: str = "Asia/Shanghai"
     phone: str
     alert_chat_id: int = 0
-    escalation_contact: int = 0
+    escalation_contact: int = 0  # numeric Telegram id; 0 with escalation_email = an email-only contact
+    escalation_email: str = Field("", pattern=r"^$|" + _EMAIL_RE)
+    # Where the team's alert copies go: Telegram (the alert chat or each coordinator), email (each
+    # coordinator with an email address), or both. The escalation contact is paged on every
+    # channel it has an address for.
+    alert_channels: list[Literal["telegram", "email"]] = Field(["telegram"], min_length=1)
     coordinators: list[Coordinator] = []
     # When the study team reads same-day alerts and relayed messages (site-local). Emergencies
     # never wait for them; same-day wording, escalation deadlines and relay replies follow them.
     working_hours: list[str] = ["08:00", "17:30"]
     working_days: list[int] = [1, 2, 3, 4, 5]  # ISO weekdays: 1 = Monday … 7 = Sunday
     holidays: list[date] = []
+
+    @field_validator("alert_channels")
+    @classmethod
+    def _unique_channels(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each channel once")
+        return value
 
     @field_validator("working_hours")
     @classmethod
@@ -420,6 +454,7 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()
     delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
+    email: EmailSettings = EmailSettings()
     conmed: ConmedSettings = ConmedSettings()
     accountability: AccountabilitySettings = AccountabilitySettings()
     visits: VisitSettings = VisitSettings()
@@ -487,16 +522,24 @@ def deployment_problems(settings: Settings, *, sandbox: bool = False) -> list[st
                 f"telegram.webhook.secret_token: shorter than {MIN_WEBHOOK_SECRET} characters, so forged updates "
                 "could be accepted; set TELEGRAM_WEBHOOK_SECRET to a random value, e.g. the output of "
                 "`openssl rand -hex 32`")
+    problems += _email_problems(settings)
     for index, site in enumerate(settings.sites):
         key = f"sites.{index}"
-        if not site.coordinators and site.alert_chat_id == 0:
+        by_telegram = "telegram" in site.alert_channels and (site.coordinators or site.alert_chat_id)
+        by_email = "email" in site.alert_channels and any(c.email for c in site.coordinators)
+        if not by_telegram and not by_email:
             problems.append(
                 f"{key}: site {site.id} has no alert recipient; list at least one coordinator "
-                f"({key}.coordinators) or set {key}.alert_chat_id to the site's alert group")
-        if site.escalation_contact == 0:
+                f"({key}.coordinators) or set {key}.alert_chat_id to the site's alert group"
+                + (", and give coordinators an email address" if "email" in site.alert_channels else ""))
+        if "email" in site.alert_channels and not any(c.email for c in site.coordinators):
+            problems.append(f"{key}.alert_channels: site {site.id} sends alerts by email but none of its "
+                            f"coordinators has an email address; set {key}.coordinators.N.email")
+        if site.escalation_contact == 0 and not site.escalation_email:
             problems.append(
                 f"{key}.escalation_contact: site {site.id} has no escalation contact; set the numeric Telegram id "
-                "of the person who is paged when an emergency alert is not acknowledged")
+                "of the person who is paged when an emergency alert is not acknowledged (or "
+                f"{key}.escalation_email for a contact without Telegram)")
         if not _PHONE_RE.match(site.phone.strip()):
             problems.append(f"{key}.phone: {site.phone!r} is not a phone number; give the number patients "
                             "should call, e.g. +86-25-8328-xxxx")
@@ -515,6 +558,27 @@ def deployment_problems(settings: Settings, *, sandbox: bool = False) -> list[st
             problems.append(
                 f"{key}.escalation_contact: {site.escalation_contact} is the example's placeholder id; set the "
                 "numeric Telegram id of the person paged when an emergency alert is not acknowledged")
+    return problems
+
+
+def _email_problems(settings: Settings) -> list[str]:
+    """Fail closed: an email address anywhere needs a working, encrypted [email] section."""
+    email = settings.email
+    used = any("email" in s.alert_channels or s.escalation_email for s in settings.sites)
+    if not email.enabled:
+        return ["email.enabled: alerts are configured to go by email (alert_channels or escalation_email) "
+                "but [email] is off; set enabled = true with the SMTP server, or remove the email settings"] \
+            if used else []
+    problems = []
+    if not email.host:
+        problems.append("email.host: the SMTP server's host name is missing")
+    if not email.from_address:
+        problems.append("email.from_address: the sender address is missing, e.g. adherence-bot@hospital.cn")
+    if email.tls == "none" and email.host not in LOOPBACK_HOSTS:
+        problems.append(f"email.tls: \"none\" would send alerts unencrypted to {email.host}; use \"starttls\" "
+                        "or \"tls\" (\"none\" is allowed only for a relay on this machine)")
+    if email.user and not email.password.get_secret_value():
+        problems.append(f"email.user: set ${SMTP_PASSWORD_ENV} to the SMTP password for {email.user}")
     return problems
 
 
@@ -546,6 +610,10 @@ def settings_from_mapping(data: dict, *, env: dict[str, str] | None = None) -> S
         data["telegram"]["token"] = env[TOKEN_ENV]
     if env.get(WEBHOOK_SECRET_ENV):
         data["telegram"]["webhook"] = {**data["telegram"].get("webhook", {}), "secret_token": env[WEBHOOK_SECRET_ENV]}
+    if "password" in data.get("email", {}):
+        raise ConfigError(f"email.password: do not write the SMTP password in the file; set ${SMTP_PASSWORD_ENV}")
+    if env.get(SMTP_PASSWORD_ENV):
+        data["email"] = {**data.get("email", {}), "password": env[SMTP_PASSWORD_ENV]}
     if env.get(MIGRATE_URL_ENV):
         data["database"] = {**data.get("database", {}), "migrate_url": env[MIGRATE_URL_ENV]}
     try:

@@ -59,7 +59,8 @@ class JsonFormatter(ScrubbingFormatter):
 
 
 def configure_logging(settings: Settings) -> None:
-    install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value())
+    install_secret_scrubber(settings.token, settings.telegram.webhook.secret_token.get_secret_value(),
+                            settings.email.password.get_secret_value())
     handler = logging.StreamHandler()
     if settings.logging.format == "json":
         handler.setFormatter(JsonFormatter())

@@ -4,7 +4,7 @@ while `[helpers]` is off, never in quiet hours (a notice that falls there waits 
 
 - `course_start`: once the patient's course plan has gone out, for a course not yet over.
 - `not_reported`: a day that closed as not reported after the helper joined (within a day).
-Delivery re-checks everything (scheduler/delivery.py): a helper removed meanwhile, a withdrawn
+Delivery re-checks everything (scheduler/compose.py): a helper removed meanwhile, a withdrawn
 consent or patient, or a day answered late since, and the notice is skipped, never sent.
 """
 

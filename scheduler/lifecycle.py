@@ -23,16 +23,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.channels.port import ChannelName
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.db.types import UTCDateTime
 from bot.domain.dose import CATCH_UP_DAYS, DoseState, PauseOrigin, close_day
 from bot.domain.hours import next_working_day_start
 from bot.domain.schedule import local_due_instant
-from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, NEW, reachable_escalation, reachable_recipients
+from bot.services.alerts import (FIRST_EMERGENCY, FOLLOW_UP, NEW, queue_copies, queue_escalation, reachable_escalation,
+                                 reachable_recipients)
 from bot.services.audit import audit
 from bot.services.doses import check_consecutive, close_reminder_messages
-from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
+from bot.services.outbox import NORMAL_LANE, enqueue
 from scheduler.companions import queue_conmed_checks, queue_tablet_counts, queue_visit_reminders
 from scheduler.family import queue_helper_notices
 
@@ -149,7 +151,8 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
 
 def _row(kind: str, patient: Patient, dose: DoseDay, *, due_at: datetime, now: datetime, dedupe_key: str,
          payload: dict | None = None) -> dict:
-    return dict(kind=kind, lane=NORMAL_LANE, chat_id=patient.chat_id, patient_id=patient.id, dose_day_id=dose.id,
+    return dict(kind=kind, lane=NORMAL_LANE, channel=ChannelName.TELEGRAM, address=str(patient.chat_id),
+                patient_id=patient.id, dose_day_id=dose.id,
                 alert_id=None, due_at=due_at, state="pending", attempts=0, resends=0, payload=payload or {},
                 dedupe_key=dedupe_key, created_at=now)
 
@@ -196,30 +199,21 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
             alert.repeats += 1
             # Repeats go after any first alert in the lane: a new emergency never waits behind them.
             recipients = await reachable_recipients(session, site)
-            contact = await reachable_escalation(session, site) if alert.escalated_at is not None else None
-            if contact is not None and contact not in recipients:
-                recipients.append(contact)  # once escalated, the repeats page the escalation contact too
-            for chat_id in recipients:
-                await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
-                              patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
-                              priority=FOLLOW_UP, dedupe_key=f"alert:{alert.id}:{chat_id}:{alert.repeats}")
+            if alert.escalated_at is not None:  # once escalated, the repeats page the escalation contact too
+                recipients += [c for c in await reachable_escalation(session, site) if c not in recipients]
+            await queue_copies(session, alert=alert, recipients=recipients, now=now, priority=FOLLOW_UP)
             alert.next_repeat_at = next_working_day_start(site.hours, now) if alert.kind == "patient_course_start" \
                 else now + timedelta(minutes=settings.alerts.repeat_minutes)
             audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.repeated", entity="alert",
                   entity_id=alert.id, after={"round": alert.repeats})
         if alert.escalate_at is not None and alert.escalate_at <= now and alert.escalated_at is None:
             alert.escalated_at = now
-            contact = await reachable_escalation(session, site)
-            if contact is not None:
-                await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=contact, due_at=now,
-                              now=now, patient_id=alert.patient_id, alert_id=alert.id,
-                              payload={"round": alert.repeats, "escalated": True},
-                              priority=FIRST_EMERGENCY if alert.level == "emergency" else NEW,
-                              dedupe_key=f"alert:{alert.id}:escalation")
-            else:
+            contacts = await queue_escalation(session, site=site, alert=alert, now=now,
+                                              priority=FIRST_EMERGENCY if alert.level == "emergency" else NEW)
+            if not contacts:
                 log.critical("event=escalation_reaches_nobody site=%s alert_id=%s", site.id, alert.id)
             audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.escalated", entity="alert",
-                  entity_id=alert.id, after={"to": "escalation_contact" if contact else None})
+                  entity_id=alert.id, after={"to": "escalation_contact" if contacts else None})
         session.add(alert)
     return len(alerts)
 

@@ -26,14 +26,13 @@ import time
 from datetime import datetime
 
 from sqlalchemy import text
-from telegram import Bot
-from telegram.ext import ContextTypes, JobQueue
 
+from bot.channels.port import Channel
 from bot.db.models import RuntimeState
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE
 from bot.services.runtime import Runtime
 from scheduler import ownership
-from scheduler.delivery import Courier
+from scheduler.courier import Courier
 from scheduler.lifecycle import advance, advance_alerts, next_due, overdue_outbox
 
 log = logging.getLogger("adherence.scheduler")
@@ -51,14 +50,15 @@ LIFECYCLE_LOCK = 0x61646865_72656E63
 
 
 class Scheduler:
-    def __init__(self, rt: Runtime, bot: Bot, *, concurrency: int | None = None, worker_id: str | None = None) -> None:
+    def __init__(self, rt: Runtime, channels: dict[str, Channel], *, concurrency: int | None = None,
+                 worker_id: str | None = None) -> None:
         self.rt = rt
         self.worker_id = worker_id or ownership.worker_id()
-        self.courier = Courier(rt, bot, worker_id=self.worker_id, in_flight=concurrency)
+        self.courier = Courier(rt, channels, worker_id=self.worker_id, in_flight=concurrency)
         self.courier.on_alert_raised = self.wake_alerts
         self._lock = asyncio.Lock()
         self._alert_lock = asyncio.Lock()
-        self._job_queue: JobQueue | None = None
+        self._job_queue = None  # PTB's JobQueue (any object with run_once, run_repeating, get_jobs_by_name)
         self._application = None
         self._runners: dict[str, asyncio.Task | None] = {"main": None, "alert": None}
         self._dirty = {"main": False, "alert": False}
@@ -76,7 +76,7 @@ class Scheduler:
         return self.rt.engine.dialect.name == "sqlite"
 
     # --- start and stop --------------------------------------------------------------------------
-    async def start(self, job_queue: JobQueue | None) -> None:
+    async def start(self, job_queue) -> None:
         """Rebuild from the database: own the SQLite file, recover interrupted sends, start the sweep."""
         if self._sqlite:
             await ownership.claim_sqlite_ownership(self.rt, owner=self.worker_id)
@@ -116,7 +116,7 @@ class Scheduler:
         self.courier.stop()
 
     # --- pokes -----------------------------------------------------------------------------------
-    async def _on_alarm(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _on_alarm(self, context) -> None:
         self.wake()
 
     def wake(self) -> None:

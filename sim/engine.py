@@ -807,7 +807,7 @@ class Simulation:
         """Deliberately broken builds (to prove the invariants bite)."""
         restores = []
         if "no_resend_marker" in self.config.breaks:
-            import scheduler.delivery as delivery
+            import scheduler.compose as delivery
 
             original = delivery._resent_marker
             delivery._resent_marker = lambda t, row: ""

@@ -154,7 +154,8 @@ class Outbox(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=24)
     lane: str = Field(default="normal", max_length=8)  # alert | normal
-    chat_id: int = Field(sa_type=BigInteger)
+    channel: str = Field(default="telegram", max_length=16)  # bot.channels.port.ChannelName
+    address: str = Field(max_length=254)  # Telegram chat id (as text) or email address
     patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)
     dose_day_id: int | None = Field(default=None, foreign_key="dose_day.id", index=True)
     alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
@@ -316,18 +317,21 @@ class AlertMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)
-    chat_id: int = Field(sa_type=BigInteger)
+    channel: str = Field(default="telegram", max_length=16)
+    address: str = Field(max_length=254)
     message_id: int = Field(sa_type=BigInteger)
     sent_at: datetime = _instant()
 
 
 class UnreachableRecipient(SQLModel, table=True):
-    """A staff chat (coordinator, alert chat, escalation contact) that Telegram refused: blocked
-    the bot, deactivated, or gone. Cleared when that person writes to the bot again."""
+    """A staff recipient (coordinator, alert chat, escalation contact) that its channel refused for
+    good: blocked the bot, deactivated, mailbox gone. A Telegram chat is cleared when that person
+    writes to the bot again; a refused mailbox stays until its row is deleted (no command yet)."""
 
     __tablename__ = "unreachable_recipient"
 
-    chat_id: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    channel: str = Field(max_length=16, primary_key=True)
+    address: str = Field(max_length=254, primary_key=True)
     site_id: str = Field(max_length=8, index=True)
     since: datetime = _instant()
     error: str = Field(sa_type=Text)

@@ -22,7 +22,7 @@ from bot.render.coordinator import chat_translator
 from bot.reports import csv_files
 from bot.reports.chart import render_pages
 from bot.services import coord_patients, digest, exports
-from bot.services.alerts import alert_recipients
+from bot.services.alerts import alert_chats
 from bot.services.coord_access import refuse_actor
 from bot.services.runtime import Runtime
 
@@ -107,7 +107,7 @@ async def send_site_digest(rt: Runtime, bot, *, site_id: str) -> int:
     built = await digest.build(rt, site_id=site_id, now=now)
     await digest.mark_built(rt, site_id=site_id, at=now)
     sent = 0
-    for chat_id in alert_recipients(site):
+    for chat_id in alert_chats(site):
         t = chat_translator(rt.settings, chat_id, site_id)
         for text in views.digest_text(t, rt.settings, built):
             try:

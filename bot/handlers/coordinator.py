@@ -38,16 +38,17 @@ async def unknown_command(update: Update, context: BotContext) -> None:
 async def edit_copies(context: BotContext, result: AckResult, outcome=None) -> None:
     """Every copy, in its reader's language; `outcome(t)` adds what was done (e.g. the course confirmed)."""
     rt = runtime(context)
-    for copy in result.copies:
-        t = render.chat_translator(rt.settings, copy.chat_id, result.alert.site_id)
+    for copy in result.copies:  # Telegram copies: a mail cannot be edited
+        chat_id = int(copy.address)
+        t = render.chat_translator(rt.settings, chat_id, result.alert.site_id)
         escalation = rt.settings.site(result.alert.site_id).escalation_contact
         text, markup = render.alert_message(t, rt.settings, result.alert,  # the escalation copy keeps its header
                                             escalated=result.alert.escalated_at is not None and
-                                            copy.chat_id == escalation)
+                                            chat_id == escalation)
         if outcome is not None:  # it replaces the plain "acknowledged by" line (the last one)
             text = text.rsplit("\n", 1)[0] + "\n" + outcome(t)
         try:
-            await context.bot.edit_message_text(text, chat_id=copy.chat_id, message_id=copy.message_id,
+            await context.bot.edit_message_text(text, chat_id=chat_id, message_id=copy.message_id,
                                                 reply_markup=markup)
         except BadRequest:
             pass  # already edited, or deleted by the chat: nothing to fix
@@ -73,6 +74,24 @@ async def on_ack(update: Update, context: BotContext) -> None:
         t = translator_for(update, context)
         await update.callback_query.answer(t._("Acknowledged.") if result.status == "acknowledged"
                                            else t._("Already acknowledged."))
+
+
+async def ack_with_code(update: Update, context: BotContext) -> None:
+    """/ack CODE: the code from an alert mail (staff of the alert's site, or its escalation contact)."""
+    t = translator_for(update, context)
+    if not context.args:
+        await update.effective_message.reply_text(t._("Send the code from the alert mail, e.g. /ack 123-K7Q2M9XZTA"))
+        return
+    result = await alerts_ack.acknowledge_by_code(runtime(context), code="".join(context.args),
+                                                  telegram_user_id=update.effective_user.id, update_id=update.update_id)
+    if result.status == "invalid":
+        await update.effective_message.reply_text(t._("This code matches no alert. Check it against the mail."))
+    elif result.status == "refused":
+        await update.effective_message.reply_text(t._("Only this site's coordinators can acknowledge this alert."))
+    else:
+        await edit_copies(context, result)
+        await update.effective_message.reply_text(t._("Acknowledged.") if result.status == "acknowledged"
+                                                  else t._("Already acknowledged."))
 
 
 async def alerts(update: Update, context: BotContext) -> None:

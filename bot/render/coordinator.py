@@ -167,6 +167,7 @@ def help_text(t: Translator) -> str:
         "/withdraw SH-017 — " + t._("withdraw (stops all messages, keeps all data)"),
         "/rebind SH-017 — " + t._("new link for a patient's new phone"),
         "/alerts — " + t._("open alerts"),
+        "/ack CODE — " + t._("acknowledge an alert with the code from its mail"),
         "/digest — " + t._("today's digest now"),
         "/report — " + t._("adherence chart"),
         "/export — " + t._("all data as CSV files (zip)"),

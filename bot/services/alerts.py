@@ -1,12 +1,14 @@
 """Raising alerts for the study team. Delivery, repeats and escalation run in the scheduler.
 
 Every alert must have a reachable person (DESIGN.md §1): copies go to the site's recipients
-that Telegram has not refused; when none is left, the alert escalates at once to the site's
-escalation contact, an audit row records it and the error log says so.
+(per its `alert_channels`: Telegram, email or both) that their channel has not refused; when
+none is left, the alert escalates at once to the site's escalation contact, an audit row
+records it and the error log says so. Recipients are channel-neutral `(channel, address)`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.channels.port import ChannelName, Recipient
 from bot.config import Settings, Site
 from bot.db.models import Alert, Patient, UnreachableRecipient
 from bot.domain.hours import same_day_deadline
@@ -68,33 +71,56 @@ async def close_pause_notices(session: AsyncSession, *, patient_id: int, now: da
                        .values(acknowledged_at=now, next_repeat_at=None))
 
 
-def alert_recipients(site: Site) -> list[int]:
-    """The site's alert chat, else each of its coordinators privately."""
+def alert_chats(site: Site) -> list[int]:
+    """The site's Telegram alert chat, else each of its coordinators privately (also the digest's readers)."""
     if site.alert_chat_id:
         return [site.alert_chat_id]
     return [c.telegram_id for c in site.coordinators]
 
 
-async def unreachable_chats(session: AsyncSession, chat_ids: list[int]) -> set[int]:
-    if not chat_ids:
+def alert_recipients(site: Site) -> list[Recipient]:
+    """Where the team's alert copies go, per the site's `alert_channels`."""
+    recipients: list[Recipient] = []
+    if ChannelName.TELEGRAM in site.alert_channels:
+        recipients += [Recipient.telegram(chat_id) for chat_id in alert_chats(site)]
+    if ChannelName.EMAIL in site.alert_channels:
+        recipients += [Recipient.email(c.email) for c in site.coordinators if c.email]
+    return recipients
+
+
+def escalation_recipients(site: Site) -> list[Recipient]:
+    """The escalation contact, on every channel it has an address for (it may be email-only)."""
+    return ([Recipient.telegram(site.escalation_contact)] if site.escalation_contact else []) + \
+        ([Recipient.email(site.escalation_email)] if site.escalation_email else [])
+
+
+def recipient_key(recipient: Recipient) -> str:
+    """A short stable key for dedupe keys (an email address may be long; it is hashed)."""
+    if recipient.channel == ChannelName.TELEGRAM:
+        return recipient.address
+    return recipient.channel[0] + hashlib.sha256(recipient.address.encode()).hexdigest()[:16]
+
+
+async def unreachable(session: AsyncSession, recipients: list[Recipient]) -> set[Recipient]:
+    if not recipients:
         return set()
-    rows = await session.exec(select(UnreachableRecipient.chat_id).where(
-        UnreachableRecipient.chat_id.in_(chat_ids)))  # type: ignore[attr-defined]
-    return set(rows.all())
+    rows = await session.exec(select(UnreachableRecipient.channel, UnreachableRecipient.address).where(
+        col(UnreachableRecipient.address).in_({r.address for r in recipients})))
+    gone = {Recipient(channel, address) for channel, address in rows.all()}
+    return gone & set(recipients)
 
 
-async def reachable_recipients(session: AsyncSession, site: Site) -> list[int]:
-    """The site's recipients that Telegram has not refused."""
+async def reachable_recipients(session: AsyncSession, site: Site) -> list[Recipient]:
+    """The site's recipients that their channel has not refused."""
     recipients = alert_recipients(site)
-    gone = await unreachable_chats(session, recipients)
-    return [chat_id for chat_id in recipients if chat_id not in gone]
+    gone = await unreachable(session, recipients)
+    return [r for r in recipients if r not in gone]
 
 
-async def reachable_escalation(session: AsyncSession, site: Site) -> int | None:
-    contact = site.escalation_contact
-    if not contact or await unreachable_chats(session, [contact]):
-        return None
-    return contact
+async def reachable_escalation(session: AsyncSession, site: Site) -> list[Recipient]:
+    contacts = escalation_recipients(site)
+    gone = await unreachable(session, contacts)
+    return [r for r in contacts if r not in gone]
 
 
 async def team_reached(session: AsyncSession, settings: Settings, alert: Alert) -> bool:
@@ -103,47 +129,62 @@ async def team_reached(session: AsyncSession, settings: Settings, alert: Alert) 
     site = settings.site(alert.site_id)
     if await reachable_recipients(session, site):
         return True
-    return alert.escalated_at is not None and await reachable_escalation(session, site) is not None
+    return alert.escalated_at is not None and bool(await reachable_escalation(session, site))
 
 
-async def mark_recipient_unreachable(session: AsyncSession, *, settings: Settings, chat_id: int, now: datetime,
-                                     error: str) -> bool:
-    """Record that Telegram refused a staff chat (once); returns whether this is news."""
-    if await unreachable_chats(session, [chat_id]):
+async def mark_recipient_unreachable(session: AsyncSession, *, settings: Settings, recipient: Recipient,
+                                     now: datetime, error: str) -> bool:
+    """Record that a channel refused a staff recipient for good (once); returns whether this is news."""
+    if await unreachable(session, [recipient]):
         return False
-    site_id = _site_of(settings, chat_id)
+    site_id = _site_of(settings, recipient)
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    result = await session.exec(insert(UnreachableRecipient).values(chat_id=chat_id, site_id=site_id, since=now,
-                                                                    error=error[:500])
-                                .on_conflict_do_nothing(index_elements=["chat_id"]))
+    result = await session.exec(insert(UnreachableRecipient).values(
+        channel=recipient.channel, address=recipient.address, site_id=site_id, since=now, error=error[:500])
+                                .on_conflict_do_nothing(index_elements=["channel", "address"]))
     if not result.rowcount:
         return False
     audit(session, at=now, actor_kind="system", actor_id="courier", action="recipient.unreachable",
-          entity="site", entity_id=site_id, after={"recipient": staff_name(settings, chat_id)}, reason=error[:500])
-    log.error("event=alert_recipient_unreachable site=%s recipient=%s error=%r", site_id, staff_name(settings, chat_id),
-              error)
+          entity="site", entity_id=site_id, after={"recipient": staff_name(settings, recipient),
+                                                   "channel": recipient.channel}, reason=error[:500])
+    log.error("event=alert_recipient_unreachable site=%s recipient=%s channel=%s error=%r", site_id,
+              staff_name(settings, recipient), recipient.channel, error)
     return True
 
 
-async def mark_recipient_reachable(session: AsyncSession, *, settings: Settings, chat_id: int, now: datetime,
-                                   update_id: int | None = None) -> bool:
-    result = await session.exec(delete(UnreachableRecipient).where(UnreachableRecipient.chat_id == chat_id))
+async def mark_recipient_reachable(session: AsyncSession, *, settings: Settings, recipient: Recipient,
+                                   now: datetime, update_id: int | None = None) -> bool:
+    result = await session.exec(delete(UnreachableRecipient).where(UnreachableRecipient.channel == recipient.channel,
+                                                                   UnreachableRecipient.address == recipient.address))
     if not result.rowcount:
         return False
     audit(session, at=now, actor_kind="system", actor_id="bot", action="recipient.reachable", entity="site",
-          entity_id=_site_of(settings, chat_id), after={"recipient": staff_name(settings, chat_id)},
+          entity_id=_site_of(settings, recipient), after={"recipient": staff_name(settings, recipient),
+                                                          "channel": recipient.channel},
           update_id=update_id)
     return True
 
 
-def _site_of(settings: Settings, chat_id: int) -> str:
-    return next((s.id for s in settings.sites if chat_id in (*alert_recipients(s), s.escalation_contact)),
+def _site_of(settings: Settings, recipient: Recipient) -> str:
+    return next((s.id for s in settings.sites if recipient in (*alert_recipients(s), *escalation_recipients(s))),
                 settings.sites[0].id)
 
 
-def staff_name(settings: Settings, chat_id: int) -> str:
-    """How a staff member is named in patients' records, logs and audit rows: never the raw id."""
-    return staff_label(settings, chat_id) or "unknown"
+def staff_name(settings: Settings, who: Recipient | int) -> str:
+    """How a staff member is named in patients' records, logs and audit rows: never the raw id or address."""
+    if isinstance(who, Recipient) and who.channel == ChannelName.EMAIL:
+        return staff_label_by_email(settings, who.address) or "unknown"
+    return staff_label(settings, who.address if isinstance(who, Recipient) else who) or "unknown"
+
+
+def staff_label_by_email(settings: Settings, address: str) -> str | None:
+    for site in settings.sites:
+        for coordinator in site.coordinators:
+            if coordinator.email and coordinator.email.lower() == address.lower():
+                return staff_label(settings, coordinator.telegram_id)
+        if site.escalation_email and site.escalation_email.lower() == address.lower():
+            return f"{site.id} escalation contact"
+    return None
 
 
 async def escalate_now(session: AsyncSession, *, settings: Settings, alert: Alert, now: datetime,
@@ -152,20 +193,38 @@ async def escalate_now(session: AsyncSession, *, settings: Settings, alert: Aler
     escalation contact got a copy queued."""
     site = settings.site(alert.site_id)
     if alert.escalated_at is not None:
-        return await reachable_escalation(session, site) is not None
+        return bool(await reachable_escalation(session, site))
     alert.escalated_at = now
     session.add(alert)
-    contact = await reachable_escalation(session, site)
-    if contact is not None:
-        await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=contact, due_at=now, now=now,
-                      patient_id=alert.patient_id, alert_id=alert.id, priority=FIRST_EMERGENCY,
-                      payload={"round": alert.repeats, "escalated": True}, dedupe_key=f"alert:{alert.id}:escalation")
+    contacts = await queue_escalation(session, site=site, alert=alert, now=now, priority=FIRST_EMERGENCY)
     audit(session, at=now, actor_kind="system", actor_id="bot", action="alert.escalated", entity="alert",
-          entity_id=alert.id, after={"to": "escalation_contact" if contact else None, "immediate": True}, reason=reason)
-    if contact is None:
+          entity_id=alert.id, after={"to": "escalation_contact" if contacts else None, "immediate": True},
+          reason=reason)
+    if not contacts:
         log.critical("event=alert_reaches_nobody site=%s alert_id=%s: no coordinator, alert chat or escalation "
                      "contact can be reached", alert.site_id, alert.id)
-    return contact is not None
+    return bool(contacts)
+
+
+async def queue_escalation(session: AsyncSession, *, site: Site, alert: Alert, now: datetime,
+                           priority: int) -> list[Recipient]:
+    """One escalated copy to each reachable address of the escalation contact; returns them."""
+    contacts = await reachable_escalation(session, site)
+    for contact in contacts:
+        await enqueue(session, kind="alert", lane=ALERT_LANE, to=contact, due_at=now, now=now,
+                      patient_id=alert.patient_id, alert_id=alert.id, priority=priority,
+                      payload={"round": alert.repeats, "escalated": True},
+                      dedupe_key=f"alert:{alert.id}:escalation:{recipient_key(contact)}")
+    return contacts
+
+
+async def queue_copies(session: AsyncSession, *, alert: Alert, recipients: list[Recipient], now: datetime,
+                       priority: int) -> None:
+    """One copy of this round of the alert to each recipient (a repeat is a new round)."""
+    for recipient in recipients:
+        await enqueue(session, kind="alert", lane=ALERT_LANE, to=recipient, due_at=now, now=now,
+                      patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
+                      priority=priority, dedupe_key=f"alert:{alert.id}:{recipient_key(recipient)}:{alert.repeats}")
 
 
 def _escalate_at(*, settings: Settings, site: Site, level: str, now: datetime) -> datetime | None:
@@ -213,10 +272,7 @@ async def raise_alert(
         await session.flush()
     recipients = await reachable_recipients(session, site)
     priority = FIRST_EMERGENCY if level == "emergency" else NEW
-    for chat_id in recipients:
-        await enqueue(session, kind="alert", lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
-                      patient_id=alert.patient_id, alert_id=alert.id, payload={"round": 0}, priority=priority,
-                      dedupe_key=f"alert:{alert.id}:{chat_id}:0")
+    await queue_copies(session, alert=alert, recipients=recipients, now=now, priority=priority)
     audit(session, at=now, actor_kind="system", actor_id="bot", action="alert.raised", entity="alert",
           entity_id=alert.id, after={"kind": kind, "level": level, "subject_id": alert.details.get("subject_id")},
           update_id=update_id)

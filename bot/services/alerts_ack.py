@@ -1,20 +1,35 @@
-"""Acknowledging an alert: who and when, once; stops repeats and escalation."""
+"""Acknowledging an alert: who and when, once; stops repeats and escalation (on every channel:
+a repeat or escalation not yet sent is skipped by the courier once the alert is acknowledged).
+
+Copies without a button (email) carry an acknowledgement code (`bot.domain.ack_codes`), keyed by
+a secret kept in the database; a staff member sends it to the bot as `/ack CODE`, or an operator
+runs `adherence-bot ack CODE` for someone who cannot reach Telegram."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import secrets
+
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
-from bot.db.models import Alert, AlertMessage
+from bot.channels.port import Recipient
+from bot.config import Site
+from bot.db.models import Alert, AlertMessage, RuntimeState
+from bot.domain.ack_codes import ack_code, issued_to, parse
+from bot.services.alerts import escalation_recipients, staff_name
 from bot.services.audit import audit
 from bot.services.runtime import Runtime
+
+ACK_KEY = "alert_ack_key"
 
 
 @dataclass
 class AckResult:
-    status: str  # acknowledged | already | refused
+    status: str  # acknowledged | already | refused | invalid (no such code)
     alert: Alert | None = None
     copies: list[AlertMessage] = field(default_factory=list)
 
@@ -42,13 +57,79 @@ async def acknowledge(rt: Runtime, *, alert_id: int, telegram_user_id: int, upda
                   entity="alert", entity_id=alert_id, reason="acknowledge", update_id=update_id)
             await session.commit()
             return AckResult("refused")
-        changed = await session.exec(update(Alert).where(Alert.id == alert_id, Alert.acknowledged_at.is_(None))
-                                     .values(acknowledged_at=now, acknowledged_by=telegram_user_id, next_repeat_at=None))
-        if changed.rowcount == 1:
-            kind = "coordinator" if rt.settings_coordinator(telegram_user_id) else "escalation"
-            audit(session, at=now, actor_kind=kind, actor_id=telegram_user_id, action="alert.acknowledged",
-                  entity="alert", entity_id=alert_id, update_id=update_id)
-        await session.commit()
-        alert = await session.get(Alert, alert_id, populate_existing=True)
-        copies = list((await session.exec(select(AlertMessage).where(AlertMessage.alert_id == alert_id))).all())
+        kind = "coordinator" if rt.settings_coordinator(telegram_user_id) else "escalation"
+        return await _acknowledge(session, rt, alert_id=alert_id, by=telegram_user_id, actor_kind=kind,
+                                  actor_id=telegram_user_id, update_id=update_id)
+
+
+async def acknowledge_by_code(rt: Runtime, *, code: str, telegram_user_id: int | None = None,
+                              operator: str | None = None, update_id: int | None = None) -> AckResult:
+    """A code from a mail, sent to the bot by a staff member (`telegram_user_id`) or typed by an
+    operator. It must have been issued to one of the alert's site's mail recipients; the
+    acknowledgement is attributed to that recipient (and, in the audit, to who sent it)."""
+    now = rt.now()
+    parsed = parse(code)
+    async with rt.session() as session:
+        alert = await session.get(Alert, parsed[0]) if parsed else None
+        owner = None
+        if alert is not None:
+            key = await ack_key(session, now=now)
+            owner = next((r for r in mail_recipients(rt.settings.site(alert.site_id))
+                          if issued_to(key, code, alert_id=alert.id, channel=r.channel, address=r.address)), None)
+        actor_kind, actor_id = ("user", telegram_user_id) if telegram_user_id is not None else ("operator", operator)
+        if owner is None or (telegram_user_id is not None and not may_act_on_site(rt, telegram_user_id, alert.site_id)):
+            audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id or "cli", action="access.refused",
+                  entity="alert", entity_id=parsed[0] if parsed else None, reason="acknowledgement code",
+                  update_id=update_id)
+            await session.commit()
+            return AckResult("invalid" if owner is None else "refused")
+        coordinator = rt.settings_coordinator(telegram_user_id) if telegram_user_id is not None else None
+        by = telegram_user_id if telegram_user_id is not None else _telegram_id_of(rt.settings.site(alert.site_id), owner)
+        return await _acknowledge(session, rt, alert_id=alert.id, by=by,
+                                  actor_kind="coordinator" if coordinator else ("escalation" if telegram_user_id
+                                                                                else "operator"),
+                                  actor_id=actor_id or "cli", update_id=update_id,
+                                  details={"via": "code", "code_of": staff_name(rt.settings, owner)})
+
+
+async def _acknowledge(session, rt: Runtime, *, alert_id: int, by: int | None, actor_kind: str, actor_id,
+                       update_id: int | None, details: dict | None = None) -> AckResult:
+    now = rt.now()
+    changed = await session.exec(update(Alert).where(Alert.id == alert_id, Alert.acknowledged_at.is_(None))
+                                 .values(acknowledged_at=now, acknowledged_by=by, next_repeat_at=None))
+    if changed.rowcount == 1:
+        audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id, action="alert.acknowledged",
+              entity="alert", entity_id=alert_id, after=details, update_id=update_id)
+    await session.commit()
+    alert = await session.get(Alert, alert_id, populate_existing=True)
+    copies = list((await session.exec(select(AlertMessage).where(AlertMessage.alert_id == alert_id))).all())
     return AckResult("acknowledged" if changed.rowcount == 1 else "already", alert, copies)
+
+
+def mail_recipients(site: Site) -> list[Recipient]:
+    """Everyone at the site who may get an alert by mail, whatever the site's channels are now
+    (a code mailed before a configuration change still works)."""
+    return [Recipient.email(c.email) for c in site.coordinators if c.email] + \
+        [r for r in escalation_recipients(site) if r.channel == "email"]
+
+
+def _telegram_id_of(site: Site, owner: Recipient) -> int | None:
+    """The mail recipient's Telegram id, if they have one (so the alert names them as usual)."""
+    for coordinator in site.coordinators:
+        if coordinator.email and Recipient.email(coordinator.email) == owner:
+            return coordinator.telegram_id
+    if site.escalation_email and Recipient.email(site.escalation_email) == owner:
+        return site.escalation_contact or None
+    return None
+
+
+def code_for(key: bytes, *, alert_id: int, recipient: Recipient) -> str:
+    return ack_code(key, alert_id=alert_id, channel=recipient.channel, address=recipient.address)
+
+
+async def ack_key(session, *, now) -> bytes:
+    """The secret behind acknowledgement codes: created once (race-safe), kept in the database."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    await session.exec(insert(RuntimeState).values(key=ACK_KEY, value=secrets.token_hex(32), updated_at=now)
+                       .on_conflict_do_nothing(index_elements=["key"]))
+    return bytes.fromhex((await session.get(RuntimeState, ACK_KEY)).value)

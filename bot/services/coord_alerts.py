@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from bot.channels.port import ChannelName
 from bot.db.models import Alert, AlertMessage
 from bot.services.alerts import needs_action
 from bot.services.coord_access import Actor
@@ -19,5 +20,6 @@ async def open_alerts(rt: Runtime, actor: Actor, *, site_id: str | None = None) 
 
 async def record_copy(rt: Runtime, *, alert_id: int, chat_id: int, message_id: int) -> None:
     async with rt.session() as session:
-        session.add(AlertMessage(alert_id=alert_id, chat_id=chat_id, message_id=message_id, sent_at=rt.now()))
+        session.add(AlertMessage(alert_id=alert_id, channel=ChannelName.TELEGRAM, address=str(chat_id),
+                                 message_id=message_id, sent_at=rt.now()))
         await session.commit()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.channels.port import Recipient
 from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
 from bot.domain.adherence import unanswered_run
 from bot.domain.dose import undo_missed as undo
@@ -73,12 +74,12 @@ async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patie
     delivery time, so a later answer (next-morning question, correction) shows there too."""
     if not patient.chat_id:
         return 0
-    sent = (await session.exec(select(Outbox.id, Outbox.message_id, Outbox.chat_id).where(
+    sent = (await session.exec(select(Outbox.id, Outbox.message_id, Outbox.channel, Outbox.address).where(
         Outbox.dose_day_id == dose.id, col(Outbox.kind).in_(("reminder", "followup", "snooze")),
         Outbox.state == "sent", col(Outbox.message_id).is_not(None)))).all()
     added = 0
-    for row_id, message_id, chat_id in sent:
-        added += await enqueue(session, kind="reminder_close", chat_id=chat_id, due_at=now, now=now,
+    for row_id, message_id, channel, address in sent:
+        added += await enqueue(session, kind="reminder_close", to=Recipient(channel, address), due_at=now, now=now,
                                patient_id=patient.id, dose_day_id=dose.id, payload={"message_id": message_id},
                                dedupe_key=f"reminder_close:{row_id}:{now.isoformat()}")
     return added

@@ -21,6 +21,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.channels.port import ChannelName
 from bot.db.models import Helper, Invitation, Outbox, Patient
 from bot.services import dialogs, invitations
 from bot.services.audit import audit
@@ -95,7 +96,7 @@ async def cancel_notices(session: AsyncSession, *, patient_id: int, now: datetim
     """Queued helper notices of this patient (to these chats) are never sent."""
     where = [Outbox.kind == NOTICE_KIND, Outbox.patient_id == patient_id, Outbox.state == "pending"]
     if chat_ids is not None:
-        where.append(col(Outbox.chat_id).in_(chat_ids))
+        where += [Outbox.channel == ChannelName.TELEGRAM, col(Outbox.address).in_([str(c) for c in chat_ids])]
     await session.exec(update(Outbox).where(*where).values(state="skipped", finished_at=now, last_error=reason))
 
 

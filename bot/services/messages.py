@@ -18,6 +18,7 @@ from bot.db.models import Alert, Patient, PatientMessage
 from bot.domain.hours import next_working_start, seen_today
 from bot.domain.keywords import triage_text
 from bot.domain.triage import TriageLevel
+from bot.channels.port import ChannelName
 from bot.services.alerts import (FIRST_EMERGENCY, NEW, raise_alert, reachable_escalation, reachable_recipients,
                                  staff_name, team_reached)
 from bot.services.alerts_ack import may_act_on_site
@@ -87,13 +88,15 @@ async def receive(rt: Runtime, *, telegram_user_id: int, kind: str, text: str | 
         site = rt.settings.site(patient.site_id)
         recipients = await reachable_recipients(session, site)
         if kind != "text" and telegram_message_id is not None and patient.chat_id:
-            targets = recipients or [c for c in [await reachable_escalation(session, site)] if c]
-            for chat_id in targets:  # after the alert text (same priority, later id)
-                await enqueue(session, kind=RELAY_MEDIA_KIND, lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
+            # Telegram relays the media itself (a copy of the patient's message); mail carries none of it.
+            targets = [r for r in recipients or await reachable_escalation(session, site)
+                       if r.channel == ChannelName.TELEGRAM]
+            for target in targets:  # after the alert text (same priority, later id)
+                await enqueue(session, kind=RELAY_MEDIA_KIND, lane=ALERT_LANE, to=target, due_at=now, now=now,
                               patient_id=patient.id, alert_id=alert.id,
                               priority=FIRST_EMERGENCY if level is TriageLevel.EMERGENCY else NEW,
                               payload={"from_chat_id": patient.chat_id, "message_id": telegram_message_id},
-                              dedupe_key=f"relay:{row.id}:{chat_id}")
+                              dedupe_key=f"relay:{row.id}:{target.address}")
         reached = await team_reached(session, rt.settings, alert)
         await session.commit()
         result = Relayed(message_id=row.id, level=level, matched=matched, site_id=patient.site_id, received_at=now,

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.channels.port import Recipient
 from bot.db.models import Outbox
 
 ALERT_LANE = "alert"
@@ -19,7 +20,8 @@ async def enqueue(
     session: AsyncSession,
     *,
     kind: str,
-    chat_id: int,
+    chat_id: int | None = None,
+    to: Recipient | None = None,
     due_at: datetime,
     now: datetime,
     lane: str = NORMAL_LANE,
@@ -30,10 +32,12 @@ async def enqueue(
     dedupe_key: str | None = None,
     priority: int = 1,
 ) -> bool:
-    """Insert a pending row; a row with the same dedupe key already queued makes this a no-op,
-    even when two processes race (ON CONFLICT DO NOTHING). Returns whether a row was added."""
+    """Insert a pending row for `to` (or the Telegram chat `chat_id`, the patients' channel); a row
+    with the same dedupe key already queued makes this a no-op, even when two processes race
+    (ON CONFLICT DO NOTHING). Returns whether a row was added."""
+    to = to or Recipient.telegram(chat_id)
     values = dict(
-        kind=kind, lane=lane, chat_id=chat_id, patient_id=patient_id, dose_day_id=dose_day_id, alert_id=alert_id,
+        kind=kind, lane=lane, channel=to.channel, address=to.address, patient_id=patient_id, dose_day_id=dose_day_id, alert_id=alert_id,
         due_at=due_at, state="pending", priority=priority, attempts=0, resends=0, payload=payload or {}, dedupe_key=dedupe_key,
         created_at=now,
     )

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
+from bot.channels.port import ChannelName
 from bot.db.models import Alert, AlertMessage, Outbox, Patient, SymptomReport
 from bot.domain.hours import next_working_start, seen_today
 from bot.domain.triage import TriageLevel, triage
@@ -168,10 +169,10 @@ async def _open_alert(rt: Runtime, session, *, patient: Patient, kind: str, code
 async def _queue_edits(session, *, alert: Alert, now) -> None:
     """Edit the alert's copy in each chat where one is out (or on its way) to show what was added.
     A copy not yet claimed needs nothing: it renders the alert as it is when it is sent. The
-    edit finds its target message when it is sent (`scheduler.delivery`), so a copy in flight
+    edit finds its target message when it is sent (`scheduler.compose`), so a copy in flight
     right now is edited too, once it is recorded."""
-    chats = (await session.exec(select(Outbox.chat_id).where(
-        Outbox.alert_id == alert.id, Outbox.kind == "alert",
+    chats = (await session.exec(select(Outbox.address).where(  # a mail cannot be edited
+        Outbox.alert_id == alert.id, Outbox.kind == "alert", Outbox.channel == ChannelName.TELEGRAM,
         col(Outbox.state).in_(["claimed", "sending", "sent", "unknown"])).distinct())).all()
     version = f"{len(alert.details.get('report_ids', []))}.{len(alert.details.get('notes', []))}"
     for chat_id in chats:
@@ -179,7 +180,7 @@ async def _queue_edits(session, *, alert: Alert, now) -> None:
         pending = (await session.exec(select(Outbox.id).where(
             Outbox.state == "pending", col(Outbox.dedupe_key).startswith(prefix)).limit(1))).first()
         if pending is None:
-            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, chat_id=chat_id, due_at=now, now=now,
+            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, chat_id=int(chat_id), due_at=now, now=now,
                           patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
                           dedupe_key=prefix + version)
 

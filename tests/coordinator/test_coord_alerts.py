@@ -150,5 +150,5 @@ async def test_two_silent_days_raise_one_alert(engine, database_url):
         await h.sandbox.wait_for(lambda: any("NJ-0431" in (m.text or "") and f"a:{alerts[0].id}" in str(m.reply_markup)
                                              for m in h.sandbox.messages(COORDINATOR_NJ)))
         rows = await h.rows(Outbox, Outbox.alert_id == alerts[0].id)
-        first_round = sorted(r.chat_id for r in rows if not r.payload.get("escalated"))
+        first_round = sorted(int(r.address) for r in rows if not r.payload.get("escalated"))
         assert first_round == sorted([COORDINATOR_NJ, ADMIN_NJ])  # one copy per NJ coordinator, no repeats

@@ -5,40 +5,19 @@ database at 0005, matches the models, and keeps one answer per course and check 
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.engine import make_engine, normalize_url
-from bot.db.migrate import alembic_config, current_revision, upgrade
-from tests.conftest import ON_POSTGRES, TEST_DATABASE_URL
+from bot.db.migrate import current_revision, downgrade, upgrade
+from tests.db.migration_support import database_at
 
 T = "2026-12-01 00:00:00"
 
 
 @pytest.fixture
 async def engine_0005(tmp_path):
-    if ON_POSTGRES:
-        engine = make_engine(normalize_url(TEST_DATABASE_URL))
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    else:
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-    await upgrade(engine, "0005")
-    yield engine
-    await upgrade(engine, "head")  # leave the shared PostgreSQL database as the other tests expect it
-    await engine.dispose()
-
-
-async def _downgrade(engine, revision: str) -> None:
-    def run(sync_connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = sync_connection
-        command.downgrade(config, revision)
-
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    async with database_at(tmp_path, "0005") as engine:
+        yield engine
 
 
 async def _tables(engine) -> set[str]:
@@ -67,7 +46,7 @@ async def test_0006_upgrades_downgrades_and_keeps_one_answer_per_check(engine_00
             await connection.execute(text(
                 f"INSERT INTO conmed_report (patient_id, course_id, cycle, check_point, answered_at, answer, "
                 f"reported_by) VALUES (1, 1, 1, 'start', '{T}', 'no', 'NJ-1')"))
-    await _downgrade(engine, "0005")
+    await downgrade(engine, "0005")
     assert await current_revision(engine) == "0005"
     assert "conmed_report" not in await _tables(engine)
     assert "course" in await _tables(engine)

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.migrate import current_revision, upgrade
-from tests.db.test_migration_0006 import T, _downgrade, _tables, engine_0005  # noqa: F401 (fixture)
+from bot.db.migrate import current_revision, downgrade, upgrade
+from tests.db.test_migration_0006 import T, _tables, engine_0005  # noqa: F401 (fixture)
 
 
 async def _columns(engine, table: str) -> set[str]:
@@ -37,7 +37,7 @@ async def test_0007_upgrades_downgrades_and_keeps_helper_ids_unique(engine_0005)
     with pytest.raises(IntegrityError):
         async with engine.begin() as connection:
             await connection.execute(text(insert_helper))
-    await _downgrade(engine, "0006")
+    await downgrade(engine, "0006")
     assert await current_revision(engine) == "0006"
     assert "helper" not in await _tables(engine)
     assert "helper_consent_at" not in await _columns(engine, "patient")

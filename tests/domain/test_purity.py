@@ -36,6 +36,7 @@ FORBIDDEN_MODULES = {
 # Everything else must be on this list (the brief's stdlib set plus typing helpers).
 ALLOWED_MODULES = {
     "__future__",
+    "base64",
     "collections",
     "dataclasses",
     "datetime",

@@ -189,7 +189,7 @@ async def test_sole_coordinator_blocked_escalates_at_once_and_fails_health(engin
         assert alert.escalated_at == started
         assert await h.rows(AuditLog, AuditLog.action == "recipient.unreachable")
         assert await h.rows(AuditLog, AuditLog.action == "alert.escalated")
-        assert [r.chat_id for r in await h.rows(UnreachableRecipient)] == [COORDINATOR_NJ]
+        assert [r.address for r in await h.rows(UnreachableRecipient)] == [str(COORDINATOR_NJ)]
         assert any(r.levelname in ("ERROR", "CRITICAL") and "alert_recipient_unreachable" in r.getMessage()
                    for r in caplog.records)
         ok, message = await check(h.settings, now=h.clock.now())
@@ -205,7 +205,7 @@ async def test_sole_coordinator_blocked_escalates_at_once_and_fails_health(engin
             if len(await h.rows(UnreachableRecipient)) == 2:
                 break
             await asyncio.sleep(0.05)
-        assert {r.chat_id for r in await h.rows(UnreachableRecipient)} == {COORDINATOR_NJ, ESCALATION_NJ}
+        assert {r.address for r in await h.rows(UnreachableRecipient)} == {str(COORDINATOR_NJ), str(ESCALATION_NJ)}
         picker = await open_picker(h, user)
         await tick_symptom(h, user, picker, "urine_blood")  # same day: a new alert, nobody to take it
         user.press(picker, send_button(picker))

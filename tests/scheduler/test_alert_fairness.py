@@ -14,7 +14,7 @@ from bot.services import symptoms
 from bot.services.alerts import raise_alert
 from bot.services.clock import FakeClock
 from bot.services.outbox import ALERT_LANE
-from scheduler.delivery import Courier
+from scheduler.courier import Courier
 from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ
 from tests.scheduler.sched_support import CHAT_BASE, app_on, outbox_rows, seed_due, wait_until
 
@@ -72,7 +72,7 @@ async def test_recovery_never_hands_back_a_live_claim_of_the_alert_lane(engine, 
     async with BotApiSandbox() as sandbox:
         async with app_on(sandbox, engine, database_url, clock=FakeClock(T0),
                           delivery={"global_per_second": 1000, "per_chat_per_second": 100}) as h:
-            courier = Courier(h.rt, h.app.bot, worker_id=f"{h.scheduler.worker_id}-test", batch=16)
+            courier = Courier(h.rt, h.scheduler.courier.channels, worker_id=f"{h.scheduler.worker_id}-test", batch=16)
             handed_back = 0
             for round_ in range(6):
                 async with h.rt.session() as session:

@@ -22,7 +22,7 @@ COORDINATORS = (COORDINATOR_NJ, ADMIN_NJ)
 
 
 async def _row(engine, kind: str, chat_id: int) -> Outbox:
-    [row] = await outbox_rows(engine, Outbox.kind == kind, Outbox.chat_id == chat_id)
+    [row] = await outbox_rows(engine, Outbox.kind == kind, Outbox.address == str(chat_id))
     return row
 
 
@@ -90,7 +90,7 @@ async def test_timeout_is_unknown_not_resent_and_the_day_still_works(engine, dat
 
 
 async def _row_state(engine, chat_id: int, state: str) -> bool:
-    rows = await outbox_rows(engine, Outbox.kind == "reminder", Outbox.chat_id == chat_id)
+    rows = await outbox_rows(engine, Outbox.kind == "reminder", Outbox.address == str(chat_id))
     return bool(rows) and rows[0].state == state
 
 
@@ -119,7 +119,7 @@ async def test_server_errors_are_retried_with_backoff_and_delivered_once(engine,
 
 
 async def _attempted(engine, chat_id: int, attempts: int) -> bool:
-    rows = await outbox_rows(engine, Outbox.kind == "reminder", Outbox.chat_id == chat_id)
+    rows = await outbox_rows(engine, Outbox.kind == "reminder", Outbox.address == str(chat_id))
     return bool(rows) and rows[0].attempts == attempts and rows[0].state == "pending"
 
 

@@ -78,10 +78,10 @@ async def test_a_whole_course_runs_in_seconds_from_the_clock_alone(engine, datab
     states = await outbox_states(engine)
     assert set(states) <= {"sent", "skipped"}, states  # nothing pending, in flight, unknown or failed
     rows = await outbox_rows(engine)
-    late = [(r.kind, r.chat_id, r.due_at, r.finished_at) for r in rows
+    late = [(r.kind, int(r.address), r.due_at, r.finished_at) for r in rows
             if r.state == "sent" and r.finished_at != r.due_at]
     assert not late, late  # on the fake clock, everything goes out at its instant
-    by_patient = {user_id: [r for r in rows if r.chat_id == user_id and r.state == "sent"] for user_id in PATIENTS}
+    by_patient = {user_id: [r for r in rows if r.address == str(user_id) and r.state == "sent"] for user_id in PATIENTS}
     kinds = {user_id: Counter(r.kind for r in sent) for user_id, sent in by_patient.items()}
     assert kinds[7301] == {"course_plan": 1, "reminder": 14, "course_end": 1}
     # a silent patient's reminder and follow-up are closed (edited, buttons removed) when each day closes

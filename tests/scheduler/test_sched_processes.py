@@ -11,7 +11,7 @@ import pytest
 from bot.db.engine import session_factory
 from bot.db.models import Outbox, RuntimeState
 from bot.sandbox import BotApiSandbox
-from scheduler.delivery import IN_FLIGHT
+from scheduler.courier import IN_FLIGHT
 from scheduler.ownership import OWNER_KEY
 from tests.scheduler.sched_support import (BotProcess, outbox_rows, outbox_states, reminders_per_chat, seed_due,
                                            wait_until, write_config)
@@ -71,7 +71,7 @@ async def test_sigkill_during_fan_out_then_restart_loses_nothing(engine, databas
         finally:
             assert await second.terminate() == 0, second.output[-3000:]
     per_chat = reminders_per_chat(sandbox, chats)
-    reminders = {r.chat_id: r for r in await outbox_rows(engine, Outbox.kind == "reminder")}
+    reminders = {int(r.address): r for r in await outbox_rows(engine, Outbox.kind == "reminder")}
     lost = [c for c in chats if per_chat[c] == 0]
     duplicated = [c for c in chats if per_chat[c] > 1]
     resent = {c for c, r in reminders.items() if r.resends > 0}
@@ -142,7 +142,7 @@ async def test_concurrent_claims_never_hand_out_a_row_twice(engine, database_url
 
     from bot.services.clock import SystemClock
     from bot.services.runtime import Runtime
-    from scheduler.delivery import Courier
+    from scheduler.courier import Courier
     from tests.e2e.harness import make_settings
 
     async with BotApiSandbox() as sandbox:
@@ -150,7 +150,7 @@ async def test_concurrent_claims_never_hand_out_a_row_twice(engine, database_url
     due = _now() - timedelta(seconds=1)
     async with rt.session() as session:
         await session.exec(insert(Outbox), params=[dict(
-            kind="course_plan", lane="normal", chat_id=1 + i, due_at=due, state="pending", attempts=0, resends=0,
+            kind="course_plan", lane="normal", channel="telegram", address=str(1 + i), due_at=due, state="pending", attempts=0, resends=0,
             payload={}, created_at=due) for i in range(1500)])
         await session.commit()
     claimed: list[int] = []
@@ -159,7 +159,7 @@ async def test_concurrent_claims_never_hand_out_a_row_twice(engine, database_url
         while rows := await courier.claim(lane="normal", limit=40):
             claimed.extend(r.id for r in rows)
 
-    await asyncio.gather(*(worker(Courier(rt, None, worker_id=f"host:{i}")) for i in range(8)))
+    await asyncio.gather(*(worker(Courier(rt, {}, worker_id=f"host:{i}")) for i in range(8)))
     assert len(claimed) == len(set(claimed)) == 1500
 
 

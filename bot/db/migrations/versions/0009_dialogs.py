@@ -10,7 +10,7 @@ from alembic import op
 import bot.db.types
 
 revision = "0009_dialogs"
-down_revision = "0007_family_helpers"
+down_revision = "0008_channels"
 branch_labels = None
 depends_on = None
 

@@ -30,6 +30,8 @@ from typing import Any
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from bot.channels.port import AbortTag, SendAborted
+
 log = logging.getLogger("adherence.ratelimit")
 
 PRIORITY_ALERT = 0
@@ -40,24 +42,6 @@ PRIORITY_BULK = 2
 _LIMITED_PREFIXES = ("send", "edit", "copy", "forward")
 _UNLIMITED = frozenset({"sendChatAction"})
 GROUP_CAPACITY, GROUP_PERIOD = 20, 60.0
-
-
-class SendAborted(Exception):
-    """The sender gave up before the request was dispatched (shutting down): nothing was sent."""
-
-
-class AbortTag:
-    """Shared by the requests of one sender; `abort()` fails all of them still waiting for a slot."""
-
-    def __init__(self) -> None:
-        self.aborted = False
-        self.waiting: set[asyncio.Future[None]] = set()
-
-    def abort(self) -> None:
-        self.aborted = True
-        for future in list(self.waiting):
-            if not future.done():
-                future.set_exception(SendAborted())
 
 
 @dataclass

@@ -15,6 +15,7 @@ from sqlmodel import select
 from telegram import ChatMember, Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
+from bot.channels.port import Recipient
 from bot.db.models import Patient
 from bot.services.alerts import mark_recipient_reachable
 from bot.services.audit import audit
@@ -44,7 +45,8 @@ async def patient_wrote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 async def _mark_reachable(rt, user_id: int, update_id: int) -> None:
     if rt.settings_coordinator(user_id) is not None or _is_staff_chat(rt.settings, user_id):
         async with rt.session() as session:
-            if await mark_recipient_reachable(session, settings=rt.settings, chat_id=user_id, now=rt.now(),
+            if await mark_recipient_reachable(session, settings=rt.settings, recipient=Recipient.telegram(user_id),
+                                              now=rt.now(),
                                               update_id=update_id):
                 await session.commit()
                 log.info("event=alert_recipient_reachable_again")

@@ -1,0 +1,1 @@
+"""Email as a channel for staff alerts (SMTP, `aiosmtplib`)."""
