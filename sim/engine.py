@@ -165,8 +165,12 @@ class Simulation:
         b = self.config.faults
         days = (self.end.date() - TRIAL_START).days
         rng = rng_for(self.config.seed, "infrastructure")
+        # Connection drops are a client/server failure: an embedded SQLite file has no connection
+        # to lose (and in this in-process emulation a dropped commit followed by a crash sometimes
+        # left the file write-locked, which a real kill never does), so they run on PostgreSQL only.
+        drops_per_day = b.db_drops_per_day if self.config.database != "sqlite" else 0
         for day in range(days):
-            if rng.random() < b.db_drops_per_day:
+            if rng.random() < drops_per_day:
                 self.drop_times.append(datetime.combine(TRIAL_START + timedelta(days=day), datetime.min.time(), UTC)
                                        + timedelta(minutes=15 * rng.randrange(96)))
         first_course = min(c.chemo_end for p in self.plans for c in p.cycles) + timedelta(days=1)

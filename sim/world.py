@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import event
 
 from bot.app import build_application, on_startup
+from bot.channels.telegram.channel import TelegramChannel
 from bot.config import Settings, settings_from_mapping
 from bot.db.engine import make_engine, normalize_url
 from bot.db.migrate import upgrade
@@ -183,7 +184,8 @@ class Bot:
             self.second = build_application(self.settings, engine=self.engine, clock=self.clock)
             self.second.bot_data["digests"] = False
             rt = self.second.bot_data["runtime"]
-            scheduler = Scheduler(rt, self.second.bot, worker_id=f"{worker_id()}-second")
+            scheduler = Scheduler(rt, {TelegramChannel.name: TelegramChannel(self.second.bot)},
+                                  worker_id=f"{worker_id()}-second")
             rt.wake = scheduler.wake
             self.second.bot_data["scheduler"] = scheduler
             await self.second.initialize()
@@ -271,8 +273,8 @@ class Bot:
             if isinstance(obj, sqlite3.Connection):
                 try:
                     obj.close()
-                except Exception:
-                    pass
+                except Exception as error:
+                    log.warning("event=sim_orphan_close_failed error=%s", type(error).__name__)
 
     def busy(self, *, scheduler: bool = True) -> bool:
         """Whether anything may still be in flight: updates not yet handled, handlers running,

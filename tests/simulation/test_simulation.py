@@ -19,6 +19,7 @@ from tests.conftest import ON_POSTGRES, TEST_DATABASE_URL
 DATABASE = postgres_server(TEST_DATABASE_URL) if ON_POSTGRES else "sqlite"
 CI_SEED = 1601
 SITE_PREFIXES = {"NJ", "EU"}
+PROGRAMMING_ERRORS = ("AttributeError", "TypeError", "NameError", "KeyError", "DetachedInstanceError")
 
 
 def test_short_seed_fixed_trial_holds_every_invariant():
@@ -40,6 +41,10 @@ def test_short_seed_fixed_trial_holds_every_invariant():
     assert result.faults["crash"] >= 1 and result.counts["outbox rows re-sent after a crash"] >= 1
     assert sum(v for k, v in result.faults.items() if k not in ("crash", "database drop")) >= 1
     assert f"seed {CI_SEED}" in text and "speed-up" in text
+    # Faults make the bot log errors (a dropped commit, a refused chat); a programming error never is one.
+    bugs = {kind: n for kind, n in result.error_kinds.items()
+            if any(f"{name}(" in kind or f"[{name}]" in kind for name in PROGRAMMING_ERRORS)}
+    assert not bugs, bugs
 
 
 # Broken builds: small and quiet (one crash, no random faults), so each failure is its flag's alone.
