@@ -32,14 +32,11 @@ from bot.services.doses import close_reminder_messages
 from bot.services.outbox import enqueue
 from bot.services.queries import active_courses, current_course, dose_days
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 
-class CourseActionRefused(Exception):
+class CourseActionRefused(Refused):
     """code: withdrawn | overlap | out_of_order | invalid | no_course | past_days | reason_required | confirmed"""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(detail or code)
-        self.code = code
 
 
 @dataclass(frozen=True)

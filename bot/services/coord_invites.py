@@ -14,15 +14,12 @@ from bot.services.audit import audit
 from bot.services.coord_access import Actor, NotFound, NotPermitted, check_site, normalize_subject, refuse
 from bot.services.queries import patient_by_subject
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 
 
-class InviteRefused(Exception):
+class InviteRefused(Refused):
     """code: bad_subject | enrolled | unknown_site"""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 def expiry_days(settings) -> int:

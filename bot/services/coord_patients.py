@@ -23,16 +23,13 @@ from bot.services.coord_invites import expiry_days
 from bot.services.doses import close_reminder_messages
 from bot.services.messages import messages_for
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 STATUSES = ("enrolled", "on_course", "between", "paused", "held", "unreachable", "withdrawn")
 
 
-class PatientActionRefused(Exception):
+class PatientActionRefused(Refused):
     """code: withdrawn | reason_required | unchanged | bad_state | no_day | day_open"""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,11 @@ from bot.services.audit import audit
 from bot.services.outbox import enqueue
 from bot.services.queries import active_courses, patient_by_subject
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 
-class CourseRefused(Exception):
+class CourseRefused(Refused):
     """code: unknown_patient | withdrawn | overlap | out_of_order | wrong_site | stale"""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(detail or code)
-        self.code = code
 
 
 def _span(course: Course) -> CourseSpan:

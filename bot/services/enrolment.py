@@ -16,17 +16,14 @@ from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.queries import patient_by_subject, patient_by_telegram
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 REJECTED = "enrol.token_rejected"
 
 
-class EnrolmentRefused(Exception):
+class EnrolmentRefused(Refused):
     """code: invalid | throttled | already_enrolled. The patient sees one message for all
     invalid cases, so the reason is never revealed to them (it is in the audit log)."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 @dataclass(frozen=True)

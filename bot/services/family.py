@@ -30,6 +30,7 @@ from bot.services.enrolment import check_token
 from bot.services.outbox import enqueue
 from bot.services.queries import patient_by_telegram
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 PURPOSE = "helper"  # Invitation.purpose
 NOTICE_KIND = "helper_notice"  # the outbox kind; payload["notice"] says which
@@ -39,12 +40,8 @@ DIALOG = "helper_join"
 DIALOG_TTL = timedelta(hours=24)
 
 
-class HelperRefused(Exception):
+class HelperRefused(Refused):
     """code: off | no_consent | full | withdrawn | invalid | is_patient | is_helper | not_found."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
 from bot.services.queries import patient_by_telegram
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 RELAY_MEDIA_KIND = "relay_media"
 STAFF_REPLY_KIND = "staff_reply"
@@ -36,10 +37,8 @@ class NotAPatient(Exception):
     """The sender is not an enrolled patient."""
 
 
-class ReplyRefused(Exception):
-    def __init__(self, code: str) -> None:  # not_found | not_your_site | empty
-        super().__init__(code)
-        self.code = code
+class ReplyRefused(Refused):
+    """code: not_found | not_your_site | empty"""
 
 
 @dataclass(frozen=True)

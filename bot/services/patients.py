@@ -16,10 +16,11 @@ from bot.services.alerts import close_pause_notices, raise_alert
 from bot.services.audit import audit
 from bot.services.queries import current_course, dose_days
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 
-class HoldRefused(Exception):
-    """A patient tried to lift a hold their study team placed (already audited)."""
+class HoldRefused(Refused):
+    """code: team_hold — a patient tried to lift a hold their study team placed (already audited)."""
 
 
 def pause_origin_of(actor_kind: str) -> PauseOrigin:
@@ -48,7 +49,7 @@ async def set_paused(rt: Runtime, *, patient: Patient, paused: bool, actor_kind:
                   before={"status": patient.status, "pause_origin": patient.pause_origin},
                   reason="team hold: only the study team may lift it", update_id=update_id)
             await session.commit()
-            raise HoldRefused(patient.subject_id)
+            raise HoldRefused("team_hold", patient.subject_id)
         before = {"status": patient.status, "pause_origin": patient.pause_origin, "pause_reason": patient.pause_reason}
         if paused:
             patient.status, patient.pause_origin, patient.pause_reason, patient.paused_at = (

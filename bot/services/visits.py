@@ -23,6 +23,7 @@ from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach, check_site
 from bot.services.queries import patient_by_telegram
 from bot.services.runtime import Runtime
+from bot.services.refusal import Refused
 
 REMINDER_KIND = "visit_reminder"  # the outbox kind
 ALERT_KIND = "visit_change_request"
@@ -32,10 +33,8 @@ DAY_BEFORE, SOON = "day_before", "soon"
 UNCONFIRMED_FOR = timedelta(days=14)  # how long an unconfirmed past visit stays in the digest
 
 
-class VisitRefused(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
+class VisitRefused(Refused):
+    """code: off | bad_kind | withdrawn | past | future | no_visit | reason | bad_action"""
 
 
 def local_day_end(visit: Visit, tz: ZoneInfo) -> datetime:
