@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from bot.db.models import Course, DoseDay, Outbox, Patient, TabletCount
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import callers_row, patient_by_telegram
 from bot.services.runtime import Runtime
 
 COUNT_KIND = "tablet_count"  # the outbox kind of the question
@@ -113,12 +113,9 @@ async def authorize(rt: Runtime, *, telegram_user_id: int, course_id: int,
 
 
 async def _check(rt: Runtime, session, *, telegram_user_id: int, course_id: int, update_id) -> CountResult:
-    patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
-    course = await session.get(Course, course_id)
-    if patient is None or course is None or course.patient_id != patient.id:
-        audit(session, at=rt.now(), actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
-              entity="course", entity_id=course_id, reason="tablet count not for this user", update_id=update_id)
-        await session.commit()
+    patient, course = await callers_row(session, Course, course_id, now=rt.now(), telegram_user_id=telegram_user_id,
+                                        what="tablet count not for this user", update_id=update_id)
+    if course is None:
         return CountResult("not_yours", patient)
     if not rt.settings.accountability.enabled:
         return CountResult("off", patient)

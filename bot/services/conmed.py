@@ -17,7 +17,7 @@ from sqlmodel import select
 from bot.db.models import ConmedReport, Course, Patient
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import callers_row
 from bot.services.runtime import Runtime
 
 CHECK_KIND = "conmed_check"  # the outbox kind of the question
@@ -55,13 +55,10 @@ async def authorize(rt: Runtime, *, telegram_user_id: int, course_id: int, point
 
 async def _check(rt: Runtime, session, *, telegram_user_id: int, course_id: int, point: str,
                  update_id: int | None) -> ConmedResult:
-    now = rt.now()
-    patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
-    course = await session.get(Course, course_id)
-    if patient is None or course is None or course.patient_id != patient.id or point not in POINTS:
-        audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
-              entity="course", entity_id=course_id, reason="conmed check not for this user", update_id=update_id)
-        await session.commit()
+    patient, course = await callers_row(session, Course, course_id, now=rt.now(), telegram_user_id=telegram_user_id,
+                                        what="conmed check not for this user", update_id=update_id,
+                                        allowed=point in POINTS)
+    if course is None:
         return ConmedResult("not_yours", patient)
     if not rt.settings.conmed.enabled:
         return ConmedResult("off", patient)

@@ -17,7 +17,7 @@ from bot.domain.dose import (Answer, AnswerSource, DoseRuleError, DoseState, ans
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.outbox import enqueue
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import callers_row
 from bot.services.runtime import Runtime
 
 MISSED_REASONS = ("forgot", "side_effects", "ran_out", "doctor", "other")
@@ -37,16 +37,8 @@ class DoseResult:
 
 async def _authorized(session, *, now, telegram_user_id: int, dose_day_id: int, what: str,
                       update_id) -> tuple[Patient | None, DoseDay | None]:
-    """The caller's patient and the dose day, only if that day is theirs; otherwise the attempt
-    is audited (a forged or stale callback) and the day is None."""
-    patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
-    dose = await session.get(DoseDay, dose_day_id)
-    if patient is None or dose is None or dose.patient_id != patient.id:
-        audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
-              entity="dose_day", entity_id=dose_day_id, reason=what, update_id=update_id)
-        await session.commit()
-        return patient, None
-    return patient, dose
+    return await callers_row(session, DoseDay, dose_day_id, now=now, telegram_user_id=telegram_user_id, what=what,
+                             update_id=update_id)
 
 
 async def check_consecutive(session, *, settings, now, patient: Patient, update_id=None) -> None:

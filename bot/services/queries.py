@@ -8,11 +8,27 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.db.models import Course, DoseDay, Patient
+from bot.services.audit import audit
 
 
 async def patient_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Patient | None:
     statement = select(Patient).where(Patient.telegram_user_id == telegram_user_id, Patient.status != "withdrawn")
     return (await session.exec(statement)).first()
+
+
+async def callers_row(session: AsyncSession, model, row_id: int, *, now: datetime, telegram_user_id: int,
+                      what: str, update_id: int | None, allowed: bool = True) -> tuple[Patient | None, object | None]:
+    """The caller's patient and the row a button names (a dose day, course, visit ...), only if
+    the row is theirs and `allowed`; otherwise the attempt is audited (a forged or stale
+    callback) and committed, and the row is None."""
+    patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+    row = await session.get(model, row_id)
+    if patient is None or row is None or row.patient_id != patient.id or not allowed:
+        audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
+              entity=model.__tablename__, entity_id=row_id, reason=what, update_id=update_id)
+        await session.commit()
+        return patient, None
+    return patient, row
 
 
 async def withdrawn_patient_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Patient | None:

@@ -21,7 +21,7 @@ from bot.domain.schedule import local_due_instant
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach, check_site
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import callers_row
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
@@ -156,12 +156,10 @@ async def answer(rt: Runtime, *, telegram_user_id: int, visit_id: int, choice: s
                  update_id: int | None = None) -> AnswerResult:
     now = rt.now()
     async with rt.session() as session:
-        patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
-        visit = await session.get(Visit, visit_id)
-        if patient is None or visit is None or visit.patient_id != patient.id or choice not in (COMING, CHANGE):
-            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
-                  entity="visit", entity_id=visit_id, reason="visit answer not for this user", update_id=update_id)
-            await session.commit()
+        patient, visit = await callers_row(session, Visit, visit_id, now=now, telegram_user_id=telegram_user_id,
+                                           what="visit answer not for this user", update_id=update_id,
+                                           allowed=choice in (COMING, CHANGE))
+        if visit is None:
             return AnswerResult("not_yours", patient)
         if not rt.settings.visits.enabled:
             return AnswerResult("off", patient, visit)
