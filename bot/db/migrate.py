@@ -24,24 +24,23 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    def _upgrade(sync_connection) -> None:
+async def _run(engine: AsyncEngine, step, revision: str) -> None:
+    """An Alembic command (`command.upgrade` / `command.downgrade`) on the engine's connection."""
+    def _step(sync_connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = sync_connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_step)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    await _run(engine, command.upgrade, revision)
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    def _downgrade(sync_connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = sync_connection
-        command.downgrade(config, revision)
-
-    async with engine.begin() as connection:
-        await connection.run_sync(_downgrade)
+    await _run(engine, command.downgrade, revision)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
