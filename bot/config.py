@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from bot.domain.hours import WorkingHours
+from bot.domain.hours import QuietHours, WorkingHours
 from bot.domain.keywords import FeverRule, KeywordRule
 from bot.domain.triage import TriageLevel
 
@@ -154,6 +154,10 @@ class ReminderSettings(_Strict):
         if parse_hhmm(value, allow_24=True) == time(0, 0):
             raise ValueError('a day cannot close at its own start; use "24:00" for the end of the day')
         return value
+
+    @property
+    def quiet_hours(self) -> QuietHours:
+        return QuietHours(parse_hhmm(self.quiet_hours_start), parse_hhmm(self.quiet_hours_end))
 
     @property
     def close_time(self) -> time | None:

@@ -35,17 +35,6 @@ BATCH = 500
 LIVE_DAY_STATES = ("scheduled", "taken", "missed")
 
 
-def after_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> datetime:
-    """`instant`, or the end of the quiet hours it falls in."""
-    from scheduler.lifecycle import in_quiet_hours
-    if not in_quiet_hours(settings, instant, tz):
-        return instant
-    end = parse_hhmm(settings.reminders.quiet_hours_end)
-    local = instant.astimezone(tz)
-    day = local.date() if local.time() < end else local.date() + timedelta(days=1)
-    return local_due_instant(day, end, tz)
-
-
 def _reachable():
     return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None))
 
@@ -69,7 +58,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
                ~plan_unsent(Patient.id), *_not_queued(START))
         .order_by(col(Course.id)).limit(BATCH))).all()
     for course, patient in starting:
-        due = after_quiet_hours(settings, now, ZoneInfo(patient.timezone))
+        due = settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone))
         added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
                                patient_id=patient.id, payload={"course_id": course.id, "point": START},
                                dedupe_key=check_dedupe_key(course.id, START))
@@ -83,7 +72,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
                    *_reachable(), ~plan_unsent(Patient.id), *_not_queued(MID))
             .order_by(col(Course.id)).limit(BATCH))).all()
         for course, patient, dose in middle:
-            due = after_quiet_hours(settings, now, ZoneInfo(patient.timezone))
+            due = settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone))
             if due >= dose.closes_at:
                 continue
             added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
@@ -108,7 +97,7 @@ async def queue_tablet_counts(session: AsyncSession, *, settings: Settings, now:
     added = 0
     for course, patient, last in rows:
         tz = ZoneInfo(patient.timezone)
-        due = after_quiet_hours(settings, max(local_due_instant(last.local_date + timedelta(days=1), morning, tz), now),
+        due = settings.reminders.quiet_hours.after(max(local_due_instant(last.local_date + timedelta(days=1), morning, tz), now),
                                 tz)
         added += await enqueue(session, kind=COUNT_KIND, chat_id=patient.chat_id, due_at=due, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
@@ -134,11 +123,10 @@ async def queue_visit_reminders(session: AsyncSession, *, settings: Settings, no
             if due < now - timedelta(minutes=30) or due >= visit.at:
                 continue  # registered too late for this one
             if which == visit_service.SOON:
-                from scheduler.lifecycle import in_quiet_hours
-                if in_quiet_hours(settings, due, tz):
+                if settings.reminders.quiet_hours.contains(due, tz):
                     continue
             else:
-                due = after_quiet_hours(settings, due, tz)
+                due = settings.reminders.quiet_hours.after(due, tz)
                 if due >= visit.at:
                     continue
             added += await enqueue(session, kind=visit_service.REMINDER_KIND, chat_id=patient.chat_id,

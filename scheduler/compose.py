@@ -37,7 +37,6 @@ from bot.services.conmed import CHECK_KIND as CONMED_CHECK
 from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
 from bot.services.visits import REMINDER_KIND as VISIT_REMINDER
-from scheduler.lifecycle import in_quiet_hours
 
 PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
                  "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK,
@@ -408,6 +407,6 @@ def _follow_up_too_soon(loaded: Loaded, *, settings: Settings, row: Outbox, dose
         until = sent_at + gap
     else:
         return None  # reminder unknown, skipped or failed: the follow-up is the safety net
-    if until >= dose.closes_at or in_quiet_hours(settings, until, ZoneInfo(patient.timezone)):
+    if until >= dose.closes_at or settings.reminders.quiet_hours.contains(until, ZoneInfo(patient.timezone)):
         return Skip("no time left for a follow-up after the late reminder")
     return Defer(until, "follow-up moved after its late reminder")

@@ -22,7 +22,7 @@ from bot.db.models import Course, DoseDay, Helper, Outbox, Patient
 from bot.domain.dose import DoseState
 from bot.services.family import COURSE_START, NOT_REPORTED, NOTICE_KIND
 from bot.services.outbox import enqueue
-from scheduler.companions import BATCH, after_quiet_hours
+from scheduler.companions import BATCH
 
 
 def _key(what: str, entity_id: int, helper_id: int) -> str:
@@ -50,7 +50,7 @@ async def queue_helper_notices(session: AsyncSession, *, settings: Settings, now
         .order_by(col(Course.id), col(Helper.id)).limit(BATCH))).all()
     for course, patient, helper in starting:
         added += await enqueue(session, kind=NOTICE_KIND, chat_id=helper.chat_id, now=now, patient_id=patient.id,
-                               due_at=after_quiet_hours(settings, now, ZoneInfo(patient.timezone)),
+                               due_at=settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone)),
                                payload={"notice": COURSE_START, "helper": helper.id, "course_id": course.id},
                                dedupe_key=_key(COURSE_START, course.id, helper.id))
     unanswered = (await session.exec(
@@ -63,7 +63,7 @@ async def queue_helper_notices(session: AsyncSession, *, settings: Settings, now
     for dose, patient, helper in unanswered:
         added += await enqueue(session, kind=NOTICE_KIND, chat_id=helper.chat_id, now=now, patient_id=patient.id,
                                dose_day_id=dose.id,
-                               due_at=after_quiet_hours(settings, now, ZoneInfo(patient.timezone)),
+                               due_at=settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone)),
                                payload={"notice": NOT_REPORTED, "helper": helper.id},
                                dedupe_key=_key(NOT_REPORTED, dose.id, helper.id))
     return added

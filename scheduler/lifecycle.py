@@ -44,12 +44,6 @@ PLAN_UNSENT = ("pending", "claimed", "sending")
 CATCH_UP_WITHIN = timedelta(days=7)  # a catch-up question is only asked soon after registration
 
 
-def in_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> bool:
-    start, end = parse_hhmm(settings.reminders.quiet_hours_start), parse_hhmm(settings.reminders.quiet_hours_end)
-    local = instant.astimezone(tz).time()
-    return (start <= local or local < end) if start > end else (start <= local < end)
-
-
 async def close_days(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     rows = (await session.exec(
         select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
@@ -97,6 +91,7 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
         .order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH)
     )).all()
     reminders = settings.reminders
+    quiet = reminders.quiet_hours
     queued = []
     for dose, patient in rows:
         tz = ZoneInfo(patient.timezone)
@@ -104,7 +99,7 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
         sent_from = max(dose.due_at, now)  # a reminder sent late moves its follow-ups with it
         for k in range(1, reminders.followup_count + 1):
             at = sent_from + timedelta(minutes=k * reminders.followup_minutes)
-            if at < dose.closes_at and not in_quiet_hours(settings, at, tz):
+            if at < dose.closes_at and not quiet.contains(at, tz):
                 queued.append(_row("followup", patient, dose, due_at=at, now=now, payload={"k": k},
                                    dedupe_key=f"followup:{dose.id}:{k}"))
     if rows:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from bot.domain.dose import DoseState
-from bot.domain.schedule import CourseSpan
+from bot.domain.schedule import CourseSpan, course_day_number
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,6 @@ class CorrectionPlan:
         return sorted(inside + [m.local_date for m in self.moved] + [n.local_date for n in self.created])
 
 
-def day_number(span: CourseSpan, local_date: date) -> int:
-    return (local_date - span.first_day).days + 1
-
-
 def plan_correction(*, days: Sequence[ExistingDay], new: CourseSpan) -> CorrectionPlan:
     """Apply the rule to a course's live (not cancelled) days."""
     span_dates = [new.first_day + timedelta(days=i) for i in range(new.days)]
@@ -89,20 +85,20 @@ def plan_correction(*, days: Sequence[ExistingDay], new: CourseSpan) -> Correcti
         if state is DoseState.CANCELLED:
             raise ValueError(f"day {day.id} is cancelled; pass live days only")
         if state is not DoseState.SCHEDULED:
-            kept.append(KeptDay(day.id, day.local_date, day_number(new, day.local_date),
+            kept.append(KeptDay(day.id, day.local_date, course_day_number(new.first_day, day.local_date),
                                 day.local_date not in inside))
         elif day.reminded:
             if day.local_date in inside:
-                kept.append(KeptDay(day.id, day.local_date, day_number(new, day.local_date), False))
+                kept.append(KeptDay(day.id, day.local_date, course_day_number(new.first_day, day.local_date), False))
             else:
                 voided.append(day.id)
         else:
             untouched.append(day)
     occupied = {k.local_date for k in kept}
     free = [d for d in span_dates if d not in occupied]
-    moved = tuple(MovedDay(day.id, day.local_date, target, day_number(new, target))
+    moved = tuple(MovedDay(day.id, day.local_date, target, course_day_number(new.first_day, target))
                   for day, target in zip(untouched, free))
-    created = tuple(NewDay(target, day_number(new, target)) for target in free[len(moved):])
+    created = tuple(NewDay(target, course_day_number(new.first_day, target)) for target in free[len(moved):])
     # Untouched days beyond the free dates cannot exist: every kept day inside the span was a
     # day of this course, so free dates ≥ untouched days. Checked, not assumed.
     if len(untouched) > len(free):
@@ -110,4 +106,4 @@ def plan_correction(*, days: Sequence[ExistingDay], new: CourseSpan) -> Correcti
     return CorrectionPlan(new=new, kept=tuple(kept), moved=moved, created=created, voided=tuple(voided))
 
 
-__all__ = ["CorrectionPlan", "ExistingDay", "KeptDay", "MovedDay", "NewDay", "day_number", "plan_correction"]
+__all__ = ["CorrectionPlan", "ExistingDay", "KeptDay", "MovedDay", "NewDay", "plan_correction"]

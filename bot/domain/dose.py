@@ -22,7 +22,7 @@ from bot.domain._time import as_utc
 from bot.domain.schedule import local_day_start, local_due_instant
 
 DOSE_RULE_ERROR_CODES = frozenset({"already_answered", "too_late", "not_open", "reason_required", "same_state",
-                                   "closed"})
+                                   "closed", "not_undoable", "already", "no_more_snoozes"})
 
 
 class DoseState(StrEnum):
@@ -184,6 +184,21 @@ def undo_missed(*, state: DoseState | str, source: AnswerSource | str | None, no
     return DoseState.SCHEDULED
 
 
+def snooze_until(*, state: DoseState | str, snoozes: int, now: datetime, closes_at: datetime,
+                 minutes: int, max_snoozes: int) -> datetime:
+    """When a "remind me later" comes back: `minutes` from now, if the day is still open, the
+    patient has snoozes left and the day will still be open then (no snooze past the day's end)."""
+    state, now, closes_at = DoseState(state), as_utc(now, "now"), as_utc(closes_at, "closes_at")
+    if state is not DoseState.SCHEDULED:
+        raise DoseRuleError("already", f"the day is already {state.value}")
+    if now >= closes_at:
+        raise DoseRuleError("too_late", "the day is over")
+    until = now + timedelta(minutes=minutes)
+    if snoozes >= max_snoozes or until >= closes_at:
+        raise DoseRuleError("no_more_snoozes", f"{snoozes} of {max_snoozes} snoozes used, or the day ends first")
+    return until
+
+
 def has_reason(reason: str | None) -> bool:
     """Corrections, cancellations and withdrawals need a non-blank reason for the audit trail."""
     return bool(reason and reason.strip())
@@ -235,6 +250,7 @@ __all__ = [
     "DoseRuleError",
     "DoseState",
     "answer_dose",
+    "snooze_until",
     "close_day",
     "correct_dose",
     "day_bounds",

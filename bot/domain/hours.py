@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.domain.schedule import local_due_instant
+
 
 @dataclass(frozen=True)
 class WorkingHours:
@@ -77,5 +79,29 @@ def seen_today(hours: WorkingHours, now: datetime) -> bool:
     return start.astimezone(hours.tz).date() == now.astimezone(hours.tz).date()
 
 
-__all__ = ["WorkingHours", "in_working_hours", "next_working_day_start", "next_working_start", "same_day_deadline", "seen_today",
+@dataclass(frozen=True)
+class QuietHours:
+    """The night hours in a patient's own zone when the bot sends nothing it can hold back
+    (follow-ups, companion questions, helper notices). `start > end` spans midnight."""
+
+    start: time
+    end: time
+
+    def contains(self, instant: datetime, tz: ZoneInfo) -> bool:
+        local = instant.astimezone(tz).time()
+        if self.start > self.end:
+            return self.start <= local or local < self.end
+        return self.start <= local < self.end
+
+    def after(self, instant: datetime, tz: ZoneInfo) -> datetime:
+        """`instant`, or the end of the quiet hours it falls in (DST-safe: a wall time in a gap
+        is the first instant after it)."""
+        if not self.contains(instant, tz):
+            return instant
+        local = instant.astimezone(tz)
+        day = local.date() if local.time() < self.end else local.date() + timedelta(days=1)
+        return local_due_instant(day, self.end, tz)
+
+
+__all__ = ["QuietHours", "WorkingHours", "in_working_hours", "next_working_day_start", "next_working_start", "same_day_deadline", "seen_today",
            "working_period_end"]

@@ -255,11 +255,11 @@ def check_reanchor(
     return new
 
 
-def course_day_index(span: CourseSpan, local_date: date) -> int | None:
-    """Course day number (1-based) of `local_date`, or None outside the course."""
-    if span.first_day <= local_date <= span.last_day:
-        return (local_date - span.first_day).days + 1
-    return None
+def course_day_number(first_day: date, local_date: date) -> int:
+    """The course day number of `local_date`: 1 on the course's first day, counted on from there
+    (0 or less before it, past the course's length after it: a day answered outside a corrected
+    course keeps its place relative to the new one)."""
+    return (local_date - first_day).days + 1
 
 
 __all__ = [
@@ -270,7 +270,7 @@ __all__ = [
     "ScheduleError",
     "check_new_course",
     "check_reanchor",
-    "course_day_index",
+    "course_day_number",
     "course_span",
     "local_day_start",
     "local_due_instant",

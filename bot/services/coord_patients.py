@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMessage, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
 from bot.domain.dose import AnswerSource, DoseRuleError, DoseState, PauseOrigin, correct_dose, has_reason
+from bot.domain.schedule import course_day_number
 from bot.services import family
 from bot.services import accountability, invitations, patients, visits
 from bot.services.alerts import needs_action
@@ -93,7 +94,7 @@ def _row(patient: Patient, courses: list[Course], by_course: dict, open_alerts: 
     states = [d.state for d in by_course.get(current.id, [])] if current else []
     day = None
     if current is not None and current.first_day <= today <= current.last_day:
-        day = (today - current.first_day).days + 1
+        day = course_day_number(current.first_day, today)
     so_far = combine(adherence(d.state for d in by_course.get(c.id, [])) for c in courses) if courses else EMPTY
     return PatientRow(patient.subject_id, patient.site_id, status_of(patient, courses, today),
                       current.cycle if current else None, day, states, so_far, open_alerts)

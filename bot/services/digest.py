@@ -20,6 +20,7 @@ from bot.db.models import Alert, Course, DoseDay, Patient, PatientMessage, Runti
 from bot.services.accountability import taken_days
 from bot.services import visits as visit_service
 from bot.domain.adherence import Adherence, adherence, combine
+from bot.domain.schedule import course_day_number
 from bot.services.alerts import needs_action
 from bot.services.doses import WORRYING_REASONS
 from bot.services.runtime import Runtime
@@ -111,7 +112,7 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
     for course in courses:
         patient = patients[course.patient_id]
         if patient.status != "withdrawn" and course.first_day <= today <= course.last_day:
-            digest.on_course.append(OnCourse(patient.subject_id, course.cycle, (today - course.first_day).days + 1,
+            digest.on_course.append(OnCourse(patient.subject_id, course.cycle, course_day_number(course.first_day, today),
                                              patient.status == "paused",
                                              patient.status == "paused" and patient.pause_origin == "team"))
     digest.on_course.sort(key=lambda o: o.subject_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -13,7 +12,7 @@ from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
 from bot.domain.adherence import unanswered_run
 from bot.domain.dose import undo_missed as undo
 from bot.domain.dose import (Answer, AnswerSource, DoseRuleError, DoseState, answer_dose, answer_late,
-                             catch_up_allowed)
+                             catch_up_allowed, snooze_until)
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
 from bot.services.outbox import enqueue
@@ -215,11 +214,11 @@ async def snooze(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, update
                                           dose_day_id=dose_day_id, what="not_yours", update_id=update_id)
         if dose is None:
             return DoseResult("not_yours")
-        if dose.state != DoseState.SCHEDULED or now >= dose.closes_at:
-            return DoseResult("already" if dose.state != DoseState.SCHEDULED else "too_late", dose, patient)
-        due = now + timedelta(minutes=settings.snooze_minutes)
-        if dose.snoozes >= settings.max_snoozes or due >= dose.closes_at:
-            return DoseResult("no_more_snoozes", dose, patient)
+        try:
+            due = snooze_until(state=dose.state, snoozes=dose.snoozes, now=now, closes_at=dose.closes_at,
+                               minutes=settings.snooze_minutes, max_snoozes=settings.max_snoozes)
+        except DoseRuleError as refused:
+            return DoseResult(refused.code, dose, patient)
         dose.snoozes += 1
         session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="snooze", from_state=dose.state, to_state=dose.state,
                               actor=f"patient:{patient.subject_id}"))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bot.domain.dose import (
     Answer,
+    AnswerSource,
     DoseOutcome,
     DoseRuleError,
     DoseState,
@@ -18,6 +19,8 @@ from bot.domain.dose import (
     close_day,
     correct_dose,
     day_bounds,
+    snooze_until,
+    undo_missed,
 )
 from bot.domain.schedule import local_day_start
 
@@ -233,3 +236,45 @@ def test_day_bounds_properties(day, tz, grace):
     assert (closes - timedelta(microseconds=1)).astimezone(tz).date() <= day
     assert late - closes == timedelta(hours=grace)
     assert closes.utcoffset() == timedelta(0)
+
+
+# --- undo_missed and snooze_until --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state, source", [(DoseState.SCHEDULED, None), (DoseState.TAKEN, AnswerSource.BUTTON),
+                                           (DoseState.MISSED, AnswerSource.COORDINATOR)])
+def test_only_the_patients_own_not_today_can_be_undone(state, source):
+    # A second tap on "Undo" finds the day scheduled again: a refusal with a code, not a crash.
+    with pytest.raises(DoseRuleError) as refused:
+        undo_missed(state=state, source=source, now=CLOSES - timedelta(hours=1), closes_at=CLOSES)
+    assert refused.value.code == "not_undoable"
+
+
+def test_undo_reopens_the_day_until_it_closes():
+    assert undo_missed(state=DoseState.MISSED, source=AnswerSource.BUTTON, now=CLOSES - timedelta(seconds=1),
+                       closes_at=CLOSES) is DoseState.SCHEDULED
+    with pytest.raises(DoseRuleError) as refused:
+        undo_missed(state=DoseState.MISSED, source=AnswerSource.BUTTON, now=CLOSES, closes_at=CLOSES)
+    assert refused.value.code == "closed"
+
+
+def snooze(*, state=DoseState.SCHEDULED, snoozes=0, now=CLOSES - timedelta(hours=3)):
+    return snooze_until(state=state, snoozes=snoozes, now=now, closes_at=CLOSES, minutes=30, max_snoozes=2)
+
+
+def test_a_snooze_comes_back_after_the_configured_minutes():
+    assert snooze() == CLOSES - timedelta(hours=2, minutes=30)
+    assert snooze(snoozes=1) == CLOSES - timedelta(hours=2, minutes=30)
+
+
+@pytest.mark.parametrize("kwargs, code", [
+    (dict(snoozes=2), "no_more_snoozes"),
+    (dict(now=CLOSES - timedelta(minutes=30)), "no_more_snoozes"),  # would come back as the day ends
+    (dict(now=CLOSES), "too_late"),
+    (dict(state=DoseState.TAKEN), "already"),
+    (dict(state="missed"), "already"),
+])
+def test_a_snooze_is_refused(kwargs, code):
+    with pytest.raises(DoseRuleError) as refused:
+        snooze(**kwargs)
+    assert refused.value.code == code

@@ -14,7 +14,7 @@ from bot.domain.schedule import (
     ScheduleError,
     check_new_course,
     check_reanchor,
-    course_day_index,
+    course_day_number,
     course_span,
     local_day_start,
     local_due_instant,
@@ -245,12 +245,12 @@ def test_schedule_error_is_a_value_error_with_a_known_code():
         ScheduleError("oops", "not a code")
 
 
-def test_course_day_index():
+def test_course_day_number():
     course = span(1, date(2026, 12, 1))
-    assert course_day_index(course, date(2026, 12, 1)) is None
-    assert course_day_index(course, date(2026, 12, 2)) == 1
-    assert course_day_index(course, date(2026, 12, 15)) == 14
-    assert course_day_index(course, date(2026, 12, 16)) is None
+    assert course_day_number(course.first_day, date(2026, 12, 1)) == 0
+    assert course_day_number(course.first_day, date(2026, 12, 2)) == 1
+    assert course_day_number(course.first_day, date(2026, 12, 15)) == 14 == course.days
+    assert course_day_number(course.first_day, date(2026, 12, 16)) == 15
 
 
 def test_new_course_after_the_last_is_accepted():

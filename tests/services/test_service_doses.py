@@ -84,3 +84,29 @@ async def test_not_today_is_undone_only_while_the_day_is_open(world):
     assert (undone.status, refused.status) == ("reopened", "closed")
     assert (await world.day(patient, 2)).state == DoseState.SCHEDULED
     assert (await world.day(patient, 1)).state == DoseState.MISSED
+
+
+async def test_a_second_tap_on_undo_is_told_already_and_changes_nothing(world):
+    patient = await world.enrol()
+    await world.course(patient)
+    first = await world.day(patient, 1)
+    world.at_local(patient, first.local_date, time(8, 5))
+    await doses.answer(world.rt, telegram_user_id=patient.telegram_user_id, dose_day_id=first.id, choice=Answer.MISSED)
+    undone = await doses.undo_missed(world.rt, telegram_user_id=patient.telegram_user_id, dose_day_id=first.id)
+    again = await doses.undo_missed(world.rt, telegram_user_id=patient.telegram_user_id, dose_day_id=first.id)
+    assert (undone.status, again.status) == ("reopened", "already")
+    assert [e.kind for e in await _events(world, first.id)].count("undo") == 1
+    assert (await world.day(patient, 1)).state == DoseState.SCHEDULED
+
+
+async def test_snoozes_are_limited_and_each_queues_one_reminder(world):
+    patient = await world.enrol()
+    await world.course(patient)
+    first = await world.day(patient, 1)
+    world.at_local(patient, first.local_date, time(8, 5))
+    results = [await doses.snooze(world.rt, telegram_user_id=patient.telegram_user_id, dose_day_id=first.id)
+               for _ in range(3)]
+    assert [r.status for r in results] == ["snoozed", "snoozed", "no_more_snoozes"]  # max_snoozes = 2
+    assert (await world.day(patient, 1)).snoozes == 2
+    queued = [row for row in await world.outbox() if row.kind == "snooze"]
+    assert sorted(row.due_at for row in queued) == [world.clock.now() + timedelta(minutes=30)] * 2
