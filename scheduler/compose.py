@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.channels.port import ChannelName, OutgoingMessage, Recipient
+from bot.channels.port import Actions, ChannelName, OutgoingMessage, Recipient
 from bot.config import Settings
 from bot.db.models import Alert, AlertMessage, ConmedReport, Course, DoseDay, Helper, Outbox, Patient, \
     PatientMessage, TabletCount, Visit
@@ -29,7 +29,6 @@ from bot.render import patient as render_patient
 from bot.render import email as render_email
 from bot.render import family as render_family
 from bot.render import visits as render_visits
-from bot.render.actions import actions_of
 from bot.services.accountability import COUNT_KIND as TABLET_COUNT
 from bot.services import family
 from bot.services.alerts_ack import ack_key, code_for
@@ -44,8 +43,8 @@ PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan
 DOSE_KINDS = ("reminder", "followup", "snooze")
 
 
-def _message(text: str, markup, *, protect: bool, edit_of: int | None = None) -> OutgoingMessage:
-    return OutgoingMessage(text, actions_of(markup), protected=protect, edit_of=edit_of)
+def _message(text: str, actions: Actions | None, *, protect: bool, edit_of: int | None = None) -> OutgoingMessage:
+    return OutgoingMessage(text, actions or (), protected=protect, edit_of=edit_of)
 
 
 @dataclass(frozen=True)

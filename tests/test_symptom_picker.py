@@ -3,6 +3,7 @@ row where short, Send counts the ticks; Send stays second-to-last and Cancel las
 
 import tomllib
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.config import settings_from_mapping
 from bot.handlers.symptoms import _picker, _ticked
 from bot.i18n import Translator
@@ -23,20 +24,20 @@ def test_emergency_signs_come_first_with_short_labels_and_the_full_wording_in_th
     for locale in ("en", "zh_Hans"):
         t = Translator(locale, "Asia/Shanghai")
         text, keyboard = _picker(t, settings, [], "NJ")
-        buttons = [b for row in keyboard.inline_keyboard for b in row]
+        buttons = [b for row in keyboard for b in row]
         by_code = settings.triage.by_code()
-        codes = [b.callback_data[2:] for b in buttons[:-2]]
+        codes = [b.data[2:] for b in buttons[:-2]]
         levels = [by_code[c].level for c in codes]
         assert levels == sorted(levels, key=("emergency", "same_day", "log").index)  # emergencies first
         assert all(by_code[c].label(locale) in text for c in codes)  # the full wording is in the text
-        assert any(len(row) == 2 for row in keyboard.inline_keyboard[:-1])  # two columns where short
-        assert buttons[-2].callback_data == "s:_send:NJ" and buttons[-1].callback_data == "s:_cancel"
+        assert any(len(row) == 2 for row in keyboard[:-1])  # two columns where short
+        assert buttons[-2].data == "s:_send:NJ" and buttons[-1].data == "s:_cancel"
 
 
 def test_ticks_live_in_the_buttons_and_send_shows_the_count():
     settings = _settings()
     t = Translator("en", "Asia/Shanghai")
     _, keyboard = _picker(t, settings, ["black_stool", "fever"], "NJ")
-    assert sorted(_ticked(_Message(keyboard), set(settings.triage.by_code()))) == ["black_stool", "fever"]
-    send = [b for row in keyboard.inline_keyboard for b in row][-2]
-    assert send.text == t._("📨 Send ({count})", count=2)
+    assert sorted(_ticked(_Message(as_markup(keyboard)), set(settings.triage.by_code()))) == ["black_stool", "fever"]
+    send = [b for row in keyboard for b in row][-2]
+    assert send.label == t._("📨 Send ({count})", count=2)

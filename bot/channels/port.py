@@ -54,10 +54,21 @@ class Action:
     url: str | None = None
 
 
+Actions = tuple[tuple[Action, ...], ...]  # rows of buttons under one message
+
+
+@dataclass(frozen=True)
+class Menu:
+    """A standing menu of big labelled buttons under the text box; tapping one sends its label
+    as the person's own message (Telegram: a persistent reply keyboard)."""
+
+    rows: tuple[tuple[str, ...], ...]
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     text: str
-    actions: tuple[tuple[Action, ...], ...] = ()  # rows of buttons
+    actions: Actions = ()
     protected: bool = False  # the channel should not let it be forwarded or saved
     silent: bool = False
     edit_of: int | None = None  # replace an earlier message of ours in the same conversation

@@ -6,11 +6,12 @@ import logging
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
+from bot.channels.port import Action
+from bot.render.actions import buttons
 from bot.handlers import enrol, messages, symptoms
 from bot.handlers.common import answer_quietly, runtime, translator_for
 from bot.handlers.context import BotContext
@@ -65,11 +66,11 @@ async def start(update: Update, context: BotContext) -> None:
                                       actor_id=patient.subject_id, update_id=update.update_id)
         except patients.HoldRefused:
             await update.effective_message.reply_text(render.team_hold(t, rt.settings, rt.settings.site(patient.site_id)),
-                                                      reply_markup=render.main_menu(t))
+                                                      reply_markup=as_markup(render.main_menu(t)))
             return
-        await update.effective_message.reply_text(t._("Reminders are on again."), reply_markup=render.main_menu(t))
+        await update.effective_message.reply_text(t._("Reminders are on again."), reply_markup=as_markup(render.main_menu(t)))
         return
-    await update.effective_message.reply_text(t._("Welcome back. Use the buttons below."), reply_markup=render.main_menu(t))
+    await update.effective_message.reply_text(t._("Welcome back. Use the buttons below."), reply_markup=as_markup(render.main_menu(t)))
 
 
 async def help_command(update: Update, context: BotContext) -> None:
@@ -100,13 +101,13 @@ async def status(update: Update, context: BotContext) -> None:
     text, _ = render.status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
                             next_due=view.next_due, paused=patient.status == "paused",
                             held=patient.status == "paused" and patient.pause_origin == "team")
-    await update.effective_message.reply_text(text, reply_markup=render.main_menu(t))
+    await update.effective_message.reply_text(text, reply_markup=as_markup(render.main_menu(t)))
 
 
 async def language(update: Update, context: BotContext) -> None:
     t = translator_for(update, context, await context.patient())
-    await update.effective_message.reply_text(t._("Choose your language."), reply_markup=Keyboard(
-        [[Button("中文", callback_data=cb.menu("lang.zh_Hans")), Button("English", callback_data=cb.menu("lang.en"))]]))
+    await update.effective_message.reply_text(t._("Choose your language."), reply_markup=as_markup(buttons(
+        [[Action("中文", data=cb.menu("lang.zh_Hans")), Action("English", data=cb.menu("lang.en"))]])))
 
 
 async def time_command(update: Update, context: BotContext) -> None:
@@ -120,11 +121,11 @@ async def time_command(update: Update, context: BotContext) -> None:
     await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.REMINDER_TIME,
                            payload={}, ttl=dialogs.REMINDER_TIME_TTL)
     choices = rt.settings.reminders.time_choices
-    rows = [[Button(c, callback_data=cb.menu("time." + c.replace(":", "."))) for c in choices[i:i + 2]]
+    rows = [[Action(c, data=cb.menu("time." + c.replace(":", "."))) for c in choices[i:i + 2]]
             for i in range(0, len(choices), 2)]
     await update.effective_message.reply_text(
         t._("Your reminder is at {time}. Tap a new time, or type one like 07:30. It applies from the next day "
-            "you have not answered yet.", time=patient.reminder_time), reply_markup=Keyboard(rows))
+            "you have not answered yet.", time=patient.reminder_time), reply_markup=as_markup(buttons(rows)))
 
 
 async def stop(update: Update, context: BotContext) -> None:
@@ -175,7 +176,7 @@ async def on_menu(update: Update, context: BotContext) -> None:
         t = translator_for(update, context, patient)
         await query.edit_message_text(t._("Language set: English"))
         if patient is not None:
-            await update.effective_message.reply_text(t._("Use the buttons below."), reply_markup=render.main_menu(t))
+            await update.effective_message.reply_text(t._("Use the buttons below."), reply_markup=as_markup(render.main_menu(t)))
     elif item.startswith("chemo.") and item[6:].isdigit() and len(item) == 14:
         await chemo_confirmed(update, context, item[6:])
     elif item == "chemo_no":
@@ -211,7 +212,7 @@ async def unknown_command(update: Update, context: BotContext) -> None:
     await update.effective_message.reply_text("\n".join([
         t._("Sorry, I do not know that command."),
         t._("Try /status, /report, /time, /language or /help."),
-    ]), reply_markup=render.main_menu(t) if patient is not None else None)
+    ]), reply_markup=as_markup(render.main_menu(t) if patient is not None else None))
 
 
 async def on_media(update: Update, context: BotContext) -> None:
@@ -227,7 +228,7 @@ async def chemo_finished(update: Update, context: BotContext) -> None:
         return
     today = rt.now().astimezone(ZoneInfo(patient.timezone)).date()
     text, markup = render.chemo_end_question(t, rt.settings, today)
-    await update.effective_message.reply_text(text, reply_markup=markup)
+    await update.effective_message.reply_text(text, reply_markup=as_markup(markup))
 
 
 async def chemo_confirmed(update: Update, context: BotContext, raw_date: str) -> None:

@@ -9,6 +9,7 @@ from datetime import date
 from telegram import Update
 from telegram.error import BadRequest
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.handlers.common import runtime, translator_for
 from bot.handlers.context import BotContext
 from bot.i18n import Translator
@@ -34,7 +35,7 @@ async def tell(update: Update, text: str, reply_markup=None) -> None:
     if update.callback_query is not None:
         await update.callback_query.answer(text[:190], show_alert=True)
     else:
-        await update.effective_message.reply_text(text, reply_markup=reply_markup)
+        await update.effective_message.reply_text(text, reply_markup=as_markup(reply_markup))
 
 
 async def require_coordinator(update: Update, context: BotContext,
@@ -112,8 +113,8 @@ async def edit_quietly(query, text: str | None = None, reply_markup=None) -> Non
     """Edit the tapped message; "not modified" or a deleted message is not a problem."""
     try:
         if text is None:
-            await query.edit_message_reply_markup(reply_markup)
+            await query.edit_message_reply_markup(as_markup(reply_markup))
         else:
-            await query.edit_message_text(text, reply_markup=reply_markup)
+            await query.edit_message_text(text, reply_markup=as_markup(reply_markup))
     except BadRequest:
         pass

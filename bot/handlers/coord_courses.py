@@ -9,6 +9,7 @@ from telegram import Update
 from telegram.error import Forbidden
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.handlers.common import runtime
 from bot.handlers.context import BotContext
 from bot.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
@@ -45,7 +46,7 @@ async def cycle(update: Update, context: BotContext) -> None:
         runtime(context), actor, subject_id=args[0], chemo_end=chemo_end, update_id=update.update_id))
     if preview is not REFUSED:
         text, keyboard = views.course_preview(t, preview)
-        await update.effective_message.reply_text(text, reply_markup=keyboard)
+        await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
 async def on_register(update: Update, context: BotContext) -> None:

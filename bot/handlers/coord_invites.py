@@ -5,6 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.handlers.common import runtime
 from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
@@ -21,7 +22,7 @@ async def _send_link(update: Update, context: BotContext, t, issued, purpose: st
                                        expires_at=issued.expires_at, purpose=purpose)
     card = invitation_card_png(issued.link, site=site, subject_id=issued.subject_id, expires_at=issued.expires_at)
     await update.effective_message.reply_photo(card, caption=caption,
-                                               reply_markup=views.invitation_keyboard(t, issued.invitation_id))
+                                               reply_markup=as_markup(views.invitation_keyboard(t, issued.invitation_id)))
 
 
 async def invite(update: Update, context: BotContext) -> None:
@@ -59,7 +60,7 @@ async def invites(update: Update, context: BotContext) -> None:
         return
     actor, t = found
     text, keyboard = views.invitations_list(t, await coord_invites.list_open(runtime(context), actor))
-    await update.effective_message.reply_text(text, reply_markup=keyboard)
+    await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
 async def on_revoke(update: Update, context: BotContext) -> None:

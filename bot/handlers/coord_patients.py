@@ -6,6 +6,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.handlers.common import runtime
 from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending, tell
@@ -39,7 +40,7 @@ async def _card(update: Update, context: BotContext, actor, t, subject: str | No
     if edit:
         await edit_quietly(update.callback_query, text, keyboard)
     else:
-        await update.effective_message.reply_text(text, reply_markup=keyboard)
+        await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
 async def patient(update: Update, context: BotContext) -> None:

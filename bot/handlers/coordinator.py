@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.handlers import commands
 from bot.handlers.common import runtime, translator_for
 from bot.handlers.context import BotContext
@@ -49,7 +50,7 @@ async def edit_copies(context: BotContext, result: AckResult, outcome=None) -> N
             text = text.rsplit("\n", 1)[0] + "\n" + outcome(t)
         try:
             await context.bot.edit_message_text(text, chat_id=chat_id, message_id=copy.message_id,
-                                                reply_markup=markup)
+                                                reply_markup=as_markup(markup))
         except BadRequest:
             pass  # already edited, or deleted by the chat: nothing to fix
 
@@ -110,7 +111,7 @@ async def alerts(update: Update, context: BotContext) -> None:
         "\n" + t._("Showing the latest {shown}.", shown=ALERTS_SHOWN) if len(rows) > ALERTS_SHOWN else ""))
     for alert in rows[-ALERTS_SHOWN:]:
         text, markup = render.alert_message(t, rt.settings, alert, escalated=alert.escalated_at is not None)
-        message = await update.effective_message.reply_text(text, reply_markup=markup)
+        message = await update.effective_message.reply_text(text, reply_markup=as_markup(markup))
         await coord_alerts.record_copy(rt, alert_id=alert.id, chat_id=message.chat_id, message_id=message.message_id)
 
 

@@ -6,6 +6,7 @@ from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.domain.dose import Answer, AnswerSource
 from bot.handlers.common import runtime, translator_for
 from bot.handlers.context import BotContext
@@ -66,20 +67,21 @@ async def on_dose(update: Update, context: BotContext) -> None:
 
 async def _show_final(query, t, settings, dose) -> None:
     if dose.state == "taken":
-        text, markup = render.taken_confirmation(t, settings, dose)
+        text, actions = render.taken_confirmation(t, settings, dose)
     elif dose.state == "missed":
-        text, markup = render.missed_confirmation(t, settings, dose)
+        text, actions = render.missed_confirmation(t, settings, dose)
     else:
         return
+    markup = as_markup(actions)
     if query.message is not None and (query.message.text != text or query.message.reply_markup != markup):
         await edit_unless_unchanged(query, text, markup)
 
 
-async def edit_unless_unchanged(query, text: str, markup=None) -> None:
+async def edit_unless_unchanged(query, text: str, actions=None) -> None:
     """Edit the tapped message; an edit that would change nothing (a quick second tap, whose
     message still showed the old text) is skipped silently: no error, no second popup."""
     try:
-        await query.edit_message_text(text, reply_markup=markup)
+        await query.edit_message_text(text, reply_markup=as_markup(actions))
     except BadRequest as error:
         if "not modified" not in error.message.lower():
             raise

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
+from bot.channels.port import Action, Actions
+from bot.render.actions import buttons
 from bot.config import parse_hhmm
 from bot.domain.tokens import looks_like_token
 from bot.handlers.common import runtime, translator_for
@@ -60,14 +61,14 @@ async def begin(update: Update, context: BotContext, token: str) -> None:
         await update.effective_message.reply_text(_refusal(t, refused.code))
         return
     text, keyboard = _language_question(t, rt)
-    await update.effective_message.reply_text(text, reply_markup=keyboard)
+    await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
-def _language_question(t: Translator, rt) -> tuple[str, Keyboard]:
-    rows = [[Button(("✓ " if t.locale == "zh_Hans" else "") + "中文", callback_data=cb.enrol("lang", "zh_Hans")),
-             Button(("✓ " if t.locale == "en" else "") + "English", callback_data=cb.enrol("lang", "en"))]]
+def _language_question(t: Translator, rt) -> tuple[str, Actions]:
+    rows = [[Action(("✓ " if t.locale == "zh_Hans" else "") + "中文", data=cb.enrol("lang", "zh_Hans")),
+             Action(("✓ " if t.locale == "en" else "") + "English", data=cb.enrol("lang", "en"))]]
     return (t._("Welcome to the {trial} study reminders. Please choose your language.", trial=rt.settings.trial.name),
-            Keyboard(rows))
+            buttons(rows))
 
 
 def _consent_text(t: Translator, rt) -> str:
@@ -132,14 +133,14 @@ async def _advance(update: Update, context: BotContext, step: str, value: str) -
                                payload={"locale": done.state["locale"]}, ttl=dialogs.LOCALE_TTL)
         await query.edit_message_text(
             _consent_text(t, rt),
-            reply_markup=Keyboard([[Button(t._("I agree"), callback_data=cb.enrol("consent", "yes")),
-                                     Button(t._("I do not agree"), callback_data=cb.enrol("consent", "no"))]]))
+            reply_markup=as_markup(buttons([[Action(t._("I agree"), data=cb.enrol("consent", "yes")),
+                                     Action(t._("I do not agree"), data=cb.enrol("consent", "no"))]])))
     elif done.step is EnrolStep.DECLINED:
         await query.edit_message_text(t._("You have not been enrolled, and nothing was saved about you. "
                                           "If you change your mind, tap your invitation link again."))
     elif done.step is EnrolStep.LANGUAGE:  # "Change language" on the summary
         text, keyboard = _language_question(t, rt)
-        await query.edit_message_text(text, reply_markup=keyboard)
+        await query.edit_message_text(text, reply_markup=as_markup(keyboard))
     elif done.step is EnrolStep.TIME:
         await ask_time(update, context, t, edit=True)
     elif done.step is EnrolStep.CONFIRM:
@@ -152,13 +153,13 @@ async def _advance(update: Update, context: BotContext, step: str, value: str) -
 async def ask_time(update: Update, context: BotContext, t: Translator, *, edit: bool) -> None:
     rt = runtime(context)
     choices = rt.settings.reminders.time_choices
-    rows = [[Button(c, callback_data=cb.enrol("time", c.replace(":", "."))) for c in choices[i:i + 2]]
+    rows = [[Action(c, data=cb.enrol("time", c.replace(":", "."))) for c in choices[i:i + 2]]
             for i in range(0, len(choices), 2)]
     text = t._("What time should we remind you each day? Tap a time, or type another one like 07:30.")
     if edit:
-        asked = await update.callback_query.edit_message_text(text, reply_markup=Keyboard(rows))
+        asked = await update.callback_query.edit_message_text(text, reply_markup=as_markup(buttons(rows)))
     else:
-        asked = await update.effective_message.reply_text(text, reply_markup=Keyboard(rows))
+        asked = await update.effective_message.reply_text(text, reply_markup=as_markup(buttons(rows)))
     if hasattr(asked, "message_id"):
         await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.TIME_QUESTION,
                                payload={"chat": asked.chat_id, "message": asked.message_id},
@@ -216,11 +217,11 @@ async def choose_time(update: Update, context: BotContext, raw: str) -> None:
 
 async def _summary(update: Update, context: BotContext, t: Translator, state: dict) -> None:
     rt = runtime(context)
-    keyboard = Keyboard([[Button("✅ " + t._("Confirm"), callback_data=cb.enrol("confirm", "yes"))],
-                         [Button(t._("Change time"), callback_data=cb.enrol("change", "time")),
-                          Button(t._("Change language"), callback_data=cb.enrol("change", "lang"))]])
+    keyboard = buttons([[Action("✅ " + t._("Confirm"), data=cb.enrol("confirm", "yes"))],
+                         [Action(t._("Change time"), data=cb.enrol("change", "time")),
+                          Action(t._("Change language"), data=cb.enrol("change", "lang"))]])
     await update.effective_message.reply_text(t._("Please check:") + "\n" + _details(t, rt, state),
-                                              reply_markup=keyboard)
+                                              reply_markup=as_markup(keyboard))
 
 
 def _details(t: Translator, rt, state: dict) -> str:
@@ -242,7 +243,7 @@ async def _finished(update: Update, context: BotContext, t: Translator, done) ->
         return
     await update.effective_message.reply_text(
         t._("Your study team will register your course after your chemotherapy, and you will get the plan here. "
-            "Use the buttons below at any time."), reply_markup=main_menu(t))
+            "Use the buttons below at any time."), reply_markup=as_markup(main_menu(t)))
 
 
 async def _welcome_back(update: Update, rt, t: Translator, patient) -> None:
@@ -251,7 +252,7 @@ async def _welcome_back(update: Update, rt, t: Translator, patient) -> None:
     if view.course is None:
         await update.effective_message.reply_text(
             t._("Welcome back. Your study team will register your next course after your chemotherapy."),
-            reply_markup=main_menu(t))
+            reply_markup=as_markup(main_menu(t)))
         return
     plan, _ = course_plan(t, rt.settings, view.course, patient.reminder_time)
     status_text, _ = status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
@@ -259,7 +260,7 @@ async def _welcome_back(update: Update, rt, t: Translator, patient) -> None:
                             held=patient.status == "paused" and patient.pause_origin == "team")
     await update.effective_message.reply_text(t._("Welcome back. This phone now gets your reminders.") + "\n\n"
                                               + plan)
-    await update.effective_message.reply_text(status_text, reply_markup=main_menu(t))
+    await update.effective_message.reply_text(status_text, reply_markup=as_markup(main_menu(t)))
 
 
 def handlers() -> list[BaseHandler]:

@@ -17,6 +17,7 @@ import logging
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
+from bot.channels.telegram.keyboards import as_markup
 from bot.db.models import Patient
 from bot.domain.tokens import looks_like_token
 from bot.domain.triage import TriageLevel
@@ -104,7 +105,7 @@ async def _say(update: Update, text: str, reply_markup=None) -> None:
     if update.callback_query is not None:
         await answer_quietly(update.callback_query, text[:190], show_alert=True)
     elif update.effective_message is not None:
-        await update.effective_message.reply_text(text, reply_markup=reply_markup)
+        await update.effective_message.reply_text(text, reply_markup=as_markup(reply_markup))
 
 
 async def _helper_update(update: Update, context: BotContext, found: HelperView, t: Translator,
@@ -120,12 +121,12 @@ async def _helper_update(update: Update, context: BotContext, found: HelperView,
     elif command is None and text and await symptom_service.pending_note(rt, telegram_user_id=update.effective_user.id):
         await symptoms.on_note(update, context)
     elif command is not None:
-        await update.effective_message.reply_text(render.help_text(t, site), reply_markup=render.helper_menu(t))
+        await update.effective_message.reply_text(render.help_text(t, site), reply_markup=as_markup(render.helper_menu(t)))
     elif update.effective_message is not None:  # not relayed (the helper is told so); danger words get the advice
         level, _ = message_service.classify(rt, kind_and_text(update.effective_message)[1])
         if level is TriageLevel.EMERGENCY:
             await update.effective_message.reply_text(emergency_advice(t, site))
-        await update.effective_message.reply_text(render.not_read(t, site), reply_markup=render.helper_menu(t))
+        await update.effective_message.reply_text(render.not_read(t, site), reply_markup=as_markup(render.helper_menu(t)))
 
 
 async def _status(update: Update, context: BotContext, found: HelperView, t: Translator) -> None:
@@ -134,7 +135,7 @@ async def _status(update: Update, context: BotContext, found: HelperView, t: Tra
     text, _ = status_text(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
                           next_due=view.next_due if found.patient.status == "active" else None, paused=False)
     lines = [render.status_header(t), text] + ([render.paused_line(t)] if found.patient.status == "paused" else [])
-    await update.effective_message.reply_text("\n".join(lines), reply_markup=render.helper_menu(t))
+    await update.effective_message.reply_text("\n".join(lines), reply_markup=as_markup(render.helper_menu(t)))
 
 
 # --- the patient's /helpers ---------------------------------------------------------------
@@ -158,9 +159,9 @@ async def _show_patient_screen(update: Update, rt, t: Translator, patient: Patie
     text, keyboard = render.patient_screen(t, rt.settings, consented=patient.helper_consent_at is not None,
                                            helpers=helpers)
     if edit:
-        await update.callback_query.edit_message_text(text, reply_markup=keyboard)
+        await update.callback_query.edit_message_text(text, reply_markup=as_markup(keyboard))
     else:
-        await update.effective_message.reply_text(text, reply_markup=keyboard)
+        await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
 async def on_callback(update: Update, context: BotContext, args: list[str]) -> None:
@@ -214,7 +215,7 @@ async def begin(update: Update, context: BotContext, token: str) -> None:
         await update.effective_message.reply_text(render.refusal(t, refused.code))
         return
     text, keyboard = render.language_question(t)
-    await update.effective_message.reply_text(text, reply_markup=keyboard)
+    await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
 async def _joining(update: Update, context: BotContext, action: str, value: str) -> None:
@@ -230,7 +231,7 @@ async def _joining(update: Update, context: BotContext, action: str, value: str)
     if action == render.LANG and value in SUPPORTED:
         await family.choose_language(rt, telegram_user_id=user_id, locale=value)
         text, keyboard = render.explanation(Translator(value, t.tz))
-        await query.edit_message_text(text, reply_markup=keyboard)
+        await query.edit_message_text(text, reply_markup=as_markup(keyboard))
     elif action == render.NOT_NOW:
         await family.decline(rt, telegram_user_id=user_id, update_id=update.update_id)
         await query.edit_message_text(t._("You have not joined, and nothing was saved about you. If you change "
@@ -244,7 +245,7 @@ async def _joining(update: Update, context: BotContext, action: str, value: str)
             return
         await query.edit_message_text("✅ " + t._("You have joined as helper {helper}.", helper=joined.helper.helper_id))
         await update.effective_message.reply_text(render.welcome(t, rt.settings.site(joined.patient.site_id)),
-                                                  reply_markup=render.helper_menu(t))
+                                                  reply_markup=as_markup(render.helper_menu(t)))
 
 
 # --- coordinators: /helper SUBJECT, /helper remove HELPER-ID REASON -------------------------

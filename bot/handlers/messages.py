@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Message, Update
 from telegram.error import TelegramError
 
+from bot.channels.telegram.keyboards import as_markup
+from bot.channels.port import Action
+from bot.render.actions import buttons
 from bot.domain.triage import TriageLevel
 from bot.handlers.common import fallback_translator, known_sites, runtime
 from bot.handlers.context import BotContext
@@ -61,9 +62,9 @@ async def on_message(update: Update, context: BotContext, *, not_enrolled=None) 
         await advice
     if relayed is not None:
         sites = [rt.settings.site(relayed.site_id)]
-    offer = Keyboard([[Button(t._("⚠ Report a symptom"), callback_data=cb.menu("report"))]]) \
+    offer = buttons([[Action(t._("⚠ Report a symptom"), data=cb.menu("report"))]]) \
         if level is not None else None
-    await message.reply_text(render.relay_answer(t, level, relayed, sites), reply_markup=offer)
+    await message.reply_text(render.relay_answer(t, level, relayed, sites), reply_markup=as_markup(offer))
 
 
 async def _advice(message: Message, t, sites) -> None:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
 from telegram import Message, Update
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.telegram.keyboards import as_markup
+from bot.channels.port import Action, Actions
+from bot.render.actions import buttons
 from bot.domain.triage import TriageLevel
 from bot.handlers.common import answer_quietly, fallback_translator, known_sites, runtime, translator_for
 from bot.handlers.context import BotContext
@@ -49,11 +50,11 @@ def _ordered(settings) -> list:
     return sorted(settings.triage.symptoms, key=lambda s: (LEVEL_ORDER.index(s.level), GROUP_ORDER.index(s.group)))
 
 
-def _picker(t: Translator, settings, selected: list[str], site_id: str | None) -> tuple[str, Keyboard]:
+def _picker(t: Translator, settings, selected: list[str], site_id: str | None) -> tuple[str, Actions]:
     """Short labels on the buttons (two to a row where they fit), the full wording in the text;
     the ticks live in the buttons themselves (see _ticked), Send second-to-last, Cancel last."""
     lines = [t._("What is happening? Tap all that apply, then tap Send."), ""]
-    rows: list[list[Button]] = []
+    rows: list[list[Action]] = []
     limit = SHORT["zh" if t.is_zh else "en"]
     for level in LEVEL_ORDER:
         items = [s for s in _ordered(settings) if s.level == level]
@@ -63,9 +64,9 @@ def _picker(t: Translator, settings, selected: list[str], site_id: str | None) -
         colon = "：" if t.is_zh else ": "
         lines += [f"· {s.short(t.locale)}{colon}{s.label(t.locale)}" if s.short(t.locale) != s.label(t.locale)
                   else f"· {s.label(t.locale)}" for s in items]
-        pending: list[Button] = []
+        pending: list[Action] = []
         for s in items:
-            button = Button((TICK if s.code in selected else "") + s.short(t.locale), callback_data=cb.symptom(s.code))
+            button = Action((TICK if s.code in selected else "") + s.short(t.locale), data=cb.symptom(s.code))
             if len(s.short(t.locale)) > limit:  # its own row, in its place
                 rows += [pending] if pending else []
                 rows.append([button])
@@ -78,9 +79,9 @@ def _picker(t: Translator, settings, selected: list[str], site_id: str | None) -
         if pending:
             rows.append(pending)
     send = t._("📨 Send ({count})", count=len(selected)) if selected else t._("📨 Send")
-    rows.append([Button(send, callback_data=cb.symptom_send(site_id)),
-                 Button(t._("Cancel"), callback_data=cb.symptom("_cancel"))])
-    return "\n".join(lines), Keyboard(rows)
+    rows.append([Action(send, data=cb.symptom_send(site_id)),
+                 Action(t._("Cancel"), data=cb.symptom("_cancel"))])
+    return "\n".join(lines), buttons(rows)
 
 
 def _ticked(message: Message | None, known: set[str]) -> list[str]:
@@ -115,13 +116,13 @@ async def start(update: Update, context: BotContext) -> None:
     known = rt.known_patients.get(user_id)
     site_id = patient.site_id if patient else (known.site_id if known else None)
     text, keyboard = _picker(t, rt.settings, [], site_id)
-    await update.effective_message.reply_text(text, reply_markup=keyboard)
+    await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
 async def open_picker(update: Update, t: Translator, settings, site_id: str) -> None:
     """The picker for someone already known (a family helper reporting on the patient's behalf)."""
     text, keyboard = _picker(t, settings, [], site_id)
-    await update.effective_message.reply_text(text, reply_markup=keyboard)
+    await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
 async def on_callback(update: Update, context: BotContext) -> None:
@@ -141,7 +142,7 @@ async def on_callback(update: Update, context: BotContext) -> None:
     elif code in known:
         selected.remove(code) if code in selected else selected.append(code)
         text, keyboard = _picker(t, rt.settings, selected, _send_site(query.message))
-        await query.edit_message_text(text, reply_markup=keyboard)
+        await query.edit_message_text(text, reply_markup=as_markup(keyboard))
 
 
 def _send_site(message: Message | None) -> str | None:

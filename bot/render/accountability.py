@@ -3,13 +3,12 @@ thanked for any count; only the team sees the comparison. Nothing here differs b
 
 from __future__ import annotations
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
-
+from bot.channels.port import Action, Actions
+from bot.render.actions import buttons
 from bot.config import Settings
 from bot.i18n import Translator
 
-Rendered = tuple[str, Keyboard | None]
+Rendered = tuple[str, Actions | None]
 MORE = "m"
 QUICK = tuple(str(n) for n in range(6))  # the 0-5 buttons
 
@@ -25,10 +24,10 @@ def question(t: Translator, settings: Settings, course_id: int, cycle: int) -> R
     return text, question_markup(t, course_id)
 
 
-def question_markup(t: Translator, course_id: int) -> Keyboard:
-    return Keyboard([[Button(n, callback_data=payload(course_id, n)) for n in QUICK[:3]],
-                     [Button(n, callback_data=payload(course_id, n)) for n in QUICK[3:]],
-                     [Button(t._("More than 5"), callback_data=payload(course_id, MORE))]])
+def question_markup(t: Translator, course_id: int) -> Actions:
+    return buttons([[Action(n, data=payload(course_id, n)) for n in QUICK[:3]],
+                     [Action(n, data=payload(course_id, n)) for n in QUICK[3:]],
+                     [Action(t._("More than 5"), data=payload(course_id, MORE))]])
 
 
 def type_it(t: Translator) -> Rendered:

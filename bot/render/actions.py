@@ -1,14 +1,17 @@
-"""The neutral form of the keyboards `bot/render` still builds in Telegram's shape, so the
-scheduler composes channel-neutral messages without knowing Telegram."""
+"""Builders for the channel-neutral buttons the screens in `bot/render` return: rows of
+`Action`s under a message, or a standing `Menu`. Each channel adapter draws them its own way
+(Telegram: `bot.channels.telegram.keyboards`)."""
 
 from __future__ import annotations
 
-from bot.channels.port import Action
+from collections.abc import Iterable
+
+from bot.channels.port import Action, Actions, Menu
 
 
-def actions_of(markup) -> tuple[tuple[Action, ...], ...]:
-    """Rows of `Action`s from an inline keyboard (anything with `inline_keyboard` rows of buttons)."""
-    if markup is None:
-        return ()
-    return tuple(tuple(Action(b.text, data=b.callback_data if isinstance(b.callback_data, str) else None,
-                              url=b.url) for b in row) for row in markup.inline_keyboard)
+def buttons(rows: Iterable[Iterable[Action]]) -> Actions:
+    return tuple(tuple(row) for row in rows)
+
+
+def menu(rows: Iterable[Iterable[str]]) -> Menu:
+    return Menu(tuple(tuple(row) for row in rows))

@@ -5,14 +5,13 @@ study doctor; your team will contact you". Nothing here differs by study arm."""
 
 from __future__ import annotations
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
-
+from bot.channels.port import Action, Actions
+from bot.render.actions import buttons
 from bot.config import Settings, Site
 from bot.i18n import Translator
 from bot.render import callbacks as cb
 
-Rendered = tuple[str, Keyboard | None]
+Rendered = tuple[str, Actions | None]
 POINT_CODES = {"start": "s", "mid": "m"}  # in callback payloads
 POINTS_BY_CODE = {v: k for k, v in POINT_CODES.items()}
 ANSWER_NO, ANSWER_YES = "n", "y"
@@ -31,17 +30,17 @@ def question_text(t: Translator, settings: Settings) -> str:
 
 def question(t: Translator, settings: Settings, course_id: int, point: str) -> Rendered:
     text = "💊 " + question_text(t, settings)
-    return text, Keyboard([
-        [Button(t._("No, nothing new"), callback_data=payload(course_id, point, ANSWER_NO))],
-        [Button(t._("Yes, I started something"), callback_data=payload(course_id, point, ANSWER_YES))],
+    return text, buttons([
+        [Action(t._("No, nothing new"), data=payload(course_id, point, ANSWER_NO))],
+        [Action(t._("Yes, I started something"), data=payload(course_id, point, ANSWER_YES))],
     ])
 
 
 def pick_list(t: Translator, settings: Settings, course_id: int, point: str) -> Rendered:
-    rows = [[Button(c.label(t.locale), callback_data=payload(course_id, point, ANSWER_YES, c.code))]
+    rows = [[Action(c.label(t.locale), data=payload(course_id, point, ANSWER_YES, c.code))]
             for c in settings.conmed.categories]
-    rows.append([Button(t._("← Back"), callback_data=payload(course_id, point, "b"))])
-    return "💊 " + t._("What did you start? Tap the closest one."), Keyboard(rows)
+    rows.append([Action(t._("← Back"), data=payload(course_id, point, "b"))])
+    return "💊 " + t._("What did you start? Tap the closest one."), buttons(rows)
 
 
 def recorded_no(t: Translator) -> Rendered:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
-
+from bot.channels.port import Action, Actions
+from bot.render.actions import buttons
 from bot.config import Settings, Site
 from bot.domain.adherence import Adherence, marks
 from bot.i18n import Translator
@@ -67,23 +66,22 @@ def invitation_caption(t: Translator, *, link: str, subject_id: str | None, site
     ])
 
 
-def invitation_keyboard(t: Translator, invitation_id: int) -> Keyboard:
-    return Keyboard([[Button(t._("Revoke"), callback_data=cb.revoke_invitation(invitation_id))]])
+def invitation_keyboard(t: Translator, invitation_id: int) -> Actions:
+    return buttons([[Action(t._("Revoke"), data=cb.revoke_invitation(invitation_id))]])
 
 
-def invitations_list(t: Translator, items: list[OpenInvitation]) -> tuple[str, Keyboard | None]:
+def invitations_list(t: Translator, items: list[OpenInvitation]) -> tuple[str, Actions | None]:
     if not items:
         return t._("No open invitations."), None
     lines = [t._("Open invitations ({count}):", count=len(items))]
-    buttons = []
+    rows = []
     for item in items:
         who = item.subject_id or t._("new patient")
         kind = {"rebind": " " + t._("(new phone)"), "helper": " " + t._("(family helper)")}.get(item.purpose, "")
         lines.append(t._("#{id} {who}{kind}: expires {when}", id=item.id, who=who, kind=kind,
                          when=t.datetime(item.expires_at)))
-        buttons.append([Button(t._("Revoke #{id} {who}", id=item.id, who=who),
-                               callback_data=cb.revoke_invitation(item.id))])
-    return "\n".join(lines), Keyboard(buttons[:50])
+        rows.append([Action(t._("Revoke #{id} {who}", id=item.id, who=who), data=cb.revoke_invitation(item.id))])
+    return "\n".join(lines), buttons(rows[:50])
 
 
 def revoke_result(t: Translator, status: str) -> str:
@@ -97,7 +95,7 @@ def revoke_result(t: Translator, status: str) -> str:
 
 # --- courses -------------------------------------------------------------------------------
 
-def course_preview(t: Translator, preview: CoursePreview) -> tuple[str, Keyboard]:
+def course_preview(t: Translator, preview: CoursePreview) -> tuple[str, Actions]:
     span = preview.span
     lines = [t._("Register cycle {cycle} for {subject}?", cycle=preview.cycle, subject=preview.subject_id),
              t._("Chemotherapy ended: {date}", date=t.date(span.chemo_end)),
@@ -108,9 +106,9 @@ def course_preview(t: Translator, preview: CoursePreview) -> tuple[str, Keyboard
                                 "(not reminded, not counted); the patient gets the plan first, then one optional "
                                 "question about them."))
     iso = span.chemo_end.isoformat()
-    keyboard = Keyboard([[
-        Button(t._("✅ Register"), callback_data=cb.course_register(preview.subject_id, iso, cb.COURSE_REGISTER)),
-        Button(t._("Cancel"), callback_data=cb.course_register(preview.subject_id, iso, cb.COURSE_DROP))]])
+    keyboard = buttons([[
+        Action(t._("✅ Register"), data=cb.course_register(preview.subject_id, iso, cb.COURSE_REGISTER)),
+        Action(t._("Cancel"), data=cb.course_register(preview.subject_id, iso, cb.COURSE_DROP))]])
     return "\n".join(lines), keyboard
 
 
@@ -219,7 +217,7 @@ def patients_list(t: Translator, settings: Settings, rows: list[PatientRow]) -> 
     return chunks(lines)
 
 
-def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tuple[str, Keyboard | None]:
+def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tuple[str, Actions | None]:
     p, row = detail.patient, detail.row
     lines = [f"{p.subject_id} · {status_text(t, row, settings.trial.course_days)}",
              t._("Site: {site}", site=settings.site(p.site_id).name(t.locale)),
@@ -276,10 +274,10 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
     if p.status == "paused" and p.pause_reason:
         lines.insert(1, t._("Paused: {reason}", reason=p.pause_reason))
     toggle = (t._("▶ Resume"), cb.RESUME) if p.status == "paused" else (t._("⏸ Pause"), cb.PAUSE)
-    keyboard = Keyboard([
-        [Button(toggle[0], callback_data=cb.patient_action(toggle[1], p.subject_id)),
-         Button(t._("📱 New phone link"), callback_data=cb.patient_action(cb.REBIND, p.subject_id))],
-        [Button(t._("Withdraw…"), callback_data=cb.patient_action(cb.WITHDRAW, p.subject_id))],
+    keyboard = buttons([
+        [Action(toggle[0], data=cb.patient_action(toggle[1], p.subject_id)),
+         Action(t._("📱 New phone link"), data=cb.patient_action(cb.REBIND, p.subject_id))],
+        [Action(t._("Withdraw…"), data=cb.patient_action(cb.WITHDRAW, p.subject_id))],
     ])
     return "\n".join(lines)[:4000], keyboard
 

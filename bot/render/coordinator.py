@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import unicodedata
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
-
+from bot.channels.port import Action, Actions
+from bot.render.actions import buttons
 from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
@@ -93,7 +92,7 @@ def _media_label(t: Translator, media: str) -> str:
 
 
 def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated: bool = False, repeat: int = 0,
-                  acknowledged_by: str | None = None) -> tuple[str, Keyboard | None]:
+                  acknowledged_by: str | None = None) -> tuple[str, Actions | None]:
     """`repeat`: which repeat this copy is (0 = the first copy); `escalated`: the copy went to the
     escalation contact (the header stays after the acknowledgement)."""
     details = alert.details or {}
@@ -139,17 +138,17 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=who,
                                  when=t.datetime(alert.acknowledged_at)))
         if alert.kind == "patient_message" and alert.patient_id:  # a reply is still possible
-            return "\n".join(lines), Keyboard([[Button(t._("Reply"), callback_data=cb.reply(alert.id))]])
+            return "\n".join(lines), buttons([[Action(t._("Reply"), data=cb.reply(alert.id))]])
         return "\n".join(lines), None
     if is_notice(alert.kind):  # for information: nothing to acknowledge
         return "\n".join(lines + [t._("For your information; no reply needed.")]), None
-    rows = [[Button(t._("Acknowledge"), callback_data=cb.ack(alert.id))]]
+    rows = [[Action(t._("Acknowledge"), data=cb.ack(alert.id))]]
     if alert.kind == "patient_message" and alert.patient_id:
-        rows[0].append(Button(t._("Reply"), callback_data=cb.reply(alert.id)))
+        rows[0].append(Action(t._("Reply"), data=cb.reply(alert.id)))
     if alert.kind == "patient_course_start" and details.get("course_id"):
-        rows.insert(0, [Button(t._("Confirm course"), callback_data=cb.course_confirm(alert.id)),
-                        Button(t._("Correct date"), callback_data=cb.course_correct(alert.id))])
-    return "\n".join(lines), Keyboard(rows)
+        rows.insert(0, [Action(t._("Confirm course"), data=cb.course_confirm(alert.id)),
+                        Action(t._("Correct date"), data=cb.course_correct(alert.id))])
+    return "\n".join(lines), buttons(rows)
 
 
 def help_text(t: Translator) -> str:

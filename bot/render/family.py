@@ -7,10 +7,8 @@ words), nothing about doses beyond what the patient sees, never anything that di
 
 from __future__ import annotations
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
-from telegram import KeyboardButton, ReplyKeyboardMarkup
-
+from bot.channels.port import Action, Actions, Menu
+from bot.render.actions import buttons, menu
 from bot.config import Settings, Site
 from bot.db.models import Course, Helper
 from bot.i18n import Translator
@@ -37,24 +35,24 @@ def what_a_helper_gets(t: Translator) -> str:
     ])
 
 
-def patient_screen(t: Translator, settings: Settings, *, consented: bool, helpers: list[Helper]) -> tuple[str, Keyboard]:
+def patient_screen(t: Translator, settings: Settings, *, consented: bool, helpers: list[Helper]) -> tuple[str, Actions]:
     lines = [t._("Family helper"), t._("A family member (for example a son or daughter) can help you with the "
                                         "study reminders, if you agree."), what_a_helper_gets(t)]
-    rows: list[list[Button]] = []
+    rows: list[list[Action]] = []
     if not consented:
         lines.append(t._("You can withdraw your agreement at any time here."))
-        rows.append([Button(t._("I agree to a family helper"), callback_data=data(CONSENT))])
-        return "\n".join(lines), Keyboard(rows)
+        rows.append([Action(t._("I agree to a family helper"), data=data(CONSENT))])
+        return "\n".join(lines), buttons(rows)
     lines.append(t._("You have agreed. Helpers now: {count} of {limit}.", count=len(helpers),
                      limit=settings.helpers.max_per_patient))
     lines += ["• " + t._("Helper {helper} (since {date})", helper=h.helper_id, date=t.date(h.joined_at))
               for h in helpers]
     if len(helpers) < settings.helpers.max_per_patient:
-        rows.append([Button(t._("Invite a helper"), callback_data=data(INVITE))])
-    rows += [[Button(t._("Remove {helper}", helper=h.helper_id), callback_data=data(REMOVE, str(h.id)))]
+        rows.append([Action(t._("Invite a helper"), data=data(INVITE))])
+    rows += [[Action(t._("Remove {helper}", helper=h.helper_id), data=data(REMOVE, str(h.id)))]
              for h in helpers]
-    rows.append([Button(t._("Withdraw my agreement"), callback_data=data(WITHDRAW))])
-    return "\n".join(lines), Keyboard(rows)
+    rows.append([Action(t._("Withdraw my agreement"), data=data(WITHDRAW))])
+    return "\n".join(lines), buttons(rows)
 
 
 def invitation_for_patient(t: Translator, link: str, expires) -> str:
@@ -79,13 +77,13 @@ def joined_notice(t: Translator, helper_id: str) -> str:
 
 # --- the helper's side --------------------------------------------------------------------
 
-def language_question(t: Translator) -> tuple[str, Keyboard]:
+def language_question(t: Translator) -> tuple[str, Actions]:
     return (t._("You were invited to help a patient with their study reminders. Please choose your language."),
-            Keyboard([[Button("中文", callback_data=data(LANG, "zh_Hans")),
-                       Button("English", callback_data=data(LANG, "en"))]]))
+            buttons([[Action("中文", data=data(LANG, "zh_Hans")),
+                       Action("English", data=data(LANG, "en"))]]))
 
 
-def explanation(t: Translator) -> tuple[str, Keyboard]:
+def explanation(t: Translator) -> tuple[str, Actions]:
     text = "\n".join([
         t._("As a family helper you will get:"),
         "• " + t._("a short notice when a course of study tablets starts, and when a day ends without an answer;"),
@@ -96,13 +94,12 @@ def explanation(t: Translator) -> tuple[str, Keyboard]:
         t._("We keep a helper number for you, your language and the times of your messages; never your name or "
             "phone number."),
     ])
-    return text, Keyboard([[Button(t._("Join as helper"), callback_data=data(JOIN)),
-                            Button(t._("Not now"), callback_data=data(NOT_NOW))]])
+    return text, buttons([[Action(t._("Join as helper"), data=data(JOIN)),
+                            Action(t._("Not now"), data=data(NOT_NOW))]])
 
 
-def helper_menu(t: Translator) -> ReplyKeyboardMarkup:
-    return ReplyKeyboardMarkup([[KeyboardButton(t._("⚠ Report a symptom for them"))],
-                                [KeyboardButton(t._("📋 Their status"))]], resize_keyboard=True, is_persistent=True)
+def helper_menu(t: Translator) -> Menu:
+    return menu([[t._("⚠ Report a symptom for them")], [t._("📋 Their status")]])
 
 
 def welcome(t: Translator, site: Site) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
-from telegram import KeyboardButton, ReplyKeyboardMarkup
-
+from bot.channels.port import Action, Actions, Menu
+from bot.render.actions import buttons, menu
 from bot.config import Settings, Site
 from bot.db.models import Course, DoseDay
 from bot.domain.adherence import Adherence, marks
@@ -17,7 +15,7 @@ from bot.domain.triage import TriageLevel
 from bot.i18n import Translator
 from bot.render import callbacks as cb
 
-Rendered = tuple[str, Keyboard | None]
+Rendered = tuple[str, Actions | None]
 
 
 def _hours(value: float) -> str:
@@ -34,12 +32,12 @@ def fasting_line(t: Translator, settings: Settings) -> str:
                before=_hours(m.fast_before_hours), after=_hours(m.fast_after_hours))
 
 
-def dose_buttons(t: Translator, dose: DoseDay) -> Keyboard:
-    return Keyboard([
-        [Button(t._("✅ Taken"), callback_data=cb.dose(dose.id, cb.TAKEN))],
-        [Button(t._("⏰ Remind me later"), callback_data=cb.dose(dose.id, cb.LATER)),
-         Button(t._("✖ Not today"), callback_data=cb.dose(dose.id, cb.MISSED))],
-        [Button(t._("⚠ Report a symptom"), callback_data=cb.menu("report"))],
+def dose_buttons(t: Translator, dose: DoseDay) -> Actions:
+    return buttons([
+        [Action(t._("✅ Taken"), data=cb.dose(dose.id, cb.TAKEN))],
+        [Action(t._("⏰ Remind me later"), data=cb.dose(dose.id, cb.LATER)),
+         Action(t._("✖ Not today"), data=cb.dose(dose.id, cb.MISSED))],
+        [Action(t._("⚠ Report a symptom"), data=cb.menu("report"))],
     ])
 
 
@@ -72,22 +70,22 @@ def missed_confirmation(t: Translator, settings: Settings, dose: DoseDay) -> Ren
         t._("Recorded: not taken."),
         t._("Do not take two doses to make up for it. Take the next dose at the usual time on the next course day."),
     ])
-    undo = [Button(t._("↩ Undo: I will take it today"), callback_data=cb.dose(dose.id, cb.UNDO))] \
+    undo = [Action(t._("↩ Undo: I will take it today"), data=cb.dose(dose.id, cb.UNDO))] \
         if dose.source == "button" and not dose.late else None
     if dose.missed_reason or dose.late:
-        return text, Keyboard([undo]) if undo else None
+        return text, buttons([undo]) if undo else None
     reasons = [("forgot", t._("Forgot")), ("side_effects", t._("Side effects")), ("ran_out", t._("Ran out")),
                ("doctor", t._("Doctor said stop")), ("other", t._("Other"))]
-    rows = [[Button(label, callback_data=cb.missed_reason(dose.id, code))] for code, label in reasons]
-    return text + "\n\n" + t._("If you like, tell us why (optional):"), Keyboard(rows + ([undo] if undo else []))
+    rows = [[Action(label, data=cb.missed_reason(dose.id, code))] for code, label in reasons]
+    return text + "\n\n" + t._("If you like, tell us why (optional):"), buttons(rows + ([undo] if undo else []))
 
 
 def late_question(t: Translator, settings: Settings, dose: DoseDay) -> Rendered:
     text = t._("We did not hear from you yesterday ({date}). Did you take your {medication} that day?",
                date=t.date(dose.local_date), medication=medication(t, settings))
     note = t._("Either answer is fine. Do not take an extra dose today.")
-    keyboard = Keyboard([[Button(t._("Yes, I took it"), callback_data=cb.dose(dose.id, cb.LATE_TAKEN)),
-                          Button(t._("No, I did not"), callback_data=cb.dose(dose.id, cb.LATE_MISSED))]])
+    keyboard = buttons([[Action(t._("Yes, I took it"), data=cb.dose(dose.id, cb.LATE_TAKEN)),
+                          Action(t._("No, I did not"), data=cb.dose(dose.id, cb.LATE_MISSED))]])
     return f"{text}\n{note}", keyboard
 
 
@@ -116,9 +114,9 @@ def catch_up_question(t: Translator, settings: Settings, days: list[DoseDay], *,
     ])
     if answered:
         text = t._("Saved. Any other day?") + "\n" + text
-    rows = [[Button("✅ " + t._("Day {day}: {date}", day=d.day, date=t.date(d.local_date)),
-                    callback_data=cb.dose(d.id, cb.CATCH_UP_TAKEN))] for d in days]
-    return text, Keyboard(rows)
+    rows = [[Action("✅ " + t._("Day {day}: {date}", day=d.day, date=t.date(d.local_date)),
+                    data=cb.dose(d.id, cb.CATCH_UP_TAKEN))] for d in days]
+    return text, buttons(rows)
 
 
 def cancelled_course(t: Translator, settings: Settings, course: Course) -> Rendered:
@@ -207,13 +205,9 @@ def state_label(t: Translator, state: str) -> str:
     }[state]
 
 
-def main_menu(t: Translator) -> ReplyKeyboardMarkup:
+def main_menu(t: Translator) -> Menu:
     """Always-visible big buttons under the text box."""
-    return ReplyKeyboardMarkup(
-        [[KeyboardButton(t._("⚠ Report a symptom"))],
-         [KeyboardButton(t._("📋 My status")), KeyboardButton(t._("💉 Chemo finished today"))]],
-        resize_keyboard=True, is_persistent=True,
-    )
+    return menu([[t._("⚠ Report a symptom")], [t._("📋 My status"), t._("💉 Chemo finished today")]])
 
 
 def team_hold(t: Translator, settings: Settings, site: Site) -> str:
@@ -289,6 +283,6 @@ def chemo_end_question(t: Translator, settings: Settings, today) -> Rendered:
                           medication=medication(t, settings), days=settings.trial.course_days,
                           first=t.date(first), last=t.date(last)),
                       t._("Your study team will confirm it.")])
-    keyboard = Keyboard([[Button(t._("Yes, it finished today"), callback_data=cb.menu(f"chemo.{today:%Y%m%d}")),
-                          Button(t._("No"), callback_data=cb.menu("chemo_no"))]])
+    keyboard = buttons([[Action(t._("Yes, it finished today"), data=cb.menu(f"chemo.{today:%Y%m%d}")),
+                          Action(t._("No"), data=cb.menu("chemo_no"))]])
     return text, keyboard

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardButton as Button
-from telegram import InlineKeyboardMarkup as Keyboard
-
+from bot.channels.port import Action, Actions
+from bot.render.actions import buttons
 from bot.config import Settings, Site
 from bot.db.models import Visit
 from bot.i18n import Translator
 
-Rendered = tuple[str, Keyboard | None]
+Rendered = tuple[str, Actions | None]
 COMING, CHANGE = "c", "x"  # in callback payloads: vs:<visit id>:<c|x>
 
 
@@ -36,8 +35,8 @@ def reminder(t: Translator, settings: Settings, site: Site, visit: Visit, which:
             if which == "day_before" else t._("Reminder: {what} today at {time}.", what=what, time=clock))
     text = "\n".join(["📅 " + head, t._("Where: {site}", site=site.name(t.locale)),
                       t._("Study site phone: {phone}", phone=site.phone)])
-    return text, Keyboard([[Button(t._("I'll be there"), callback_data=payload(visit.id, COMING))],
-                           [Button(t._("I need to change it"), callback_data=payload(visit.id, CHANGE))]])
+    return text, buttons([[Action(t._("I'll be there"), data=payload(visit.id, COMING))],
+                           [Action(t._("I need to change it"), data=payload(visit.id, CHANGE))]])
 
 
 def answered(t: Translator, settings: Settings, site: Site, visit: Visit) -> Rendered:

@@ -1,5 +1,6 @@
-"""The core (domain, services, scheduler) speaks the channel port only: no module there imports
-Telegram's library or the Telegram adapter (issue 13's "done when")."""
+"""The core (domain, services, scheduler) and the screens it renders (bot/render: text plus neutral
+buttons and menus) speak the channel port only: no module there imports Telegram's library or the
+Telegram adapter (issue 13's "done when")."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = [ROOT / "bot" / "domain", ROOT / "bot" / "services", ROOT / "scheduler"]
+CORE = [ROOT / "bot" / "domain", ROOT / "bot" / "services", ROOT / "scheduler", ROOT / "bot" / "render"]
 ADAPTER_MODULES = ("telegram", "bot.channels.telegram", "bot.channels.email", "bot.handlers", "aiosmtplib")
 
 

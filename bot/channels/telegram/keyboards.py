@@ -1,13 +1,15 @@
-"""Neutral actions → Telegram inline keyboards (the reverse, for screens `bot/render` still builds
-as keyboards, is `bot.render.actions.actions_of`).
+"""Neutral buttons and menus → Telegram keyboards.
 
-The keyboard is built in the Bot API's own JSON shape, which PTB sends as it is: building
-`InlineKeyboardMarkup` objects costs about ten times as much per message, which shows in a
-fan-out of thousands of reminders."""
+For the courier, the inline keyboard is built in the Bot API's own JSON shape, which PTB sends
+as it is: building `InlineKeyboardMarkup` objects costs about ten times as much per message,
+which shows in a fan-out of thousands of reminders. Handlers, which answer one person at a
+time and compare keyboards with the message they edit, get PTB's objects (`as_markup`)."""
 
 from __future__ import annotations
 
-from bot.channels.port import Action
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup, TelegramObject
+
+from bot.channels.port import Action, Actions, Menu
 
 
 def _button(action: Action) -> dict:
@@ -15,7 +17,22 @@ def _button(action: Action) -> dict:
         {"text": action.label, "callback_data": action.data}
 
 
-def keyboard(actions: tuple[tuple[Action, ...], ...]) -> dict | None:
+def keyboard(actions: Actions) -> dict | None:
     if not actions:
         return None
     return {"inline_keyboard": [[_button(a) for a in row] for row in actions]}
+
+
+def as_markup(view: Actions | Menu | TelegramObject | None) -> TelegramObject | None:
+    """The Telegram keyboard for a screen's buttons (inline, under the message) or menu (a
+    persistent reply keyboard); None stays None (an edit without it removes the buttons)."""
+    if view is None or isinstance(view, TelegramObject):
+        return view
+    if isinstance(view, Menu):
+        return ReplyKeyboardMarkup([[KeyboardButton(label) for label in row] for row in view.rows],
+                                   resize_keyboard=True, is_persistent=True)
+    if not view:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(a.label, url=a.url) if a.url
+                                  else InlineKeyboardButton(a.label, callback_data=a.data) for a in row]
+                                 for row in view])
