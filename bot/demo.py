@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.app import build_application, on_startup
+from bot.app import build_application, on_startup, on_stop
 from bot.config import Settings, require_deployable, settings_from_mapping
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
@@ -174,6 +174,7 @@ async def run_demo(*, out_dir: Path, settings: Settings | None = None) -> int:
         (out_dir / export.filename).write_bytes(export.file_bytes)
         await app.updater.stop()
         await app.stop()
+        await on_stop(app)
         await app.shutdown()
     await engine.dispose()
     print(f"\nDemo finished. Written to {out_dir}/: " + ", ".join(sorted(p.name for p in out_dir.iterdir() if p.name != MARKER)))

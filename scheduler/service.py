@@ -2,8 +2,7 @@
 
 PTB's JobQueue (APScheduler 3, in-memory jobs) is only the alarm clock: a periodic sweep plus
 one wake-up at the next due instant, rebuilt from the database on start and after every pass.
-Jobs only poke; the work runs in two tasks of our own, created with `Application.create_task`
-so `Application.stop()` waits for them:
+Jobs only poke; the work runs in two tasks of our own:
 
 - the main runner: a lifecycle step, the alert lane, then the reminder fan-out, which takes
   further lifecycle steps between its batches (when the queued rows run out, a wake-up arrives,
@@ -11,8 +10,9 @@ so `Application.stop()` waits for them:
 - the alert runner: alert repeats/escalations and the alert lane only, so a fan-out of
   thousands of reminders never delays a safety alert (the flood gate serves alerts first).
 
-When the application stops, the fan-out stops claiming, rows still waiting for a slot are
-handed back untouched, and requests in flight finish and are recorded. On PostgreSQL,
+When the application stops (its `post_stop`, `bot.app.on_stop`, calls `Scheduler.stop`), the
+fan-out stops claiming, rows still waiting for a slot are handed back untouched, requests in
+flight finish and are recorded, and on SQLite the ownership of the file is released. On PostgreSQL,
 lifecycle steps are serialised across processes by an advisory lock and outbox rows are
 claimed with SKIP LOCKED; on SQLite one process owns the scheduler (`ownership.py`).
 Every job is allowed to run late (APScheduler would otherwise drop a run >1 s late).
@@ -62,7 +62,6 @@ class Scheduler:
         self._application = None
         self._runners: dict[str, asyncio.Task | None] = {"main": None, "alert": None}
         self._dirty = {"main": False, "alert": False}
-        self._watcher: asyncio.Task | None = None
         self._stopped = False
         self._ready = False
         self._more = False
@@ -97,7 +96,7 @@ class Scheduler:
         """Stop sending (rows waiting for a slot go back to pending), wait for requests in flight."""
         self._stopped = True
         self.courier.stop()
-        tasks = [t for t in (*self._runners.values(), self._watcher) if t is not None]
+        tasks = [t for t in self._runners.values() if t is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._job_queue is not None:
             for name in (WAKE_JOB, SWEEP_JOB):
@@ -109,11 +108,6 @@ class Scheduler:
     def _should_stop(self) -> bool:
         app = self._application
         return self._stopped or (app is not None and not app.running)
-
-    async def _watch_for_stop(self) -> None:
-        while not self._should_stop():
-            await asyncio.sleep(0.2)
-        self.courier.stop()
 
     # --- pokes -----------------------------------------------------------------------------------
     async def _on_alarm(self, context) -> None:
@@ -136,9 +130,9 @@ class Scheduler:
         if self._should_stop() or app is None:
             return  # not running (yet): the sweep at start-up picks everything up
         work = self._run_main() if runner == "main" else self._run_alerts()
-        self._runners[runner] = app.create_task(work, name=f"scheduler-{runner}")
-        if self._watcher is None or self._watcher.done():
-            self._watcher = app.create_task(self._watch_for_stop(), name="scheduler-stop-watch")
+        # Not `app.create_task`: PTB's stop() waits for those, and a fan-out in progress would hold
+        # it up; the application's post_stop (bot.app.on_stop) stops the scheduler instead.
+        self._runners[runner] = asyncio.get_running_loop().create_task(work, name=f"scheduler-{runner}")
 
     async def _run_main(self) -> None:
         while self._dirty["main"] and not self._should_stop():

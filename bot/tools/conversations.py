@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.app import build_application, on_startup
+from bot.app import build_application, on_startup, on_stop
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.demo import demo_settings
@@ -178,6 +178,7 @@ async def write_conversations(out: Path) -> str:
                 finally:
                     await app.updater.stop()
                     await app.stop()
+                    await on_stop(app)
                     await app.shutdown()
         finally:
             await engine.dispose()

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 
-from bot.app import build_application
+from bot.app import build_application, on_stop
 from bot.db.engine import make_engine
 from bot.db.models import AuditLog, Patient, PatientMessage, ProcessedUpdate
 from bot.sandbox import BotApiSandbox
@@ -45,6 +45,7 @@ async def _instance(sandbox: BotApiSandbox, database_url: str):
     finally:
         await app.updater.stop()
         await app.stop()
+        await on_stop(app)
         await app.shutdown()
         await engine.dispose()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from bot.app import build_application, on_startup
+from bot.app import build_application, on_startup, on_stop
 from bot.config import settings_from_mapping
 from bot.db.engine import session_factory
 from bot.sandbox import BotApiSandbox
@@ -58,6 +58,7 @@ class Harness:
             return
         await self.app.updater.stop()
         await self.app.stop()
+        await on_stop(self.app)
         await self.app.shutdown()
         self.app = None
 

@@ -58,7 +58,7 @@ async def test_stopping_mid_fan_out_hands_rows_back_and_the_restart_sends_each_o
         async with app_on(sandbox, engine, database_url, clock=clock, **limits) as h:
             await wait_until(lambda: len(sandbox.sent) >= 15, timeout=10, what="fan-out under way")
             started = time.monotonic()
-            await h.stop()  # Application.stop() alone: the fan-out stops claiming and hands rows back
+            await h.stop()  # PTB stops, then its post_stop stops the scheduler: the fan-out hands rows back
             stop_seconds = time.monotonic() - started
         states = await outbox_states(engine, Outbox.kind == "reminder")
         assert stop_seconds < 3, stop_seconds
