@@ -8,8 +8,7 @@ from collections import OrderedDict
 from datetime import time as wall_time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, Update
-from telegram.error import TelegramError
+from telegram import Update
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -19,7 +18,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.channels.telegram import reachability
+from bot.channels.telegram import menus, reachability
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.floodgate import TelegramRateLimiter
 from bot.config import Settings, parse_hhmm
@@ -40,7 +39,6 @@ from bot.handlers import (
 from bot.handlers.common import answer_quietly, fallback_translator, known_sites
 from bot.handlers.context import CONTEXT_TYPES, BotContext
 from bot.render.patient import site_phones
-from bot.i18n import SUPPORTED, Translator
 from bot.logs import install_secret_scrubber
 from bot.polling import PollingOutage, PollingRequest, is_polling_network_error
 from bot.services.clock import Clock, SystemClock
@@ -48,32 +46,6 @@ from bot.services.runtime import Runtime
 from scheduler.service import Scheduler
 
 log = logging.getLogger("adherence.app")
-
-
-def _commands(t: Translator) -> list[BotCommand]:
-    return [
-        BotCommand("status", t._("This course at a glance")),
-        BotCommand("report", t._("Report a symptom")),
-        BotCommand("time", t._("Change the reminder time")),
-        BotCommand("language", t._("Language")),
-        BotCommand("help", t._("Help")),
-        BotCommand("stop", t._("Pause reminders")),
-    ]
-
-
-def _coordinator_commands(t: Translator) -> list[BotCommand]:
-    return [
-        BotCommand("patients", t._("Your site's patients")),
-        BotCommand("alerts", t._("Open alerts")),
-        BotCommand("invite", t._("Invite a patient (link and QR code)")),
-        BotCommand("cycle", t._("Register the next cycle")),
-        BotCommand("patient", t._("One patient in detail")),
-        BotCommand("report", t._("Adherence chart")),
-        BotCommand("digest", t._("Today's digest")),
-        BotCommand("export", t._("Export all data (CSV)")),
-        BotCommand("invites", t._("Open invitations")),
-        BotCommand("help", t._("All study team commands")),
-    ]
 
 
 class _Answered:
@@ -120,12 +92,7 @@ async def _on_error(update: object, context: BotContext) -> None:
 async def on_startup(application: Application) -> None:
     """Runs once before updates are handled: localized command menus, then the scheduler
     (rebuilt from the database, after recovering anything a crash left mid-send)."""
-    for locale in SUPPORTED:
-        language = "zh" if locale == "zh_Hans" else "en"
-        await application.bot.set_my_commands(_commands(Translator(locale)), scope=BotCommandScopeAllPrivateChats(),
-                                              language_code=language)
-    await application.bot.set_my_commands(_commands(Translator("zh_Hans")), scope=BotCommandScopeAllPrivateChats())
-    await _coordinator_menus(application)
+    await menus.install(application.bot, application.bot_data["runtime"].settings)
     problem = await audit_guard_problem(application.bot_data["runtime"].engine)
     if problem:
         log.warning("event=audit_log_owned_by_bot_role %s", problem)
@@ -138,19 +105,6 @@ async def on_stop(application: Application) -> None:
     """After PTB stopped (run_polling / run_webhook): stop the scheduler for good and, on SQLite,
     release its ownership of the file, so the next start does not wait to take over."""
     await application.bot_data["scheduler"].stop()
-
-
-async def _coordinator_menus(application: Application) -> None:
-    """Each coordinator sees the study-team commands in their own language. Telegram refuses a
-    chat scope for someone who has never opened the bot: they get the menu on the next start."""
-    settings: Settings = application.bot_data["runtime"].settings
-    for site in settings.sites:
-        for person in site.coordinators:
-            try:
-                await application.bot.set_my_commands(_coordinator_commands(Translator(person.locale)),
-                                                      scope=BotCommandScopeChat(person.telegram_id))
-            except TelegramError as error:
-                log.info("event=coordinator_menu_skipped site=%s error=%s", site.id, type(error).__name__)
 
 
 def _schedule_digests(application: Application) -> None:

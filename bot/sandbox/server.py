@@ -539,7 +539,11 @@ class BotApiSandbox:
 
     @staticmethod
     def _commands_key(p: dict[str, Any]) -> tuple[str, str]:
-        return ((p.get("scope") or {}).get("type", "default"), p.get("language_code") or "")
+        scope = p.get("scope") or {}
+        kind = scope.get("type", "default")
+        if "chat_id" in scope:  # chat scopes are per chat ("chat:42")
+            kind = f"{kind}:{scope['chat_id']}"
+        return (kind, p.get("language_code") or "")
 
     async def _m_sendMessage(self, p: dict[str, Any], f: Any) -> dict[str, Any]:
         chat_id = require_chat(p)

@@ -32,6 +32,19 @@ async def test_commands_menu_registered_per_language(engine, database_url):
         assert all(is_chinese(c["description"]) for c in zh) and not any(is_chinese(c["description"]) for c in en)
 
 
+@pytest.mark.parametrize("helpers_on", [False, True])
+async def test_the_family_helper_commands_are_in_the_menus_only_while_helpers_are_on(engine, database_url, helpers_on):
+    async with running_bot(engine, database_url, helpers={"enabled": helpers_on}) as h:
+        for language in ("zh", "en"):
+            patient = [c["command"] for c in h.sandbox.commands[("all_private_chats", language)]]
+            assert ("helpers" in patient) is helpers_on and {"status", "report", "stop"} <= set(patient)
+        for nurse, chinese in ((100000001, True), (100000002, False)):  # each in their own language
+            team = h.sandbox.commands[(f"chat:{nurse}", "")]
+            assert ("helper" in [c["command"] for c in team]) is helpers_on
+            assert {"patients", "alerts", "invite", "export"} <= {c["command"] for c in team}
+            assert all(is_chinese(c["description"]) is chinese for c in team)
+
+
 @pytest.mark.parametrize("language_code, locale, button, user_id", CASES)
 async def test_declining_consent_enrols_nothing(engine, database_url, language_code, locale, button, user_id):
     async with running_bot(engine, database_url) as h:
