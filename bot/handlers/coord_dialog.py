@@ -9,6 +9,7 @@ from bot.handlers import coord_courses, coord_messages, coord_patients
 from bot.handlers.common import runtime
 from bot.handlers.context import BotContext
 from bot.handlers.coord_common import coordinator_translator, require_coordinator, take_pending
+from bot.services.coord_access import coordinator_actor
 from bot.render import coordinator as render
 from bot.services import dialogs
 
@@ -18,7 +19,9 @@ async def on_text(update: Update, context: BotContext) -> None:
     text = (update.effective_message.text or "").strip()
     if pending is None or not text:
         t = coordinator_translator(context, update.effective_user.id)
-        await update.effective_message.reply_text(render.help_text(t))
+        rt = runtime(context)
+        actor = coordinator_actor(rt, update.effective_user.id)
+        await update.effective_message.reply_text(render.help_text(t, rt.settings, actor.home_site if actor else None))
     elif pending["step"] == "lapsed":
         t = coordinator_translator(context, update.effective_user.id)
         await update.effective_message.reply_text(render.expired_step(t))

@@ -27,7 +27,8 @@ async def start_or_help(update: Update, context: BotContext) -> None:
         return
     if not (found := await require_coordinator(update, context, "help")):
         return
-    await update.effective_message.reply_text(render.help_text(found[1]))
+    actor, t = found
+    await update.effective_message.reply_text(render.help_text(t, runtime(context).settings, actor.home_site))
 
 
 async def unknown_command(update: Update, context: BotContext) -> None:

@@ -151,20 +151,28 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     return "\n".join(lines), buttons(rows)
 
 
-def help_text(t: Translator) -> str:
-    return "\n".join([
+def help_text(t: Translator, settings: Settings, home_site: str | None) -> str:
+    """The study team's commands, with examples in the caller's own site's subject ids."""
+    subject = f"{home_site or settings.sites[0].id}-017"
+    lines = [
         t._("Study team commands:"),
         "/patients — " + t._("your site's patients"),
-        "/patient SH-017 — " + t._("one patient: courses, days, symptoms, alerts"),
-        "/invite SH-017 — " + t._("invitation link and QR code"),
+        f"/patient {subject} — " + t._("one patient: courses, days, symptoms, alerts"),
+        f"/invite {subject} — " + t._("invitation link and QR code"),
         "/invites — " + t._("open invitations (revoke)"),
-        "/cycle SH-017 2026-12-01 — " + t._("register the next cycle (chemotherapy end date)"),
-        "/correct SH-017 2026-12-03 — " + t._("correct a course's chemotherapy end date"),
-        "/cancelcycle SH-017 — " + t._("cancel a course"),
-        "/dose SH-017 2026-12-03 taken REASON — " + t._("correct one dose day (taken, missed, not_reported)"),
-        "/pause SH-017, /resume SH-017 — " + t._("pause or resume reminders"),
-        "/withdraw SH-017 — " + t._("withdraw (stops all messages, keeps all data)"),
-        "/rebind SH-017 — " + t._("new link for a patient's new phone"),
+        f"/cycle {subject} 2026-12-01 — " + t._("register the next cycle (chemotherapy end date)"),
+        f"/correct {subject} 2026-12-03 — " + t._("correct a course's chemotherapy end date"),
+        f"/cancelcycle {subject} — " + t._("cancel a course"),
+        f"/dose {subject} 2026-12-03 taken REASON — " + t._("correct one dose day (taken, missed, not_reported)"),
+        f"/pause {subject}, /resume {subject} — " + t._("pause or resume reminders"),
+        f"/withdraw {subject} — " + t._("withdraw (stops all messages, keeps all data)"),
+        f"/rebind {subject} — " + t._("new link for a patient's new phone"),
+    ]
+    if settings.helpers.enabled:
+        lines.append(f"/helper {subject} — " + t._("invitation for a patient's family helper"))
+    if settings.visits.enabled:
+        lines.append(f"/visit {subject} … — " + t._("study visits: register, move, cancel, attended"))
+    return "\n".join(lines + [
         "/alerts — " + t._("open alerts"),
         "/ack CODE — " + t._("acknowledge an alert with the code from its mail"),
         "/digest — " + t._("today's digest now"),

@@ -97,10 +97,13 @@ async def test_admin_sees_and_acts_on_every_site(engine, database_url):
         assert invite.site_id == "SH" and photo.kind == "photo"
         # coordinators get the study-team help from /start and /help, in their language
         [help_text] = await send(h, admin, "/start")
-        assert help_text.text == render.help_text(tr("en"))
-        # an ordinary coordinator's /patients shows their site only
+        assert help_text.text == render.help_text(tr("en"), h.settings, "NJ")
+        # an ordinary coordinator's /patients shows their site only; /help's examples are their site's ids
         nj = nurse(h, COORDINATOR_NJ, "zh_Hans")
         [help_text] = await send(h, nj, "/help")
-        assert help_text.text == render.help_text(tr("zh_Hans"))
+        assert help_text.text == render.help_text(tr("zh_Hans"), h.settings, "NJ")
+        assert "/patient NJ-017" in help_text.text and "SH-017" not in help_text.text
+        [sh_help] = await send(h, nurse(h, COORDINATOR_SH, "zh_Hans"), "/help")
+        assert "/patient SH-017" in sh_help.text and "NJ-017" not in sh_help.text
         [own] = await send(h, nj, "/patients")
         assert "NJ-0522" in own.text and "SH-0521" not in own.text
