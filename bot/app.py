@@ -23,9 +23,9 @@ from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.floodgate import TelegramRateLimiter
 from bot.config import Settings, parse_hhmm
 from bot.db.roles import audit_guard_problem
-from bot.handlers import family as family_handlers
-from bot.handlers import visits as visit_handlers
-from bot.handlers import (
+from bot.channels.telegram.handlers import family as family_handlers
+from bot.channels.telegram.handlers import visits as visit_handlers
+from bot.channels.telegram.handlers import (
     commands,
     coord_courses,
     coord_dialog,
@@ -36,8 +36,8 @@ from bot.handlers import (
     gate,
     router,
 )
-from bot.handlers.common import answer_quietly, fallback_translator, known_sites
-from bot.handlers.context import CONTEXT_TYPES, BotContext
+from bot.channels.telegram.handlers.common import answer_quietly, fallback_translator, known_sites
+from bot.channels.telegram.handlers.context import CONTEXT_TYPES, BotContext
 from bot.render.patient import site_phones
 from bot.logs import install_secret_scrubber
 from bot.polling import PollingOutage, PollingRequest, is_polling_network_error
@@ -50,7 +50,7 @@ log = logging.getLogger("adherence.app")
 
 class _Answered:
     """The updates this process already answered with an error message (several handlers of one
-    update may fail; an update is handled by one process, see bot.handlers.gate)."""
+    update may fail; an update is handled by one process, see bot.channels.telegram.handlers.gate)."""
 
     def __init__(self, capacity: int = 1_000) -> None:
         self.capacity = capacity

@@ -287,7 +287,7 @@ def cmd_export(args, settings) -> int:
 
 
 def cmd_visit(args, settings) -> int:
-    from bot.handlers.visits import parse_command, run_command
+    from bot.channels.telegram.handlers.visits import parse_command, run_command
     from bot.services.visits import VisitRefused
 
     parsed = parse_command(args.words)

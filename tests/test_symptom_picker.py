@@ -5,7 +5,7 @@ import tomllib
 
 from bot.channels.telegram.keyboards import as_markup
 from bot.config import settings_from_mapping
-from bot.handlers.symptoms import _picker, _ticked
+from bot.channels.telegram.handlers.symptoms import _picker, _ticked
 from bot.i18n import Translator
 from tests.e2e.harness import EXAMPLE
 

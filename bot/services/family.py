@@ -9,7 +9,7 @@ explicit consent.
   a coordinator. Either way the helper is bound only once the patient has consented.
 - A helper is bound to exactly one patient, at most `[helpers] max_per_patient` per patient, and is
   named everywhere outside the routing of messages by a pseudonymous id `H-<site>-<n>`.
-- What a helper gets is in scheduler/family.py (notices) and bot/handlers/family.py.
+- What a helper gets is in scheduler/family.py (notices) and bot/channels/telegram/handlers/family.py.
 """
 
 from __future__ import annotations

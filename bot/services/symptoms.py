@@ -205,7 +205,7 @@ async def advice_failed(rt: Runtime, *, row_id: int, error: str) -> None:
 
 async def pending_note(rt: Runtime, *, telegram_user_id: int) -> int | None:
     """The report whose optional note the next text is, while the prompt is open (a family
-    helper's text is routed by bot.handlers.family, before the patient's dialogs)."""
+    helper's text is routed by bot.channels.telegram.handlers.family, before the patient's dialogs)."""
     async with rt.session() as session:
         state = await dialogs.get(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=NOTE_DIALOG,
                                   now=rt.now())

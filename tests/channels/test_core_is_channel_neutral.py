@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = [ROOT / "bot" / "domain", ROOT / "bot" / "services", ROOT / "scheduler", ROOT / "bot" / "render"]
-ADAPTER_MODULES = ("telegram", "bot.channels.telegram", "bot.channels.email", "bot.handlers", "aiosmtplib")
+ADAPTER_MODULES = ("telegram", "bot.channels.telegram", "bot.channels.email", "aiosmtplib")
 
 
 def _imports(path: Path) -> list[str]:

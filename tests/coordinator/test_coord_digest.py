@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from bot.db.models import Alert, DoseDay, Patient
 from bot.domain.dose import Answer
-from bot.handlers.coord_reports import send_site_digest
+from bot.channels.telegram.handlers.coord_reports import send_site_digest
 from bot.services import alerts_ack, digest, doses, symptoms
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, enrol_direct, nurse, register,
                                              send, tr)

@@ -10,11 +10,11 @@ from telegram.error import Forbidden
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.handlers.common import runtime
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
+from bot.channels.telegram.handlers.common import runtime
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
                                        set_pending, tell)
-from bot.handlers.coordinator import acknowledge, edit_copies
+from bot.channels.telegram.handlers.coordinator import acknowledge, edit_copies
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.render import coordinator as render

@@ -15,11 +15,11 @@ from telegram import Update
 from telegram.ext import Application, BaseHandler, CallbackQueryHandler, MessageHandler, filters
 
 from bot.domain.tokens import looks_like_token
-from bot.handlers import visits as visit_handlers
-from bot.handlers import (accountability, commands, conmed, coord_courses, coord_dialog, coord_invites,
+from bot.channels.telegram.handlers import visits as visit_handlers
+from bot.channels.telegram.handlers import (accountability, commands, conmed, coord_courses, coord_dialog, coord_invites,
                           coord_messages, coord_patients, coordinator, dosing, enrol, messages, symptoms)
-from bot.handlers.common import runtime, translator_for
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.common import runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
 from bot.services import dialogs, enrolment
 from bot.services.accountability import parse_count
 from bot.services.audit import audit

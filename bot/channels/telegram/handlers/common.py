@@ -1,4 +1,4 @@
-"""Helpers every handler uses: the runtime, the caller's language (see bot.handlers.context)."""
+"""Helpers every handler uses: the runtime, the caller's language (see bot.channels.telegram.handlers.context)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from telegram.error import TelegramError
 
 from bot.config import Site
 from bot.db.models import Patient
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.context import BotContext
 from bot.i18n import Translator
 from bot.services.runtime import Runtime
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot.handlers import coord_courses, coord_messages, coord_patients
-from bot.handlers.common import runtime
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import coordinator_translator, require_coordinator, take_pending
+from bot.channels.telegram.handlers import coord_courses, coord_messages, coord_patients
+from bot.channels.telegram.handlers.common import runtime
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import coordinator_translator, require_coordinator, take_pending
 from bot.services.coord_access import coordinator_actor
 from bot.render import coordinator as render
 from bot.services import dialogs

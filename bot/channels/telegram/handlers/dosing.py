@@ -8,8 +8,8 @@ from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
 from bot.domain.dose import Answer, AnswerSource
-from bot.handlers.common import runtime, translator_for
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.common import runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
 from bot.render import callbacks as cb
 from bot.render import patient as render
 from bot.services import doses

@@ -12,9 +12,9 @@ from telegram.ext import BaseHandler, CallbackQueryHandler
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.port import Action
 from bot.render.actions import buttons
-from bot.handlers import enrol, messages, symptoms
-from bot.handlers.common import answer_quietly, runtime, translator_for
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers import enrol, messages, symptoms
+from bot.channels.telegram.handlers.common import answer_quietly, runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render import patient as render

@@ -21,11 +21,11 @@ from bot.channels.telegram.keyboards import as_markup
 from bot.db.models import Patient
 from bot.domain.tokens import looks_like_token
 from bot.domain.triage import TriageLevel
-from bot.handlers import symptoms
-from bot.handlers.messages import kind_and_text
-from bot.handlers.common import answer_quietly, runtime, translator_for
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import REFUSED, example_subject, guarded, require_coordinator, tell
+from bot.channels.telegram.handlers import symptoms
+from bot.channels.telegram.handlers.messages import kind_and_text
+from bot.channels.telegram.handlers.common import answer_quietly, runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import REFUSED, example_subject, guarded, require_coordinator, tell
 from bot.i18n import SUPPORTED, Translator
 from bot.render import family as render
 from bot.render.patient import emergency_advice

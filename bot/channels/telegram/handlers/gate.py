@@ -16,7 +16,7 @@ import logging
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, TypeHandler
 
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.context import BotContext
 from bot.services import dialogs, seen_updates
 
 log = logging.getLogger("adherence.handlers")

@@ -9,10 +9,10 @@ from datetime import time
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
-from bot.handlers.common import answer_quietly, runtime, translator_for
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import REFUSED, guarded, parse_date, require_coordinator, tell
-from bot.handlers.dosing import edit_unless_unchanged
+from bot.channels.telegram.handlers.common import answer_quietly, runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import REFUSED, guarded, parse_date, require_coordinator, tell
+from bot.channels.telegram.handlers.dosing import edit_unless_unchanged
 from bot.render import callbacks as cb
 from bot.render import visits as render
 from bot.services import visits

@@ -6,9 +6,9 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
-from bot.handlers.common import runtime
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import require_coordinator, set_pending, tell
+from bot.channels.telegram.handlers.common import runtime
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import require_coordinator, set_pending, tell
 from bot.render import callbacks as cb
 from bot.services import messages
 from bot.services.messages import ReplyRefused

@@ -2,7 +2,7 @@
 the caller's language and the caller as a patient or a staff member, one lookup per update.
 
 PTB builds one context per update and passes it to every handler group, so what the gate
-(bot.handlers.gate) learns before the handlers run is here for all of them."""
+(bot.channels.telegram.handlers.gate) learns before the handlers run is here for all of them."""
 
 from __future__ import annotations
 

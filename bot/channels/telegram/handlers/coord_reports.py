@@ -12,10 +12,10 @@ from telegram import InputFile, Update
 from telegram.error import TelegramError
 
 from bot.domain.adherence import adherence, combine
-from bot.handlers import symptoms
-from bot.handlers.common import runtime
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import require_coordinator
+from bot.channels.telegram.handlers import symptoms
+from bot.channels.telegram.handlers.common import runtime
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import require_coordinator
 from bot.render import coord_views as views
 from bot.render import coordinator as render
 from bot.render.coordinator import chat_translator

@@ -7,10 +7,10 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.handlers.common import runtime
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending, tell
-from bot.handlers.coord_invites import rebind
+from bot.channels.telegram.handlers.common import runtime
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending, tell
+from bot.channels.telegram.handlers.coord_invites import rebind
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.render import coordinator as render

@@ -22,8 +22,8 @@ from bot.channels.telegram.keyboards import as_markup
 from bot.channels.port import Action, Actions
 from bot.render.actions import buttons
 from bot.domain.triage import TriageLevel
-from bot.handlers.common import answer_quietly, fallback_translator, known_sites, runtime, translator_for
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.common import answer_quietly, fallback_translator, known_sites, runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
 from bot.i18n import Translator
 from bot.render import callbacks as cb
 from bot.render.patient import emergency_advice, site_phones

@@ -5,9 +5,9 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
-from bot.handlers.common import answer_quietly, runtime, translator_for
-from bot.handlers.context import BotContext
-from bot.handlers.dosing import edit_unless_unchanged
+from bot.channels.telegram.handlers.common import answer_quietly, runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.dosing import edit_unless_unchanged
 from bot.render import callbacks as cb
 from bot.render import conmed as render
 from bot.render.conmed import POINTS_BY_CODE

@@ -17,8 +17,8 @@ from bot.channels.telegram.keyboards import as_markup
 from bot.channels.port import Action
 from bot.render.actions import buttons
 from bot.domain.triage import TriageLevel
-from bot.handlers.common import fallback_translator, known_sites, runtime
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.common import fallback_translator, known_sites, runtime
+from bot.channels.telegram.handlers.context import BotContext
 from bot.render import callbacks as cb
 from bot.render import patient as render
 from bot.services import messages

@@ -10,8 +10,8 @@ from telegram import Update
 from telegram.error import BadRequest
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.handlers.common import runtime, translator_for
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.common import runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
 from bot.i18n import Translator
 from bot.render import coord_views as views
 from bot.render import coordinator as render

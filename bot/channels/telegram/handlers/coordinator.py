@@ -8,10 +8,10 @@ from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.handlers import commands
-from bot.handlers.common import runtime, translator_for
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import require_coordinator
+from bot.channels.telegram.handlers import commands
+from bot.channels.telegram.handlers.common import runtime, translator_for
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import require_coordinator
 from bot.render import callbacks as cb
 from bot.render import coordinator as render
 from bot.services import alerts_ack, coord_alerts

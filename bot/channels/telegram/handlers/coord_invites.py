@@ -6,9 +6,9 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.handlers.common import runtime
-from bot.handlers.context import BotContext
-from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
+from bot.channels.telegram.handlers.common import runtime
+from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.telegram.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.reports.qr import invitation_card_png

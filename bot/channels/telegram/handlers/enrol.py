@@ -18,9 +18,9 @@ from bot.channels.port import Action, Actions
 from bot.render.actions import buttons
 from bot.config import parse_hhmm
 from bot.domain.tokens import looks_like_token
-from bot.handlers.common import runtime, translator_for
+from bot.channels.telegram.handlers.common import runtime, translator_for
 from bot.domain.enrolment import EnrolStep, StepRefused
-from bot.handlers.context import BotContext
+from bot.channels.telegram.handlers.context import BotContext
 from bot.i18n import SUPPORTED, Translator
 from bot.render import callbacks as cb
 from bot.render.patient import course_plan, main_menu, status
