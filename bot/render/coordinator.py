@@ -107,7 +107,11 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     if details.get("text"):
         lines.append("“" + printable(details["text"]) + "”")
     for note in details.get("notes", []):
-        lines.append("✎ " + t._("Patient's note: {note}", note=printable(note)))
+        if isinstance(note, dict):  # written by a family helper
+            lines.append("✎ " + t._("Note from helper {helper}: {note}", helper=note.get("helper") or "—",
+                                    note=printable(note.get("text") or "")))
+        else:
+            lines.append("✎ " + t._("Patient's note: {note}", note=printable(note)))
     if details.get("helpers"):
         lines.append("👪 " + t._("Reported by helper {helper} on the patient's behalf",
                                 helper=", ".join(details["helpers"])))

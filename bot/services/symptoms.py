@@ -233,14 +233,17 @@ async def add_note(rt: Runtime, *, telegram_user_id: int, note: str, update_id: 
         audit(session, at=now, actor_kind="helper" if helper else "patient",
               actor_id=helper.helper_id if helper else patient.subject_id, action="symptom.note_added",
               entity="symptom_report", entity_id=report_row.id, after={"note_length": len(note)}, update_id=update_id)
-        await _note_on_alert(session, patient_id=patient.id, report_id=report_row.id, note=note, now=now)
+        await _note_on_alert(session, patient_id=patient.id, report_id=report_row.id, note=note, now=now,
+                             helper_id=helper.helper_id if helper else None)
         await session.commit()
     rt.wake()
     return True
 
 
-async def _note_on_alert(session, *, patient_id: int, report_id: int, note: str, now) -> None:
-    """The team sees the note: added to the alert that carries the report, its copies edited."""
+async def _note_on_alert(session, *, patient_id: int, report_id: int, note: str, now, helper_id: str | None) -> None:
+    """The team sees the note: added to the alert that carries the report, its copies edited.
+    A patient's note is kept as text; a helper's names the helper, so nobody reads it as the
+    patient's own words."""
     candidates = (await session.exec(select(Alert).where(
         Alert.patient_id == patient_id, col(Alert.kind).in_(list(KIND_BY_LEVEL.values())))
         .order_by(col(Alert.id).desc()).limit(20))).all()
@@ -248,7 +251,8 @@ async def _note_on_alert(session, *, patient_id: int, report_id: int, note: str,
     if alert is None:  # a log-level report has no alert: the card and the digest show its note
         return
     details = dict(alert.details)
-    details["notes"] = [*details.get("notes", []), note[:NOTE_SHOWN]]
+    entry = {"helper": helper_id, "text": note[:NOTE_SHOWN]} if helper_id else note[:NOTE_SHOWN]
+    details["notes"] = [*details.get("notes", []), entry]
     alert.details = details
     session.add(alert)
     if alert.acknowledged_at is None:

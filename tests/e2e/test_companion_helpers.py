@@ -147,6 +147,13 @@ async def test_a_helper_reports_an_emergency_for_the_patient(engine, database_ur
         assert alert.details["helpers"] == [row.helper_id]
         named = Translator("zh_Hans")._("Reported by helper {helper} on the patient's behalf", helper=row.helper_id)
         await h.sandbox.wait_for(lambda: any(named in (m.text or "") for m in h.sandbox.messages(COORDINATOR_NJ)))
+        # the helper's note reaches the alert under the helper's name, never as the patient's words
+        helper.send_text("他一直在发抖 / shaking")
+        zh = Translator("zh_Hans")
+        noted = zh._("Note from helper {helper}: {note}", helper=row.helper_id, note="他一直在发抖 / shaking")
+        await h.sandbox.wait_for(lambda: any(noted in (m.text or "") for m in h.sandbox.messages(COORDINATOR_NJ)))
+        assert not any(zh._("Patient's note: {note}", note="他一直在发抖 / shaking") in (m.text or "")
+                       for m in h.sandbox.messages(COORDINATOR_NJ))
         [audited] = await h.rows(AuditLog, AuditLog.action == "symptom.reported")
         assert (audited.actor_kind, audited.actor_id) == ("helper", row.helper_id)
 
