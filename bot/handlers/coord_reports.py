@@ -1,15 +1,12 @@
 """/report (the adherence chart for coordinators; the symptom picker for everyone else),
-/export (a zip of CSV files), /digest (today's digest on demand), and the daily digest job."""
+/export (a zip of CSV files), /digest (today's digest on demand; the morning digest is queued by
+the scheduler, `scheduler/digests.py`)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import socket
 
 from telegram import InputFile, Update
-from telegram.error import TelegramError
 
 from bot.domain.adherence import adherence, combine
 from bot.handlers import symptoms
@@ -18,15 +15,11 @@ from bot.handlers.context import BotContext
 from bot.handlers.coord_common import require_coordinator
 from bot.render import coord_views as views
 from bot.render import coordinator as render
-from bot.render.coordinator import chat_translator
 from bot.reports import csv_files
 from bot.reports.chart import render_pages
 from bot.services import coord_patients, digest, exports
-from bot.services.alerts import alert_chats
 from bot.services.coord_access import refuse_actor
 from bot.services.runtime import Runtime
-
-log = logging.getLogger("adherence.coordinator")
 
 
 def _sites(rt: Runtime, actor, requested: str | None) -> list[str]:
@@ -94,31 +87,3 @@ async def digest_now(update: Update, context: BotContext) -> None:
         built = await digest.build(rt, site_id=site_id)
         for text in views.digest_text(t, rt.settings, built):
             await update.effective_message.reply_text(text)
-
-
-async def send_site_digest(rt: Runtime, bot, *, site_id: str) -> int:
-    """The scheduled digest for one site: claimed once per local day, sent to the site's alert
-    chat or each coordinator, each in their own language. Returns the messages sent."""
-    site = rt.settings.site(site_id)
-    now = rt.now()
-    if not await digest.claim(rt, site_id=site_id, local_date=now.astimezone(site.tz).date(),
-                              owner=f"{socket.gethostname()}:{os.getpid()}"):
-        return 0
-    built = await digest.build(rt, site_id=site_id, now=now)
-    await digest.mark_built(rt, site_id=site_id, at=now)
-    sent = 0
-    for chat_id in alert_chats(site):
-        t = chat_translator(rt.settings, chat_id, site_id)
-        for text in views.digest_text(t, rt.settings, built):
-            try:
-                await bot.send_message(chat_id, text)
-                sent += 1
-            except TelegramError as error:
-                log.warning("event=digest_send_failed site=%s chat=%s error=%s", site_id, chat_id,
-                            type(error).__name__)
-    log.info("event=digest_sent site=%s messages=%d", site_id, sent)
-    return sent
-
-
-async def digest_job(context: BotContext) -> None:
-    await send_site_digest(runtime(context), context.bot, site_id=context.job.data)
