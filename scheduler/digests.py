@@ -97,7 +97,7 @@ async def queue_digests(session: AsyncSession, *, settings: Settings, now: datet
 
 
 def digest_texts(settings: Settings, built: digest.Digest, chat_id: int) -> list[str]:
-    from bot.render.coord_views import digest_text
+    from bot.render.coord_reports import digest_text
     return digest_text(chat_translator(settings, chat_id, built.site_id), settings, built)
 
 

@@ -13,7 +13,7 @@ from bot.handlers import symptoms
 from bot.handlers.common import runtime
 from bot.handlers.context import BotContext
 from bot.handlers.coord_common import require_coordinator
-from bot.render import coord_views as views
+from bot.render import coord_reports as report_views
 from bot.render import coordinator as render
 from bot.reports import csv_files
 from bot.reports.chart import render_pages
@@ -39,7 +39,7 @@ async def report(update: Update, context: BotContext) -> None:
     for site_id in _sites(rt, actor, requested):
         site = rt.settings.site(site_id)
         rows = await coord_patients.overview(rt, actor, site_id=site_id)
-        charted = views.chart_rows(rows)
+        charted = report_views.chart_rows(rows)
         today = rt.now().astimezone(site.tz).date()
         pages = await asyncio.to_thread(render_pages, charted, columns=rt.settings.trial.course_days, t=t,
                                         site=site, day=today)
@@ -47,7 +47,7 @@ async def report(update: Update, context: BotContext) -> None:
         totals = combine(r.so_far for r in live)
         current = combine(adherence(r.states) for r in live if r.cycle is not None)
         for number, page in enumerate(pages, start=1):
-            caption = views.report_caption(t, site, totals=totals, current=current, patients=len(live),
+            caption = report_views.report_caption(t, site, totals=totals, current=current, patients=len(live),
                                            on_course=sum(r.status == "on_course" for r in live), page=number,
                                            pages=len(pages))
             if not charted:  # nothing to draw yet: the figures alone
@@ -70,7 +70,7 @@ async def export(update: Update, context: BotContext) -> None:
         requested = actor.home_site
     data = await exports.collect(rt, actor, site_id=requested, update_id=update.update_id)
     name = rt.settings.site(requested).name(t.locale) if requested else t._("all sites")
-    caption = views.export_caption(t, site_name=name, counts={k: len(v) for k, v in data.tables.items()})
+    caption = report_views.export_caption(t, site_name=name, counts={k: len(v) for k, v in data.tables.items()})
     payload = await asyncio.to_thread(csv_files.zip_bytes, data)
     await update.effective_message.reply_document(InputFile(payload, filename=csv_files.zip_name(data)),
                                                   caption=caption, protect_content=False)
@@ -85,5 +85,5 @@ async def digest_now(update: Update, context: BotContext) -> None:
     requested = context.args[0].upper() if context.args else actor.home_site
     for site_id in _sites(rt, actor, requested):
         built = await digest.build(rt, site_id=site_id)
-        for text in views.digest_text(t, rt.settings, built):
+        for text in report_views.digest_text(t, rt.settings, built):
             await update.effective_message.reply_text(text)
