@@ -30,6 +30,7 @@ from bot.channels.port import Recipient
 from bot.config import Settings, Site, parse_hhmm
 from bot.db.models import Outbox, RuntimeState
 from bot.domain.schedule import local_due_instant
+from bot.render.coord_reports import digest_text
 from bot.render.coordinator import chat_translator
 from bot.services import digest
 from bot.services.alerts import alert_chats, recipient_key
@@ -97,7 +98,7 @@ async def queue_digests(session: AsyncSession, *, settings: Settings, now: datet
 
 
 def digest_texts(settings: Settings, built: digest.Digest, chat_id: int) -> list[str]:
-    from bot.render.coord_reports import digest_text
+    """The digest as `chat_id` reads it (their language), in message-sized parts."""
     return digest_text(chat_translator(settings, chat_id, built.site_id), settings, built)
 
 
