@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from datetime import time as wall_time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
@@ -21,7 +20,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.channels.telegram import menus, reachability
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.floodgate import TelegramRateLimiter
-from bot.config import Settings, parse_hhmm
+from bot.config import Settings
 from bot.db.roles import audit_guard_problem
 from bot.channels.telegram.handlers import family as family_handlers
 from bot.channels.telegram.handlers import visits as visit_handlers
@@ -97,8 +96,7 @@ async def on_startup(application: Application) -> None:
     if problem:
         log.warning("event=audit_log_owned_by_bot_role %s", problem)
     scheduler: Scheduler = application.bot_data["scheduler"]
-    await scheduler.start(application.job_queue)
-    _schedule_digests(application)
+    await scheduler.start(application.job_queue)  # also queues the morning digests (scheduler/digests.py)
 
 
 async def on_stop(application: Application) -> None:
@@ -107,18 +105,6 @@ async def on_stop(application: Application) -> None:
     await application.bot_data["scheduler"].stop()
 
 
-def _schedule_digests(application: Application) -> None:
-    """One daily job per site at its local digest time (APScheduler follows the zone's DST)."""
-    if application.job_queue is None or not application.bot_data.get("digests", True):
-        return
-    settings: Settings = application.bot_data["runtime"].settings
-    at = parse_hhmm(settings.alerts.digest_time)
-    for site in settings.sites:
-        name = f"digest:{site.id}"
-        for job in application.job_queue.get_jobs_by_name(name):
-            job.schedule_removal()
-        application.job_queue.run_daily(coord_reports.digest_job, time=wall_time(at.hour, at.minute, tzinfo=site.tz),
-                                        data=site.id, name=name)
 
 
 # Study-team commands: anyone may send them, only configured coordinators get past the check.

@@ -115,21 +115,21 @@ def cmd_revoke(args, settings) -> int:
 
 
 def cmd_patients(args, settings) -> int:
-    from bot.render import coord_views
+    from bot.render import coord_patients as patient_views
     from bot.services import coord_patients
 
     rows = asyncio.run(_run(settings, lambda rt: coord_patients.overview(rt, _actor(args), site_id=args.site)))
-    for text in coord_views.patients_list(_en(settings, args.site), settings, rows):
+    for text in patient_views.patients_list(_en(settings, args.site), settings, rows):
         print(text)
     return 0
 
 
 def cmd_patient(args, settings) -> int:
-    from bot.render import coord_views
+    from bot.render import coord_patients as patient_views
     from bot.services import coord_patients
 
     detail = asyncio.run(_run(settings, lambda rt: coord_patients.detail(rt, _actor(args), subject_id=args.subject)))
-    print(coord_views.patient_card(_en(settings, detail.patient.site_id), settings, detail)[0])
+    print(patient_views.patient_card(_en(settings, detail.patient.site_id), settings, detail)[0])
     return 0
 
 
@@ -234,21 +234,21 @@ def cmd_ack(args, settings) -> int:
 
 
 def cmd_digest(args, settings) -> int:
-    from bot.render import coord_views
+    from bot.render import coord_reports
     from bot.services import digest
 
     async def work(rt):
         return [await digest.build(rt, site_id=s.id) for s in settings.sites if args.site in (None, s.id)]
 
     for built in asyncio.run(_run(settings, work)):
-        for text in coord_views.digest_text(_en(settings, built.site_id), settings, built):
+        for text in coord_reports.digest_text(_en(settings, built.site_id), settings, built):
             print(text)
         print()
     return 0
 
 
 def cmd_report(args, settings) -> int:
-    from bot.render import coord_views
+    from bot.render import coord_reports
     from bot.reports.chart import render_pages
     from bot.services import coord_patients
 
@@ -260,7 +260,7 @@ def cmd_report(args, settings) -> int:
     for site_id, rows in asyncio.run(_run(settings, work)).items():
         site = settings.site(site_id)
         today = datetime.now(site.tz).date()
-        charted = coord_views.chart_rows(rows)
+        charted = coord_reports.chart_rows(rows)
         if not charted:
             print(f"{site_id}: no patient has a course yet; no chart written")
             continue

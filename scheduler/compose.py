@@ -36,6 +36,8 @@ from bot.services.conmed import CHECK_KIND as CONMED_CHECK
 from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND
 from bot.services.visits import REMINDER_KIND as VISIT_REMINDER
+from bot.services import digest as digest_service
+from scheduler import digests
 
 PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
                  "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK,
@@ -81,6 +83,7 @@ class Loaded:
     helpers: dict[int, Helper] = field(default_factory=dict)  # helper notices' and helper advice's helpers
     translators: dict[tuple[str, str], Translator] = field(default_factory=dict)
     ack_key: bytes = b""  # behind the acknowledgement codes of mailed alerts
+    digests: dict[tuple[str, str, str], digest_service.Digest] = field(default_factory=dict)  # (site, since, at)
 
     def translator(self, locale: str, tz: str) -> Translator:
         key = (locale, str(tz))
@@ -116,7 +119,11 @@ def _to_patient(row: Outbox, patient: Patient) -> bool:
     return patient.chat_id is not None and _recipient(row) == Recipient.telegram(patient.chat_id)
 
 
-async def load(session, rows: list[Outbox], *, now: datetime) -> Loaded:
+def _digest_window(row: Outbox) -> tuple[str, str, str]:
+    return row.payload["site"], row.payload["since"], row.payload["at"]
+
+
+async def load(session, rows: list[Outbox], *, now: datetime, settings: Settings) -> Loaded:
     loaded = Loaded()
     if any(r.channel == ChannelName.EMAIL for r in rows):
         loaded.ack_key = await ack_key(session, now=now)
@@ -167,6 +174,11 @@ async def load(session, rows: list[Outbox], *, now: datetime) -> Loaded:
     loaded.visits = await fetch(Visit, (r.payload.get("visit_id") for r in rows if r.kind == VISIT_REMINDER))
     loaded.helpers = await fetch(Helper, (r.payload.get("helper") for r in rows
                                           if r.kind in (family.NOTICE_KIND, ADVICE_KIND)))
+    for window in {_digest_window(r) for r in rows if r.kind == digests.KIND}:
+        site_id, since, at = window
+        loaded.digests[window] = await digest_service.build_in(
+            session, settings=settings, site_id=site_id, now=datetime.fromisoformat(at),
+            since=datetime.fromisoformat(since))
     counting = {r.payload.get("course_id") for r in rows if r.kind == TABLET_COUNT} - {None}
     if counting:
         loaded.tablets_counted = set((await session.exec(select(TabletCount.course_id).where(
@@ -197,6 +209,8 @@ def prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -
 def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) -> Plan:
     patient = loaded.patients.get(row.patient_id) if row.patient_id else None
     t = recipient_translator(settings, _recipient(row), patient, loaded)
+    if row.kind == digests.KIND:  # the morning digest: its window fixed when queued, its state current
+        return _prepare_digest(loaded, settings=settings, row=row)
     if row.kind == RELAY_MEDIA_KIND:  # the patient's voice note, photo …, right after its alert
         alert = loaded.alerts.get(row.alert_id)
         if alert is None:
@@ -311,6 +325,15 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             text, markup = render_patient.course_end(t, settings, course, adherence(DoseState(s) for s in states))
         return _message(text, markup, protect=True)
     return Skip(f"unknown kind {row.kind}")
+
+
+def _prepare_digest(loaded: Loaded, *, settings: Settings, row: Outbox) -> Plan:
+    built = loaded.digests[_digest_window(row)]
+    texts = digests.digest_texts(settings, built, int(row.address))
+    text = digests.part_text(texts, part=int(row.payload["part"]), parts=int(row.payload["parts"]))
+    if text is None:
+        return Skip("the digest is shorter than when it was queued")
+    return OutgoingMessage(text)
 
 
 def _alert_mail(loaded: Loaded, *, settings: Settings, row: Outbox, alert: Alert, t: Translator) -> Plan:

@@ -157,7 +157,7 @@ class Courier:
     async def plan(self, rows: list[Outbox]) -> list[tuple[Outbox, Plan | Exception]]:
         now = self.rt.now()
         async with self.rt.session() as session:
-            loaded = await load(session, rows, now=now)
+            loaded = await load(session, rows, now=now, settings=self.rt.settings)
         planned: list[tuple[Outbox, Plan | Exception]] = []
         for row in rows:
             try:

@@ -1,5 +1,6 @@
 """The dose-day lifecycle, advanced to `now`: queue due reminders and their follow-ups, close
-unanswered days, ask about them next morning, end courses, repeat and escalate alerts.
+unanswered days, ask about them next morning, end courses, repeat and escalate alerts, and (in
+the scheduler) queue the coordinators' morning digest (`digests.py`).
 
 Every step is idempotent (dedupe keys, conditional updates), so running it twice, from two
 processes, or after a long downtime gives the same result as running it once on time. Rows are
@@ -35,6 +36,7 @@ from bot.services.alerts import (FIRST_EMERGENCY, FOLLOW_UP, NEW, queue_copies, 
 from bot.services.audit import audit
 from bot.services.doses import check_consecutive, close_reminder_messages
 from bot.services.outbox import NORMAL_LANE, enqueue
+from scheduler.digests import queue_digests
 from scheduler.companions import queue_conmed_checks, queue_tablet_counts, queue_visit_reminders
 from scheduler.family import queue_helper_notices
 
@@ -213,8 +215,9 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
     return len(alerts)
 
 
-async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
-    """One idempotent pass; returns how much it did (callers loop while it is busy)."""
+async def advance(session: AsyncSession, *, settings: Settings, now: datetime, digests: bool = False) -> int:
+    """One idempotent pass; returns how much it did (callers loop while it is busy). `digests`:
+    also queue the morning digests due (the running scheduler does; tests of other rules do not)."""
     done = await close_days(session, settings=settings, now=now)
     done += await queue_reminders(session, settings=settings, now=now)
     done += await queue_catch_ups(session, settings=settings, now=now)
@@ -225,6 +228,8 @@ async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -
     done += await queue_visit_reminders(session, settings=settings, now=now)
     done += await queue_helper_notices(session, settings=settings, now=now, plan_unsent=_plan_unsent)
     done += await repeat_and_escalate(session, settings=settings, now=now)
+    if digests:
+        done += await queue_digests(session, settings=settings, now=now)
     return done
 
 

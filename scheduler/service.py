@@ -33,6 +33,7 @@ from bot.services.outbox import ALERT_LANE, NORMAL_LANE
 from bot.services.runtime import Runtime
 from scheduler import ownership
 from scheduler.courier import Courier
+from scheduler.digests import next_digest
 from scheduler.lifecycle import advance, advance_alerts, next_due, overdue_outbox
 
 log = logging.getLogger("adherence.scheduler")
@@ -69,6 +70,7 @@ class Scheduler:
         self._last_step = 0.0
         self._last_upkeep = 0.0
         self._created = time.monotonic()
+        self.digests = True  # queue the morning digests (a simulation on a fake clock turns them off)
 
     @property
     def _sqlite(self) -> bool:
@@ -85,6 +87,7 @@ class Scheduler:
         self._job_queue = job_queue
         if job_queue is not None:
             self._application = job_queue.application
+            self.digests = bool(self._application.bot_data.get("digests", True))
             interval = self.rt.settings.delivery.sweep_seconds
             job_queue.run_repeating(self._on_alarm, interval=interval, first=interval, name=SWEEP_JOB,
                                     job_kwargs=LATE_IS_FINE)
@@ -203,7 +206,7 @@ class Scheduler:
         """One lifecycle step (at most a batch of each kind of work); `_more` says whether to go on."""
         async with self.rt.session() as session:
             await self._serialize(session)
-            busy = await advance(session, settings=self.rt.settings, now=self.rt.now())
+            busy = await advance(session, settings=self.rt.settings, now=self.rt.now(), digests=self.digests)
             await session.commit()
         self._steps += 1
         self._last_step = time.monotonic()
@@ -238,15 +241,20 @@ class Scheduler:
             await session.commit()
 
     async def next_due(self) -> datetime | None:
+        now = self.rt.now()
         async with self.rt.session() as session:
-            return await next_due(session, now=self.rt.now())
+            return self._with_digest(await next_due(session, now=now), now)
+
+    def _with_digest(self, due: datetime | None, now: datetime) -> datetime | None:
+        digest_at = next_digest(self.rt.settings, now=now) if self.digests else None
+        return min((d for d in (due, digest_at) if d is not None), default=None)
 
     async def _schedule_wakeup(self) -> None:
         if self._job_queue is None or self._should_stop():
             return
         now = self.rt.now()
         async with self.rt.session() as session:
-            due = await next_due(session, now=now)
+            due = self._with_digest(await next_due(session, now=now), now)
             overdue = await overdue_outbox(session, now=now)
         delay = None if due is None else max(0.0, (due - now).total_seconds())
         if overdue:  # held by another process right now: look again shortly

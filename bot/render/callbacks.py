@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+
 MAX_LEN = 64  # Telegram's limit for callback_data
 
 TAKEN, LATER, MISSED = "t", "l", "m"  # under a day's own reminder

@@ -1,5 +1,6 @@
 """What coordinators read: alerts (with Acknowledge, and Confirm / Correct for a course the
-patient reported), help, refusals. Lists, cards, the digest and reports are in coord_views."""
+patient reported), help, refusals. Lists, cards, the digest and reports are in the
+coord_* modules (invitations, courses, patients, reports)."""
 
 from __future__ import annotations
 

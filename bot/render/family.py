@@ -14,6 +14,7 @@ from bot.db.models import Course, Helper
 from bot.i18n import Translator
 from bot.render.patient import medication
 
+
 PREFIX = "hf"
 CONSENT, WITHDRAW, INVITE, REMOVE, LANG, JOIN, NOT_NOW, KEEP = "ok", "wd", "in", "rm", "lg", "jn", "no", "kp"
 

@@ -1,9 +1,10 @@
 """The coordinators' morning digest, one per site per local day.
 
-Built from the database at send time: who is on course today, yesterday's answers, symptom
-reports since the previous digest, open alerts, adherence so far. A row in runtime_state
-claims each site-day (ON CONFLICT DO NOTHING), so a restart or a second process never sends
-it twice; another row remembers when the last digest was built.
+Built from the database: who is on course today, yesterday's answers, symptom reports since
+the previous digest, open alerts, adherence so far. The scheduled digest is queued as outbox
+rows by the scheduler (`scheduler/digests.py`) and composed when each row is sent; a row in
+runtime_state claims each site-day (ON CONFLICT DO NOTHING), so a restart or a second process
+never queues it twice, and another row remembers up to when the last digest reported.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
 from bot.db.models import Alert, Course, DoseDay, Patient, PatientMessage, RuntimeState, SymptomReport, TabletCount
+from bot.config import Settings
 from bot.services.accountability import taken_days
 from bot.services import visits as visit_service
 from bot.domain.adherence import Adherence, adherence, combine
@@ -76,36 +78,45 @@ def _last_key(site_id: str) -> str:
 
 
 async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since: datetime | None = None) -> Digest:
-    now = now or rt.now()
-    site = rt.settings.site(site_id)
+    """The digest as of now (on demand: it does not move the "since the last digest" mark)."""
+    async with rt.session() as session:
+        return await build_in(session, settings=rt.settings, site_id=site_id, now=now or rt.now(), since=since)
+
+
+async def last_built(session, *, site_id: str) -> datetime | None:
+    last = await session.get(RuntimeState, _last_key(site_id))
+    return datetime.fromisoformat(last.value) if last else None
+
+
+async def build_in(session, *, settings: Settings, site_id: str, now: datetime, since: datetime | None = None) -> Digest:
+    """The digest at `now` for the reports since `since` (default: the last digest, else a day)."""
+    site = settings.site(site_id)
     today = now.astimezone(site.tz).date()
     yesterday = today - timedelta(days=1)
-    async with rt.session() as session:
-        if since is None:
-            last = await session.get(RuntimeState, _last_key(site_id))
-            since = datetime.fromisoformat(last.value) if last else now - timedelta(hours=24)
-        patients = {p.id: p for p in (await session.exec(
-            select(Patient).where(Patient.site_id == site_id).order_by(col(Patient.subject_id)))).all()}
-        ids = list(patients)
-        courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(ids), Course.status == "active")
-                                      .order_by(col(Course.cycle)))).all() if ids else []
-        active_course_ids = {c.id for c in courses}
-        doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(ids))
-                                    .order_by(col(DoseDay.cycle), col(DoseDay.day)))).all() if ids else []
-        reports = (await session.exec(select(SymptomReport).where(
-            col(SymptomReport.patient_id).in_(ids), SymptomReport.reported_at > since, SymptomReport.reported_at <= now)
-            .order_by(col(SymptomReport.reported_at)))).all() if ids else []
-        alerts = (await session.exec(select(Alert).where(Alert.site_id == site_id, col(Alert.acknowledged_at).is_(None),
-                                                          needs_action())
-                                     .order_by(col(Alert.created_at)))).all()
-        sent = (await session.exec(select(PatientMessage).where(
-            col(PatientMessage.patient_id).in_(ids), PatientMessage.direction == "from_patient",
-            PatientMessage.at > since, PatientMessage.at <= now).order_by(col(PatientMessage.at)))).all() if ids else []
-        visits_upcoming, visits_missed = await visit_service.for_digest(session, site_id=site_id, now=now, tz=site.tz) \
-            if rt.settings.visits.enabled else ([], [])
-        tablet_counts = (await session.exec(select(TabletCount).where(
-            col(TabletCount.patient_id).in_(ids), TabletCount.answered_at > since, TabletCount.answered_at <= now)
-            .order_by(col(TabletCount.answered_at)))).all() if ids else []
+    if since is None:
+        since = await last_built(session, site_id=site_id) or now - timedelta(hours=24)
+    patients = {p.id: p for p in (await session.exec(
+        select(Patient).where(Patient.site_id == site_id).order_by(col(Patient.subject_id)))).all()}
+    ids = list(patients)
+    courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(ids), Course.status == "active")
+                                  .order_by(col(Course.cycle)))).all() if ids else []
+    active_course_ids = {c.id for c in courses}
+    doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(ids))
+                                .order_by(col(DoseDay.cycle), col(DoseDay.day)))).all() if ids else []
+    reports = (await session.exec(select(SymptomReport).where(
+        col(SymptomReport.patient_id).in_(ids), SymptomReport.reported_at > since, SymptomReport.reported_at <= now)
+        .order_by(col(SymptomReport.reported_at)))).all() if ids else []
+    alerts = (await session.exec(select(Alert).where(Alert.site_id == site_id, col(Alert.acknowledged_at).is_(None),
+                                                      needs_action())
+                                 .order_by(col(Alert.created_at)))).all()
+    sent = (await session.exec(select(PatientMessage).where(
+        col(PatientMessage.patient_id).in_(ids), PatientMessage.direction == "from_patient",
+        PatientMessage.at > since, PatientMessage.at <= now).order_by(col(PatientMessage.at)))).all() if ids else []
+    visits_upcoming, visits_missed = await visit_service.for_digest(session, site_id=site_id, now=now, tz=site.tz) \
+        if settings.visits.enabled else ([], [])
+    tablet_counts = (await session.exec(select(TabletCount).where(
+        col(TabletCount.patient_id).in_(ids), TabletCount.answered_at > since, TabletCount.answered_at <= now)
+        .order_by(col(TabletCount.answered_at)))).all() if ids else []
     digest = Digest(site_id=site_id, today=today, since=since, alerts=list(alerts), now=now,
                     visits_upcoming=visits_upcoming, visits_missed=visits_missed,
                     messages=[Message(patients[m.patient_id].subject_id, m.at, m.kind, m.text) for m in sent])
@@ -143,24 +154,25 @@ async def build(rt: Runtime, *, site_id: str, now: datetime | None = None, since
     return digest
 
 
-async def claim(rt: Runtime, *, site_id: str, local_date: date, owner: str) -> bool:
-    """True for exactly one caller per site and local date."""
-    now = rt.now()
-    async with rt.session() as session:
-        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-        result = await session.exec(insert(RuntimeState).values(
-            key=f"digest:{site_id}:{local_date.isoformat()}", value=owner, updated_at=now
-        ).on_conflict_do_nothing(index_elements=["key"]))
-        await session.commit()
-        return bool(result.rowcount)
+async def claim_day(session, *, site_id: str, local_date: date, owner: str, now: datetime) -> bool:
+    """True for exactly one caller per site and local date (also across processes: the second
+    insert waits for the first transaction and then does nothing)."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    result = await session.exec(insert(RuntimeState).values(
+        key=day_key(site_id, local_date), value=owner, updated_at=now
+    ).on_conflict_do_nothing(index_elements=["key"]))
+    return bool(result.rowcount)
 
 
-async def mark_built(rt: Runtime, *, site_id: str, at: datetime) -> None:
-    async with rt.session() as session:
-        row = await session.get(RuntimeState, _last_key(site_id)) or RuntimeState(key=_last_key(site_id))
-        row.value, row.updated_at = at.isoformat(), at
-        session.add(row)
-        await session.commit()
+def day_key(site_id: str, local_date: date) -> str:
+    return f"digest:{site_id}:{local_date.isoformat()}"
 
 
-__all__ = ["Digest", "OnCourse", "Report", "build", "claim", "mark_built"]
+async def mark_built(session, *, site_id: str, at: datetime) -> None:
+    """The next scheduled digest reports from `at` on."""
+    row = await session.get(RuntimeState, _last_key(site_id)) or RuntimeState(key=_last_key(site_id))
+    row.value, row.updated_at = at.isoformat(), at
+    session.add(row)
+
+
+__all__ = ["Digest", "OnCourse", "Report", "build", "build_in", "claim_day", "day_key", "last_built", "mark_built"]

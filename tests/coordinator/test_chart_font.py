@@ -115,7 +115,7 @@ def test_font_and_license_ship_with_the_package():
 
 def test_matplotlib_is_imported_only_when_a_chart_is_made():
     code = ("import sys\n"
-            "import bot.cli, bot.runner, bot.app, bot.channels.telegram.handlers.coord_reports, bot.render.coord_views\n"
+            "import bot.cli, bot.runner, bot.app, bot.channels.telegram.handlers.coord_reports, bot.render.coord_reports\n"
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported at start-up'\n"
             "from bot.reports import chart\n"
             "assert 'matplotlib' not in sys.modules\n"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bot.config import load_settings
 from bot.i18n import Translator
-from bot.render import coord_views as views
+from bot.render import coord_reports as report_views
 from bot.reports import csv_files
 from bot.reports.chart import font_covers
 from bot.reports.qr import card_lines, invitation_card_png, qr_png
@@ -55,7 +55,7 @@ def test_card_is_a_scannable_png_with_the_text_below_the_code(site):
 def test_export_caption_names_the_files_not_a_repository_path(locale):
     t = Translator(locale, load_settings(ROOT / "config.example.toml", env={}).sites[0].tz)
     counts = {"patients": 2, "dose_days": 28, "symptom_reports": 1, "alerts": 1, "audit_log": 40}
-    caption = views.export_caption(t, site_name="NJ", counts=counts)
+    caption = report_views.export_caption(t, site_name="NJ", counts=counts)
     assert "docs/" not in caption and ".md" not in caption
     for table in COLUMNS:
         assert csv_files.file_name(table) in caption

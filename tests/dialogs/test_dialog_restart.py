@@ -8,9 +8,9 @@ from bot.i18n import Translator
 from bot.sandbox import BotApiSandbox
 from bot.services import enrolment, invitations
 from bot.services.runtime import Runtime
-from tests.dialogs.support import rows, time_question_kept
+from tests.dialogs.support import process_config, rows, time_question_kept
 from tests.e2e.harness import make_settings
-from tests.scheduler.sched_support import BotProcess, wait_until, write_config
+from tests.scheduler.sched_support import BotProcess, wait_until
 
 STRANGER, PATIENT, NURSE = 8801, 8802, 100000002  # NURSE: the NJ admin of the example config (English)
 MINOR = "few_petechiae"  # a log-level symptom: no alert, the report is only stored
@@ -25,7 +25,7 @@ async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_
         enrolled = await invitations.issue(rt, site_id="NJ", subject_id="NJ-8802")
         await enrolment.complete(rt, telegram_user_id=PATIENT, chat_id=PATIENT, token=enrolled.token, locale="en",
                                  reminder_time="08:00")
-        config = write_config(tmp_path / "bot.toml", sandbox, database_url)
+        config = process_config(tmp_path / "bot.toml", sandbox, database_url)
         stranger, patient, nurse = (sandbox.user(u, language_code="en") for u in (STRANGER, PATIENT, NURSE))
 
         first = await BotProcess(config, sandbox).start()

@@ -34,8 +34,11 @@ def make_settings(sandbox: BotApiSandbox, database_url: str, **overrides):
 
 
 class Harness:
-    def __init__(self, sandbox: BotApiSandbox, settings, engine, clock: FakeClock) -> None:
+    def __init__(self, sandbox: BotApiSandbox, settings, engine, clock: FakeClock, *, digests: bool = False) -> None:
         self.sandbox, self.settings, self.engine, self.clock = sandbox, settings, engine, clock
+        # The morning digest follows the fake clock; off unless a test is about it, so the other
+        # tests' coordinator chats hold only what those tests are about.
+        self.digests = digests
         self.app = None
 
     @property
@@ -48,6 +51,7 @@ class Harness:
 
     async def start(self) -> None:
         self.app = build_application(self.settings, engine=self.engine, clock=self.clock)
+        self.app.bot_data["digests"] = self.digests
         await self.app.initialize()
         await on_startup(self.app)
         await self.app.start()
@@ -77,10 +81,11 @@ class Harness:
 
 
 @asynccontextmanager
-async def running_bot(engine, database_url: str, *, start: datetime | None = None, **overrides):
+async def running_bot(engine, database_url: str, *, start: datetime | None = None, digests: bool = False,
+                      **overrides):
     clock = FakeClock(start or datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc))
     async with BotApiSandbox() as sandbox:
-        harness = Harness(sandbox, make_settings(sandbox, database_url, **overrides), engine, clock)
+        harness = Harness(sandbox, make_settings(sandbox, database_url, **overrides), engine, clock, digests=digests)
         await harness.start()
         try:
             yield harness

@@ -11,7 +11,7 @@ import pytest
 from bot.db.models import Alert, AuditLog, DoseDay, TabletCount
 from bot.domain.dose import Answer
 from bot.i18n import Translator
-from bot.render.coord_views import digest_text
+from bot.render.coord_reports import digest_text
 from bot.services import digest, doses, exports
 from bot.services.coord_access import operator_actor
 from tests.coordinator.coord_helpers import nurse, send, type_text

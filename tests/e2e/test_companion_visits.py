@@ -11,7 +11,7 @@ import pytest
 
 from bot.db.models import Alert, AuditLog, Visit
 from bot.i18n import Translator
-from bot.render.coord_views import digest_text
+from bot.render.coord_reports import digest_text
 from bot.render.coordinator import alert_title
 from bot.services import digest, exports
 from bot.services.coord_access import operator_actor

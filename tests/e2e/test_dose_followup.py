@@ -9,7 +9,7 @@ import pytest
 
 from bot.db.models import Alert, AuditLog, DoseDay, DoseEvent
 from bot.i18n import Translator
-from bot.render.coord_views import digest_text
+from bot.render.coord_reports import digest_text
 from bot.services import digest, exports
 from bot.services.coord_access import operator_actor
 from tests.coordinator.coord_helpers import nurse, send

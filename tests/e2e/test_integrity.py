@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.db.engine import session_factory
 from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
 from bot.domain.dose import Answer
-from bot.render import coord_views
+from bot.render import coord_reports
 from bot.services import coord_courses, digest, doses, enrolment, invitations
 from bot.services.coord_access import operator_actor
 from tests.coordinator.coord_helpers import COORDINATOR_NJ, NURSE_IDS, NURSES, audits, enrol_direct, nurse, register, send, tr, type_text
@@ -85,7 +85,7 @@ async def test_team_hold_cannot_be_lifted_by_the_patient_and_held_days_are_not_m
         built = await digest.build(h.rt, site_id="NJ")  # the morning digest too
         assert built.yesterday["held"] == [("NJ-8101", False)] and built.on_course[0].held
         assert "H " + tr("en")._("on hold by the study team: {names}", names="NJ-8101") in \
-            "\n".join(coord_views.digest_text(tr("en"), h.settings, built))
+            "\n".join(coord_reports.digest_text(tr("en"), h.settings, built))
         [adherence_row] = built.adherence
         assert adherence_row[1].held == 3 and adherence_row[1].expected == 0
 

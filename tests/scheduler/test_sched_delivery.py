@@ -1,11 +1,11 @@
-"""Delivery against a misbehaving Bot API: 403, timeouts, dropped connections, 5xx, floods, and the alert lane."""
+"""Delivery against a misbehaving Bot API: 403, timeouts, dropped connections, floods, and the alert lane.
+The retry/backoff policy and a refused coordinator chat are proved at the service tier
+(tests/services/test_service_delivery.py)."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-
-from sqlmodel import select
 
 from bot.db.engine import session_factory
 from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
@@ -94,35 +94,6 @@ async def _row_state(engine, chat_id: int, state: str) -> bool:
     return bool(rows) and rows[0].state == state
 
 
-async def test_server_errors_are_retried_with_backoff_and_delivered_once(engine, database_url):
-    rows = await seed_due(engine, 5, due_at=T0)
-    _, target, _ = rows[2]
-    clock = FakeClock(T0)
-    async with BotApiSandbox() as sandbox:
-        sandbox.inject_fault(kind="server_error", chat_id=target, times=2)
-        async with app_on(sandbox, engine, database_url, clock=clock) as h:
-            await wait_until(lambda: _attempted(engine, target, 1), timeout=10, what="first attempt")
-            assert not sandbox.messages(target)
-            assert await h.scheduler.next_due() == T0 + timedelta(seconds=2)
-            await tick_at(h, T0 + timedelta(seconds=2))
-            await wait_until(lambda: _attempted(engine, target, 2), timeout=5, what="second attempt")
-            assert await h.scheduler.next_due() == T0 + timedelta(seconds=6)  # backing off: 2 s, then 4 s
-            await tick_at(h, T0 + timedelta(seconds=5))
-            assert not sandbox.messages(target)
-            await tick_at(h, T0 + timedelta(seconds=6))
-            await sandbox.wait_for_messages(target, 1)
-            await tick_at(h, T0 + timedelta(seconds=60))
-        row = await _row(engine, "reminder", target)
-        assert row.state == "sent" and row.attempts == 3 and row.resends == 0
-        assert len(sandbox.messages(target)) == 1
-        assert [c.status for c in sandbox.calls if c.chat_id == target] == [500, 500, 200]
-
-
-async def _attempted(engine, chat_id: int, attempts: int) -> bool:
-    rows = await outbox_rows(engine, Outbox.kind == "reminder", Outbox.address == str(chat_id))
-    return bool(rows) and rows[0].attempts == attempts and rows[0].state == "pending"
-
-
 async def test_safety_alert_overtakes_a_reminder_backlog_within_a_second(engine, database_url):
     rows = await seed_due(engine, 600, due_at=T0)
     async with BotApiSandbox(enforce_limits=True) as sandbox:
@@ -175,21 +146,3 @@ async def test_flood_2000_reminders_in_one_minute_all_delivered_at_the_limit(eng
 
 async def _all_recorded(engine, count: int) -> bool:
     return (await outbox_states(engine, Outbox.kind == "reminder")) == {"sent": count}
-
-
-async def test_a_coordinator_blocking_the_bot_does_not_make_the_patient_unreachable(engine, database_url):
-    [(patient_id, _, _)] = await seed_due(engine, 1, due_at=T0 + timedelta(days=1))
-    async with BotApiSandbox() as sandbox:
-        sandbox.inject_fault(kind="blocked", chat_id=COORDINATOR_NJ, times=None)
-        async with app_on(sandbox, engine, database_url, clock=FakeClock(T0)) as h:
-            async with h.rt.session() as session:
-                patient = await session.get(Patient, patient_id)
-                await raise_alert(session, settings=h.rt.settings, now=h.rt.now(), site_id="NJ",
-                                  kind="same_day_symptom", patient=patient, details={"symptoms": ["urine_blood"]})
-                await session.commit()
-            await h.tick()
-            await sandbox.wait_for_messages(ADMIN_NJ, 1)
-        async with session_factory(engine)() as session:
-            assert not (await session.get(Patient, patient_id)).unreachable
-            assert not (await session.exec(select(Alert).where(Alert.kind == "unreachable"))).all()
-        assert (await _row(engine, "alert", COORDINATOR_NJ)).state == "failed"

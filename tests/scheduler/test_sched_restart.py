@@ -1,4 +1,6 @@
-"""Restarts, downtime and DST: every due message goes out once, at the right instant, or is skipped with a reason."""
+"""Restarts, downtime and DST: every due message goes out once, at the right instant, or is skipped with a reason.
+The rules for rows after downtime (follow-ups keep their distance, a day closed while down) are
+proved at the service tier (tests/services/test_service_delivery.py)."""
 
 from __future__ import annotations
 
@@ -74,53 +76,6 @@ async def test_stopping_mid_fan_out_hands_rows_back_and_the_restart_sends_each_o
 
 async def _all_sent(engine) -> bool:
     return (await outbox_states(engine, Outbox.kind == "reminder")) == {"sent": 80}
-
-
-async def test_after_downtime_useful_rows_go_at_once_and_follow_ups_keep_their_distance(engine, database_url):
-    [(_, chat, dose_id)] = await seed_due(engine, 1, due_at=T0, closes_at=T0 + timedelta(hours=16))
-    clock = FakeClock(T0 - timedelta(hours=1))
-    async with BotApiSandbox() as sandbox:
-        async with app_on(sandbox, engine, database_url, clock=clock) as h:
-            await h.tick()
-        clock.set(T0 + timedelta(hours=3))  # down across the reminder and its follow-up instant
-        async with app_on(sandbox, engine, database_url, clock=clock) as h:
-            await sandbox.wait_for_messages(chat, 1)
-            await h.tick()
-            assert len(sandbox.messages(chat)) == 1  # the follow-up does not chase the late reminder
-            assert await h.scheduler.next_due() == T0 + timedelta(hours=5)
-            await h.tick(T0 + timedelta(hours=5) - timedelta(seconds=1))
-            assert len(sandbox.messages(chat)) == 1
-            await h.tick(T0 + timedelta(hours=5))
-            await sandbox.wait_for_messages(chat, 2)
-        [followup] = await outbox_rows(engine, Outbox.kind == "followup", Outbox.dose_day_id == dose_id)
-        assert followup.state == "sent" and followup.finished_at == T0 + timedelta(hours=5)
-
-
-async def test_day_closed_while_down_is_closed_at_start_up_and_stale_follow_up_skipped(engine, database_url):
-    [(_, chat, dose_id)] = await seed_due(engine, 1, due_at=T0, closes_at=T0 + timedelta(hours=16))
-    clock = FakeClock(T0)
-    async with BotApiSandbox() as sandbox:
-        async with app_on(sandbox, engine, database_url, clock=clock):
-            await sandbox.wait_for_messages(chat, 1)
-            await wait_until(lambda: outbox_states(engine, Outbox.kind == "followup"), timeout=5)
-        clock.set(T0 + timedelta(hours=20))  # the day closed at T0+16h while we were down
-        async with app_on(sandbox, engine, database_url, clock=clock):  # no explicit tick: start-up does it
-            await wait_until(lambda: _dose_state(engine, dose_id, "not_reported"), timeout=10, what="day closed")
-            await wait_until(lambda: _kind_state(engine, "followup", "skipped"), timeout=5, what="follow-up skipped")
-        [followup] = await outbox_rows(engine, Outbox.kind == "followup")
-        assert followup.last_error == "day closed before it could be sent"
-        [question] = await outbox_rows(engine, Outbox.kind == "late_question")
-        assert question.state == "pending" and question.due_at == T0 + timedelta(hours=24)  # next morning 08:00
-        assert len(sandbox.messages(chat)) == 1
-
-
-async def _dose_state(engine, dose_id: int, state: str) -> bool:
-    async with session_factory(engine)() as session:
-        return (await session.get(DoseDay, dose_id)).state == state
-
-
-async def _kind_state(engine, kind: str, state: str) -> bool:
-    return (await outbox_states(engine, Outbox.kind == kind)) == {state: 1}
 
 
 async def _course_in(engine, rt: Runtime, *, tz: str, reminder_time: str, chemo_end: date, user_id: int) -> Patient:

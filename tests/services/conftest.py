@@ -1,6 +1,7 @@
 """The service tier: use cases called directly on a real database (SQLite, and PostgreSQL in the
-second pass) with an injected clock. No PTB, no sandbox, no scheduler: business rules are proved
-here in milliseconds; the sandbox e2e tests keep the journeys through Telegram."""
+second pass) with an injected clock. No PTB, no sandbox: business rules are proved here in
+milliseconds; the sandbox e2e tests keep the journeys through Telegram. `World.send` runs the
+scheduler's lifecycle and courier against a recording fake channel (`fake_channel.py`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from bot.config import settings_from_mapping
 from bot.db.models import AuditLog, DoseDay, Outbox, Patient
 from bot.services import courses, enrolment, invitations
 from bot.services.clock import FakeClock
+from bot.services.outbox import ALERT_LANE, NORMAL_LANE
 from bot.services.runtime import Runtime
-from scheduler.lifecycle import advance
+from scheduler.courier import Courier
+from scheduler.lifecycle import advance, next_due
 from tests.e2e.harness import EXAMPLE
+from tests.services.fake_channel import RecordingChannel
 
 UTC = timezone.utc
 START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -78,6 +82,20 @@ class World:
                 await session.commit()
             if not busy:
                 return
+
+    async def send(self, *channels: RecordingChannel) -> int:
+        """One scheduler pass at the clock's instant: the lifecycle, then the courier drains the
+        alert lane and the normal lane through `channels` (a Telegram fake if none is given).
+        Returns the rows handled."""
+        await self.lifecycle()
+        courier = Courier(self.rt, {c.name: c for c in channels or (RecordingChannel(),)}, worker_id="service-tier")
+        handled = await courier.drain(lane=ALERT_LANE)
+        return handled + await courier.drain(lane=NORMAL_LANE)
+
+    async def next_due(self):
+        """When the scheduler would wake next (the lifecycle's `next_due`)."""
+        async with self.rt.session() as session:
+            return await next_due(session, now=self.rt.now())
 
     async def audit_actions(self, **where) -> list[str]:
         async with self.rt.session() as session:

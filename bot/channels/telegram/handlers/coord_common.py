@@ -13,7 +13,8 @@ from bot.channels.telegram.keyboards import as_markup
 from bot.channels.telegram.handlers.common import runtime, translator_for
 from bot.channels.telegram.handlers.context import BotContext
 from bot.i18n import Translator
-from bot.render import coord_views as views
+from bot.render import coord_courses as course_views
+from bot.render import coord_patients as patient_views
 from bot.render import coordinator as render
 from bot.services import dialogs
 from bot.services.coord_access import Actor, NotFound, NotPermitted, coordinator_actor, refuse_stranger
@@ -64,9 +65,9 @@ async def guarded(update: Update, t: Translator, subject: str | None, work, *, n
     except NotFound:
         await tell(update, render.not_at_your_site(t, subject))
     except CourseActionRefused as refused:
-        await tell(update, views.course_refusal(t, refused.code))
+        await tell(update, course_views.course_refusal(t, refused.code))
     except PatientActionRefused as refused:
-        await tell(update, views.patient_refusal(t, refused.code))
+        await tell(update, patient_views.patient_refusal(t, refused.code))
     except InviteRefused as refused:
         if refused.code == "enrolled":
             await tell(update, t._("{subject} is already enrolled. For a new phone use /rebind {subject}.",

@@ -16,7 +16,8 @@ from bot.channels.telegram.handlers.coord_common import (REFUSED, edit_quietly, 
                                        set_pending, tell)
 from bot.channels.telegram.handlers.coordinator import acknowledge, edit_copies
 from bot.render import callbacks as cb
-from bot.render import coord_views as views
+from bot.render import coord_courses as course_views
+from bot.render import coord_patients as patient_views
 from bot.render import coordinator as render
 from bot.services import coord_courses
 from bot.services.staff import staff_label
@@ -45,7 +46,7 @@ async def cycle(update: Update, context: BotContext) -> None:
     preview = await guarded(update, t, args[0], lambda: coord_courses.preview_new(
         runtime(context), actor, subject_id=args[0], chemo_end=chemo_end, update_id=update.update_id))
     if preview is not REFUSED:
-        text, keyboard = views.course_preview(t, preview)
+        text, keyboard = course_views.course_preview(t, preview)
         await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
@@ -66,7 +67,7 @@ async def on_register(update: Update, context: BotContext) -> None:
         return
     status, course = done
     await query.answer()
-    await edit_quietly(query, views.course_registered(t, subject_id=subject, cycle=course.cycle,
+    await edit_quietly(query, course_views.course_registered(t, subject_id=subject, cycle=course.cycle,
                                                       first_day=course.first_day, last_day=course.last_day,
                                                       already=status == "already"))
 
@@ -80,7 +81,7 @@ async def _ask_correction(update: Update, context: BotContext, actor, t, subject
         return False
     await set_pending(update, context, "reanchor_reason", subject=preview.subject_id, cycle=preview.cycle,
                       date=new_end.isoformat())
-    await context.bot.send_message(update.effective_user.id, views.reanchor_preview(t, preview))
+    await context.bot.send_message(update.effective_user.id, course_views.reanchor_preview(t, preview))
     return True
 
 
@@ -112,7 +113,7 @@ async def cancel_cycle(update: Update, context: BotContext) -> None:
         return
     subject = args[0].upper()
     await set_pending(update, context, "cancel_reason", subject=subject, cycle=course.cycle)
-    await update.effective_message.reply_text(views.ask_reason(t, "cancel_course", subject, course.cycle))
+    await update.effective_message.reply_text(patient_views.ask_reason(t, "cancel_course", subject, course.cycle))
 
 
 async def on_patient_course(update: Update, context: BotContext) -> None:

@@ -10,7 +10,7 @@ from bot.channels.telegram.handlers.common import runtime
 from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.coord_common import REFUSED, edit_quietly, guarded, require_coordinator
 from bot.render import callbacks as cb
-from bot.render import coord_views as views
+from bot.render import coord_invitations as invitation_views
 from bot.reports.qr import invitation_card_png
 from bot.services import coord_invites, coord_patients
 from bot.services.coord_access import NotFound, NotPermitted
@@ -18,11 +18,11 @@ from bot.services.coord_access import NotFound, NotPermitted
 
 async def _send_link(update: Update, context: BotContext, t, issued, purpose: str) -> None:
     site = runtime(context).settings.site(issued.site_id)
-    caption = views.invitation_caption(t, link=issued.link, subject_id=issued.subject_id, site=site,
+    caption = invitation_views.invitation_caption(t, link=issued.link, subject_id=issued.subject_id, site=site,
                                        expires_at=issued.expires_at, purpose=purpose)
     card = invitation_card_png(issued.link, site=site, subject_id=issued.subject_id, expires_at=issued.expires_at)
     await update.effective_message.reply_photo(card, caption=caption,
-                                               reply_markup=as_markup(views.invitation_keyboard(t, issued.invitation_id)))
+                                               reply_markup=as_markup(invitation_views.invitation_keyboard(t, issued.invitation_id)))
 
 
 async def invite(update: Update, context: BotContext) -> None:
@@ -59,7 +59,7 @@ async def invites(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "invites")):
         return
     actor, t = found
-    text, keyboard = views.invitations_list(t, await coord_invites.list_open(runtime(context), actor))
+    text, keyboard = invitation_views.invitations_list(t, await coord_invites.list_open(runtime(context), actor))
     await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
@@ -75,11 +75,11 @@ async def on_revoke(update: Update, context: BotContext) -> None:
     except (NotFound, NotPermitted):
         await query.answer(t._("This button is not for you."), show_alert=True)
         return
-    await query.answer(views.revoke_result(t, status), show_alert=True)
+    await query.answer(invitation_views.revoke_result(t, status), show_alert=True)
     if query.message is not None and query.message.photo:
         await edit_quietly(query, None, None)
     else:
-        text, keyboard = views.invitations_list(t, await coord_invites.list_open(rt, actor))
+        text, keyboard = invitation_views.invitations_list(t, await coord_invites.list_open(rt, actor))
         await edit_quietly(query, text, keyboard)
 
 

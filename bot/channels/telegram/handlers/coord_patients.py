@@ -12,7 +12,7 @@ from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.coord_common import REFUSED, edit_quietly, guarded, parse_date, require_coordinator, set_pending, tell
 from bot.channels.telegram.handlers.coord_invites import rebind
 from bot.render import callbacks as cb
-from bot.render import coord_views as views
+from bot.render import coord_patients as patient_views
 from bot.render import coordinator as render
 from bot.render.patient import state_label
 from bot.services import coord_patients
@@ -25,7 +25,7 @@ async def patients(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     site = context.args[0].upper() if context.args else None
     rows = await coord_patients.overview(rt, actor, site_id=site)
-    for text in views.patients_list(t, rt.settings, rows):
+    for text in patient_views.patients_list(t, rt.settings, rows):
         await update.effective_message.reply_text(text)
 
 
@@ -36,7 +36,7 @@ async def _card(update: Update, context: BotContext, actor, t, subject: str | No
         rt, actor, subject_id=subject or "", update_id=update.update_id))
     if detail is REFUSED:
         return
-    text, keyboard = views.patient_card(t, rt.settings, detail)
+    text, keyboard = patient_views.patient_card(t, rt.settings, detail)
     if edit:
         await edit_quietly(update.callback_query, text, keyboard)
     else:
@@ -67,22 +67,22 @@ async def _set_paused(update: Update, context: BotContext, subject: str | None, 
         if detail is REFUSED:
             return False
         if detail.patient.status == "withdrawn":
-            await tell(update, views.patient_refusal(t, "withdrawn"))
+            await tell(update, patient_views.patient_refusal(t, "withdrawn"))
             return False
         await set_pending(update, context, "pause_reason", subject=detail.patient.subject_id)
         if update.callback_query is not None:
             await update.callback_query.answer()
         await context.bot.send_message(update.effective_user.id,
-                                       views.ask_reason(t, "pause", detail.patient.subject_id))
+                                       patient_views.ask_reason(t, "pause", detail.patient.subject_id))
         return False
     done = await guarded(update, t, subject, lambda: coord_patients.set_paused(
         runtime(context), actor, subject_id=subject, paused=paused, reason=reason, update_id=update.update_id))
     if done is REFUSED:
         return False
     if update.callback_query is None:
-        await update.effective_message.reply_text(views.paused_text(t, done.subject_id, paused))
+        await update.effective_message.reply_text(patient_views.paused_text(t, done.subject_id, paused))
     else:
-        await update.callback_query.answer(views.paused_text(t, done.subject_id, paused))
+        await update.callback_query.answer(patient_views.paused_text(t, done.subject_id, paused))
         await _card(update, context, actor, t, subject, edit=True)
     return True
 
@@ -107,13 +107,13 @@ async def withdraw(update: Update, context: BotContext, subject: str | None = No
     if detail is REFUSED:
         return
     if detail.patient.status == "withdrawn":
-        await tell(update, views.patient_refusal(t, "withdrawn"))
+        await tell(update, patient_views.patient_refusal(t, "withdrawn"))
         return
     await set_pending(update, context, "withdraw_reason", subject=detail.patient.subject_id)
     if update.callback_query is not None:
         await update.callback_query.answer()
     await context.bot.send_message(update.effective_user.id,
-                                   views.ask_reason(t, "withdraw", detail.patient.subject_id))
+                                   patient_views.ask_reason(t, "withdraw", detail.patient.subject_id))
 
 
 async def on_action(update: Update, context: BotContext) -> None:
@@ -149,7 +149,7 @@ async def correct_day(update: Update, context: BotContext) -> None:
     args = context.args or []
     day = parse_date(args[1]) if len(args) > 1 else None
     if len(args) < 4 or day is None or args[2] not in coord_patients.CORRECTABLE:
-        await tell(update, views.patient_refusal(t, "bad_state"))
+        await tell(update, patient_views.patient_refusal(t, "bad_state"))
         return
     subject, state, reason = args[0].upper(), args[2], " ".join(args[3:])
     dose = await guarded(update, t, subject, lambda: coord_patients.correct_day(
