@@ -47,7 +47,7 @@ def after_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> da
 
 
 def _reachable():
-    return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None))
+    return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.address).is_not(None))
 
 
 def _not_queued(point: str):
@@ -70,7 +70,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
         .order_by(col(Course.id)).limit(BATCH))).all()
     for course, patient in starting:
         due = after_quiet_hours(settings, now, ZoneInfo(patient.timezone))
-        added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+        added += await enqueue(session, kind=CHECK_KIND, to=patient.recipient, due_at=due, now=now,
                                patient_id=patient.id, payload={"course_id": course.id, "point": START},
                                dedupe_key=check_dedupe_key(course.id, START))
     mid_day = settings.conmed.mid_course_day
@@ -86,7 +86,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
             due = after_quiet_hours(settings, now, ZoneInfo(patient.timezone))
             if due >= dose.closes_at:
                 continue
-            added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+            added += await enqueue(session, kind=CHECK_KIND, to=patient.recipient, due_at=due, now=now,
                                    patient_id=patient.id, dose_day_id=dose.id,
                                    payload={"course_id": course.id, "point": MID},
                                    dedupe_key=check_dedupe_key(course.id, MID))
@@ -110,7 +110,7 @@ async def queue_tablet_counts(session: AsyncSession, *, settings: Settings, now:
         tz = ZoneInfo(patient.timezone)
         due = after_quiet_hours(settings, max(local_due_instant(last.local_date + timedelta(days=1), morning, tz), now),
                                 tz)
-        added += await enqueue(session, kind=COUNT_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+        added += await enqueue(session, kind=COUNT_KIND, to=patient.recipient, due_at=due, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
                                dedupe_key=count_dedupe_key(course.id))
     return added
@@ -141,7 +141,7 @@ async def queue_visit_reminders(session: AsyncSession, *, settings: Settings, no
                 due = after_quiet_hours(settings, due, tz)
                 if due >= visit.at:
                     continue
-            added += await enqueue(session, kind=visit_service.REMINDER_KIND, chat_id=patient.chat_id,
+            added += await enqueue(session, kind=visit_service.REMINDER_KIND, to=patient.recipient,
                                    due_at=max(due, now), now=now, patient_id=patient.id,
                                    payload={"visit_id": visit.id, "which": which, "at": visit.at.isoformat()},
                                    dedupe_key=visit_service.reminder_key(visit, which))

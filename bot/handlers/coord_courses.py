@@ -9,6 +9,7 @@ from telegram import Update
 from telegram.error import Forbidden
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.port import Account
 from bot.handlers.common import runtime
 from bot.handlers.context import BotContext
 from bot.handlers.coord_common import (REFUSED, edit_quietly, example_subject, guarded, parse_date, require_coordinator,
@@ -132,7 +133,7 @@ async def on_patient_course(update: Update, context: BotContext) -> None:
             await update.callback_query.answer(t._("Course confirmed."))
             status, course = done
             rt = runtime(context)
-            who, when = staff_label(rt.settings, update.effective_user.id) or "—", rt.now()
+            who, when = staff_label(rt.settings, Account.telegram(update.effective_user.id)) or "—", rt.now()
             if status == "confirmed":  # the alert says what was confirmed, by whom and when
                 await edit_copies(context, result, outcome=lambda tr: "✅ " + tr._(
                     "Course confirmed by {who} at {when}: cycle {cycle}, {first} – {last}.", who=who,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from telegram import Update
 
+from bot.channels.port import Account
 from bot.handlers import coord_courses, coord_messages, coord_patients
 from bot.handlers.common import runtime
 from bot.handlers.context import BotContext
@@ -33,7 +34,7 @@ async def on_text(update: Update, context: BotContext) -> None:
 
 
 async def cancel(update: Update, context: BotContext) -> None:
-    had = await dialogs.recall(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+    had = await dialogs.recall(runtime(context), user=Account.telegram(update.effective_user.id).key,
                                kind=dialogs.COORDINATOR_QUESTION) is not None
     if not (found := await require_coordinator(update, context, "cancel")):
         return

@@ -11,6 +11,7 @@ import socket
 from telegram import InputFile, Update
 from telegram.error import TelegramError
 
+from bot.channels.port import Account
 from bot.domain.adherence import adherence, combine
 from bot.handlers import symptoms
 from bot.handlers.common import runtime
@@ -22,7 +23,6 @@ from bot.render.coordinator import chat_translator
 from bot.reports import csv_files
 from bot.reports.chart import render_pages
 from bot.services import coord_patients, digest, exports
-from bot.services.alerts import alert_chats
 from bot.services.coord_access import refuse_actor
 from bot.services.runtime import Runtime
 
@@ -36,7 +36,7 @@ def _sites(rt: Runtime, actor, requested: str | None) -> list[str]:
 async def report(update: Update, context: BotContext) -> None:
     """/report is the patient's symptom command; only a configured coordinator gets the chart."""
     rt = runtime(context)
-    if rt.settings_coordinator(update.effective_user.id) is None:
+    if rt.staff(Account.telegram(update.effective_user.id)) is None:
         await symptoms.start(update, context)
         return
     if not (found := await require_coordinator(update, context, "report")):
@@ -107,7 +107,7 @@ async def send_site_digest(rt: Runtime, bot, *, site_id: str) -> int:
     built = await digest.build(rt, site_id=site_id, now=now)
     await digest.mark_built(rt, site_id=site_id, at=now)
     sent = 0
-    for chat_id in alert_chats(site):
+    for chat_id in [recipient.chat_id for recipient in site.alert_chats()]:
         t = chat_translator(rt.settings, chat_id, site_id)
         for text in views.digest_text(t, rt.settings, built):
             try:

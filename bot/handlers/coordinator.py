@@ -7,6 +7,7 @@ from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.port import Account, Recipient
 from bot.handlers import commands
 from bot.handlers.common import runtime, translator_for
 from bot.handlers.context import BotContext
@@ -58,7 +59,7 @@ async def acknowledge(update: Update, context: BotContext, alert_id: int) -> Ack
     """Record the acknowledgement (or the refusal, audited) and update every copy."""
     rt = runtime(context)
     query = update.callback_query
-    result = await alerts_ack.acknowledge(rt, alert_id=alert_id, telegram_user_id=update.effective_user.id,
+    result = await alerts_ack.acknowledge(rt, alert_id=alert_id, account=Account.telegram(update.effective_user.id),
                                           update_id=update.update_id)
     if result.status == "refused":
         t = translator_for(update, context)
@@ -83,7 +84,7 @@ async def ack_with_code(update: Update, context: BotContext) -> None:
         await update.effective_message.reply_text(t._("Send the code from the alert mail, e.g. /ack 123-K7Q2M9XZTA"))
         return
     result = await alerts_ack.acknowledge_by_code(runtime(context), code="".join(context.args),
-                                                  telegram_user_id=update.effective_user.id, update_id=update.update_id)
+                                                  account=Account.telegram(update.effective_user.id), update_id=update.update_id)
     if result.status == "invalid":
         await update.effective_message.reply_text(t._("This code matches no alert. Check it against the mail."))
     elif result.status == "refused":
@@ -111,7 +112,7 @@ async def alerts(update: Update, context: BotContext) -> None:
     for alert in rows[-ALERTS_SHOWN:]:
         text, markup = render.alert_message(t, rt.settings, alert, escalated=alert.escalated_at is not None)
         message = await update.effective_message.reply_text(text, reply_markup=markup)
-        await coord_alerts.record_copy(rt, alert_id=alert.id, chat_id=message.chat_id, message_id=message.message_id)
+        await coord_alerts.record_copy(rt, alert_id=alert.id, to=Recipient.telegram(message.chat_id), message_id=message.message_id)
 
 
 def handlers() -> list[BaseHandler]:

@@ -9,6 +9,7 @@ from datetime import time
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.port import Account
 from bot.handlers.common import answer_quietly, runtime, translator_for
 from bot.handlers.context import BotContext
 from bot.handlers.coord_common import REFUSED, guarded, parse_date, require_coordinator, tell
@@ -83,7 +84,7 @@ async def on_answer(update: Update, context: BotContext) -> None:
     visit_id, choice = int(context.match[1]), context.match[2]
     rt = runtime(context)
     query = update.callback_query
-    result = await visits.answer(rt, telegram_user_id=update.effective_user.id, visit_id=visit_id,
+    result = await visits.answer(rt, account=Account.telegram(update.effective_user.id), visit_id=visit_id,
                                  choice=visits.COMING if choice == render.COMING else visits.CHANGE,
                                  update_id=update.update_id)
     t = translator_for(update, context, result.patient)

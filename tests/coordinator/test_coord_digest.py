@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from bot.channels.port import Account
 from bot.db.models import Alert, DoseDay, Patient
 from bot.domain.dose import Answer
 from bot.handlers.coord_reports import send_site_digest
@@ -31,9 +32,9 @@ async def scripted_day(h):
     await enrol_direct(h, 7804, "SH-0804", site="SH")
     await register(h, "SH-0804")
     for alert in await h.rows(Alert):
-        await alerts_ack.acknowledge(h.rt, alert_id=alert.id, telegram_user_id=ADMIN_NJ)
+        await alerts_ack.acknowledge(h.rt, alert_id=alert.id, account=Account.telegram(ADMIN_NJ))
     h.clock.set(local(1, 20))
-    await symptoms.report(h.rt, telegram_user_id=7801, codes=["few_petechiae"])  # before the previous digest
+    await symptoms.report(h.rt, account=Account.telegram(7801), codes=["few_petechiae"])  # before the previous digest
     assert await send_site_digest(h.rt, h.app.bot, site_id="NJ") > 0  # 1 Dec, 20:00: the previous digest
     await h.tick(local(2, 8))
     by_subject = {}
@@ -41,12 +42,12 @@ async def scripted_day(h):
         [day1] = await h.rows(DoseDay, DoseDay.patient_id == patient.id, DoseDay.day == 1)
         by_subject[patient.subject_id] = day1
     h.clock.set(local(2, 8, 10))
-    await doses.answer(h.rt, telegram_user_id=7801, dose_day_id=by_subject["NJ-0801"].id, choice=Answer.TAKEN)
-    await doses.answer(h.rt, telegram_user_id=7802, dose_day_id=by_subject["NJ-0802"].id, choice=Answer.MISSED)
+    await doses.answer(h.rt, account=Account.telegram(7801), dose_day_id=by_subject["NJ-0801"].id, choice=Answer.TAKEN)
+    await doses.answer(h.rt, account=Account.telegram(7802), dose_day_id=by_subject["NJ-0802"].id, choice=Answer.MISSED)
     h.clock.set(local(2, 12))
-    await symptoms.report(h.rt, telegram_user_id=7801, codes=["small_bruise"])
+    await symptoms.report(h.rt, account=Account.telegram(7801), codes=["small_bruise"])
     h.clock.set(local(2, 13))
-    await symptoms.report(h.rt, telegram_user_id=7802, codes=["urine_blood"])
+    await symptoms.report(h.rt, account=Account.telegram(7802), codes=["urine_blood"])
     await h.tick(local(3, 0))  # midnight: the silent day closes as not reported
     await h.tick(local(3, 8, 30))
 
