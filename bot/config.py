@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bot.domain.hours import QuietHours, WorkingHours
+from bot.channels.port import Account, ChannelName, Recipient
 from bot.domain.keywords import FeverRule, KeywordRule
 from bot.domain.triage import TriageLevel
 
@@ -307,6 +308,16 @@ class Coordinator(_Strict):
     # e.g. "NJ nurse 1". Optional: without it, "<site> <role> <n>" (bot.services.staff).
     label: str = Field("", max_length=40, pattern=r"^[^\x00-\x1f]*$")
 
+    @property
+    def account(self) -> Account:
+        """Who this person is when they write to the bot."""
+        return Account.telegram(self.telegram_id)
+
+    @property
+    def recipients(self) -> list[Recipient]:
+        """Everywhere this person can be reached (their Telegram chat, their mailbox)."""
+        return [Recipient.telegram(self.telegram_id)] + ([Recipient.email(self.email)] if self.email else [])
+
 
 class Site(_Strict):
     id: str = Field(pattern=r"^[A-Z0-9]{1,8}$")
@@ -327,6 +338,57 @@ class Site(_Strict):
     working_hours: list[str] = ["08:00", "17:30"]
     working_days: list[int] = [1, 2, 3, 4, 5]  # ISO weekdays: 1 = Monday … 7 = Sunday
     holidays: list[date] = []
+
+    def alert_chats(self) -> list[Recipient]:
+        """The site's Telegram alert chat, else each coordinator privately (also the digest's readers)."""
+        if self.alert_chat_id:
+            return [Recipient.telegram(self.alert_chat_id)]
+        return [Recipient.telegram(c.telegram_id) for c in self.coordinators]
+
+    def alert_recipients(self) -> list[Recipient]:
+        """Where the team's alert copies go, per `alert_channels`."""
+        recipients: list[Recipient] = []
+        if ChannelName.TELEGRAM in self.alert_channels:
+            recipients += self.alert_chats()
+        if ChannelName.EMAIL in self.alert_channels:
+            recipients += [Recipient.email(c.email) for c in self.coordinators if c.email]
+        return recipients
+
+    def escalation_recipients(self) -> list[Recipient]:
+        """The escalation contact, on every channel it has an address for (it may be email-only)."""
+        return ([Recipient.telegram(self.escalation_contact)] if self.escalation_contact else []) + \
+            ([Recipient.email(self.escalation_email)] if self.escalation_email else [])
+
+    def is_escalation_contact(self, account: Account) -> bool:
+        return bool(self.escalation_contact) and account == Account.telegram(self.escalation_contact)
+
+    def account_reached_at(self, recipient: Recipient) -> Account | None:
+        """The account of the staff member (or escalation contact) this address belongs to."""
+        for coordinator in self.coordinators:
+            if recipient in coordinator.recipients:
+                return coordinator.account
+        if self.escalation_contact and recipient in self.escalation_recipients():
+            return Account.telegram(self.escalation_contact)
+        return None
+
+    def staff_labels(self) -> list[tuple[str, set[str]]]:
+        """Each staff member's label with every form a database row may name them by: account key,
+        address, and the bare Telegram id rows written before accounts (migration 0010) carry."""
+        labels: list[tuple[str, set[str]]] = []
+        counters: dict[str, int] = {}
+        for person in self.coordinators:
+            counters[person.role] = counters.get(person.role, 0) + 1
+            names = {person.account.key, str(person.telegram_id)} | {_name_of(r) for r in person.recipients}
+            labels.append((person.label or f"{self.id} {person.role} {counters[person.role]}", names))
+        contact = {_name_of(r) for r in self.escalation_recipients()}
+        if self.escalation_contact:
+            contact |= {Account.telegram(self.escalation_contact).key, str(self.escalation_contact)}
+        if contact:
+            labels.append((f"{self.id} escalation contact", contact))
+        if self.alert_chat_id:
+            labels.append((f"{self.id} alert chat", {str(self.alert_chat_id), _name_of(Recipient.telegram(
+                self.alert_chat_id))}))
+        return labels
 
     @field_validator("alert_channels")
     @classmethod
@@ -482,6 +544,30 @@ class Settings(_Strict):
                              f"({self.trial.course_days}); use 0 for no mid-course question")
         return self
 
+    def staff_member(self, account: Account | None) -> tuple[Site, Coordinator] | None:
+        """(site, coordinator) for a configured coordinator's account, else None."""
+        for site in self.sites:
+            for coordinator in site.coordinators:
+                if account is not None and coordinator.account == account:
+                    return site, coordinator
+        return None
+
+    def staff_label(self, who: Account | Recipient | str | int | None) -> str | None:
+        """The configured label of a coordinator, escalation contact or alert chat named by an
+        account, an address, an account key or (rows from before accounts) a bare Telegram id."""
+        if who is None:
+            return None
+        wanted = _name_of(who)
+        for site in self.sites:
+            for label, names in site.staff_labels():
+                if wanted in names:
+                    return label
+        return None
+
+    def invitation_link(self, token: str) -> str:
+        """The deep link that opens the bot with this invitation token."""
+        return f"https://t.me/{self.telegram.bot_username}?start={token}"
+
     def site(self, site_id: str) -> Site:
         for site in self.sites:
             if site.id == site_id:
@@ -495,6 +581,14 @@ class Settings(_Strict):
     def with_overrides(self, **sections: object) -> Settings:
         """A copy with whole sections or top-level fields replaced (used by tests and the demo)."""
         return self.model_copy(update=sections)
+
+
+def _name_of(who: Account | Recipient | str | int) -> str:
+    if isinstance(who, Account):
+        return who.key
+    if isinstance(who, Recipient):
+        return f"{who.channel}>{who.address.lower() if who.channel == ChannelName.EMAIL else who.address}"
+    return str(who).strip()
 
 
 # The placeholders of config.example.toml: a copied example must not reach patients with them.

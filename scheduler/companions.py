@@ -36,7 +36,7 @@ LIVE_DAY_STATES = ("scheduled", "taken", "missed")
 
 
 def _reachable():
-    return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None))
+    return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.address).is_not(None))
 
 
 def _not_queued(point: str):
@@ -59,7 +59,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
         .order_by(col(Course.id)).limit(BATCH))).all()
     for course, patient in starting:
         due = settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone))
-        added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+        added += await enqueue(session, kind=CHECK_KIND, to=patient.recipient, due_at=due, now=now,
                                patient_id=patient.id, payload={"course_id": course.id, "point": START},
                                dedupe_key=check_dedupe_key(course.id, START))
     mid_day = settings.conmed.mid_course_day
@@ -75,7 +75,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
             due = settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone))
             if due >= dose.closes_at:
                 continue
-            added += await enqueue(session, kind=CHECK_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+            added += await enqueue(session, kind=CHECK_KIND, to=patient.recipient, due_at=due, now=now,
                                    patient_id=patient.id, dose_day_id=dose.id,
                                    payload={"course_id": course.id, "point": MID},
                                    dedupe_key=check_dedupe_key(course.id, MID))
@@ -99,7 +99,7 @@ async def queue_tablet_counts(session: AsyncSession, *, settings: Settings, now:
         tz = ZoneInfo(patient.timezone)
         due = settings.reminders.quiet_hours.after(max(local_due_instant(last.local_date + timedelta(days=1), morning, tz), now),
                                 tz)
-        added += await enqueue(session, kind=COUNT_KIND, chat_id=patient.chat_id, due_at=due, now=now,
+        added += await enqueue(session, kind=COUNT_KIND, to=patient.recipient, due_at=due, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
                                dedupe_key=count_dedupe_key(course.id))
     return added
@@ -129,7 +129,7 @@ async def queue_visit_reminders(session: AsyncSession, *, settings: Settings, no
                 due = settings.reminders.quiet_hours.after(due, tz)
                 if due >= visit.at:
                     continue
-            added += await enqueue(session, kind=visit_service.REMINDER_KIND, chat_id=patient.chat_id,
+            added += await enqueue(session, kind=visit_service.REMINDER_KIND, to=patient.recipient,
                                    due_at=max(due, now), now=now, patient_id=patient.id,
                                    payload={"visit_id": visit.id, "which": which, "at": visit.at.isoformat()},
                                    dedupe_key=visit_service.reminder_key(visit, which))

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from bot.channels.port import Actions, ChannelName, OutgoingMessage, Recipient
+from bot.channels.port import Actions, ChannelName, OutgoingMessage, Recipient, EDITABLE_CHANNELS
 from bot.config import Settings
 from bot.db.models import Alert, AlertMessage, ConmedReport, Course, DoseDay, Helper, Outbox, Patient, \
     PatientMessage, TabletCount, Visit
@@ -96,11 +96,11 @@ def recipient_translator(settings: Settings, recipient: Recipient, patient: Pati
                          loaded: Loaded | None = None) -> Translator:
     """The reader's language: the patient's, a coordinator's own, else the site's default."""
     make = loaded.translator if loaded is not None else (lambda locale, tz: Translator(locale, tz))
-    if patient is not None and patient.chat_id is not None and recipient == Recipient.telegram(patient.chat_id):
+    if patient is not None and patient.address is not None and recipient == patient.recipient:
         return make(patient.locale, patient.timezone)
     for site in settings.sites:
         for coordinator in site.coordinators:
-            if recipient in (Recipient.telegram(coordinator.telegram_id), Recipient.email(coordinator.email)):
+            if recipient in coordinator.recipients:
                 return make(coordinator.locale, site.timezone)
     site = settings.sites[0] if patient is None else settings.site(patient.site_id)
     return make("zh_Hans", site.timezone)
@@ -111,12 +111,12 @@ def _recipient(row: Outbox) -> Recipient:
 
 
 def _to_helper(row: Outbox, helper: Helper) -> bool:
-    return helper.chat_id is not None and _recipient(row) == Recipient.telegram(helper.chat_id)
+    return helper.address is not None and _recipient(row) == helper.recipient
 
 
 def _to_patient(row: Outbox, patient: Patient) -> bool:
     """The row still addresses the patient's current chat (not one they have moved away from)."""
-    return patient.chat_id is not None and _recipient(row) == Recipient.telegram(patient.chat_id)
+    return patient.address is not None and _recipient(row) == patient.recipient
 
 
 def _digest_window(row: Outbox) -> tuple[str, str, str]:
@@ -144,11 +144,11 @@ async def load(session, rows: list[Outbox], *, now: datetime, settings: Settings
     if updating:
         for alert_id, address, message_id in (await session.exec(
                 select(AlertMessage.alert_id, AlertMessage.address, AlertMessage.message_id)
-                .where(col(AlertMessage.alert_id).in_(updating), AlertMessage.channel == ChannelName.TELEGRAM)
+                .where(col(AlertMessage.alert_id).in_(updating), col(AlertMessage.channel).in_(EDITABLE_CHANNELS))
                 .order_by(col(AlertMessage.id)))).all():
             loaded.alert_copies[(alert_id, address)] = message_id
         loaded.copies_in_flight = set((await session.exec(
-            select(Outbox.alert_id, Outbox.address).where(Outbox.channel == ChannelName.TELEGRAM,col(Outbox.alert_id).in_(updating), Outbox.kind == "alert",
+            select(Outbox.alert_id, Outbox.address).where(col(Outbox.channel).in_(EDITABLE_CHANNELS), col(Outbox.alert_id).in_(updating), Outbox.kind == "alert",
                                                          col(Outbox.state).in_(IN_PROGRESS))
         )).all())
     course_ids = {r.payload.get("course_id") for r in rows
@@ -329,7 +329,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
 
 def _prepare_digest(loaded: Loaded, *, settings: Settings, row: Outbox) -> Plan:
     built = loaded.digests[_digest_window(row)]
-    texts = digests.digest_texts(settings, built, int(row.address))
+    texts = digests.digest_texts(settings, built, _recipient(row))
     text = digests.part_text(texts, part=int(row.payload["part"]), parts=int(row.payload["parts"]))
     if text is None:
         return Skip("the digest is shorter than when it was queued")

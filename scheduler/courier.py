@@ -9,9 +9,9 @@ Row states: pending → claimed → sending → sent | unknown | failed | skippe
   its slot), so a crash can only be ambiguous for requests actually in flight.
 
 Delivery policy (DESIGN.md §3, at-least-once-safe), on the adapter's `DeliveryResult`
-(`bot.channels.port`; each adapter's docstring maps its own answers, e.g. Telegram's 403 or an
+(`bot.channels.port`; each adapter's docstring maps its own answers, e.g. a chat's 403 or an
 SMTP 550, onto it):
-- sent (`Sent`): the channel accepted it (Telegram: with a message id).
+- sent (`Sent`): the channel accepted it (with a message id where it has one).
 - skipped: the row no longer makes sense (day answered or closed, patient paused or
   unreachable, alert acknowledged): never sent late. The reason is kept in `last_error`.
 - deferred (pending again, later): a follow-up is never sent sooner than the follow-up
@@ -21,8 +21,8 @@ SMTP 550, onto it):
 - pending again with backoff (`NotDelivered`): certainly not delivered (connection refused,
   connect or pool timeout, 5xx or any other error answer). `RetryAfter` (429) waits and does not
   count as an attempt. Retries stop when the row stops making sense or after `GIVE_UP`.
-- failed (`Refused`): the recipient is gone for good (Telegram 403 blocked/deactivated, 400 chat
-  not found) → the patient becomes unreachable (no further sends) and coordinators get one
+- failed (`Refused`): the recipient is gone for good (blocked or deactivated the bot, chat not
+  found) → the patient becomes unreachable (no further sends) and coordinators get one
   alert; failed (`Rejected`): a bug in what we sent, logged as an error.
 - A staff recipient (chat or mailbox) refused for good is recorded as unreachable; an alert with no reachable recipient
   left escalates at once (`bot.services.alerts.escalate_now`).
@@ -32,7 +32,7 @@ SMTP 550, onto it):
 - Claim order is by `priority` (0: first emergency alerts and patient advice, 1: new, 2: repeats
   and updates), and a row takes an in-flight slot (per lane and channel) only once the flood gate
   granted its chat's turn, so a queue for one chat never holds up another's emergency, and a
-  slow mail relay never holds up Telegram.
+  slow mail relay never holds up a chat.
 - A row re-queued after a crash is sent with a first line saying it may be a duplicate ("take
   only one dose today" on dose reminders).
 - Crash recovery (`recover`): claimed rows go back to pending untouched; rows found `sending`
@@ -219,7 +219,7 @@ class Courier:
         return handled
 
     def _slot(self, lane: str, channel: str) -> asyncio.Semaphore:
-        """In-flight slots per lane and channel: a slow mail relay never holds up a Telegram alert."""
+        """In-flight slots per lane and channel: a slow mail relay never holds up a chat's alert."""
         if (lane, channel) not in self._slots:
             self._slots[(lane, channel)] = asyncio.Semaphore(self._in_flight_sizes.get(lane, IN_FLIGHT[Lane.NORMAL]))
         return self._slots[(lane, channel)]
@@ -335,10 +335,10 @@ class Courier:
                 state=OutboxState.FAILED, finished_at=now, last_error=f"refused: {reason}"[:500]))
             patient = await session.get(Patient, row.patient_id) if row.patient_id else None
             recipient = Recipient(row.channel, row.address)
-            if row.payload.get("helper") and not (patient is not None and patient.chat_id is not None
-                                                  and recipient == Recipient.telegram(patient.chat_id)):
+            if row.payload.get("helper") and not (patient is not None and patient.address is not None
+                                                  and recipient == patient.recipient):
                 pass  # a family helper's chat: the notice is lost, the helper stays as the patient set it
-            elif patient is not None and patient.chat_id is not None and recipient == Recipient.telegram(patient.chat_id):
+            elif patient is not None and patient.address is not None and recipient == patient.recipient:
                 flipped = await session.exec(update(Patient).where(Patient.id == patient.id,
                                                                    Patient.unreachable.is_(False))
                                              .values(unreachable=True))

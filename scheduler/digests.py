@@ -10,8 +10,8 @@ so a digest never goes ahead of them). Each row's dedupe key names the site, day
 part. The courier composes each row when it sends it (`scheduler/compose.py`), from the window
 in its payload and the current state, and delivers it with the outbox policy.
 
-Who gets it is what the site's alert chats are (`alert_chats`: the alert chat, else each
-coordinator), on Telegram, each in their own language. A digest is queued at its time or up to
+Who gets it is what the site's alert chats are (`Site.alert_chats`: the alert chat, else each
+coordinator's chat), each in their own language. A digest is queued at its time or up to
 `LATE` after it (a restart just after the digest time still sends it); one whose time passed
 longer ago while the bot was down is not sent late, and the next morning's window starts at the
 last digest queued, so nothing is left out of it.
@@ -31,9 +31,8 @@ from bot.config import Settings, Site, parse_hhmm
 from bot.db.models import Outbox, RuntimeState
 from bot.domain.schedule import local_due_instant
 from bot.render.coord_reports import digest_text
-from bot.render.coordinator import chat_translator
+from bot.render.coordinator import reader_translator
 from bot.services import digest
-from bot.services.alerts import alert_chats, recipient_key
 from bot.services.outbox import NORMAL_LANE
 
 KIND = "digest"
@@ -50,7 +49,7 @@ def next_digest(settings: Settings, *, now: datetime) -> datetime | None:
     """The earliest digest instant after `now`, over all sites (the scheduler wakes for it)."""
     instants = []
     for site in settings.sites:
-        if not alert_chats(site):
+        if not site.alert_chats():
             continue
         today = now.astimezone(site.tz).date()
         at = digest_instant(settings, site, today)
@@ -59,7 +58,7 @@ def next_digest(settings: Settings, *, now: datetime) -> datetime | None:
 
 
 def dedupe_key(site_id: str, day: date, recipient: Recipient, part: int) -> str:
-    return f"{KIND}:{site_id}:{day.isoformat()}:{recipient_key(recipient)}:{part}"
+    return f"{KIND}:{site_id}:{day.isoformat()}:{recipient.short_key}:{part}"
 
 
 async def queue_digests(session: AsyncSession, *, settings: Settings, now: datetime, owner: str = "scheduler") -> int:
@@ -68,7 +67,7 @@ async def queue_digests(session: AsyncSession, *, settings: Settings, now: datet
     for site in settings.sites:
         day = now.astimezone(site.tz).date()
         at = digest_instant(settings, site, day)
-        if at <= now < at + LATE and alert_chats(site):
+        if at <= now < at + LATE and site.alert_chats():
             due[digest.day_key(site.id, day)] = (site, day)
     if not due:
         return 0
@@ -81,9 +80,8 @@ async def queue_digests(session: AsyncSession, *, settings: Settings, now: datet
         built = await digest.build_in(session, settings=settings, site_id=site.id, now=now, since=since)
         await digest.mark_built(session, site_id=site.id, at=now)
         rows = []
-        for chat_id in alert_chats(site):
-            recipient = Recipient.telegram(chat_id)
-            parts = len(digest_texts(settings, built, chat_id))
+        for recipient in site.alert_chats():
+            parts = len(digest_texts(settings, built, recipient))
             rows += [dict(kind=KIND, lane=NORMAL_LANE, channel=recipient.channel, address=recipient.address,
                           patient_id=None, dose_day_id=None, alert_id=None, due_at=now, state="pending",
                           priority=PRIORITY, attempts=0, resends=0, created_at=now,
@@ -97,9 +95,9 @@ async def queue_digests(session: AsyncSession, *, settings: Settings, now: datet
     return queued
 
 
-def digest_texts(settings: Settings, built: digest.Digest, chat_id: int) -> list[str]:
-    """The digest as `chat_id` reads it (their language), in message-sized parts."""
-    return digest_text(chat_translator(settings, chat_id, built.site_id), settings, built)
+def digest_texts(settings: Settings, built: digest.Digest, reader: Recipient) -> list[str]:
+    """The digest as `reader` reads it (their language), in message-sized parts."""
+    return digest_text(reader_translator(settings, reader, built.site_id), settings, built)
 
 
 def part_text(texts: list[str], *, part: int, parts: int) -> str | None:

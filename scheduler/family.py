@@ -49,7 +49,7 @@ async def queue_helper_notices(session: AsyncSession, *, settings: Settings, now
                ~plan_unsent(Patient.id), _not_queued(COURSE_START, Course.id))
         .order_by(col(Course.id), col(Helper.id)).limit(BATCH))).all()
     for course, patient, helper in starting:
-        added += await enqueue(session, kind=NOTICE_KIND, chat_id=helper.chat_id, now=now, patient_id=patient.id,
+        added += await enqueue(session, kind=NOTICE_KIND, to=helper.recipient, now=now, patient_id=patient.id,
                                due_at=settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone)),
                                payload={"notice": COURSE_START, "helper": helper.id, "course_id": course.id},
                                dedupe_key=_key(COURSE_START, course.id, helper.id))
@@ -61,7 +61,7 @@ async def queue_helper_notices(session: AsyncSession, *, settings: Settings, now
                DoseDay.closes_at > Helper.joined_at, *_helping(), _not_queued(NOT_REPORTED, DoseDay.id))
         .order_by(col(DoseDay.closes_at), col(Helper.id)).limit(BATCH))).all()
     for dose, patient, helper in unanswered:
-        added += await enqueue(session, kind=NOTICE_KIND, chat_id=helper.chat_id, now=now, patient_id=patient.id,
+        added += await enqueue(session, kind=NOTICE_KIND, to=helper.recipient, now=now, patient_id=patient.id,
                                dose_day_id=dose.id,
                                due_at=settings.reminders.quiet_hours.after(now, ZoneInfo(patient.timezone)),
                                payload={"notice": NOT_REPORTED, "helper": helper.id},

@@ -24,7 +24,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.channels.port import ChannelName
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.db.types import UTCDateTime
@@ -72,8 +71,8 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
         if held:
             continue
         ask_at = max(local_due_instant(dose.local_date + timedelta(days=1), morning, ZoneInfo(patient.timezone)), now)
-        if patient.chat_id and patient.status == "active" and ask_at < dose.late_until:
-            await enqueue(session, kind="late_question", chat_id=patient.chat_id, due_at=ask_at, now=now,
+        if patient.address and patient.status == "active" and ask_at < dose.late_until:
+            await enqueue(session, kind="late_question", to=patient.recipient, due_at=ask_at, now=now,
                           patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"late_question:{dose.id}")
         await check_consecutive(session, settings=settings, now=now, patient=patient)
     return len(rows)
@@ -88,7 +87,7 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
            .cte("due_days").prefix_with("MATERIALIZED"))
     rows = (await session.exec(
         select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None),
+        .where(Patient.status == "active", Patient.unreachable.is_(False), col(Patient.address).is_not(None),
                ~_plan_unsent(Patient.id))
         .order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH)
     )).all()
@@ -132,7 +131,7 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
     rows = (await session.exec(
         select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
         .where(Course.status == "active", Patient.status == "active", Patient.unreachable.is_(False),
-               col(Patient.chat_id).is_not(None), ~_plan_unsent(Patient.id),
+               col(Patient.address).is_not(None), ~_plan_unsent(Patient.id),
                select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
                                         DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
                ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
@@ -140,7 +139,7 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
         .order_by(col(Course.id)).limit(BATCH))).all()
     added = 0
     for course, patient in rows:
-        added += await enqueue(session, kind="catch_up", chat_id=patient.chat_id, due_at=now, now=now,
+        added += await enqueue(session, kind="catch_up", to=patient.recipient, due_at=now, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
                                dedupe_key=f"catch_up:{course.id}")
     return added
@@ -148,7 +147,7 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
 
 def _row(kind: str, patient: Patient, dose: DoseDay, *, due_at: datetime, now: datetime, dedupe_key: str,
          payload: dict | None = None) -> dict:
-    return dict(kind=kind, lane=NORMAL_LANE, channel=ChannelName.TELEGRAM, address=str(patient.chat_id),
+    return dict(kind=kind, lane=NORMAL_LANE, channel=patient.channel, address=patient.address,
                 patient_id=patient.id, dose_day_id=dose.id,
                 alert_id=None, due_at=due_at, state="pending", attempts=0, resends=0, payload=payload or {},
                 dedupe_key=dedupe_key, created_at=now)
@@ -167,12 +166,12 @@ async def end_courses(session: AsyncSession, *, settings: Settings, now: datetim
         select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
         .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
         .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
-               Patient.status == "active", col(Patient.chat_id).is_not(None))
+               Patient.status == "active", col(Patient.address).is_not(None))
         .order_by(col(Course.id))
     )).all()
     added = 0
     for course, patient, _ in rows:
-        added += await enqueue(session, kind="course_end", chat_id=patient.chat_id, due_at=now, now=now,
+        added += await enqueue(session, kind="course_end", to=patient.recipient, due_at=now, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
                                dedupe_key=f"course_end:{course.id}")
     return added

@@ -25,6 +25,7 @@ from sqlmodel import select
 from bot.db.models import Alert, DoseDay, Patient
 from bot.services import coord_courses, coord_patients, invitations
 from bot.services.clock import FakeClock
+from bot.channels.port import Account
 from bot.services.coord_access import coordinator_actor
 from bot.sandbox import BotApiSandbox
 from scheduler.lifecycle import next_due
@@ -253,11 +254,11 @@ class Simulation:
     async def _enrolled(self, person: Person) -> bool:
         async with self.bot.rt.session() as session:
             patient = (await session.exec(select(Patient).where(Patient.subject_id == person.plan.subject_id))).first()
-        return patient is not None and patient.telegram_user_id == person.user_id
+        return patient is not None and patient.account == str(person.user_id)
 
     def _actor(self, person: Person):
         site = next(s for s in SITES if s["id"] == person.plan.site)
-        return coordinator_actor(self.bot.rt, site["coordinators"][0]["telegram_id"])
+        return coordinator_actor(self.bot.rt, Account.telegram(site["coordinators"][0]["telegram_id"]))
 
     def _team(self, person: Person, label: str, work, *, attempt: int = 1):
         """A coordinator's action through the services; retried later after a database drop."""
@@ -592,7 +593,7 @@ class Simulation:
                     DoseDay.due_at <= self.clock.now(), DoseDay.state == "scheduled",
                     DoseDay.reminder_queued_at.is_(None), DoseDay.closes_at > self.clock.now(),
                     Patient.status == "active", Patient.unreachable.is_(False)))).all()
-            chats = (await session.exec(select(Patient.chat_id).where(Patient.id.in_(due or [0])))).all()
+            chats = [int(a) for a in (await session.exec(select(Patient.address).where(Patient.id.in_(due or [0])))).all()]
         if not chats:
             return False
         self.crash_days.pop(0)

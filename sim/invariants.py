@@ -208,7 +208,7 @@ async def check_no_message_to_withdrawn_patient_or_held_day(ctx: Context) -> Out
             if row.dose_day_id in held and at > held[row.dose_day_id]:
                 violations.append(f"{patient.subject_id}: {row.kind} for held dose day {row.dose_day_id} sent at "
                                   f"{at:%Y-%m-%d %H:%M}Z")
-    chats = {p.chat_id: p for p in patients.values() if p.chat_id}
+    chats = {int(p.address): p for p in patients.values() if p.address}
     for seen in ctx.seen:  # copies Telegram received that the database may not know about
         patient = chats.get(seen.chat_id)
         gone = withdrawn.get(patient.subject_id) if patient else None
@@ -240,7 +240,7 @@ async def check_emergency_advice_and_alert_within_5s(ctx: Context) -> Outcome:
     for report in reports:
         patient = patients[report.patient_id]
         start, end = report.reported_at, report.reported_at + EMERGENCY_WINDOW
-        chats = chats_of.get(patient.subject_id, set()) | {patient.chat_id}
+        chats = chats_of.get(patient.subject_id, set()) | ({int(patient.address)} if patient.address else set())
         if not any(start <= at <= end for chat in chats for at in advice_seen.get(chat, [])):
             violations.append(f"{patient.subject_id} report {report.id} at {start:%Y-%m-%d %H:%M:%S}Z: no 120 advice "
                               f"delivered within 5 s")

@@ -15,6 +15,7 @@ format and answers with one `DeliveryResult`, which the courier maps onto the ou
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,41 @@ from typing import Protocol
 class ChannelName(StrEnum):
     TELEGRAM = "telegram"
     EMAIL = "email"
+
+
+# Channels whose sent messages the bot can edit later (a mail cannot be changed once sent), and
+# those that can relay a person's own message (a voice note, a photo) to someone else.
+EDITABLE_CHANNELS = frozenset({ChannelName.TELEGRAM})
+RELAYING_CHANNELS = frozenset({ChannelName.TELEGRAM})
+
+
+@dataclass(frozen=True)
+class Account:
+    """A person on a channel: who wrote to the bot (a `Recipient` is where the bot writes). The
+    database and the audit trail name them by `key`, e.g. "telegram:42"."""
+
+    channel: str
+    id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.id}"
+
+    @classmethod
+    def parse(cls, key: str) -> Account:
+        channel, _, account_id = key.partition(":")
+        if not channel or not account_id:
+            raise ValueError(f"not an account key: {key!r}")
+        return cls(channel, account_id)
+
+    @classmethod
+    def telegram(cls, user_id: int) -> Account:
+        return cls(ChannelName.TELEGRAM, str(user_id))
+
+    @property
+    def user_id(self) -> int | None:
+        """The Telegram user id, for the Telegram adapter."""
+        return int(self.id) if self.channel == ChannelName.TELEGRAM else None
 
 
 @dataclass(frozen=True)
@@ -40,8 +76,16 @@ class Recipient:
         return cls(ChannelName.EMAIL, address)
 
     @property
+    def short_key(self) -> str:
+        """A short stable key for dedupe keys: a chat id as it is, any other address (a mail
+        address may be long) hashed."""
+        if self.channel == ChannelName.TELEGRAM:
+            return self.address
+        return self.channel[0] + hashlib.sha256(self.address.encode()).hexdigest()[:16]
+
+    @property
     def chat_id(self) -> int | None:
-        """The Telegram chat id, for the adapters and the staff lookups still keyed by it."""
+        """The Telegram chat id, for the Telegram adapter."""
         return int(self.address) if self.channel == ChannelName.TELEGRAM else None
 
 

@@ -68,7 +68,7 @@ def _admit_stranger_rows(session: Session, rows: list[AuditLog]) -> list[AuditLo
             kept.append(row)
             continue
         day = row.at.astimezone(timezone.utc).date()
-        key = dict(telegram_id=row.actor_id, action=row.action, day=day)
+        key = dict(account=row.actor_id, action=row.action, day=day)
         attempt = session.get(StrangerAttempt, key)
         if attempt is None:
             attempt = StrangerAttempt(**key, count=0, last_at=row.at)

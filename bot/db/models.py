@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from bot.channels.port import Account, Recipient
 from bot.db.types import UTCDateTime
 
 
@@ -19,21 +20,14 @@ def _instant(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
 
 
-def _telegram_id(*, nullable: bool = True, index: bool = False) -> Any:
-    # Telegram ids exceed 32 bits; groups are negative.
+def _big_id(*, nullable: bool = True, index: bool = False) -> Any:
+    # Update and message ids of a channel exceed 32 bits.
     return Field(default=None, sa_type=BigInteger, nullable=nullable, index=index)
 
 
-class Coordinator(SQLModel, table=True):
-    """Mirrors the config's coordinators so alerts and audits can refer to them."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    telegram_id: int = Field(sa_type=BigInteger, unique=True)
-    site_id: str = Field(max_length=8, index=True)
-    role: str = Field(max_length=16)
-    locale: str = Field(default="zh_Hans", max_length=8)
-    active: bool = True
-    created_at: datetime = _instant()
+def _account_key(*, nullable: bool = True) -> Any:
+    # bot.channels.port.Account.key: "<channel>:<id on that channel>", e.g. "telegram:42".
+    return Field(default=None, max_length=64, nullable=nullable)
 
 
 class Invitation(SQLModel, table=True):
@@ -48,19 +42,24 @@ class Invitation(SQLModel, table=True):
     created_at: datetime = _instant()
     expires_at: datetime = _instant()
     used_at: datetime | None = _instant(nullable=True)
-    used_by_telegram_id: int | None = _telegram_id()
+    used_by_account: str | None = _account_key()
     revoked_at: datetime | None = _instant(nullable=True)
     revoked_by: str | None = Field(default=None, max_length=32)
 
 
 class Patient(SQLModel, table=True):
-    """A pseudonymous participant: no name, phone, diagnosis or record number."""
+    """A pseudonymous participant: no name, phone, diagnosis or record number. `account` is the
+    person's id on `channel` (who writes to us), `address` where the bot writes to them; both text,
+    both None until an invitation is spent."""
+
+    __table_args__ = (Index("ix_patient_channel_account", "channel", "account"),)
 
     id: int | None = Field(default=None, primary_key=True)
     subject_id: str = Field(max_length=32, unique=True)
     site_id: str = Field(max_length=8, index=True)
-    telegram_user_id: int | None = _telegram_id(index=True)
-    chat_id: int | None = _telegram_id()
+    channel: str = Field(default="telegram", max_length=16)  # bot.channels.port.ChannelName
+    account: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=254)
     locale: str = Field(default="zh_Hans", max_length=8)
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
     reminder_time: str = Field(default="08:00", max_length=5)
@@ -76,6 +75,16 @@ class Patient(SQLModel, table=True):
     helper_consent_at: datetime | None = _instant(nullable=True)
     enrolled_at: datetime | None = _instant(nullable=True)
     created_at: datetime = _instant()
+
+    @property
+    def recipient(self) -> Recipient | None:
+        """Where the bot writes to this person (None until bound)."""
+        return Recipient(self.channel, self.address) if self.address else None
+
+    @property
+    def account_key(self) -> str | None:
+        """How the audit trail and dialogs name this person (bot.channels.port.Account.key)."""
+        return Account(self.channel, self.account).key if self.account else None
 
 
 class Course(SQLModel, table=True):
@@ -127,7 +136,7 @@ class DoseDay(SQLModel, table=True):
     missed_reason: str | None = Field(default=None, max_length=16)
     snoozes: int = 0
     reminder_queued_at: datetime | None = _instant(nullable=True)
-    reminder_message_id: int | None = _telegram_id()
+    reminder_message_id: int | None = _big_id()
 
 
 class DoseEvent(SQLModel, table=True):
@@ -168,7 +177,7 @@ class Outbox(SQLModel, table=True):
     # Times the row was re-queued after a crash left it mid-send (a possible duplicate).
     resends: int = 0
     last_error: str | None = Field(default=None, sa_type=Text)
-    message_id: int | None = _telegram_id()
+    message_id: int | None = _big_id()
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     dedupe_key: str | None = Field(default=None, max_length=96, unique=True)
     created_at: datetime = _instant()
@@ -186,7 +195,7 @@ class SymptomReport(SQLModel, table=True):
     symptoms: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     level: str = Field(max_length=16)
     note: str | None = Field(default=None, sa_type=Text)
-    update_id: int | None = _telegram_id()
+    update_id: int | None = _big_id()
     helper_id: str | None = Field(default=None, max_length=24)  # reported by this helper; None: the patient
 
 
@@ -205,9 +214,9 @@ class PatientMessage(SQLModel, table=True):
     level: str = Field(default="info", max_length=16)  # info | same_day | emergency (the keyword safety net)
     matched: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     author: str = Field(max_length=48)  # the subject id, or the staff member's configured label
-    telegram_message_id: int | None = _telegram_id()
+    channel_message_id: int | None = _big_id()  # the patient's own message, for relaying it
     alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
-    update_id: int | None = _telegram_id()
+    update_id: int | None = _big_id()
 
 
 class ConmedReport(SQLModel, table=True):
@@ -227,7 +236,7 @@ class ConmedReport(SQLModel, table=True):
     category: str | None = Field(default=None, max_length=16)
     reported_by: str = Field(max_length=48)  # the subject id
     alert_id: int | None = Field(default=None, foreign_key="alert.id")
-    update_id: int | None = _telegram_id()
+    update_id: int | None = _big_id()
 
 
 class TabletCount(SQLModel, table=True):
@@ -247,7 +256,7 @@ class TabletCount(SQLModel, table=True):
     source: str = Field(max_length=8)  # button | typed
     reported_by: str = Field(max_length=48)  # the subject id
     alert_id: int | None = Field(default=None, foreign_key="alert.id")
-    update_id: int | None = _telegram_id()
+    update_id: int | None = _big_id()
 
 
 class Visit(SQLModel, table=True):
@@ -275,13 +284,17 @@ class Visit(SQLModel, table=True):
 
 class Helper(SQLModel, table=True):
     """A family helper bound to exactly one patient, with the patient's consent. Exports and
-    alerts name a helper only by `helper_id` (H-<site>-<n>); the Telegram ids route messages."""
+    alerts name a helper only by `helper_id` (H-<site>-<n>); channel, account and address route
+    messages (as for a patient)."""
+
+    __table_args__ = (Index("ix_helper_channel_account", "channel", "account"),)
 
     id: int | None = Field(default=None, primary_key=True)
     helper_id: str = Field(max_length=24, unique=True)
     patient_id: int = Field(foreign_key="patient.id", index=True)
-    telegram_user_id: int = Field(sa_type=BigInteger, index=True)
-    chat_id: int = Field(sa_type=BigInteger)
+    channel: str = Field(default="telegram", max_length=16)
+    account: str = Field(max_length=64)
+    address: str = Field(max_length=254)
     locale: str = Field(default="zh_Hans", max_length=8)
     status: str = Field(default="active", max_length=12)  # active | removed
     invitation_id: int | None = Field(default=None, foreign_key="invitation.id")
@@ -289,6 +302,16 @@ class Helper(SQLModel, table=True):
     removed_at: datetime | None = _instant(nullable=True)
     removed_by: str | None = Field(default=None, max_length=48)  # patient | coordinator:<id> | operator:cli
     removal_reason: str | None = Field(default=None, max_length=24)  # removed | consent_withdrawn
+
+    @property
+    def recipient(self) -> Recipient | None:
+        """Where the bot writes to this person (None until bound)."""
+        return Recipient(self.channel, self.address) if self.address else None
+
+    @property
+    def account_key(self) -> str | None:
+        """How the audit trail and dialogs name this person (bot.channels.port.Account.key)."""
+        return Account(self.channel, self.account).key if self.account else None
 
 
 class Alert(SQLModel, table=True):
@@ -303,7 +326,7 @@ class Alert(SQLModel, table=True):
     dedupe_key: str | None = Field(default=None, max_length=96, unique=True)
     created_at: datetime = _instant()
     acknowledged_at: datetime | None = _instant(nullable=True)
-    acknowledged_by: int | None = _telegram_id()
+    acknowledged_by: str | None = _account_key()
     escalate_at: datetime | None = _instant(nullable=True)
     escalated_at: datetime | None = _instant(nullable=True)
     next_repeat_at: datetime | None = _instant(nullable=True)
@@ -353,7 +376,7 @@ class AuditLog(SQLModel, table=True):
     before: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     reason: str | None = Field(default=None, sa_type=Text)
-    update_id: int | None = _telegram_id()
+    update_id: int | None = _big_id()
     prev_hash: str = Field(max_length=64)  # the previous row's hash ("" for the first row)
     hash: str = Field(max_length=64, unique=True)
 
@@ -368,12 +391,12 @@ class AuditHead(SQLModel, table=True):
 
 
 class StrangerAttempt(SQLModel, table=True):
-    """Attempts by unauthenticated Telegram ids, counted per id, action and UTC day, so a stranger
-    cannot grow the audit trail without bound (past a threshold only this counter moves)."""
+    """Attempts by unauthenticated accounts, counted per account key, action and UTC day, so a
+    stranger cannot grow the audit trail without bound (past a threshold only this counter moves)."""
 
     __tablename__ = "stranger_attempt"
 
-    telegram_id: str = Field(primary_key=True, max_length=32)
+    account: str = Field(primary_key=True, max_length=64)
     action: str = Field(primary_key=True, max_length=48)
     day: date = Field(primary_key=True)
     count: int = 0
@@ -381,7 +404,7 @@ class StrangerAttempt(SQLModel, table=True):
 
 
 class DialogState(SQLModel, table=True):
-    """A half-done conversation (enrolment, …) per channel user and dialog kind, so a restart or a
+    """A half-done conversation (enrolment, …) per account key and dialog kind, so a restart or a
     second process continues it. Rows past `expires_at` are treated as absent."""
 
     __tablename__ = "dialog_state"

@@ -1,6 +1,6 @@
 """Enrolment invitation tokens and the rules around them.
 
-A token travels in a Telegram deep link (`/start <token>`: at most 64 characters of
+A token travels in a chat app's deep link (`/start <token>`: at most 64 characters of
 [A-Za-z0-9_-]). Only its SHA-256 hash is stored.
 """
 
@@ -18,7 +18,8 @@ from enum import StrEnum
 from bot.domain._time import as_utc
 
 MIN_TOKEN_BYTES = 16  # 128 bits of entropy
-MAX_TOKEN_BYTES = 48  # 64 URL-safe base64 characters, Telegram's deep-link payload limit
+# 64 URL-safe base64 characters: Telegram's deep-link payload limit.
+MAX_TOKEN_BYTES = 48
 DEFAULT_TOKEN_BYTES = 24
 
 # Anchored so that .match, .search and .fullmatch all check the whole text.

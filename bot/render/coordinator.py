@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from bot.channels.port import Action, Actions
+from bot.channels.port import Action, Actions, Recipient
 from bot.render.actions import buttons
 from bot.config import Settings
 from bot.db.models import Alert
@@ -19,12 +19,12 @@ from bot.services.alerts import is_notice
 from bot.services.staff import staff_label
 
 
-def chat_translator(settings: Settings, chat_id: int, site_id: str) -> Translator:
-    """The language of whoever reads this chat: a coordinator's own, else the site's alert-chat default."""
+def reader_translator(settings: Settings, reader: Recipient, site_id: str) -> Translator:
+    """The language of a staff reader: a coordinator's own, else the site's alert-chat default."""
     site = settings.site(site_id)
     for any_site in settings.sites:
         for coordinator in any_site.coordinators:
-            if coordinator.telegram_id == chat_id:
+            if reader in coordinator.recipients:
                 return Translator(coordinator.locale, any_site.tz)
     return Translator("zh_Hans", site.tz)
 

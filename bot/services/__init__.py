@@ -1,1 +1,1 @@
-"""Use cases. They take an engine or session, settings and a clock; never telegram objects."""
+"""Use cases. They take an engine or session, settings and a clock; never a channel library's objects."""

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.channels.port import Account
 from bot.db.models import Course, DoseDay, Outbox, Patient, TabletCount
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
-from bot.services.queries import callers_row, patient_by_telegram
+from bot.services.queries import callers_row, patient_by_account
 from bot.services.runtime import Runtime
 
 COUNT_KIND = "tablet_count"  # the outbox kind of the question
@@ -88,7 +89,7 @@ async def open_course(session, *, patient: Patient, now: datetime) -> int | None
     return None
 
 
-async def record_typed(rt: Runtime, *, telegram_user_id: int, text: str, update_id: int | None = None) \
+async def record_typed(rt: Runtime, *, account: Account, text: str, update_id: int | None = None) \
         -> CountResult | None:
     """A typed number answers the open tablet question; None when there is none (or the text is
     not a number), so the message goes the usual way (kept and relayed to the team)."""
@@ -98,22 +99,22 @@ async def record_typed(rt: Runtime, *, telegram_user_id: int, text: str, update_
     if left is None:
         return None
     async with rt.session() as session:
-        patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+        patient = await patient_by_account(session, account=account)
         course_id = await open_course(session, patient=patient, now=rt.now()) if patient is not None else None
     if course_id is None:
         return None
-    return await record(rt, telegram_user_id=telegram_user_id, course_id=course_id, left=left, source=TYPED,
+    return await record(rt, account=account, course_id=course_id, left=left, source=TYPED,
                         update_id=update_id)
 
 
-async def authorize(rt: Runtime, *, telegram_user_id: int, course_id: int,
+async def authorize(rt: Runtime, *, account: Account, course_id: int,
                     update_id: int | None = None) -> CountResult:
     async with rt.session() as session:
-        return await _check(rt, session, telegram_user_id=telegram_user_id, course_id=course_id, update_id=update_id)
+        return await _check(rt, session, account=account, course_id=course_id, update_id=update_id)
 
 
-async def _check(rt: Runtime, session, *, telegram_user_id: int, course_id: int, update_id) -> CountResult:
-    patient, course = await callers_row(session, Course, course_id, now=rt.now(), telegram_user_id=telegram_user_id,
+async def _check(rt: Runtime, session, *, account: Account, course_id: int, update_id) -> CountResult:
+    patient, course = await callers_row(session, Course, course_id, now=rt.now(), account=account,
                                         what="tablet count not for this user", update_id=update_id)
     if course is None:
         return CountResult("not_yours", patient)
@@ -127,13 +128,13 @@ async def _check(rt: Runtime, session, *, telegram_user_id: int, course_id: int,
     return CountResult("ok", patient)
 
 
-async def record(rt: Runtime, *, telegram_user_id: int, course_id: int, left: int, source: str,
+async def record(rt: Runtime, *, account: Account, course_id: int, left: int, source: str,
                  update_id: int | None = None) -> CountResult:
     settings = rt.settings.accountability
     if left < 0 or left > MAX_TABLETS:
         return CountResult("invalid")
     async with rt.session() as session:
-        checked = await _check(rt, session, telegram_user_id=telegram_user_id, course_id=course_id,
+        checked = await _check(rt, session, account=account, course_id=course_id,
                                update_id=update_id)
         if checked.status != "ok":
             return checked

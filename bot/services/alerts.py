@@ -1,14 +1,13 @@
 """Raising alerts for the study team. Delivery, repeats and escalation run in the scheduler.
 
 Every alert must have a reachable person (DESIGN.md §1): copies go to the site's recipients
-(per its `alert_channels`: Telegram, email or both) that their channel has not refused; when
+(per its `alert_channels`: a chat, email or both) that their channel has not refused; when
 none is left, the alert escalates at once to the site's escalation contact, an audit row
 records it and the error log says so. Recipients are channel-neutral `(channel, address)`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.channels.port import ChannelName, Recipient
+from bot.channels.port import Account, Recipient
 from bot.config import Settings, Site
 from bot.db.models import Alert, Patient, UnreachableRecipient
 from bot.domain.hours import same_day_deadline
@@ -71,34 +70,14 @@ async def close_pause_notices(session: AsyncSession, *, patient_id: int, now: da
                        .values(acknowledged_at=now, next_repeat_at=None))
 
 
-def alert_chats(site: Site) -> list[int]:
-    """The site's Telegram alert chat, else each of its coordinators privately (also the digest's readers)."""
-    if site.alert_chat_id:
-        return [site.alert_chat_id]
-    return [c.telegram_id for c in site.coordinators]
-
-
 def alert_recipients(site: Site) -> list[Recipient]:
-    """Where the team's alert copies go, per the site's `alert_channels`."""
-    recipients: list[Recipient] = []
-    if ChannelName.TELEGRAM in site.alert_channels:
-        recipients += [Recipient.telegram(chat_id) for chat_id in alert_chats(site)]
-    if ChannelName.EMAIL in site.alert_channels:
-        recipients += [Recipient.email(c.email) for c in site.coordinators if c.email]
-    return recipients
+    """Where the team's alert copies go, per the site's `alert_channels` (bot.config.Site)."""
+    return site.alert_recipients()
 
 
 def escalation_recipients(site: Site) -> list[Recipient]:
     """The escalation contact, on every channel it has an address for (it may be email-only)."""
-    return ([Recipient.telegram(site.escalation_contact)] if site.escalation_contact else []) + \
-        ([Recipient.email(site.escalation_email)] if site.escalation_email else [])
-
-
-def recipient_key(recipient: Recipient) -> str:
-    """A short stable key for dedupe keys (an email address may be long; it is hashed)."""
-    if recipient.channel == ChannelName.TELEGRAM:
-        return recipient.address
-    return recipient.channel[0] + hashlib.sha256(recipient.address.encode()).hexdigest()[:16]
+    return site.escalation_recipients()
 
 
 async def unreachable(session: AsyncSession, recipients: list[Recipient]) -> set[Recipient]:
@@ -170,21 +149,9 @@ def _site_of(settings: Settings, recipient: Recipient) -> str:
                 settings.sites[0].id)
 
 
-def staff_name(settings: Settings, who: Recipient | int) -> str:
+def staff_name(settings: Settings, who: Recipient | Account) -> str:
     """How a staff member is named in patients' records, logs and audit rows: never the raw id or address."""
-    if isinstance(who, Recipient) and who.channel == ChannelName.EMAIL:
-        return staff_label_by_email(settings, who.address) or "unknown"
-    return staff_label(settings, who.address if isinstance(who, Recipient) else who) or "unknown"
-
-
-def staff_label_by_email(settings: Settings, address: str) -> str | None:
-    for site in settings.sites:
-        for coordinator in site.coordinators:
-            if coordinator.email and coordinator.email.lower() == address.lower():
-                return staff_label(settings, coordinator.telegram_id)
-        if site.escalation_email and site.escalation_email.lower() == address.lower():
-            return f"{site.id} escalation contact"
-    return None
+    return staff_label(settings, who) or "unknown"
 
 
 async def escalate_now(session: AsyncSession, *, settings: Settings, alert: Alert, now: datetime,
@@ -214,7 +181,7 @@ async def queue_escalation(session: AsyncSession, *, site: Site, alert: Alert, n
         await enqueue(session, kind="alert", lane=ALERT_LANE, to=contact, due_at=now, now=now,
                       patient_id=alert.patient_id, alert_id=alert.id, priority=priority,
                       payload={"round": alert.repeats, "escalated": True},
-                      dedupe_key=f"alert:{alert.id}:escalation:{recipient_key(contact)}")
+                      dedupe_key=f"alert:{alert.id}:escalation:{contact.short_key}")
     return contacts
 
 
@@ -224,7 +191,7 @@ async def queue_copies(session: AsyncSession, *, alert: Alert, recipients: list[
     for recipient in recipients:
         await enqueue(session, kind="alert", lane=ALERT_LANE, to=recipient, due_at=now, now=now,
                       patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
-                      priority=priority, dedupe_key=f"alert:{alert.id}:{recipient_key(recipient)}:{alert.repeats}")
+                      priority=priority, dedupe_key=f"alert:{alert.id}:{recipient.short_key}:{alert.repeats}")
 
 
 def _escalate_at(*, settings: Settings, site: Site, level: str, now: datetime) -> datetime | None:

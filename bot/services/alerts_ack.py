@@ -3,7 +3,7 @@ a repeat or escalation not yet sent is skipped by the courier once the alert is 
 
 Copies without a button (email) carry an acknowledgement code (`bot.domain.ack_codes`), keyed by
 a secret kept in the database; a staff member sends it to the bot as `/ack CODE`, or an operator
-runs `adherence-bot ack CODE` for someone who cannot reach Telegram."""
+runs `adherence-bot ack CODE` for someone who cannot reach the bot."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
-from bot.channels.port import Recipient
+from bot.channels.port import Account, Recipient
 from bot.config import Site
 from bot.db.models import Alert, AlertMessage, RuntimeState
 from bot.domain.ack_codes import ack_code, issued_to, parse
@@ -34,37 +34,37 @@ class AckResult:
     copies: list[AlertMessage] = field(default_factory=list)
 
 
-def may_act_on_site(rt: Runtime, telegram_user_id: int, site_id: str) -> bool:
-    found = rt.settings_coordinator(telegram_user_id)
+def may_act_on_site(rt: Runtime, account: Account, site_id: str) -> bool:
+    found = rt.staff(account)
     if found is None:
-        return is_escalation_contact(rt, telegram_user_id, site_id)
+        return is_escalation_contact(rt, account, site_id)
     site, coordinator = found
     return coordinator.role == "admin" or site.id == site_id
 
 
-def is_escalation_contact(rt: Runtime, telegram_user_id: int, site_id: str) -> bool:
+def is_escalation_contact(rt: Runtime, account: Account, site_id: str) -> bool:
     """The site's escalation contact is paged with the same Acknowledge button as the team, and
     may use it: otherwise an alert no coordinator answers would page everyone forever."""
-    return any(site.id == site_id and site.escalation_contact == telegram_user_id for site in rt.settings.sites)
+    return any(site.id == site_id and site.is_escalation_contact(account) for site in rt.settings.sites)
 
 
-async def acknowledge(rt: Runtime, *, alert_id: int, telegram_user_id: int, update_id: int | None = None) -> AckResult:
+async def acknowledge(rt: Runtime, *, alert_id: int, account: Account, update_id: int | None = None) -> AckResult:
     now = rt.now()
     async with rt.session() as session:
         alert = await session.get(Alert, alert_id)
-        if alert is None or not may_act_on_site(rt, telegram_user_id, alert.site_id):
-            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="access.refused",
+        if alert is None or not may_act_on_site(rt, account, alert.site_id):
+            audit(session, at=now, actor_kind="user", actor_id=account, action="access.refused",
                   entity="alert", entity_id=alert_id, reason="acknowledge", update_id=update_id)
             await session.commit()
             return AckResult("refused")
-        kind = "coordinator" if rt.settings_coordinator(telegram_user_id) else "escalation"
-        return await _acknowledge(session, rt, alert_id=alert_id, by=telegram_user_id, actor_kind=kind,
-                                  actor_id=telegram_user_id, update_id=update_id)
+        kind = "coordinator" if rt.staff(account) else "escalation"
+        return await _acknowledge(session, rt, alert_id=alert_id, by=account.key, actor_kind=kind,
+                                  actor_id=account, update_id=update_id)
 
 
-async def acknowledge_by_code(rt: Runtime, *, code: str, telegram_user_id: int | None = None,
+async def acknowledge_by_code(rt: Runtime, *, code: str, account: Account | None = None,
                               operator: str | None = None, update_id: int | None = None) -> AckResult:
-    """A code from a mail, sent to the bot by a staff member (`telegram_user_id`) or typed by an
+    """A code from a mail, sent to the bot by a staff member (`account`) or typed by an
     operator. It must have been issued to one of the alert's site's mail recipients; the
     acknowledgement is attributed to that recipient (and, in the audit, to who sent it)."""
     now = rt.now()
@@ -76,23 +76,23 @@ async def acknowledge_by_code(rt: Runtime, *, code: str, telegram_user_id: int |
             key = await ack_key(session, now=now)
             owner = next((r for r in mail_recipients(rt.settings.site(alert.site_id))
                           if issued_to(key, code, alert_id=alert.id, channel=r.channel, address=r.address)), None)
-        actor_kind, actor_id = ("user", telegram_user_id) if telegram_user_id is not None else ("operator", operator)
-        if owner is None or (telegram_user_id is not None and not may_act_on_site(rt, telegram_user_id, alert.site_id)):
+        actor_kind, actor_id = ("user", account) if account is not None else ("operator", operator)
+        if owner is None or (account is not None and not may_act_on_site(rt, account, alert.site_id)):
             audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id or "cli", action="access.refused",
                   entity="alert", entity_id=parsed[0] if parsed else None, reason="acknowledgement code",
                   update_id=update_id)
             await session.commit()
             return AckResult("invalid" if owner is None else "refused")
-        coordinator = rt.settings_coordinator(telegram_user_id) if telegram_user_id is not None else None
-        by = telegram_user_id if telegram_user_id is not None else _telegram_id_of(rt.settings.site(alert.site_id), owner)
-        return await _acknowledge(session, rt, alert_id=alert.id, by=by,
-                                  actor_kind="coordinator" if coordinator else ("escalation" if telegram_user_id
+        coordinator = rt.staff(account) if account is not None else None
+        by = account or rt.settings.site(alert.site_id).account_reached_at(owner)
+        return await _acknowledge(session, rt, alert_id=alert.id, by=by.key if by else None,
+                                  actor_kind="coordinator" if coordinator else ("escalation" if account
                                                                                 else "operator"),
                                   actor_id=actor_id or "cli", update_id=update_id,
                                   details={"via": "code", "code_of": staff_name(rt.settings, owner)})
 
 
-async def _acknowledge(session, rt: Runtime, *, alert_id: int, by: int | None, actor_kind: str, actor_id,
+async def _acknowledge(session, rt: Runtime, *, alert_id: int, by: str | None, actor_kind: str, actor_id,
                        update_id: int | None, details: dict | None = None) -> AckResult:
     now = rt.now()
     changed = await session.exec(update(Alert).where(Alert.id == alert_id, Alert.acknowledged_at.is_(None))
@@ -111,16 +111,6 @@ def mail_recipients(site: Site) -> list[Recipient]:
     (a code mailed before a configuration change still works)."""
     return [Recipient.email(c.email) for c in site.coordinators if c.email] + \
         [r for r in escalation_recipients(site) if r.channel == "email"]
-
-
-def _telegram_id_of(site: Site, owner: Recipient) -> int | None:
-    """The mail recipient's Telegram id, if they have one (so the alert names them as usual)."""
-    for coordinator in site.coordinators:
-        if coordinator.email and Recipient.email(coordinator.email) == owner:
-            return coordinator.telegram_id
-    if site.escalation_email and Recipient.email(site.escalation_email) == owner:
-        return site.escalation_contact or None
-    return None
 
 
 def code_for(key: bytes, *, alert_id: int, recipient: Recipient) -> str:

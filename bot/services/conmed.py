@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from bot.channels.port import Account
 from bot.db.models import ConmedReport, Course, Patient
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
@@ -45,17 +46,17 @@ async def answered(session, *, course_id: int, point: str) -> ConmedReport | Non
                                                           ConmedReport.check_point == point))).first()
 
 
-async def authorize(rt: Runtime, *, telegram_user_id: int, course_id: int, point: str,
+async def authorize(rt: Runtime, *, account: Account, course_id: int, point: str,
                     update_id: int | None = None) -> ConmedResult:
     """Whether the caller may answer this check (the "Yes" tap only shows the pick-list)."""
     async with rt.session() as session:
-        return await _check(rt, session, telegram_user_id=telegram_user_id, course_id=course_id, point=point,
+        return await _check(rt, session, account=account, course_id=course_id, point=point,
                             update_id=update_id)
 
 
-async def _check(rt: Runtime, session, *, telegram_user_id: int, course_id: int, point: str,
+async def _check(rt: Runtime, session, *, account: Account, course_id: int, point: str,
                  update_id: int | None) -> ConmedResult:
-    patient, course = await callers_row(session, Course, course_id, now=rt.now(), telegram_user_id=telegram_user_id,
+    patient, course = await callers_row(session, Course, course_id, now=rt.now(), account=account,
                                         what="conmed check not for this user", update_id=update_id,
                                         allowed=point in POINTS)
     if course is None:
@@ -70,7 +71,7 @@ async def _check(rt: Runtime, session, *, telegram_user_id: int, course_id: int,
     return ConmedResult("ok", patient)
 
 
-async def record(rt: Runtime, *, telegram_user_id: int, course_id: int, point: str, answer: str,
+async def record(rt: Runtime, *, account: Account, course_id: int, point: str, answer: str,
                  category: str | None = None, update_id: int | None = None) -> ConmedResult:
     """Record the answer (once per course and check point); a "yes" with its category raises a
     same-day alert in the same transaction."""
@@ -78,7 +79,7 @@ async def record(rt: Runtime, *, telegram_user_id: int, course_id: int, point: s
     if answer == YES and category not in settings.conmed.by_code():
         return ConmedResult("unknown_category")
     async with rt.session() as session:
-        checked = await _check(rt, session, telegram_user_id=telegram_user_id, course_id=course_id, point=point,
+        checked = await _check(rt, session, account=account, course_id=course_id, point=point,
                                update_id=update_id)
         if checked.status != "ok":
             return checked

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.channels.port import Account
 from bot.db.models import Patient
 from bot.services.audit import audit
 from bot.services.queries import patient_by_subject
@@ -29,7 +30,7 @@ class NotFound(Exception):
 @dataclass(frozen=True)
 class Actor:
     kind: str  # coordinator | operator
-    id: str | int
+    id: str  # the coordinator's account key, or "cli"
     home_site: str | None  # the site a coordinator is listed at; None for operators
     sites: frozenset[str] | None  # sites the actor may act on; None = all
 
@@ -41,18 +42,18 @@ class Actor:
         return f"{self.kind}:{self.id}"
 
     @property
-    def telegram_id(self) -> int | None:
-        return self.id if self.kind == "coordinator" and isinstance(self.id, int) else None
+    def account(self) -> Account | None:
+        return Account.parse(self.id) if self.kind == "coordinator" else None
 
 
-def coordinator_actor(rt: Runtime, telegram_user_id: int) -> Actor | None:
-    """The configured coordinator with this Telegram id, looked up afresh on every call."""
-    found = rt.settings_coordinator(telegram_user_id)
+def coordinator_actor(rt: Runtime, account: Account) -> Actor | None:
+    """The configured coordinator with this account, looked up afresh on every call."""
+    found = rt.staff(account)
     if found is None:
         return None
     site, person = found
     sites = None if person.role == "admin" else frozenset({site.id})
-    return Actor(kind="coordinator", id=telegram_user_id, home_site=site.id, sites=sites)
+    return Actor(kind="coordinator", id=account.key, home_site=site.id, sites=sites)
 
 
 def operator_actor(site_id: str | None = None) -> Actor:
@@ -73,10 +74,10 @@ def refuse(session, *, at, actor_kind: str, actor_id: str | int, what: str, enti
           entity_id=entity_id, reason=what, update_id=update_id)
 
 
-async def refuse_stranger(rt: Runtime, *, telegram_user_id: int, what: str, update_id: int | None = None) -> None:
+async def refuse_stranger(rt: Runtime, *, account: Account, what: str, update_id: int | None = None) -> None:
     """Someone who is not a configured coordinator tried a coordinator command or button."""
     async with rt.session() as session:
-        refuse(session, at=rt.now(), actor_kind="user", actor_id=telegram_user_id, what=what, update_id=update_id)
+        refuse(session, at=rt.now(), actor_kind="user", actor_id=account, what=what, update_id=update_id)
         await session.commit()
 
 

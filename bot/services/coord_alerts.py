@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.channels.port import ChannelName
+from bot.channels.port import Recipient
 from bot.db.models import Alert, AlertMessage
 from bot.services.alerts import needs_action
 from bot.services.coord_access import Actor
@@ -18,8 +18,8 @@ async def open_alerts(rt: Runtime, actor: Actor, *, site_id: str | None = None) 
     return [a for a in rows if actor.may(a.site_id) and (site_id is None or a.site_id == site_id)]
 
 
-async def record_copy(rt: Runtime, *, alert_id: int, chat_id: int, message_id: int) -> None:
+async def record_copy(rt: Runtime, *, alert_id: int, to: Recipient, message_id: int) -> None:
     async with rt.session() as session:
-        session.add(AlertMessage(alert_id=alert_id, channel=ChannelName.TELEGRAM, address=str(chat_id),
+        session.add(AlertMessage(alert_id=alert_id, channel=to.channel, address=to.address,
                                  message_id=message_id, sent_at=rt.now()))
         await session.commit()

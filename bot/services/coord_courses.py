@@ -238,8 +238,8 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
                      "before_registration": sorted(d.isoformat() for d in plan_dates(plan)
                                                    if fresh[d].state == DoseState.BEFORE_REGISTRATION)},
               reason=reason, update_id=update_id)
-        if patient.chat_id and patient.status == "active":
-            await enqueue(session, kind="course_plan", chat_id=patient.chat_id, due_at=now, now=now,
+        if patient.address and patient.status == "active":
+            await enqueue(session, kind="course_plan", to=patient.recipient, due_at=now, now=now,
                           patient_id=patient.id, payload={"course_id": course.id,  # the notice says old → new
                                                           "was": {"first_day": before["first_day"],
                                                                   "last_day": before["last_day"]}},
@@ -336,8 +336,8 @@ async def cancel(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | Non
         course.status = "cancelled"
         session.add(course)
         told = False
-        if patient.chat_id and patient.status != "withdrawn":
-            told = await enqueue(session, kind="course_cancelled", chat_id=patient.chat_id, due_at=now, now=now,
+        if patient.address and patient.status != "withdrawn":
+            told = await enqueue(session, kind="course_cancelled", to=patient.recipient, due_at=now, now=now,
                                  patient_id=patient.id, payload={"course_id": course.id},
                                  dedupe_key=f"course_cancelled:{course.id}")
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="course.cancelled", entity="course",

@@ -219,7 +219,7 @@ async def withdraw(rt: Runtime, actor: Actor, *, subject_id: str, reason: str,
 
 async def rebind(rt: Runtime, actor: Actor, *, subject_id: str,
                  update_id: int | None = None) -> invitations.IssuedInvitation:
-    """A new single-use link for a patient who lost their phone; the old Telegram account stops
+    """A new single-use link for a patient who lost their phone; the old account stops
     being theirs when the new link is used (bot.services.enrolment.complete)."""
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="rebind",

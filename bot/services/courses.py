@@ -111,8 +111,8 @@ async def create_course(session, *, settings: Settings, now, patient: Patient, c
                                       "first_day": first_day.isoformat(), "last_day": last_day.isoformat(),
                                       "source": source, "before_registration_days": before,
                                       "carried_days": carried}, update_id=update_id)
-    if patient.chat_id and patient.status == "active":
-        await enqueue(session, kind="course_plan", chat_id=patient.chat_id, due_at=now, now=now, patient_id=patient.id,
+    if patient.address and patient.status == "active":
+        await enqueue(session, kind="course_plan", to=patient.recipient, due_at=now, now=now, patient_id=patient.id,
                       payload={"course_id": course.id}, dedupe_key=f"course_plan:{course.id}")
         # Days over before registration get one optional catch-up question, queued by the
         # scheduler once this plan has gone out (scheduler.lifecycle.queue_catch_ups).

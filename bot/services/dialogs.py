@@ -1,10 +1,11 @@
 """Conversation state in the database (a half-done enrolment, a coordinator's open question, …),
-so a restart or a second process continues it. One row per channel user and dialog kind; a row
+so a restart or a second process continues it. One row per account (its key, `channel_user_id`)
+and dialog kind; a row
 past its expiry is absent, and every kind has an expiry.
 
-    state = await dialogs.get(session, channel_user_id="telegram:42", kind="enrol", now=now)
-    await dialogs.put(session, channel_user_id="telegram:42", kind="enrol", payload={...}, now=now, ttl=...)
-    await dialogs.clear(session, channel_user_id="telegram:42", kind="enrol")
+    state = await dialogs.get(session, channel_user_id=account.key, kind="enrol", now=now)
+    await dialogs.put(session, channel_user_id=account.key, kind="enrol", payload={...}, now=now, ttl=...)
+    await dialogs.clear(session, channel_user_id=account.key, kind="enrol")
 
 These three work in the caller's transaction; `remember`, `recall`, `take` and `forget` are the
 same for a dialog that is the whole use case (each its own transaction).
@@ -38,11 +39,6 @@ TIME_QUESTION = "enrol_time_msg"  # (chat id, message id) of enrolment's open ti
 TIME_QUESTION_TTL = timedelta(hours=24)
 LOCALE = "locale"  # a language chosen before enrolment ended (the patient row keeps it after)
 LOCALE_TTL = timedelta(days=30)
-
-
-def telegram_user(user_id: int) -> str:
-    """The channel user id of a Telegram user (other channels use their own prefix)."""
-    return f"telegram:{user_id}"
 
 
 async def get(session: AsyncSession | AsyncConnection, *, channel_user_id: str, kind: str,
@@ -129,4 +125,4 @@ async def take(rt: Runtime, *, user: str, kind: str) -> Taken:
 
 
 __all__ = ["COORDINATOR_QUESTION", "LOCALE", "REMINDER_TIME", "TIME_QUESTION", "Taken", "clear", "forget", "get",
-           "open_dialogs", "prune", "put", "recall", "remember", "take", "telegram_user"]
+           "open_dialogs", "prune", "put", "recall", "remember", "take"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.channels.port import Recipient
+from bot.channels.port import Account, Recipient
 from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
 from bot.domain.adherence import unanswered_run
 from bot.domain.dose import undo_missed as undo
@@ -34,9 +34,9 @@ class DoseResult:
     patient: Patient | None = None
 
 
-async def _authorized(session, *, now, telegram_user_id: int, dose_day_id: int, what: str,
+async def _authorized(session, *, now, account: Account, dose_day_id: int, what: str,
                       update_id) -> tuple[Patient | None, DoseDay | None]:
-    return await callers_row(session, DoseDay, dose_day_id, now=now, telegram_user_id=telegram_user_id, what=what,
+    return await callers_row(session, DoseDay, dose_day_id, now=now, account=account, what=what,
                              update_id=update_id)
 
 
@@ -63,7 +63,7 @@ async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patie
     """Queue an edit of every message of this day that still carries its buttons (reminder,
     follow-up, snooze) to the day's final state, without buttons. Rendered from the state at
     delivery time, so a later answer (next-morning question, correction) shows there too."""
-    if not patient.chat_id:
+    if not patient.address:
         return 0
     sent = (await session.exec(select(Outbox.id, Outbox.message_id, Outbox.channel, Outbox.address).where(
         Outbox.dose_day_id == dose.id, col(Outbox.kind).in_(("reminder", "followup", "snooze")),
@@ -96,7 +96,7 @@ async def _record(session, *, rt, now, patient: Patient, dose: DoseDay, state: D
     return True
 
 
-async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice: Answer,
+async def answer(rt: Runtime, *, account: Account, dose_day_id: int, choice: Answer,
                  source: AnswerSource | str = AnswerSource.BUTTON, update_id: int | None = None) -> DoseResult:
     """One answer for one day. From the day's own reminder (`button`) only while the day is open;
     a day that is over is answered only through the question about it (`late_question`: the
@@ -105,7 +105,7 @@ async def answer(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, choice
     source = AnswerSource(source)
     now = rt.now()
     async with rt.session() as session:
-        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+        patient, dose = await _authorized(session, now=now, account=account,
                                           dose_day_id=dose_day_id, what="not_yours", update_id=update_id)
         if dose is None:
             return DoseResult("not_yours")
@@ -154,13 +154,13 @@ async def catch_up_days(rt: Runtime, *, patient: Patient, course_id: int) -> lis
     return [d for d in days if catch_up_allowed(closes_at=d.closes_at, now=now)]
 
 
-async def add_missed_reason(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, reason: str,
+async def add_missed_reason(rt: Runtime, *, account: Account, dose_day_id: int, reason: str,
                             update_id: int | None = None) -> DoseResult:
     if reason not in MISSED_REASONS:
         return DoseResult("not_yours")
     now = rt.now()
     async with rt.session() as session:
-        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+        patient, dose = await _authorized(session, now=now, account=account,
                                           dose_day_id=dose_day_id, what="reason", update_id=update_id)
         if dose is None or dose.state != DoseState.MISSED:
             return DoseResult("not_yours")
@@ -179,12 +179,12 @@ async def add_missed_reason(rt: Runtime, *, telegram_user_id: int, dose_day_id: 
     return DoseResult("reason_saved", dose, patient)
 
 
-async def undo_missed(rt: Runtime, *, telegram_user_id: int, dose_day_id: int,
+async def undo_missed(rt: Runtime, *, account: Account, dose_day_id: int,
                       update_id: int | None = None) -> DoseResult:
     """The patient takes back "Not today" while the day is open; the reminder's buttons return."""
     now = rt.now()
     async with rt.session() as session:
-        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+        patient, dose = await _authorized(session, now=now, account=account,
                                           dose_day_id=dose_day_id, what="undo", update_id=update_id)
         if dose is None:
             return DoseResult("not_yours")
@@ -206,11 +206,11 @@ async def undo_missed(rt: Runtime, *, telegram_user_id: int, dose_day_id: int,
     return DoseResult("reopened", dose, patient)
 
 
-async def snooze(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, update_id: int | None = None) -> DoseResult:
+async def snooze(rt: Runtime, *, account: Account, dose_day_id: int, update_id: int | None = None) -> DoseResult:
     now = rt.now()
     settings = rt.settings.reminders
     async with rt.session() as session:
-        patient, dose = await _authorized(session, now=now, telegram_user_id=telegram_user_id,
+        patient, dose = await _authorized(session, now=now, account=account,
                                           dose_day_id=dose_day_id, what="not_yours", update_id=update_id)
         if dose is None:
             return DoseResult("not_yours")
@@ -225,7 +225,7 @@ async def snooze(rt: Runtime, *, telegram_user_id: int, dose_day_id: int, update
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.snoozed",
               entity="dose_day", entity_id=dose.id, after={"snoozes": dose.snoozes, "until": due.isoformat()},
               update_id=update_id)
-        await enqueue(session, kind="snooze", chat_id=patient.chat_id, due_at=due, now=now, patient_id=patient.id,
+        await enqueue(session, kind="snooze", to=patient.recipient, due_at=due, now=now, patient_id=patient.id,
                       dose_day_id=dose.id, dedupe_key=f"snooze:{dose.id}:{dose.snoozes}")
         await session.commit()
         await session.refresh(dose)

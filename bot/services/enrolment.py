@@ -8,13 +8,14 @@ from datetime import timedelta
 from sqlalchemy import func, update
 from sqlmodel import select
 
+from bot.channels.port import Account
 from bot.db.models import AuditLog, Invitation, Patient
 from bot.domain.tokens import InvitationStatus, invitation_status, looks_like_token, throttle_allows
 from bot.domain.enrolment import EnrolStep, StepRefused, next_step
 from bot.services import dialogs, invitations, patients
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
-from bot.services.queries import patient_by_subject, patient_by_telegram
+from bot.services.queries import patient_by_subject, patient_by_account
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
@@ -34,22 +35,22 @@ class PendingEnrolment:
     token_hash: str | None = None
 
 
-async def _recent_failures(session, *, telegram_user_id: int, since) -> list:
+async def _recent_failures(session, *, account: Account, since) -> list:
     statement = select(AuditLog.at).where(
-        AuditLog.action == REJECTED, AuditLog.actor_id == str(telegram_user_id), AuditLog.at >= since
+        AuditLog.action == REJECTED, AuditLog.actor_id == account.key, AuditLog.at >= since
     )
     return list((await session.exec(statement)).all())
 
 
-async def check_token(rt: Runtime, *, telegram_user_id: int, token: str | None = None, token_hash: str | None = None,
+async def check_token(rt: Runtime, *, account: Account, token: str | None = None, token_hash: str | None = None,
                       update_id: int | None = None) -> PendingEnrolment:
     """The invitation behind a token (as typed or linked), or behind its hash (as kept in the
     enrolment dialog, which never stores the token itself)."""
     now = rt.now()
     async with rt.session() as session:
-        failures = await _recent_failures(session, telegram_user_id=telegram_user_id, since=now - timedelta(hours=1))
+        failures = await _recent_failures(session, account=account, since=now - timedelta(hours=1))
         if not throttle_allows(failures, now=now):
-            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="enrol.throttled", update_id=update_id)
+            audit(session, at=now, actor_kind="user", actor_id=account, action="enrol.throttled", update_id=update_id)
             await session.commit()
             raise EnrolmentRefused("throttled")
         if token_hash is not None:
@@ -58,7 +59,7 @@ async def check_token(rt: Runtime, *, telegram_user_id: int, token: str | None =
         else:
             token_ok = looks_like_token(token)
             invitation = await invitations.find(session, token=token) if token_ok else None
-        if invitation and invitation.purpose == "enrol" and await patient_by_telegram(session, telegram_user_id=telegram_user_id):
+        if invitation and invitation.purpose == "enrol" and await patient_by_account(session, account=account):
             raise EnrolmentRefused("already_enrolled")
         reason = "format" if not token_ok else "unknown" if invitation is None else None
         if invitation is not None:
@@ -70,7 +71,7 @@ async def check_token(rt: Runtime, *, telegram_user_id: int, token: str | None =
                     await patient_by_subject(session, subject_id=invitation.subject_id):
                 reason = "subject_already_bound"  # moving a subject to a new account needs /rebind
         if reason:
-            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action=REJECTED,
+            audit(session, at=now, actor_kind="user", actor_id=account, action=REJECTED,
                   entity="invitation", entity_id=invitation.id if invitation else None, reason=reason, update_id=update_id)
             await session.commit()
             raise EnrolmentRefused("invalid")
@@ -86,17 +87,17 @@ async def _next_subject_id(session, site_id: str) -> str:
 async def complete(
     rt: Runtime,
     *,
-    telegram_user_id: int,
-    chat_id: int,
+    account: Account,
+    address: str,
     token: str | None = None,
     token_hash: str | None = None,
     locale: str,
     reminder_time: str,
     update_id: int | None = None,
 ) -> Patient:
-    """Spend the token and bind this Telegram user. Re-checks everything: the flow may have
+    """Spend the token and bind this account (reached at `address`). Re-checks everything: the flow may have
     taken minutes and the token may have been used or revoked meanwhile."""
-    pending = await check_token(rt, telegram_user_id=telegram_user_id, token=token, token_hash=token_hash,
+    pending = await check_token(rt, account=account, token=token, token_hash=token_hash,
                                 update_id=update_id)
     now = rt.now()
     settings = rt.settings
@@ -105,15 +106,16 @@ async def complete(
         spent = await session.exec(
             update(Invitation)
             .where(Invitation.id == invitation.id, Invitation.used_at.is_(None), Invitation.revoked_at.is_(None))
-            .values(used_at=now, used_by_telegram_id=telegram_user_id)
+            .values(used_at=now, used_by_account=account.key)
         )
         if spent.rowcount != 1:
             raise EnrolmentRefused("invalid")
         site = settings.site(invitation.site_id)
         patient = await patient_by_subject(session, subject_id=invitation.subject_id) if invitation.subject_id else None
         if patient is not None and invitation.purpose == "rebind":
-            before = {"telegram_user_id": patient.telegram_user_id}
-            patient.telegram_user_id, patient.chat_id, patient.unreachable = telegram_user_id, chat_id, False
+            before = {"account": patient.account_key}
+            patient.channel, patient.account, patient.address = account.channel, account.id, address
+            patient.unreachable = False
             patient.locale, patient.reminder_time = locale, reminder_time
             action = "patient.rebound"
         elif patient is not None:
@@ -122,7 +124,7 @@ async def complete(
             before = None
             patient = Patient(
                 subject_id=invitation.subject_id or await _next_subject_id(session, site.id), site_id=site.id,
-                telegram_user_id=telegram_user_id, chat_id=chat_id, locale=locale, timezone=site.timezone,
+                channel=account.channel, account=account.id, address=address, locale=locale, timezone=site.timezone,
                 reminder_time=reminder_time, status="active", created_at=now, enrolled_at=now,
             )
             action = "patient.enrolled"
@@ -139,7 +141,7 @@ async def complete(
               update_id=update_id)
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action=action, entity="patient",
               entity_id=patient.subject_id, before=before,
-              after={"site_id": site.id, "telegram_user_id": telegram_user_id, "locale": locale,
+              after={"site_id": site.id, "account": account.key, "locale": locale,
                      "reminder_time": reminder_time, "days_moved_from": moved_from.isoformat() if moved_from else None},
               update_id=update_id)
         await raise_alert(session, settings=settings, now=now, site_id=site.id, kind="new_enrolment", patient=patient,
@@ -149,9 +151,9 @@ async def complete(
     return patient
 
 
-async def record_declined(rt: Runtime, *, telegram_user_id: int, update_id: int | None = None) -> None:
+async def record_declined(rt: Runtime, *, account: Account, update_id: int | None = None) -> None:
     async with rt.session() as session:
-        audit(session, at=rt.now(), actor_kind="user", actor_id=telegram_user_id, action="consent.declined",
+        audit(session, at=rt.now(), actor_kind="user", actor_id=account, action="consent.declined",
               update_id=update_id)
         await session.commit()
 
@@ -171,37 +173,37 @@ class DialogStep:
     patient: Patient | None = None
 
 
-async def pending_dialog(rt: Runtime, *, telegram_user_id: int) -> dict | None:
+async def pending_dialog(rt: Runtime, *, account: Account) -> dict | None:
     async with rt.session() as session:
-        return await dialogs.get(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG,
+        return await dialogs.get(session, channel_user_id=account.key, kind=DIALOG,
                                  now=rt.now())
 
 
-async def start_dialog(rt: Runtime, *, telegram_user_id: int, token: str, locale: str,
+async def start_dialog(rt: Runtime, *, account: Account, token: str, locale: str,
                        update_id: int | None = None) -> DialogStep:
     """A valid invitation starts (or restarts) the dialog at the language step."""
-    pending = await check_token(rt, telegram_user_id=telegram_user_id, token=token, update_id=update_id)
+    pending = await check_token(rt, account=account, token=token, update_id=update_id)
     state = {"step": EnrolStep.LANGUAGE.value, "token_hash": pending.token_hash, "site": pending.site_id,
              "purpose": pending.purpose, "locale": locale}
     async with rt.session() as session:
-        await dialogs.put(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG,
+        await dialogs.put(session, channel_user_id=account.key, kind=DIALOG,
                           payload=state, now=rt.now(), ttl=DIALOG_TTL)
         await session.commit()
     return DialogStep(EnrolStep.LANGUAGE, state)
 
 
-async def advance_dialog(rt: Runtime, *, telegram_user_id: int, chat_id: int, received: str, value: str,
+async def advance_dialog(rt: Runtime, *, account: Account, address: str, received: str, value: str,
                          update_id: int | None = None) -> DialogStep:
     """Apply one input to the dialog, only if it belongs to the current step. Anything else
     (no dialog, out of order, malformed) raises StepRefused, is audited and changes nothing."""
     now = rt.now()
-    who = dialogs.telegram_user(telegram_user_id)
+    who = account.key
     async with rt.session() as session:
         state = await dialogs.get(session, channel_user_id=who, kind=DIALOG, now=now)
         try:
             step = next_step(state.get("step") if state else None, received, value)
         except StepRefused as refused:
-            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="enrol.step_refused",
+            audit(session, at=now, actor_kind="user", actor_id=account, action="enrol.step_refused",
                   before={"step": state.get("step") if state else None}, after={"input": f"{received}:{value}"[:64]},
                   reason=refused.code, update_id=update_id)
             await session.commit()
@@ -217,7 +219,7 @@ async def advance_dialog(rt: Runtime, *, telegram_user_id: int, chat_id: int, re
             state["time"] = value
         if step is EnrolStep.DECLINED:
             await dialogs.clear(session, channel_user_id=who, kind=DIALOG)
-            audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="consent.declined",
+            audit(session, at=now, actor_kind="user", actor_id=account, action="consent.declined",
                   after={"consent_version": rt.settings.trial.consent_version}, update_id=update_id)
             await session.commit()
             return DialogStep(step, state)
@@ -230,6 +232,6 @@ async def advance_dialog(rt: Runtime, *, telegram_user_id: int, chat_id: int, re
         await session.commit()
     if state.get("consent_version") != rt.settings.trial.consent_version:
         raise StepRefused("expired", "the consent notice changed since the patient saw it")
-    patient = await complete(rt, telegram_user_id=telegram_user_id, chat_id=chat_id, token_hash=state["token_hash"],
+    patient = await complete(rt, account=account, address=address, token_hash=state["token_hash"],
                              locale=state["locale"], reminder_time=state["time"], update_id=update_id)
     return DialogStep(step, state, patient)

@@ -5,7 +5,7 @@ compares them). No column can differ by study arm: the database has no arm. A si
 that site's patients and every audit row that concerns them, its coordinators, invitations,
 courses, days, reports and alerts; an all-sites export holds every audit row.
 
-No Telegram account id leaves the database: staff appear by their configured label, patients by
+No account id or chat address leaves the database: staff appear by their configured label, patients by
 subject id, anyone else by a keyed hash (bot.services.staff); ids inside audit JSON are replaced
 the same way. A codebook lists every code the files use; the manifest is written with the files
 (bot.reports.csv_files).
@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.channels.port import Account, ChannelName
+from bot.db import legacy
 from bot.db.models import (Alert, AlertMessage, AuditLog, ConmedReport, Course, DoseDay, DoseEvent, Helper,
                            Invitation, Patient, PatientMessage, SymptomReport, TabletCount, Visit)
 from bot.services.accountability import ran_out_days, taken_days
@@ -36,7 +38,7 @@ COLUMNS: dict[str, list[str]] = {
     "patients": ["subject_id", "site_id", "status", "pause_origin", "pause_reason", "paused_at_utc", "unreachable",
                  "locale", "timezone", "reminder_time",
                  "consent_version", "consented_at_utc", "consented_at_local", "enrolled_at_utc", "enrolled_at_local",
-                 "withdrawn_at_utc", "withdrawn_at_local", "telegram_bound"],
+                 "withdrawn_at_utc", "withdrawn_at_local", "account_bound"],
     "courses": ["course_id", "subject_id", "site_id", "cycle", "chemo_end", "first_day", "last_day", "status",
                 "source", "confirmed", "created_at_utc", "created_at_local", "created_by"],
     "dose_days": ["dose_day_id", "course_id", "subject_id", "site_id", "cycle", "day", "local_date", "timezone",
@@ -88,50 +90,69 @@ class Export:
 
 
 class Names:
-    """Telegram ids → the names an export may show (staff label, subject id, keyed hash)."""
+    """Account keys, addresses and the bare ids older rows carry (bot.db.legacy) → the names an
+    export may show (staff label, subject id, keyed hash)."""
 
-    def __init__(self, settings, key: bytes, patients: dict[int, str]) -> None:
-        self.settings, self.key, self.patients = settings, key, patients
+    def __init__(self, settings, key: bytes, people: dict[str, str]) -> None:
+        self.settings, self.key, self.people = settings, key, people
 
-    def person(self, telegram_id) -> str:
-        label = staff_label(self.settings, telegram_id)
+    @staticmethod
+    def account_key(value) -> str:
+        text = str(value).strip()
+        return legacy.account_key(text) if legacy.is_bare_id(text) else text
+
+    def person(self, value) -> str:
+        label = staff_label(self.settings, value)
         if label is not None:
             return label
-        try:
-            subject = self.patients.get(int(telegram_id))
-        except (TypeError, ValueError):
-            subject = None
-        return subject or keyed_hash(self.key, telegram_id)
+        name = self.account_key(value)
+        # Hashed as older exports did (the bare id), so a pseudonym survives migration 0010.
+        return self.people.get(name) or keyed_hash(self.key, legacy.bare_id(name) or name)
+
+    @staticmethod
+    def names_a_person(value) -> bool:
+        """An account key ("<channel>:<id>") or the bare id of an older row."""
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            return False
+        text = str(value).strip()
+        channel, colon, account_id = text.partition(":")
+        return legacy.is_bare_id(text) or bool(colon and account_id and channel in set(ChannelName))
 
     def actor(self, value: str) -> str:
-        """'coordinator:123' → 'coordinator:NJ nurse 1'; other actors are already names."""
+        """'coordinator:<account key>' → 'coordinator:NJ nurse 1'; other actors are already names."""
         kind, _, who = (value or "").partition(":")
-        if kind in ("coordinator", "user") and who.lstrip("-").isdigit():
+        if kind in PERSON_ACTORS and self.names_a_person(who):
             return f"{kind}:{self.person(who)}"
         return value or ""
 
     def audit_actor(self, row: AuditLog) -> str:
-        if row.actor_kind in ("coordinator", "user") and row.actor_id.lstrip("-").isdigit():
+        if row.actor_kind in PERSON_ACTORS and self.names_a_person(row.actor_id):
             return self.person(row.actor_id)
         return row.actor_id
 
     def scrub(self, value):
-        """JSON with every Telegram id replaced (by key, and any number that is a known id)."""
+        """JSON with every account id replaced: under a key that names a person, and any value
+        that is a known person's id or any account key."""
         if isinstance(value, dict):
-            return {k: (self.person(v) if k in TELEGRAM_ID_KEYS and v is not None else self.scrub(v))
+            return {k: (self.person(v) if k in PERSON_KEYS and v is not None else self.scrub(v))
                     for k, v in value.items()}
         if isinstance(value, list):
             return [self.scrub(v) for v in value]
         if isinstance(value, int) and not isinstance(value, bool) and self.known(value):
             return self.person(value)
+        if isinstance(value, str) and not legacy.is_bare_id(value) and self.names_a_person(value):
+            return self.person(value)
         return value
 
     def known(self, value: int) -> bool:
-        return value in self.patients or staff_label(self.settings, value) is not None
+        return self.account_key(value) in self.people or staff_label(self.settings, value) is not None
 
 
-TELEGRAM_ID_KEYS = frozenset({"telegram_user_id", "used_by_telegram_id", "chat_id", "to", "acknowledged_by",
-                              "telegram_id", "user_id"})
+# Actors named by an account (staff, escalation contacts, anyone unknown); patients and helpers
+# act under their subject and helper ids.
+PERSON_ACTORS = frozenset({"coordinator", "escalation", "user"})
+PERSON_KEYS = frozenset({"account", "used_by_account", "address", "to", "acknowledged_by", "user_id"}) \
+    | legacy.PERSON_KEYS
 
 
 def utc(value: datetime | None) -> str:
@@ -163,13 +184,14 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
     export = Export(site_id=site_id, created_at=now)
     async with rt.session() as session:
         key = await pseudonym_key(session, now=now)
-        bound = {}
+        bound: dict[str, str] = {}
         for p in await _all(session, select(Patient)):
-            for telegram_id in (p.telegram_user_id, p.chat_id):
-                if telegram_id is not None:
-                    bound[telegram_id] = p.subject_id
-        for used_by, subject in (await session.exec(select(Invitation.used_by_telegram_id, Invitation.subject_id)
-                                                    .where(col(Invitation.used_by_telegram_id).is_not(None)))).all():
+            if p.account_key is not None:
+                bound[p.account_key] = p.subject_id
+            if p.address is not None:  # a private chat's address is its person's id
+                bound[Account(p.channel, p.address).key] = p.subject_id
+        for used_by, subject in (await session.exec(select(Invitation.used_by_account, Invitation.subject_id)
+                                                    .where(col(Invitation.used_by_account).is_not(None)))).all():
             bound.setdefault(used_by, subject or keyed_hash(key, used_by))  # earlier phones of a rebound subject
         names = Names(rt.settings, key, bound)
         export.exported_by = names.person(actor.id) if actor.kind == "coordinator" else f"{actor.kind}:{actor.id}"
@@ -226,7 +248,7 @@ async def collect(rt: Runtime, actor: Actor, *, site_id: str | None = None, upda
             "enrolled_at_local": local(p.enrolled_at, p.timezone),
             "withdrawn_at_utc": utc(withdrawn.get(p.subject_id)),
             "withdrawn_at_local": local(withdrawn.get(p.subject_id), p.timezone),
-            "telegram_bound": _flag(p.telegram_user_id is not None)} for p in patients]
+            "account_bound": _flag(p.account is not None)} for p in patients]
         export.tables["courses"] = [{
             "course_id": c.id, "subject_id": by_id[c.patient_id].subject_id, "site_id": by_id[c.patient_id].site_id,
             "cycle": c.cycle, "chemo_end": c.chemo_end.isoformat(), "first_day": c.first_day.isoformat(),
@@ -357,7 +379,8 @@ def _accountability_rows(counts: list[TabletCount], by_id: dict, doses: list[Dos
 def _site_audit(rt: Runtime, sites, rows, patients, courses, doses, reports, alerts, invitations,
                 conmeds=(), counts=(), visit_rows=(), helper_rows=()) -> list[AuditLog]:
     subjects = {p.subject_id for p in patients}
-    coordinators = {str(c.telegram_id) for s in rt.settings.sites if s.id in sites for c in s.coordinators}
+    coordinators = {name for s in rt.settings.sites if s.id in sites for c in s.coordinators
+                    for name in (c.account.key, legacy.bare_id(c.account.key)) if name}
     ids = {
         "patient": subjects, "course": {str(c.id) for c in courses}, "dose_day": {str(d.id) for d in doses},
         "symptom_report": {str(r.id) for r in reports}, "alert": {str(a.id) for a in alerts},

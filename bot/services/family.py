@@ -9,7 +9,7 @@ explicit consent.
   a coordinator. Either way the helper is bound only once the patient has consented.
 - A helper is bound to exactly one patient, at most `[helpers] max_per_patient` per patient, and is
   named everywhere outside the routing of messages by a pseudonymous id `H-<site>-<n>`.
-- What a helper gets is in scheduler/family.py (notices) and bot/channels/telegram/handlers/family.py.
+- What a helper gets is in scheduler/family.py (notices) and the channel adapter's family handlers.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.channels.port import ChannelName
+from bot.channels.port import Account, Recipient
 from bot.db.models import Helper, Invitation, Outbox, Patient
 from bot.services import dialogs, invitations
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
 from bot.services.enrolment import check_token
 from bot.services.outbox import enqueue
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import patient_by_account
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
@@ -55,30 +55,34 @@ def _enabled(rt: Runtime) -> None:
         raise HelperRefused("off")
 
 
+def _of(account: Account):
+    return (Helper.channel == account.channel, Helper.account == account.id)
+
+
 def helping_now():
     """The SQL condition under which a helper row still counts (joined with Patient)."""
     return (Helper.status == ACTIVE, col(Patient.helper_consent_at).is_not(None), Patient.status != "withdrawn")
 
 
-async def active_helper(session: AsyncSession, *, telegram_user_id: int) -> HelperView | None:
+async def active_helper(session: AsyncSession, *, account: Account) -> HelperView | None:
     found = (await session.exec(select(Helper, Patient).join(Patient, Patient.id == Helper.patient_id)
-                                .where(Helper.telegram_user_id == telegram_user_id, *helping_now()))).first()
+                                .where(*_of(account), *helping_now()))).first()
     return HelperView(*found) if found else None
 
 
-async def helper_role(rt: Runtime, *, telegram_user_id: int) -> tuple[HelperView | None, Helper | None]:
+async def helper_role(rt: Runtime, *, account: Account) -> tuple[HelperView | None, Helper | None]:
     """(this user's helper role if it counts now, else their former helper row to tell them they
     are cut off), in one query. A former helper who is a patient now is neither."""
     async with rt.session() as session:
         row = (await session.exec(select(Helper, Patient).join(Patient, Patient.id == Helper.patient_id)
-                                  .where(Helper.telegram_user_id == telegram_user_id)
+                                  .where(*_of(account))
                                   .order_by(col(Helper.id).desc()).limit(1))).first()
         if row is None:
             return None, None
         helper, patient = row
         if helper.status == ACTIVE and patient.helper_consent_at is not None and patient.status != "withdrawn":
             return HelperView(helper, patient), None
-        if await patient_by_telegram(session, telegram_user_id=telegram_user_id) is not None:
+        if await patient_by_account(session, account=account) is not None:
             return None, None
         return None, helper
 
@@ -88,12 +92,12 @@ async def helpers_of(session: AsyncSession, *, patient_id: int) -> list[Helper]:
                                     .order_by(col(Helper.id)))).all())
 
 
-async def cancel_notices(session: AsyncSession, *, patient_id: int, now: datetime, chat_ids: list[int] | None = None,
+async def cancel_notices(session: AsyncSession, *, patient_id: int, now: datetime, to: Recipient | None = None,
                          reason: str) -> None:
-    """Queued helper notices of this patient (to these chats) are never sent."""
+    """Queued helper notices of this patient (to this recipient) are never sent."""
     where = [Outbox.kind == NOTICE_KIND, Outbox.patient_id == patient_id, Outbox.state == "pending"]
-    if chat_ids is not None:
-        where += [Outbox.channel == ChannelName.TELEGRAM, col(Outbox.address).in_([str(c) for c in chat_ids])]
+    if to is not None:
+        where += [Outbox.channel == to.channel, Outbox.address == to.address]
     await session.exec(update(Outbox).where(*where).values(state="skipped", finished_at=now, last_error=reason))
 
 
@@ -185,15 +189,15 @@ async def is_helper_token(rt: Runtime, *, token: str) -> bool:
 
 # --- joining ------------------------------------------------------------------------------
 
-async def _joinable(session, rt: Runtime, *, telegram_user_id: int, subject_id: str | None) -> Patient:
+async def _joinable(session, rt: Runtime, *, account: Account, subject_id: str | None) -> Patient:
     patient = (await session.exec(select(Patient).where(Patient.subject_id == subject_id))).first()
     if patient is None or patient.status == "withdrawn":
         raise HelperRefused("withdrawn")
-    if patient.telegram_user_id == telegram_user_id or \
-            await patient_by_telegram(session, telegram_user_id=telegram_user_id) is not None:
+    if (patient.channel, patient.account) == (account.channel, account.id) or \
+            await patient_by_account(session, account=account) is not None:
         raise HelperRefused("is_patient")
-    if rt.settings_coordinator(telegram_user_id) is not None or \
-            await active_helper(session, telegram_user_id=telegram_user_id) is not None:
+    if rt.staff(account) is not None or \
+            await active_helper(session, account=account) is not None:
         raise HelperRefused("is_helper")
     if patient.helper_consent_at is None:
         raise HelperRefused("no_consent")
@@ -201,31 +205,31 @@ async def _joinable(session, rt: Runtime, *, telegram_user_id: int, subject_id: 
     return patient
 
 
-async def start_joining(rt: Runtime, *, telegram_user_id: int, token: str, locale: str,
+async def start_joining(rt: Runtime, *, account: Account, token: str, locale: str,
                         update_id: int | None = None) -> dict:
     """A helper opened their link: check it (same rules as enrolment) and the patient's consent,
     then keep the half-done dialog in the database. Nothing is bound yet."""
     _enabled(rt)
-    pending = await check_token(rt, telegram_user_id=telegram_user_id, token=token, update_id=update_id)
+    pending = await check_token(rt, account=account, token=token, update_id=update_id)
     if pending.purpose != PURPOSE:
         raise HelperRefused("invalid")
     async with rt.session() as session:
-        await _joinable(session, rt, telegram_user_id=telegram_user_id, subject_id=pending.subject_id)
+        await _joinable(session, rt, account=account, subject_id=pending.subject_id)
         state = {"token_hash": pending.token_hash, "site": pending.site_id, "locale": locale}
-        await dialogs.put(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG,
+        await dialogs.put(session, channel_user_id=account.key, kind=DIALOG,
                           payload=state, now=rt.now(), ttl=DIALOG_TTL)
         await session.commit()
     return state
 
 
-async def pending_join(rt: Runtime, *, telegram_user_id: int) -> dict | None:
+async def pending_join(rt: Runtime, *, account: Account) -> dict | None:
     async with rt.session() as session:
-        return await dialogs.get(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG,
+        return await dialogs.get(session, channel_user_id=account.key, kind=DIALOG,
                                  now=rt.now())
 
 
-async def choose_language(rt: Runtime, *, telegram_user_id: int, locale: str) -> dict | None:
-    who = dialogs.telegram_user(telegram_user_id)
+async def choose_language(rt: Runtime, *, account: Account, locale: str) -> dict | None:
+    who = account.key
     async with rt.session() as session:
         state = await dialogs.get(session, channel_user_id=who, kind=DIALOG, now=rt.now())
         if state is None:
@@ -236,36 +240,36 @@ async def choose_language(rt: Runtime, *, telegram_user_id: int, locale: str) ->
     return state
 
 
-async def decline(rt: Runtime, *, telegram_user_id: int, update_id: int | None = None) -> None:
+async def decline(rt: Runtime, *, account: Account, update_id: int | None = None) -> None:
     async with rt.session() as session:
-        await dialogs.clear(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG)
-        audit(session, at=rt.now(), actor_kind="user", actor_id=telegram_user_id, action="helper.declined",
+        await dialogs.clear(session, channel_user_id=account.key, kind=DIALOG)
+        audit(session, at=rt.now(), actor_kind="user", actor_id=account, action="helper.declined",
               update_id=update_id)
         await session.commit()
 
 
-async def join(rt: Runtime, *, telegram_user_id: int, chat_id: int, update_id: int | None = None) -> HelperView:
-    """Spend the token and bind this Telegram user to the patient, re-checking everything (the
+async def join(rt: Runtime, *, account: Account, address: str, update_id: int | None = None) -> HelperView:
+    """Spend the token and bind this account (reached at `address`) to the patient, re-checking everything (the
     consent may have been withdrawn, the token revoked or another helper bound meanwhile)."""
     _enabled(rt)
-    state = await pending_join(rt, telegram_user_id=telegram_user_id)
+    state = await pending_join(rt, account=account)
     if state is None:
         raise HelperRefused("expired")
-    pending = await check_token(rt, telegram_user_id=telegram_user_id, token_hash=state["token_hash"],
+    pending = await check_token(rt, account=account, token_hash=state["token_hash"],
                                 update_id=update_id)
     now = rt.now()
     async with rt.session() as session:
-        patient = await _joinable(session, rt, telegram_user_id=telegram_user_id, subject_id=pending.subject_id)
+        patient = await _joinable(session, rt, account=account, subject_id=pending.subject_id)
         invitation = await invitations.find_by_hash(session, token_hash=pending.token_hash)
         spent = await session.exec(update(Invitation).where(
             Invitation.id == invitation.id, col(Invitation.used_at).is_(None), col(Invitation.revoked_at).is_(None))
-            .values(used_at=now, used_by_telegram_id=telegram_user_id))
+            .values(used_at=now, used_by_account=account.key))
         if spent.rowcount != 1:
             raise HelperRefused("invalid")
         count = (await session.exec(select(func.count()).select_from(Helper).join(Patient, Patient.id == Helper.patient_id)
                                     .where(Patient.site_id == patient.site_id))).one()
         helper = Helper(helper_id=f"H-{patient.site_id}-{count + 1:03d}", patient_id=patient.id,
-                        telegram_user_id=telegram_user_id, chat_id=chat_id, locale=state["locale"], status=ACTIVE,
+                        channel=account.channel, account=account.id, address=address, locale=state["locale"], status=ACTIVE,
                         invitation_id=invitation.id, joined_at=now)
         session.add(helper)
         await session.flush()
@@ -274,11 +278,11 @@ async def join(rt: Runtime, *, telegram_user_id: int, chat_id: int, update_id: i
         audit(session, at=now, actor_kind="helper", actor_id=helper.helper_id, action="helper.joined", entity="helper",
               entity_id=helper.helper_id, after={"subject_id": patient.subject_id, "locale": helper.locale},
               update_id=update_id)
-        if patient.chat_id:  # the patient hears of it, and how to remove the helper
-            await enqueue(session, kind=NOTICE_KIND, chat_id=patient.chat_id, due_at=now, now=now,
+        if patient.address:  # the patient hears of it, and how to remove the helper
+            await enqueue(session, kind=NOTICE_KIND, to=patient.recipient, due_at=now, now=now,
                           patient_id=patient.id, payload={"notice": JOINED, "helper": helper.id},
                           dedupe_key=f"helper:joined:{helper.id}")
-        await dialogs.clear(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=DIALOG)
+        await dialogs.clear(session, channel_user_id=account.key, kind=DIALOG)
         await session.commit()
         await session.refresh(helper)
         await session.refresh(patient)
@@ -299,7 +303,7 @@ async def remove_by_patient(rt: Runtime, *, patient: Patient, helper_row_id: int
             return helper
         _mark_removed(session, helper, now=now, actor_kind="patient", actor_id=patient.subject_id, why="removed",
                       update_id=update_id)
-        await cancel_notices(session, patient_id=patient.id, now=now, chat_ids=[helper.chat_id], reason="helper removed")
+        await cancel_notices(session, patient_id=patient.id, now=now, to=helper.recipient, reason="helper removed")
         await session.commit()
         await session.refresh(helper)
     return helper
@@ -321,7 +325,7 @@ async def remove_by_coordinator(rt: Runtime, actor: Actor, *, helper_id: str, re
             raise HelperRefused("not_found")
         _mark_removed(session, helper, now=now, actor_kind=actor.kind, actor_id=actor.id, why="removed",
                       note=reason.strip(), update_id=update_id)
-        await cancel_notices(session, patient_id=patient.id, now=now, chat_ids=[helper.chat_id], reason="helper removed")
+        await cancel_notices(session, patient_id=patient.id, now=now, to=helper.recipient, reason="helper removed")
         await session.commit()
         await session.refresh(helper)
     return helper, patient

@@ -27,10 +27,6 @@ class IssuedInvitation:
     invitation_id: int
 
 
-def deep_link(bot_username: str, token: str) -> str:
-    return f"https://t.me/{bot_username}?start={token}"
-
-
 async def issue(
     rt: Runtime,
     *,
@@ -62,7 +58,7 @@ async def issue(
               after={"site_id": site_id, "subject_id": subject_id, "purpose": purpose,
                      "expires_at": invitation.expires_at.isoformat()}, update_id=update_id)
         await session.commit()
-    return IssuedInvitation(token=token, link=deep_link(rt.settings.telegram.bot_username, token), site_id=site_id,
+    return IssuedInvitation(token=token, link=rt.settings.invitation_link(token), site_id=site_id,
                             subject_id=subject_id, expires_at=invitation.expires_at, invitation_id=invitation.id)
 
 

@@ -18,13 +18,13 @@ from bot.db.models import Alert, Patient, PatientMessage
 from bot.domain.hours import next_working_start, seen_today
 from bot.domain.keywords import triage_text
 from bot.domain.triage import TriageLevel
-from bot.channels.port import ChannelName
+from bot.channels.port import RELAYING_CHANNELS, Account
 from bot.services.alerts import (FIRST_EMERGENCY, NEW, raise_alert, reachable_escalation, reachable_recipients,
                                  staff_name, team_reached)
 from bot.services.alerts_ack import may_act_on_site
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import patient_by_account
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
@@ -60,17 +60,17 @@ def classify(rt: Runtime, text: str | None) -> tuple[TriageLevel | None, tuple[s
     return result.level, result.codes
 
 
-async def receive(rt: Runtime, *, telegram_user_id: int, kind: str, text: str | None,
-                  telegram_message_id: int | None, update_id: int | None = None) -> Relayed:
+async def receive(rt: Runtime, *, account: Account, kind: str, text: str | None,
+                  channel_message_id: int | None, update_id: int | None = None) -> Relayed:
     level, matched = classify(rt, text)
     now = rt.now()
     async with rt.session() as session:
-        patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+        patient = await patient_by_account(session, account=account)
         if patient is None:
             raise NotAPatient
         row = PatientMessage(patient_id=patient.id, at=now, direction="from_patient", kind=kind, text=text,
                              level=level.key if level else "info", matched=list(matched), author=patient.subject_id,
-                             telegram_message_id=telegram_message_id, update_id=update_id)
+                             channel_message_id=channel_message_id, update_id=update_id)
         session.add(row)
         await session.flush()
         # The text stays out of the audit row and the logs (it may hold anything); the table keeps it.
@@ -86,15 +86,17 @@ async def receive(rt: Runtime, *, telegram_user_id: int, kind: str, text: str | 
         row.alert_id = alert.id
         site = rt.settings.site(patient.site_id)
         recipients = await reachable_recipients(session, site)
-        if kind != "text" and telegram_message_id is not None and patient.chat_id:
-            # Telegram relays the media itself (a copy of the patient's message); mail carries none of it.
+        if kind != "text" and channel_message_id is not None and patient.address \
+                and patient.channel in RELAYING_CHANNELS:
+            # The patient's channel relays the media itself (a copy of their message) to staff on the
+            # same channel; mail carries none of it.
             targets = [r for r in recipients or await reachable_escalation(session, site)
-                       if r.channel == ChannelName.TELEGRAM]
+                       if r.channel == patient.channel]
             for target in targets:  # after the alert text (same priority, later id)
                 await enqueue(session, kind=RELAY_MEDIA_KIND, lane=ALERT_LANE, to=target, due_at=now, now=now,
                               patient_id=patient.id, alert_id=alert.id,
                               priority=FIRST_EMERGENCY if level is TriageLevel.EMERGENCY else NEW,
-                              payload={"from_chat_id": patient.chat_id, "message_id": telegram_message_id},
+                              payload={"from_chat_id": patient.address, "message_id": channel_message_id},
                               dedupe_key=f"relay:{row.id}:{target.address}")
         reached = await team_reached(session, rt.settings, alert)
         await session.commit()
@@ -105,7 +107,7 @@ async def receive(rt: Runtime, *, telegram_user_id: int, kind: str, text: str | 
     return result
 
 
-async def reply(rt: Runtime, *, staff_telegram_id: int, alert_id: int, text: str,
+async def reply(rt: Runtime, *, staff: Account, alert_id: int, text: str,
                 update_id: int | None = None) -> str:
     """A coordinator answers a relayed message: stored, audited, queued to the patient, and the
     alert is acknowledged by the reply. Returns the patient's subject id."""
@@ -117,28 +119,28 @@ async def reply(rt: Runtime, *, staff_telegram_id: int, alert_id: int, text: str
         alert = await session.get(Alert, alert_id)
         if alert is None or alert.patient_id is None:
             raise ReplyRefused("not_found")
-        if not may_act_on_site(rt, staff_telegram_id, alert.site_id):
-            audit(session, at=now, actor_kind="user", actor_id=staff_telegram_id, action="access.refused",
+        if not may_act_on_site(rt, staff, alert.site_id):
+            audit(session, at=now, actor_kind="user", actor_id=staff, action="access.refused",
                   entity="alert", entity_id=alert_id, reason="reply", update_id=update_id)
             await session.commit()
             raise ReplyRefused("not_your_site")
         patient = await session.get(Patient, alert.patient_id)
-        author = staff_name(rt.settings, staff_telegram_id)
+        author = staff_name(rt.settings, staff)
         row = PatientMessage(patient_id=patient.id, at=now, direction="to_patient", kind="text", text=text,
                              author=author, alert_id=alert.id, update_id=update_id)
         session.add(row)
         await session.flush()
-        audit(session, at=now, actor_kind="coordinator", actor_id=staff_telegram_id, action="message.replied",
+        audit(session, at=now, actor_kind="coordinator", actor_id=staff, action="message.replied",
               entity="patient_message", entity_id=row.id,
               after={"subject_id": patient.subject_id, "length": len(text)}, update_id=update_id)
-        if patient.chat_id:
-            await enqueue(session, kind=STAFF_REPLY_KIND, lane=NORMAL_LANE, chat_id=patient.chat_id, due_at=now,
+        if patient.address:
+            await enqueue(session, kind=STAFF_REPLY_KIND, lane=NORMAL_LANE, to=patient.recipient, due_at=now,
                           now=now, patient_id=patient.id, priority=FIRST_EMERGENCY,
                           payload={"message_id": row.id}, dedupe_key=f"reply:{row.id}")
         if alert.acknowledged_at is None:
             await session.exec(update(Alert).where(Alert.id == alert.id, Alert.acknowledged_at.is_(None)).values(
-                acknowledged_at=now, acknowledged_by=staff_telegram_id, next_repeat_at=None))
-            audit(session, at=now, actor_kind="coordinator", actor_id=staff_telegram_id, action="alert.acknowledged",
+                acknowledged_at=now, acknowledged_by=staff.key, next_repeat_at=None))
+            audit(session, at=now, actor_kind="coordinator", actor_id=staff, action="alert.acknowledged",
                   entity="alert", entity_id=alert.id, reason="replied", update_id=update_id)
         await session.commit()
         subject = patient.subject_id

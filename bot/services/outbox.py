@@ -20,8 +20,7 @@ async def enqueue(
     session: AsyncSession,
     *,
     kind: str,
-    chat_id: int | None = None,
-    to: Recipient | None = None,
+    to: Recipient,
     due_at: datetime,
     now: datetime,
     lane: str = NORMAL_LANE,
@@ -32,10 +31,9 @@ async def enqueue(
     dedupe_key: str | None = None,
     priority: int = 1,
 ) -> bool:
-    """Insert a pending row for `to` (or the Telegram chat `chat_id`, the patients' channel); a row
+    """Insert a pending row for `to`; a row
     with the same dedupe key already queued makes this a no-op, even when two processes race
     (ON CONFLICT DO NOTHING). Returns whether a row was added."""
-    to = to or Recipient.telegram(chat_id)
     values = dict(
         kind=kind, lane=lane, channel=to.channel, address=to.address, patient_id=patient_id, dose_day_id=dose_day_id, alert_id=alert_id,
         due_at=due_at, state="pending", priority=priority, attempts=0, resends=0, payload=payload or {}, dedupe_key=dedupe_key,

@@ -7,33 +7,38 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.channels.port import Account
 from bot.db.models import Course, DoseDay, Patient
 from bot.services.audit import audit
 
 
-async def patient_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Patient | None:
-    statement = select(Patient).where(Patient.telegram_user_id == telegram_user_id, Patient.status != "withdrawn")
+def _of(model, account: Account):
+    return (model.channel == account.channel, model.account == account.id)
+
+
+async def patient_by_account(session: AsyncSession, *, account: Account) -> Patient | None:
+    statement = select(Patient).where(*_of(Patient, account), Patient.status != "withdrawn")
     return (await session.exec(statement)).first()
 
 
-async def callers_row(session: AsyncSession, model, row_id: int, *, now: datetime, telegram_user_id: int,
+async def callers_row(session: AsyncSession, model, row_id: int, *, now: datetime, account: Account,
                       what: str, update_id: int | None, allowed: bool = True) -> tuple[Patient | None, object | None]:
     """The caller's patient and the row a button names (a dose day, course, visit ...), only if
     the row is theirs and `allowed`; otherwise the attempt is audited (a forged or stale
     callback) and committed, and the row is None."""
-    patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+    patient = await patient_by_account(session, account=account)
     row = await session.get(model, row_id)
     if patient is None or row is None or row.patient_id != patient.id or not allowed:
-        audit(session, at=now, actor_kind="user", actor_id=telegram_user_id, action="callback.rejected",
+        audit(session, at=now, actor_kind="user", actor_id=account.key, action="callback.rejected",
               entity=model.__tablename__, entity_id=row_id, reason=what, update_id=update_id)
         await session.commit()
         return patient, None
     return patient, row
 
 
-async def withdrawn_patient_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Patient | None:
-    """The withdrawn enrolment of this Telegram user, if any (to tell them they left, not "enrol")."""
-    statement = select(Patient).where(Patient.telegram_user_id == telegram_user_id, Patient.status == "withdrawn")
+async def withdrawn_patient_by_account(session: AsyncSession, *, account: Account) -> Patient | None:
+    """The withdrawn enrolment of this account, if any (to tell them they left, not "enrol")."""
+    statement = select(Patient).where(*_of(Patient, account), Patient.status == "withdrawn")
     return (await session.exec(statement)).first()
 
 

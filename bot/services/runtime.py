@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.channels.port import Account
 from bot.config import Settings
 from bot.db.engine import session_factory
 from bot.services.clock import Clock, SystemClock
@@ -24,21 +25,21 @@ class KnownPatient:
 
 
 class KnownPatients:
-    """A small in-process memory of the patients seen lately (telegram user id → site and
-    language), filled on every successful lookup. Only a fallback: the database is the truth."""
+    """A small in-process memory of the patients seen lately (account → site and language),
+    filled on every successful lookup. Only a fallback: the database is the truth."""
 
     def __init__(self, capacity: int = 20_000) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[int, KnownPatient] = OrderedDict()
+        self._items: OrderedDict[Account, KnownPatient] = OrderedDict()
 
-    def remember(self, user_id: int, known: KnownPatient) -> None:
-        self._items[user_id] = known
-        self._items.move_to_end(user_id)
+    def remember(self, account: Account, known: KnownPatient) -> None:
+        self._items[account] = known
+        self._items.move_to_end(account)
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
-    def get(self, user_id: int) -> KnownPatient | None:
-        return self._items.get(user_id)
+    def get(self, account: Account | None) -> KnownPatient | None:
+        return self._items.get(account) if account is not None else None
 
 
 @dataclass
@@ -59,10 +60,6 @@ class Runtime:
     def now(self):
         return self.clock.now()
 
-    def settings_coordinator(self, telegram_id: int):
-        """(site, coordinator) for a configured coordinator id, else None."""
-        for site in self.settings.sites:
-            for coordinator in site.coordinators:
-                if coordinator.telegram_id == telegram_id:
-                    return site, coordinator
-        return None
+    def staff(self, account: Account | None):
+        """(site, coordinator) for a configured coordinator's account, else None."""
+        return self.settings.staff_member(account)

@@ -1,6 +1,6 @@
 """Which incoming updates some process has already taken on, in the database, so a redelivered
-update (Telegram retries a webhook it did not see answered) is handled once across every
-process. Rows older than two days are pruned: Telegram keeps an update for at most a day."""
+update (a channel retries a webhook it did not see answered) is handled once across every
+process. Rows older than two days are pruned: a channel keeps an update for at most a day."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """How people are named outside the database: staff by their configured label, patients by
-subject id, anyone else by a keyed hash. Telegram account ids stay in the database (the audit
-trail must stay attributable) and never appear in an export or on a message to staff."""
+subject id, anyone else by a keyed hash. Account ids stay in the database (the audit trail must
+stay attributable) and never appear in an export or on a message to staff."""
 
 from __future__ import annotations
 
@@ -14,23 +14,10 @@ from bot.db.models import RuntimeState
 PSEUDONYM_KEY = "export_pseudonym_key"
 
 
-def staff_label(settings: Settings, telegram_id: int | str | None) -> str | None:
-    """The configured label of a coordinator (or escalation contact, alert chat), else None."""
-    try:
-        wanted = int(telegram_id)
-    except (TypeError, ValueError):
-        return None
-    for site in settings.sites:
-        counters: dict[str, int] = {}
-        for person in site.coordinators:
-            counters[person.role] = counters.get(person.role, 0) + 1
-            if person.telegram_id == wanted:
-                return person.label or f"{site.id} {person.role} {counters[person.role]}"
-        if site.escalation_contact and site.escalation_contact == wanted:
-            return f"{site.id} escalation contact"
-        if site.alert_chat_id and site.alert_chat_id == wanted:
-            return f"{site.id} alert chat"
-    return None
+def staff_label(settings: Settings, who) -> str | None:
+    """The configured label of a coordinator (or escalation contact, alert chat), else None: `who`
+    is an account, a recipient, an account key, or the bare id older audit rows carry."""
+    return settings.staff_label(who)
 
 
 def keyed_hash(key: bytes, value: int | str) -> str:

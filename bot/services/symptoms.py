@@ -1,4 +1,4 @@
-"""Symptom reports: saved independently of Telegram, with their alert, in one transaction.
+"""Symptom reports: saved independently of any channel call, with their alert, in one transaction.
 
 - One open alert per patient and level: a further report while it is open is added to it
   (symptoms merged, reports counted) and the copies already delivered are edited, never a
@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from bot.channels.port import ChannelName
+from bot.channels.port import EDITABLE_CHANNELS, Account, Recipient
 from bot.db.models import Alert, AlertMessage, Outbox, Patient, SymptomReport
 from bot.domain.hours import next_working_start, seen_today
 from bot.domain.triage import TriageLevel, triage
@@ -27,7 +27,7 @@ from bot.services import dialogs
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, enqueue
 from bot.services.family import active_helper
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import patient_by_account
 from bot.services.runtime import Runtime
 
 ADVICE_KIND = "symptom_advice"
@@ -48,7 +48,7 @@ class ReportResult:
     level: TriageLevel
     site_id: str
     alert_id: int | None = None
-    # A copy for a person is delivered or queued to a recipient Telegram has not refused.
+    # A copy for a person is delivered or queued to a recipient its channel has not refused.
     team_reached: bool = True
     throttled: bool = False
     advice_row_id: int | None = None
@@ -56,12 +56,12 @@ class ReportResult:
     team_today: bool = True  # whether that is still today, site-local
 
 
-async def _reporter(session, *, telegram_user_id: int):
+async def _reporter(session, *, account: Account):
     """(patient, helper or None): the patient themselves, or a family helper on their behalf."""
-    patient = await patient_by_telegram(session, telegram_user_id=telegram_user_id)
+    patient = await patient_by_account(session, account=account)
     if patient is not None:
         return patient, None
-    found = await active_helper(session, telegram_user_id=telegram_user_id)
+    found = await active_helper(session, account=account)
     return (found.patient, found.helper) if found else (None, None)
 
 
@@ -74,18 +74,18 @@ def classify(settings, codes: list[str]) -> TriageLevel:
     return triage(codes, levels(settings))
 
 
-async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: str | None = None,
+async def report(rt: Runtime, *, account: Account, codes: list[str], note: str | None = None,
                  update_id: int | None = None, advice_sent_by_caller: bool = True) -> ReportResult:
     level = classify(rt.settings, codes)
     now = rt.now()
     try:
         async with rt.session() as session:
-            patient, helper = await _reporter(session, telegram_user_id=telegram_user_id)
+            patient, helper = await _reporter(session, account=account)
             if patient is None:
                 raise ReportNotSaved("not enrolled")
             helper_id = helper.helper_id if helper else None
             actor_kind, actor_id = ("helper", helper_id) if helper else ("patient", patient.subject_id)
-            reporter_chat = helper.chat_id if helper else patient.chat_id
+            reporter = helper.recipient if helper else patient.recipient
             recent = (await session.exec(select(func.count()).select_from(SymptomReport).where(
                 SymptomReport.patient_id == patient.id, SymptomReport.reported_at > now - timedelta(hours=1)))).one()
             throttled = recent >= rt.settings.alerts.max_reports_per_hour
@@ -98,11 +98,11 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
                   after={"symptoms": list(codes), "level": level.key, "throttled": throttled,
                          "subject_id": patient.subject_id}, update_id=update_id)
             advice_row_id = None
-            if level is TriageLevel.EMERGENCY and reporter_chat and not throttled:
+            if level is TriageLevel.EMERGENCY and reporter and not throttled:
                 # Sent by the handler right away; this row is the retry if that send fails.
                 grace = timedelta(seconds=rt.settings.delivery.send_timeout_seconds + 5) if advice_sent_by_caller \
                     else timedelta(0)
-                await enqueue(session, kind=ADVICE_KIND, lane=ALERT_LANE, chat_id=reporter_chat, due_at=now + grace,
+                await enqueue(session, kind=ADVICE_KIND, lane=ALERT_LANE, to=reporter, due_at=now + grace,
                               now=now, patient_id=patient.id, priority=FIRST_EMERGENCY,
                               payload={"report_id": row.id, **({"helper": helper.id} if helper else {})},
                               dedupe_key=f"advice:{row.id}")
@@ -116,7 +116,7 @@ async def report(rt: Runtime, *, telegram_user_id: int, codes: list[str], note: 
                 alert_id = alert.id
                 reached = await team_reached(session, rt.settings, alert)
             # The note prompt lives in the database: a restart or another process still takes the note.
-            await dialogs.put(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=NOTE_DIALOG,
+            await dialogs.put(session, channel_user_id=account.key, kind=NOTE_DIALOG,
                               payload={"report": row.id}, now=now, ttl=NOTE_TTL)
             await session.commit()
             hours = rt.settings.site(patient.site_id).hours
@@ -171,16 +171,16 @@ async def _queue_edits(session, *, alert: Alert, now) -> None:
     A copy not yet claimed needs nothing: it renders the alert as it is when it is sent. The
     edit finds its target message when it is sent (`scheduler.compose`), so a copy in flight
     right now is edited too, once it is recorded."""
-    chats = (await session.exec(select(Outbox.address).where(  # a mail cannot be edited
-        Outbox.alert_id == alert.id, Outbox.kind == "alert", Outbox.channel == ChannelName.TELEGRAM,
+    copies = (await session.exec(select(Outbox.channel, Outbox.address).where(  # a mail cannot be edited
+        Outbox.alert_id == alert.id, Outbox.kind == "alert", col(Outbox.channel).in_(EDITABLE_CHANNELS),
         col(Outbox.state).in_(["claimed", "sending", "sent", "unknown"])).distinct())).all()
     version = f"{len(alert.details.get('report_ids', []))}.{len(alert.details.get('notes', []))}"
-    for chat_id in chats:
-        prefix = f"alert_update:{alert.id}:{chat_id}:"
+    for channel, address in copies:
+        prefix = f"alert_update:{alert.id}:{address}:"
         pending = (await session.exec(select(Outbox.id).where(
             Outbox.state == "pending", col(Outbox.dedupe_key).startswith(prefix)).limit(1))).first()
         if pending is None:
-            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, chat_id=int(chat_id), due_at=now, now=now,
+            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, to=Recipient(channel, address), due_at=now, now=now,
                           patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
                           dedupe_key=prefix + version)
 
@@ -203,25 +203,25 @@ async def advice_failed(rt: Runtime, *, row_id: int, error: str) -> None:
     rt.wake()
 
 
-async def pending_note(rt: Runtime, *, telegram_user_id: int) -> int | None:
+async def pending_note(rt: Runtime, *, account: Account) -> int | None:
     """The report whose optional note the next text is, while the prompt is open (a family
-    helper's text is routed by bot.channels.telegram.handlers.family, before the patient's dialogs)."""
+    helper's text is routed by the adapter's family handlers, before the patient's dialogs)."""
     async with rt.session() as session:
-        state = await dialogs.get(session, channel_user_id=dialogs.telegram_user(telegram_user_id), kind=NOTE_DIALOG,
+        state = await dialogs.get(session, channel_user_id=account.key, kind=NOTE_DIALOG,
                                   now=rt.now())
     return state["report"] if state else None
 
 
-async def add_note(rt: Runtime, *, telegram_user_id: int, note: str, update_id: int | None = None) -> bool:
+async def add_note(rt: Runtime, *, account: Account, note: str, update_id: int | None = None) -> bool:
     """Attach the patient's optional free-text note to the report the open prompt is about, once.
     The note itself is kept out of the audit row and the logs (it may hold anything); only its
     length is recorded. The team sees it on the alert, the patient card and the digest."""
     note = note.strip()[:2000]
     now = rt.now()
-    user = dialogs.telegram_user(telegram_user_id)
+    user = account.key
     async with rt.session() as session:
         state = await dialogs.get(session, channel_user_id=user, kind=NOTE_DIALOG, now=now)
-        patient, helper = await _reporter(session, telegram_user_id=telegram_user_id)
+        patient, helper = await _reporter(session, account=account)
         report_row = await session.get(SymptomReport, state["report"]) if state else None
         await dialogs.clear(session, channel_user_id=user, kind=NOTE_DIALOG)
         if not note or patient is None or report_row is None or report_row.patient_id != patient.id \

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.channels.port import Account
 from bot.db.models import Patient, Visit
 from bot.domain.schedule import local_due_instant
 from bot.services.alerts import raise_alert
@@ -152,11 +153,11 @@ class AnswerResult:
     visit: Visit | None = None
 
 
-async def answer(rt: Runtime, *, telegram_user_id: int, visit_id: int, choice: str,
+async def answer(rt: Runtime, *, account: Account, visit_id: int, choice: str,
                  update_id: int | None = None) -> AnswerResult:
     now = rt.now()
     async with rt.session() as session:
-        patient, visit = await callers_row(session, Visit, visit_id, now=now, telegram_user_id=telegram_user_id,
+        patient, visit = await callers_row(session, Visit, visit_id, now=now, account=account,
                                            what="visit answer not for this user", update_id=update_id,
                                            allowed=choice in (COMING, CHANGE))
         if visit is None:

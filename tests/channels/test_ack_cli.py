@@ -48,6 +48,6 @@ async def test_ack_subcommand(engine, database_url, tmp_path, capsys):
     async with rt.session() as session:
         stored = await session.get(Alert, alert.id)
         [audit] = (await session.exec(select(AuditLog).where(AuditLog.action == "alert.acknowledged"))).all()
-    assert stored.acknowledged_at is not None and stored.acknowledged_by == 100000009  # the contact's Telegram id
+    assert stored.acknowledged_at is not None and stored.acknowledged_by == "telegram:100000009"  # the contact's account
     assert (audit.actor_kind, audit.actor_id, audit.after["code_of"]) == ("operator", "operator:cli",
                                                                           "NJ escalation contact")

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bot.channels.port import Account
 from bot.config import deployment_problems, settings_from_mapping
 from bot.db.models import Alert, Outbox, UnreachableRecipient
 from bot.sandbox import BotApiSandbox
@@ -61,7 +62,7 @@ async def _emergency(h, user_id: int = 7601, subject: str = "NJ-0601") -> Alert:
     await enrol_direct(h, user_id, subject, locale="en")
     await register(h, subject)
     await h.tick()
-    await symptoms.report(h.rt, telegram_user_id=user_id, codes=["black_stool"])
+    await symptoms.report(h.rt, account=Account.telegram(user_id), codes=["black_stool"])
     [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
     return alert
 
@@ -139,7 +140,7 @@ async def test_the_patients_own_words_stay_out_of_the_mail(engine, database_url)
     with SmtpServer() as smtp:
         async with bot_with_mail(engine, database_url, smtp) as h:
             await enrol_direct(h, 7602, "NJ-0602", locale="en")
-            await messages.receive(h.rt, telegram_user_id=7602, kind="text", text=NOTE, telegram_message_id=None)
+            await messages.receive(h.rt, account=Account.telegram(7602), kind="text", text=NOTE, channel_message_id=None)
             [alert] = await h.rows(Alert, Alert.kind == "patient_message")
             await h.tick(T0)
             [mail] = await wait_until(lambda: _mails(smtp, NURSE_MAIL, alert))
@@ -171,7 +172,7 @@ async def test_the_code_in_the_mail_acknowledges_the_alert_from_telegram_once(en
             [done] = await send(h, admin, "ack", code.lower())  # case does not matter
             assert done.text == en._("Acknowledged.")
             [stored] = await h.rows(Alert, Alert.id == alert.id)
-            assert stored.acknowledged_by == ADMIN_NJ and stored.next_repeat_at is None
+            assert stored.acknowledged_by == f"telegram:{ADMIN_NJ}" and stored.next_repeat_at is None
             [audit] = await audits(h, "alert.acknowledged", entity_id=alert.id)
             assert audit.after == {"via": "code", "code_of": "NJ nurse 1"}
             await h.sandbox.wait_for(lambda: all(m.reply_markup is None for m in _copies(h, COORDINATOR_NJ, alert)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from bot.channels.port import Account
 from bot.db.models import AuditLog
 from bot.i18n import Translator
 from bot.services import courses, enrolment, invitations
@@ -68,7 +69,7 @@ async def enrol_direct(h, user_id: int, subject: str, *, locale: str = "en", sit
     """Enrol through the service (the Telegram flow is covered by the patient tests and by
     test_coord_invite_enrol); returns the patient's sandbox user."""
     issued = await invitations.issue(h.rt, site_id=site, subject_id=subject)
-    await enrolment.complete(h.rt, telegram_user_id=user_id, chat_id=user_id, token=issued.token, locale=locale,
+    await enrolment.complete(h.rt, account=Account.telegram(user_id), address=str(user_id), token=issued.token, locale=locale,
                              reminder_time=reminder_time)
     return h.sandbox.user(user_id, language_code="zh-hans" if locale == "zh_Hans" else "en")
 

@@ -26,7 +26,7 @@ async def test_patients_and_strangers_are_refused_politely(engine, database_url,
                 [reply] = await send(h, user, command, payload)
                 assert reply.text == render.not_for_you(tr(locale)) and reply.kind == "text"
         refused = await audits(h, "access.refused")
-        assert {(r.actor_kind, r.actor_id) for r in refused} == {("user", "7501"), ("user", "7502")}
+        assert {(r.actor_kind, r.actor_id) for r in refused} == {("user", "telegram:7501"), ("user", "telegram:7502")}
         assert {r.reason for r in refused} == {"patients", "export", "cycle", "withdraw", "invite"}
         assert len(refused) == 10
         assert await h.rows(Course) == [] and len(await h.rows(Invitation)) == 1
@@ -66,7 +66,7 @@ async def test_site_a_coordinator_cannot_touch_site_b(engine, database_url):
         assert "NJ-0511" not in listing.text
         [invites] = await send(h, sh, "/invites")
         assert "NJ-0512" not in invites.text
-        refused = await audits(h, "access.refused", actor_id=COORDINATOR_SH)
+        refused = await audits(h, "access.refused", actor_id=f"telegram:{COORDINATOR_SH}")
         assert {r.reason for r in refused} >= {"patient", "pause", "cycle", "correct_course", "cancel_course",
                                                "withdraw", "rebind", "revoke_invitation"}
         assert all(r.actor_kind == "coordinator" for r in refused)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bot.channels.port import Account
 from bot.db.models import Alert, AlertMessage, Outbox
 from bot.services import symptoms
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, ESCALATION_NJ, NURSE_IDS,
@@ -24,7 +25,7 @@ async def test_emergency_alert_repeats_escalates_and_every_copy_is_edited(engine
         await enrol_direct(h, 7401, "NJ-0401", locale="zh_Hans")
         await register(h, "NJ-0401")
         await h.tick()
-        await symptoms.report(h.rt, telegram_user_id=7401, codes=["black_stool"])
+        await symptoms.report(h.rt, account=Account.telegram(7401), codes=["black_stool"])
         [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
         recipients = (COORDINATOR_NJ, ADMIN_NJ)  # no alert chat configured: each NJ coordinator privately
 
@@ -64,8 +65,8 @@ async def test_emergency_alert_repeats_escalates_and_every_copy_is_edited(engine
             assert all("🔁" not in m.text for m in copies(chat_id))  # acknowledged: no longer "still waiting"
         assert tr("zh_Hans")._("ESCALATED: not acknowledged in time") in copies(ESCALATION_NJ)[0].text
         [alert] = await h.rows(Alert, Alert.id == alert.id)
-        assert alert.acknowledged_by == nurse_id and alert.next_repeat_at is None
-        assert len(await audits(h, "alert.acknowledged", entity_id=alert.id, actor_id=nurse_id)) == 1
+        assert alert.acknowledged_by == f"telegram:{nurse_id}" and alert.next_repeat_at is None
+        assert len(await audits(h, "alert.acknowledged", entity_id=alert.id, actor_id=f"telegram:{nurse_id}")) == 1
         # no more repeats once acknowledged
         sent = len(h.sandbox.sent)
         await h.tick(T0 + timedelta(minutes=30))
@@ -76,7 +77,7 @@ async def test_emergency_alert_repeats_escalates_and_every_copy_is_edited(engine
 async def test_same_day_alert_escalates_at_end_of_working_day(engine, database_url):
     async with running_bot(engine, database_url, start=T0) as h:
         await enrol_direct(h, 7411, "NJ-0411")
-        await symptoms.report(h.rt, telegram_user_id=7411, codes=["urine_blood"])
+        await symptoms.report(h.rt, account=Account.telegram(7411), codes=["urine_blood"])
         [alert] = await h.rows(Alert, Alert.kind == "same_day_symptom")
         assert alert.next_repeat_at is None  # no repeats for same-day alerts
         await h.tick(datetime(2026, 12, 2, 9, 29, tzinfo=UTC))  # 17:29 local
@@ -89,7 +90,7 @@ async def test_same_day_alert_escalates_at_end_of_working_day(engine, database_u
 async def test_forged_and_foreign_acknowledgements_are_refused_and_audited(engine, database_url):
     async with running_bot(engine, database_url, start=T0) as h:
         patient = await enrol_direct(h, 7421, "NJ-0421", locale="en")
-        await symptoms.report(h.rt, telegram_user_id=7421, codes=["black_stool"])
+        await symptoms.report(h.rt, account=Account.telegram(7421), codes=["black_stool"])
         await h.tick(T0)
         [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
         copy = await h.sandbox.wait_for(lambda: next(
@@ -108,7 +109,8 @@ async def test_forged_and_foreign_acknowledgements_are_refused_and_audited(engin
         await tap(h, sh, sh.last_message, "a:999999")
         refusals = await audits(h, "access.refused", entity="alert")
         assert {(r.actor_id, r.entity_id) for r in refusals} == {
-            ("7421", str(alert.id)), (str(COORDINATOR_SH), str(alert.id)), (str(COORDINATOR_SH), "999999")}
+            ("telegram:7421", str(alert.id)), (f"telegram:{COORDINATOR_SH}", str(alert.id)),
+            (f"telegram:{COORDINATOR_SH}", "999999")}
         [alert] = await h.rows(Alert, Alert.id == alert.id)
         assert alert.acknowledged_at is None and copy.reply_markup is not None
 
@@ -119,7 +121,7 @@ async def test_the_escalation_contact_may_acknowledge_what_it_is_paged_with(engi
     Acknowledge was refused. Another site's escalation contact is still refused."""
     async with running_bot(engine, database_url, start=T0) as h:
         await enrol_direct(h, 7431, "NJ-0431", locale="en")
-        await symptoms.report(h.rt, telegram_user_id=7431, codes=["black_stool"])
+        await symptoms.report(h.rt, account=Account.telegram(7431), codes=["black_stool"])
         await h.tick(T0)
         await h.tick(T0 + timedelta(minutes=15))
         [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
@@ -132,7 +134,7 @@ async def test_the_escalation_contact_may_acknowledge_what_it_is_paged_with(engi
         answer = await tap(h, contact, copy, f"a:{alert.id}")
         assert answer["text"] == tr("zh_Hans")._("Acknowledged.")
         [alert] = await h.rows(Alert, Alert.id == alert.id)
-        assert alert.acknowledged_by == ESCALATION_NJ and alert.next_repeat_at is None
+        assert alert.acknowledged_by == f"telegram:{ESCALATION_NJ}" and alert.next_repeat_at is None
         [row] = await audits(h, "alert.acknowledged", entity_id=alert.id)
         assert row.actor_kind == "escalation"
 

@@ -10,6 +10,7 @@ from datetime import date, datetime, timezone
 from bot import cli
 from sqlmodel import select
 
+from bot.channels.port import Account
 from bot.config import settings_from_mapping
 from bot.db.engine import session_factory
 from bot.db.models import AuditLog, Course, Invitation, Patient
@@ -33,7 +34,7 @@ async def test_team_subcommands(engine, database_url, tmp_path, capsys):
     settings = settings_from_mapping(tomllib.loads(text), env={})
     rt = Runtime(settings=settings, engine=engine, clock=FakeClock(datetime.now(timezone.utc)))
     issued = await invitations.issue(rt, site_id="NJ", subject_id="NJ-1001")
-    await enrolment.complete(rt, telegram_user_id=8001, chat_id=8001, token=issued.token, locale="en",
+    await enrolment.complete(rt, account=Account.telegram(8001), address=str(8001), token=issued.token, locale="en",
                              reminder_time="08:00")
     open_one = await invitations.issue(rt, site_id="SH", subject_id="SH-1002")
     chemo_end = date.today()

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.channels.port import Account
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient
 from bot.domain.dose import Answer
 from bot.services import courses, doses
@@ -46,7 +47,7 @@ async def test_correct_before_start_rebuilds_the_plan(engine, database_url, nurs
         assert all(d.due_at == local_eight(d.local_date) for d in rows)
         events = await h.rows(DoseEvent, DoseEvent.kind == "reanchor")
         assert len(events) == 14 and all("platelets" in e.reason for e in events)
-        [row] = await audits(h, "course.reanchored", actor_id=nurse_id)
+        [row] = await audits(h, "course.reanchored", actor_id=f"telegram:{nurse_id}")
         assert row.reason == "Chemotherapy delayed two days (platelets)"
         assert row.before["first_day"] == "2026-12-02" and row.after["first_day"] == "2026-12-04"
         # the patient is sent the new plan, and nothing on the old first day
@@ -71,7 +72,7 @@ async def test_correct_after_start_keeps_recorded_days(engine, database_url, nur
         await h.tick(local_eight(date(2026, 12, 2)))
         [day1] = await h.rows(DoseDay, DoseDay.day == 1)
         h.clock.set(local_eight(date(2026, 12, 2)) + timedelta(minutes=5))
-        assert (await doses.answer(h.rt, telegram_user_id=7702, dose_day_id=day1.id, choice=Answer.TAKEN)).status \
+        assert (await doses.answer(h.rt, account=Account.telegram(7702), dose_day_id=day1.id, choice=Answer.TAKEN)).status \
             == "recorded"
         await h.tick(local_eight(date(2026, 12, 3)))  # day 2 reminded
         coordinator = nurse(h, nurse_id, locale)
@@ -114,7 +115,7 @@ async def test_cancel_course_asks_reason_and_stops_its_reminders(engine, databas
                    cycle=1) in done.text
         [course] = await h.rows(Course)
         assert course.status == "cancelled" and {d.state for d in await h.rows(DoseDay)} == {"cancelled"}
-        [row] = await audits(h, "course.cancelled", actor_id=nurse_id)
+        [row] = await audits(h, "course.cancelled", actor_id=f"telegram:{nurse_id}")
         assert row.reason == "Cycle postponed by oncologist" and row.after["voided_days"] == list(range(1, 15))
         await h.sandbox.wait_for(lambda: "cancelled" in patient.last_message.text)  # the patient is told
         count = len(patient.messages)
@@ -148,7 +149,7 @@ async def test_patient_reported_course_confirm_or_correct(engine, database_url, 
         assert answer["text"] == t._("Course confirmed.")
         course = (await h.rows(Course, Course.id == reported[0].id))[0]
         assert course.confirmed and course.source == "patient"
-        assert await audits(h, "course.confirmed", actor_id=nurse_id)
+        assert await audits(h, "course.confirmed", actor_id=f"telegram:{nurse_id}")
         await h.sandbox.wait_for(lambda: confirm_msg.reply_markup is None)
         other = ADMIN_NJ if nurse_id == COORDINATOR_NJ else COORDINATOR_NJ
         confirmed = next(a for a in alerts if a.details["subject_id"] == "NJ-0704")

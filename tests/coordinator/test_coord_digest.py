@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 from bot.db.models import Alert, DoseDay, Outbox, Patient
+from bot.channels.port import Account
 from bot.domain.dose import Answer
 from bot.services import alerts_ack, digest, doses, symptoms
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, enrol_direct, nurse, register,
@@ -45,9 +46,9 @@ async def scripted_day(h):
     await enrol_direct(h, 7804, "SH-0804", site="SH")
     await register(h, "SH-0804")
     for alert in await h.rows(Alert):
-        await alerts_ack.acknowledge(h.rt, alert_id=alert.id, telegram_user_id=ADMIN_NJ)
+        await alerts_ack.acknowledge(h.rt, alert_id=alert.id, account=Account.telegram(ADMIN_NJ))
     h.clock.set(local(1, 8, 10))
-    await symptoms.report(h.rt, telegram_user_id=7801, codes=["few_petechiae"])  # before the previous digest
+    await symptoms.report(h.rt, account=Account.telegram(7801), codes=["few_petechiae"])  # before the previous digest
     before = counts(h)
     await h.tick(local(1, 8, 30))  # 1 Dec, 08:30: the previous digest
     assert all(new_texts(h, chat, before) for chat in NJ_READERS)
@@ -57,12 +58,12 @@ async def scripted_day(h):
         [day1] = await h.rows(DoseDay, DoseDay.patient_id == patient.id, DoseDay.day == 1)
         by_subject[patient.subject_id] = day1
     h.clock.set(local(2, 8, 10))
-    await doses.answer(h.rt, telegram_user_id=7801, dose_day_id=by_subject["NJ-0801"].id, choice=Answer.TAKEN)
-    await doses.answer(h.rt, telegram_user_id=7802, dose_day_id=by_subject["NJ-0802"].id, choice=Answer.MISSED)
+    await doses.answer(h.rt, account=Account.telegram(7801), dose_day_id=by_subject["NJ-0801"].id, choice=Answer.TAKEN)
+    await doses.answer(h.rt, account=Account.telegram(7802), dose_day_id=by_subject["NJ-0802"].id, choice=Answer.MISSED)
     h.clock.set(local(2, 12))  # 2 Dec's digest time passed without a pass: not sent late
-    await symptoms.report(h.rt, telegram_user_id=7801, codes=["small_bruise"])
+    await symptoms.report(h.rt, account=Account.telegram(7801), codes=["small_bruise"])
     h.clock.set(local(2, 13))
-    await symptoms.report(h.rt, telegram_user_id=7802, codes=["urine_blood"])
+    await symptoms.report(h.rt, account=Account.telegram(7802), codes=["urine_blood"])
     await h.tick(local(3, 0))  # midnight: the silent day closes as not reported
     await h.tick(local(3, 8, 29))  # a minute early: nothing yet
 

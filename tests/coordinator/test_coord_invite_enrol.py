@@ -56,12 +56,12 @@ async def test_invite_qr_enrol_and_register_course(engine, database_url, nurse_i
         [invitation] = await h.rows(Invitation)
         assert invitation.site_id == "NJ" and invitation.subject_id == "NJ-0301"
         assert (invitation.expires_at - invitation.created_at).days == 7
-        assert await audits(h, "invitation.issued", actor_id=nurse_id)
+        assert await audits(h, "invitation.issued", actor_id=f"telegram:{nurse_id}")
 
         token = link.split("start=", 1)[1]
         await enrol_through_telegram(h, PATIENT, token, "en")
         [patient] = await h.rows(Patient)
-        assert patient.subject_id == "NJ-0301" and patient.telegram_user_id == PATIENT
+        assert patient.subject_id == "NJ-0301" and patient.account == str(PATIENT)
 
         [preview] = await send(h, coordinator, "/cycle", "NJ-0301 2026-12-01")
         t = tr(locale)
@@ -79,7 +79,7 @@ async def test_invite_qr_enrol_and_register_course(engine, database_url, nurse_i
                                                                      "coordinator")
         assert len(await h.rows(DoseDay)) == 14
         [registered] = await audits(h, "course.registered")
-        assert registered.actor_kind == "coordinator" and registered.actor_id == str(nurse_id)
+        assert registered.actor_kind == "coordinator" and registered.actor_id == f"telegram:{nurse_id}"
         # a second tap on the same (stale) button registers nothing
         answer = await tap(h, coordinator, preview, register)
         assert len(await h.rows(Course)) == 1 and answer is not None
@@ -102,8 +102,8 @@ async def test_invites_list_and_revoke(engine, database_url, nurse_id, locale):
         await h.sandbox.wait_for(lambda: len(listing.buttons) == 1)
         assert t._("Open invitations ({count}):", count=1) in listing.text
         revoked = [i for i in await h.rows(Invitation) if i.revoked_at is not None]
-        assert len(revoked) == 1 and revoked[0].revoked_by == f"coordinator:{nurse_id}"
-        assert await audits(h, "invitation.revoked", actor_id=nurse_id)
+        assert len(revoked) == 1 and revoked[0].revoked_by == f"coordinator:telegram:{nurse_id}"
+        assert await audits(h, "invitation.revoked", actor_id=f"telegram:{nurse_id}")
         # the revoked link no longer enrols anyone
         token = decode_qr(first.file_bytes).split("start=", 1)[1]
         stranger = h.sandbox.user(7399, language_code="en")

@@ -11,11 +11,12 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import update
 
+from bot.channels.port import Account
 from bot.db.engine import session_factory
 from bot.db.models import DoseDay, Patient, SymptomReport
 from bot.domain.dose import Answer
 from bot.services import doses, enrolment, symptoms
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import patient_by_account
 from tests.coordinator.coord_helpers import (NURSE_IDS, NURSES, audits, enrol_direct, nurse, register, send, tap,
                                              tr, type_text)
 from tests.e2e.harness import running_bot
@@ -27,8 +28,8 @@ DEC4 = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)  # 11:00 local, day 3 of a course
 async def answer(h, user_id: int, day: int, choice: Answer, at: datetime) -> None:
     h.clock.set(at)
     [dose] = await h.rows(DoseDay, DoseDay.day == day, DoseDay.patient_id == (await h.rows(
-        Patient, Patient.telegram_user_id == user_id))[0].id)
-    result = await doses.answer(h.rt, telegram_user_id=user_id, dose_day_id=dose.id, choice=choice)
+        Patient, Patient.account == str(user_id)))[0].id)
+    result = await doses.answer(h.rt, account=Account.telegram(user_id), dose_day_id=dose.id, choice=choice)
     assert result.status == "recorded"
 
 
@@ -44,7 +45,7 @@ async def site_with_every_status(h):
     await answer(h, 7602, 1, Answer.TAKEN, datetime(2026, 12, 2, 1, 0, tzinfo=UTC))
     await h.tick(datetime(2026, 12, 3, 0, 0, tzinfo=UTC))
     await answer(h, 7602, 2, Answer.MISSED, datetime(2026, 12, 3, 1, 0, tzinfo=UTC))
-    await symptoms.report(h.rt, telegram_user_id=7602, codes=["small_bruise"])
+    await symptoms.report(h.rt, account=Account.telegram(7602), codes=["small_bruise"])
     await h.tick(DEC4)
     async with session_factory(h.engine)() as session:
         await session.exec(update(Patient).where(Patient.subject_id == "NJ-0605").values(unreachable=True))
@@ -65,7 +66,7 @@ async def test_patient_list_card_pause_and_resume(engine, database_url, nurse_id
         assert "NJ-0604" in coordinator.last_message.text and not await audits(h, "patient.paused")
         [done] = await type_text(h, coordinator, "physician: hold study drug")
         assert done.text == t._("{subject}: reminders paused.", subject="NJ-0604")
-        [paused] = await audits(h, "patient.paused", actor_id=nurse_id, entity_id="NJ-0604")
+        [paused] = await audits(h, "patient.paused", actor_id=f"telegram:{nurse_id}", entity_id="NJ-0604")
         assert paused.reason == "physician: hold study drug" and paused.after["pause_origin"] == "team"
 
         [listing] = await send(h, coordinator, "/patients")
@@ -114,7 +115,7 @@ async def test_withdraw_asks_reason_stops_messages_keeps_data(engine, database_u
         assert [d.day for d in days] == [1, 2, 3]  # recorded and reminded days stay; the plan after today goes
         assert [d.state for d in days][:2] == ["taken", "missed"]
         [row] = await audits(h, "patient.withdrawn", entity_id="NJ-0602")
-        assert row.reason == "Patient decision, consent withdrawn" and row.actor_id == str(nurse_id)
+        assert row.reason == "Patient decision, consent withdrawn" and row.actor_id == f"telegram:{nurse_id}"
         assert row.before == {"status": "active"} and row.after["removed_days"] == {"1": list(range(4, 15))}
         received = len(h.sandbox.messages(7602))
         for day in range(1, 14):
@@ -160,14 +161,14 @@ async def test_rebind_moves_the_patient_to_a_new_phone(engine, database_url, nur
         assert tr(locale)._("New phone link for {subject}", subject="NJ-0621") in photo.text
         [barcode] = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.file_bytes)))
         token = barcode.text.split("start=", 1)[1]
-        await enrolment.complete(h.rt, telegram_user_id=7699, chat_id=7699, token=token, locale="en",
+        await enrolment.complete(h.rt, account=Account.telegram(7699), address=str(7699), token=token, locale="en",
                                  reminder_time="21:00")
         async with session_factory(h.engine)() as session:
-            assert await patient_by_telegram(session, telegram_user_id=7621) is None
-            moved = await patient_by_telegram(session, telegram_user_id=7699)
+            assert await patient_by_account(session, account=Account.telegram(7621)) is None
+            moved = await patient_by_account(session, account=Account.telegram(7699))
         assert moved.subject_id == "NJ-0621" and moved.reminder_time == "21:00"
         assert await audits(h, "patient.rebound", entity_id="NJ-0621")
-        [issued] = await audits(h, "invitation.issued", actor_id=nurse_id)
+        [issued] = await audits(h, "invitation.issued", actor_id=f"telegram:{nurse_id}")
         assert issued.after["purpose"] == "rebind"
         old_phone.send_command("/status")
         await h.sandbox.wait_for(lambda: old_phone.messages)

@@ -18,6 +18,7 @@ import zxingcpp
 from PIL import Image
 
 from bot import cli
+from bot.channels.port import Account
 from bot.db.models import Alert, AuditLog, Course, DoseDay, Patient, SymptomReport
 from bot.domain.dose import Answer
 from bot.reports import chart
@@ -46,7 +47,7 @@ async def scripted_history(h, coordinator):
     an emergency report acknowledged by the coordinator."""
     [photo] = await send(h, coordinator, "/invite", "NJ-0901")
     [code] = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.file_bytes)))
-    await enrolment.complete(h.rt, telegram_user_id=7901, chat_id=7901, token=code.text.split("start=")[1],
+    await enrolment.complete(h.rt, account=Account.telegram(7901), address=str(7901), token=code.text.split("start=")[1],
                              locale="zh_Hans", reminder_time="08:00")
     [preview] = await send(h, coordinator, "/cycle", "NJ-0901 2026-12-01")
     await tap(h, coordinator, preview, preview.buttons[0][1])
@@ -59,10 +60,10 @@ async def scripted_history(h, coordinator):
         [dose] = await h.rows(DoseDay, DoseDay.local_date == date(2026, 12, day), DoseDay.patient_id == 1)
         if choice:
             h.clock.set(local(day, 8, 20))
-            await doses.answer(h.rt, telegram_user_id=7901, dose_day_id=dose.id, choice=choice)
+            await doses.answer(h.rt, account=Account.telegram(7901), dose_day_id=dose.id, choice=choice)
     await h.tick(local(5, 0))  # day 3 (4 Dec) closes unanswered
     h.clock.set(local(5, 9))
-    await symptoms.report(h.rt, telegram_user_id=7901, codes=["black_stool"])
+    await symptoms.report(h.rt, account=Account.telegram(7901), codes=["black_stool"])
     await h.tick(local(5, 9))
     [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
     copy = await h.sandbox.wait_for(lambda: next(
@@ -197,7 +198,7 @@ async def test_report_chart_rows_and_columns(engine, database_url, nurse_id, loc
         await h.tick(local(2, 8))
         h.clock.set(local(2, 9))
         [dose] = await h.rows(DoseDay, DoseDay.patient_id == 1, DoseDay.day == 1)
-        await doses.answer(h.rt, telegram_user_id=7911, dose_day_id=dose.id, choice=Answer.TAKEN)
+        await doses.answer(h.rt, account=Account.telegram(7911), dose_day_id=dose.id, choice=Answer.TAKEN)
         coordinator = nurse(h, nurse_id, locale)
         [photo] = await send(h, coordinator, "/report")
         assert photo.kind == "photo"

@@ -187,18 +187,18 @@ async def test_verify_audit_reports_a_deleted_row(engine, owner_engine):
 
 async def test_strangers_are_counted_not_logged_past_a_threshold(engine):
     for minute in range(20):
-        await _write(engine, "callback.rejected", actor_kind="user", actor_id=666,
+        await _write(engine, "callback.rejected", actor_kind="user", actor_id="telegram:666",
                      at=NOW + timedelta(minutes=minute))
-    await _write(engine, "access.refused", actor_kind="user", actor_id=777)
+    await _write(engine, "access.refused", actor_kind="user", actor_id="telegram:777")
     await _write(engine, "dose.taken", actor_kind="patient", actor_id=42)
     actions = await _actions(engine)
     assert actions.count("callback.rejected") == STRANGER_ROWS_PER_DAY
     assert actions.count("audit.rate_limited") == 1
     assert actions.count("access.refused") == 1 and actions.count("dose.taken") == 1
     async with session_factory(engine)() as session:
-        counter = (await session.exec(select(StrangerAttempt).where(StrangerAttempt.telegram_id == "666"))).one()
+        counter = (await session.exec(select(StrangerAttempt).where(StrangerAttempt.account == "telegram:666"))).one()
     assert counter.count == 20 and counter.last_at == NOW + timedelta(minutes=19)
-    await _write(engine, "callback.rejected", actor_kind="user", actor_id=666, at=NOW + timedelta(days=1))
+    await _write(engine, "callback.rejected", actor_kind="user", actor_id="telegram:666", at=NOW + timedelta(days=1))
     assert (await _actions(engine)).count("callback.rejected") == STRANGER_ROWS_PER_DAY + 1  # a new day
     assert (await verify(engine)).ok
 

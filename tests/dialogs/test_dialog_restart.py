@@ -3,6 +3,7 @@ each continues where the person was (the dialogs live in the database, not in th
 
 from __future__ import annotations
 
+from bot.channels.port import Account
 from bot.db.models import AuditLog, Patient, SymptomReport
 from bot.i18n import Translator
 from bot.sandbox import BotApiSandbox
@@ -23,7 +24,7 @@ async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_
         rt = Runtime(settings=make_settings(sandbox, database_url), engine=engine)
         invitation = await invitations.issue(rt, site_id="NJ", subject_id="NJ-8801")
         enrolled = await invitations.issue(rt, site_id="NJ", subject_id="NJ-8802")
-        await enrolment.complete(rt, telegram_user_id=PATIENT, chat_id=PATIENT, token=enrolled.token, locale="en",
+        await enrolment.complete(rt, account=Account.telegram(PATIENT), address=str(PATIENT), token=enrolled.token, locale="en",
                                  reminder_time="08:00")
         config = process_config(tmp_path / "bot.toml", sandbox, database_url)
         stranger, patient, nurse = (sandbox.user(u, language_code="en") for u in (STRANGER, PATIENT, NURSE))
@@ -63,7 +64,7 @@ async def test_sigkill_mid_enrolment_symptom_pick_and_coordinator_question_then_
             # the time question (its message id was kept with the dialog) now shows the answer
             await sandbox.wait_for(lambda: question.text == t._("Daily reminder at {time}", time="07:30") + " ✓")
             stranger.press(stranger.last_message, "e:confirm:yes")
-            await wait_until(lambda: rows(rt, Patient, Patient.telegram_user_id == STRANGER), timeout=10,
+            await wait_until(lambda: rows(rt, Patient, Patient.account == str(STRANGER)), timeout=10,
                              what="enrolled after the restart")
 
             send = next(data for _, data in picker.buttons if (data or "").startswith("s:_send"))

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from sqlmodel import select
 
+from bot.channels.port import Account
 from bot.db.models import DialogState, ProcessedUpdate
 from bot.services import dialogs, seen_updates
 from bot.services.clock import FakeClock
 from bot.services.runtime import Runtime
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc)
-NURSE = dialogs.telegram_user(42)
+NURSE = Account.telegram(42).key
 
 
 def _rt(engine) -> Runtime:
@@ -40,7 +41,7 @@ async def test_open_dialogs_lists_only_this_users_unexpired_ones_and_forget_says
     rt = _rt(engine)
     await dialogs.remember(rt, user=NURSE, kind=dialogs.REMINDER_TIME, payload={}, ttl=timedelta(hours=1))
     await dialogs.remember(rt, user=NURSE, kind=dialogs.LOCALE, payload={"locale": "en"}, ttl=timedelta(minutes=5))
-    await dialogs.remember(rt, user=dialogs.telegram_user(7), kind=dialogs.REMINDER_TIME, payload={},
+    await dialogs.remember(rt, user=Account.telegram(7).key, kind=dialogs.REMINDER_TIME, payload={},
                            ttl=timedelta(hours=1))
     rt.clock.advance(minutes=10)
     async with rt.session() as session:

@@ -10,6 +10,9 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
+from bot.channels.port import Account
+from bot.app import build_application
+from bot.db.engine import make_engine
 from bot.db.models import AuditLog, Patient, PatientMessage, ProcessedUpdate
 from bot.sandbox import BotApiSandbox
 from bot.services import enrolment, invitations
@@ -58,7 +61,7 @@ async def test_a_dialog_moves_between_two_processes_and_a_redelivery_is_handled_
         rt = Runtime(settings=make_settings(sandbox, database_url), engine=engine)
         invitation = await invitations.issue(rt, site_id="NJ", subject_id="NJ-8901")
         enrolled = await invitations.issue(rt, site_id="NJ", subject_id="NJ-8902")
-        await enrolment.complete(rt, telegram_user_id=PATIENT, chat_id=PATIENT, token=enrolled.token, locale="en",
+        await enrolment.complete(rt, account=Account.telegram(PATIENT), address=str(PATIENT), token=enrolled.token, locale="en",
                                  reminder_time="08:00")
         async with _processes(sandbox, database_url, tmp_path) as (a, b):
             await _journey(sandbox, rt, a, b, invitation)
@@ -89,7 +92,7 @@ async def _journey(sandbox: BotApiSandbox, rt: Runtime, a: str, b: str, invitati
     assert question.text == "Daily reminder at 07:30 ✓"  # asked by A, closed by B
     await on(b, lambda: stranger.press(stranger.last_message, "e:confirm:yes"),
              lambda: "You are enrolled" in (stranger.messages[-2].text or ""))
-    [new] = await rows(rt, Patient, Patient.telegram_user_id == STRANGER)
+    [new] = await rows(rt, Patient, Patient.account == str(STRANGER))
     assert new.reminder_time == "07:30" and new.locale == "en"
 
     # a coordinator's question asked through A, answered through B

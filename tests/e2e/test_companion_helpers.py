@@ -43,7 +43,7 @@ async def join(h, helper, token: str, locale: str):
     await h.sandbox.wait_for(lambda: any(d == "hf:jn" for _, d in question.buttons))
     helper.press(question, "hf:jn")
     await h.sandbox.wait_for(lambda: not question.buttons and len(helper.messages) > count + 1)
-    [row] = await h.rows(Helper, Helper.telegram_user_id == helper.user_id)
+    [row] = await h.rows(Helper, Helper.account == str(helper.user_id))
     return row
 
 
@@ -225,7 +225,7 @@ async def test_a_coordinator_invites_and_removes_a_helper(engine, database_url):
         second = h.sandbox.user(7663, language_code="en")  # the link is single-use
         second.send_command("/start", token)
         await h.sandbox.wait_for(lambda: second.messages)
-        assert await h.rows(Helper, Helper.telegram_user_id == 7663) == []
+        assert await h.rows(Helper, Helper.account == str(7663)) == []
         count = len(nurse.messages)
         nurse.send_command("/helper", "NJ-7661")  # at most max_per_patient helpers
         full = Translator("zh_Hans")._("This patient already has the most helpers allowed. Nothing was changed.")

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bot.channels.port import Account
 from bot.db.models import Alert, AuditLog, DoseDay, TabletCount
 from bot.domain.dose import Answer
 from bot.i18n import Translator
@@ -35,11 +36,11 @@ async def course_answered(h, user_id: int, *, taken: int, ran_out_last: bool = F
     for dose in days:
         await h.tick(dose.due_at + timedelta(minutes=1))
         if dose.day <= taken:
-            result = await doses.answer(h.rt, telegram_user_id=user_id, dose_day_id=dose.id, choice=Answer.TAKEN)
+            result = await doses.answer(h.rt, account=Account.telegram(user_id), dose_day_id=dose.id, choice=Answer.TAKEN)
             assert result.status == "recorded"
         elif ran_out_last and dose.day == len(days):
-            await doses.answer(h.rt, telegram_user_id=user_id, dose_day_id=dose.id, choice=Answer.MISSED)
-            await doses.add_missed_reason(h.rt, telegram_user_id=user_id, dose_day_id=dose.id, reason="ran_out")
+            await doses.answer(h.rt, account=Account.telegram(user_id), dose_day_id=dose.id, choice=Answer.MISSED)
+            await doses.add_missed_reason(h.rt, account=Account.telegram(user_id), dose_day_id=dose.id, reason="ran_out")
 
 
 async def tablet_question(h, user):

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bot.channels.port import Account
 from bot.db.models import Alert, AuditLog, Visit
 from bot.i18n import Translator
 from bot.render.coord_reports import digest_text
@@ -137,7 +138,7 @@ async def test_the_cli_registers_moves_and_confirms_a_visit(engine, database_url
     rt = Runtime(settings=settings_from_mapping(tomllib.loads(text), env={}), engine=engine,
                  clock=FakeClock(datetime.now(timezone.utc)))
     issued = await invitations.issue(rt, site_id="NJ", subject_id="NJ-1101")
-    await enrolment.complete(rt, telegram_user_id=8101, chat_id=8101, token=issued.token, locale="en",
+    await enrolment.complete(rt, account=Account.telegram(8101), address=str(8101), token=issued.token, locale="en",
                              reminder_time="08:00")
     cfg = ("--config", str(config))
     soon = date.fromordinal(date.today().toordinal() + 3).isoformat()

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from bot.channels.port import Account
 from bot.db.engine import session_factory
 from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
 from bot.domain.dose import Answer
@@ -140,7 +141,7 @@ async def test_cancel_after_the_morning_reminder_stops_everything_and_tells_the_
         assert all(r.state == "skipped" for r in followups)
         assert not await h.rows(Outbox, Outbox.kind == "late_question")
         # a tap on the cancelled day's reminder records nothing
-        result = await doses.answer(h.rt, telegram_user_id=8201, dose_day_id=day1.id, choice=Answer.TAKEN)
+        result = await doses.answer(h.rt, account=Account.telegram(8201), dose_day_id=day1.id, choice=Answer.TAKEN)
         assert result.status == "closed" and (await h.rows(DoseDay, DoseDay.id == day1.id))[0].state == "cancelled"
 
 
@@ -184,7 +185,7 @@ async def test_an_answered_day_of_a_cancelled_course_is_carried_not_doubled(engi
         await h.tick(local(date(2026, 12, 2), 8))
         [day1] = await h.rows(DoseDay, DoseDay.day == 1)
         h.clock.set(local(date(2026, 12, 2), 8, 5))
-        assert (await doses.answer(h.rt, telegram_user_id=8203, dose_day_id=day1.id, choice=Answer.TAKEN)).status \
+        assert (await doses.answer(h.rt, account=Account.telegram(8203), dose_day_id=day1.id, choice=Answer.TAKEN)).status \
             == "recorded"
         await coord_courses.cancel(h.rt, OPERATOR, subject_id="NJ-8203", cycle=1, reason="Wrong cycle")
         await register(h, "NJ-8203")
@@ -206,7 +207,7 @@ async def test_correction_after_two_taken_days_leaves_no_hole(engine, database_u
             await h.tick(local(day, 8))
             [dose] = await h.rows(DoseDay, DoseDay.day == number)
             h.clock.set(local(day, 8, 5))
-            await doses.answer(h.rt, telegram_user_id=8301, dose_day_id=dose.id, choice=Answer.TAKEN)
+            await doses.answer(h.rt, account=Account.telegram(8301), dose_day_id=dose.id, choice=Answer.TAKEN)
         h.clock.set(local(date(2026, 12, 3), 20))
         coordinator = nurse(h, nurse_id, locale)
         t = tr(locale)
@@ -233,7 +234,7 @@ async def test_time_command_and_rebind_move_every_untouched_day(engine, database
         await h.tick(local(date(2026, 12, 2), 8))  # day 1 reminded at 08:00
         issued = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-8302", purpose="rebind")
         h.clock.set(local(date(2026, 12, 2), 12))
-        await enrolment.complete(h.rt, telegram_user_id=8303, chat_id=8303, token=issued.token, locale="en",
+        await enrolment.complete(h.rt, account=Account.telegram(8303), address=str(8303), token=issued.token, locale="en",
                                  reminder_time="21:00")
         days = sorted(await h.rows(DoseDay), key=lambda d: d.day)
         assert days[0].due_at == local(date(2026, 12, 2), 8)  # already reminded: history
@@ -390,7 +391,7 @@ async def test_stale_or_forged_enrolment_buttons_are_refused_without_an_error(en
         stranger.press(menu, "e:time:08.00")
         await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
         assert not await h.rows(Patient)
-        assert len(await audits(h, "enrol.step_refused", actor_id=8601)) == 5
+        assert len(await audits(h, "enrol.step_refused", actor_id="telegram:8601")) == 5
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert not errors, [r.getMessage() for r in errors]
 
@@ -406,7 +407,7 @@ async def test_a_crafted_consent_skip_is_refused_and_audited(engine, database_ur
             await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
         assert not await h.rows(Patient)  # no consent was ever recorded
         assert not await audits(h, "consent.given")
-        refused = await audits(h, "enrol.step_refused", actor_id=8602)
+        refused = await audits(h, "enrol.step_refused", actor_id="telegram:8602")
         assert [r.reason for r in refused] == ["out_of_order", "out_of_order"]
         assert [r.before["step"] for r in refused] == ["consent", "consent"]
 
@@ -458,4 +459,4 @@ async def test_rebind_mid_course_shows_the_running_course_on_the_new_phone(engin
         assert t._("First dose: {date}", date=t.date(date(2026, 12, 2))) in texts  # the running course
         assert t._("Today (day {day}): {state}", day=2, state=t._("waiting for your answer")) in texts
         [patient] = await h.rows(Patient)
-        assert patient.telegram_user_id == 8605
+        assert patient.account == str(8605)

@@ -51,7 +51,7 @@ async def test_bad_tokens_get_one_answer_and_are_throttled(engine, database_url,
             await h.sandbox.wait_for(lambda: len(user.messages) == count)
         assert user.last_message.text not in texts  # throttled after 5 failures in an hour
         assert_language(user.messages, locale)
-        rejected = await h.rows(AuditLog, AuditLog.action == "enrol.token_rejected", AuditLog.actor_id == str(user_id))
+        rejected = await h.rows(AuditLog, AuditLog.action == "enrol.token_rejected", AuditLog.actor_id == f"telegram:{user_id}")
         assert {r.reason for r in rejected} >= {"used", "expired", "format", "unknown"}
         assert await h.rows(AuditLog, AuditLog.action == "enrol.throttled")
         assert len(await h.rows(Patient)) == 1

@@ -38,7 +38,7 @@ async def test_enrol_course_reminder_taken_twice(engine, database_url, language_
     async with running_bot(engine, database_url) as h:
         user, _ = await enrol(h, user_id, language_code, button, subject=f"NJ-{user_id}")
         [patient] = await h.rows(Patient)
-        assert patient.telegram_user_id == user_id and patient.locale == locale and patient.reminder_time == "08:00"
+        assert patient.account == str(user_id) and patient.locale == locale and patient.reminder_time == "08:00"
         # coordinators are told (subject id only)
         await h.tick()
         alert_texts = [m.text for m in h.sandbox.messages(COORDINATOR_NJ)]
@@ -83,7 +83,7 @@ async def test_forged_and_malformed_callbacks_change_nothing(engine, database_ur
         await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) >= answers + 5)
 
         async def rejected():
-            rows = await h.rows(AuditLog, AuditLog.action == "callback.rejected", AuditLog.actor_id == "7102")
+            rows = await h.rows(AuditLog, AuditLog.action == "callback.rejected", AuditLog.actor_id == "telegram:7102")
             return len(rows) == 5
 
         await h.sandbox.wait_for(rejected)

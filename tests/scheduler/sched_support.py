@@ -40,7 +40,7 @@ async def seed_due(engine, count: int, *, due_at: datetime, closes_at: datetime 
     subjects = [f"{site}-S{start + i:05d}" for i in range(count)]
     async with session_factory(engine)() as session:
         await session.exec(insert(Patient), params=[dict(
-            subject_id=s, site_id=site, telegram_user_id=CHAT_BASE + start + i, chat_id=CHAT_BASE + start + i,
+            subject_id=s, site_id=site, account=str(CHAT_BASE + start + i), address=str(CHAT_BASE + start + i),
             locale=locale, timezone=tz, reminder_time=reminder_time, status="active", unreachable=False,
             enrolled_at=now, created_at=now) for i, s in enumerate(subjects)])
         patients = dict((await session.exec(select(Patient.subject_id, Patient.id)

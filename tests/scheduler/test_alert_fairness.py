@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
+from bot.channels.port import Account
 from bot.db.models import Alert, Outbox, Patient
 from bot.sandbox import BotApiSandbox
 from bot.services import symptoms
@@ -35,13 +36,13 @@ async def test_twenty_reports_from_one_patient_never_delay_another_patients_emer
                           delivery={"global_per_second": 30, "per_chat_per_second": 1}) as h:
             subject_a, subject_b = "NJ-S00000", "NJ-S00001"
             for _ in range(20):
-                await symptoms.report(h.rt, telegram_user_id=a_user, codes=["black_stool"],
+                await symptoms.report(h.rt, account=Account.telegram(a_user), codes=["black_stool"],
                                       advice_sent_by_caller=False)
                 await asyncio.sleep(0.05)
             await wait_until(lambda: all(_alerts_naming(sandbox, c, subject_a) for c in COORDINATORS), timeout=10,
                              what="patient A's alert")
             sent = time.monotonic()
-            await symptoms.report(h.rt, telegram_user_id=b_user, codes=["chest_breath"], advice_sent_by_caller=False)
+            await symptoms.report(h.rt, account=Account.telegram(b_user), codes=["chest_breath"], advice_sent_by_caller=False)
             await wait_until(lambda: all(_alerts_naming(sandbox, c, subject_b) for c in COORDINATORS), timeout=10,
                              what="patient B's alert")
             arrived = max(next(c.timestamp for c in sandbox.calls if c.chat_id == chat and c.status == 200

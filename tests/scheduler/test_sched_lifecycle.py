@@ -24,7 +24,7 @@ PATIENTS = {7301: ("en", "taken"), 7302: ("zh_Hans", "silent"), 7303: ("en", "sn
 async def _enrolled(engine, rt) -> None:
     async with session_factory(engine)() as session:
         for user_id, (locale, _) in PATIENTS.items():
-            session.add(Patient(subject_id=f"NJ-L{user_id}", site_id="NJ", telegram_user_id=user_id, chat_id=user_id,
+            session.add(Patient(subject_id=f"NJ-L{user_id}", site_id="NJ", channel="telegram", account=str(user_id), address=str(user_id),
                                 locale=locale, reminder_time="08:00", status="active", created_at=rt.now(),
                                 enrolled_at=rt.now()))
         await session.commit()
@@ -91,7 +91,7 @@ async def test_a_whole_course_runs_in_seconds_from_the_clock_alone(engine, datab
     assert kinds[7304] == {"course_plan": 1, "reminder": 14, "course_end": 1}
     async with session_factory(engine)() as session:
         doses = (await session.exec(DoseDay.__table__.select())).all()
-        patients = {p.id: p.telegram_user_id for p in (await session.exec(Patient.__table__.select())).all()}
+        patients = {p.id: int(p.account) for p in (await session.exec(Patient.__table__.select())).all()}
     final = {user_id: Counter(d.state for d in doses if patients[d.patient_id] == user_id) for user_id in PATIENTS}
     assert final[7301] == {"taken": 14} and final[7303] == {"taken": 14}
     assert final[7302] == {"not_reported": 14}

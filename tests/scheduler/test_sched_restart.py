@@ -80,7 +80,7 @@ async def _all_sent(engine) -> bool:
 
 async def _course_in(engine, rt: Runtime, *, tz: str, reminder_time: str, chemo_end: date, user_id: int) -> Patient:
     async with session_factory(engine)() as session:
-        patient = Patient(subject_id=f"NJ-D{user_id}", site_id="NJ", telegram_user_id=user_id, chat_id=user_id,
+        patient = Patient(subject_id=f"NJ-D{user_id}", site_id="NJ", channel="telegram", account=str(user_id), address=str(user_id),
                           locale="en", timezone=tz, reminder_time=reminder_time, status="active",
                           created_at=rt.now(), enrolled_at=rt.now())
         session.add(patient)
@@ -131,7 +131,7 @@ async def test_dst_spring_forward_and_fall_back_reminders_are_sent_once(engine, 
             [that_day] = [r for r in reminders if r.dose_day_id == day.id]
             assert that_day.finished_at == day.due_at
             # each reminder was later closed with its day (edited in place): its first version is the reminder
-            texts = [m for m in sandbox.messages(patient.chat_id)
+            texts = [m for m in sandbox.messages(int(patient.address))
                      if "Time for your" in ((m.history[0][0] if m.history else m.text) or "")]
             assert len(texts) == 14
 

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import text
 
+from bot.channels.port import Account
 from bot.db.audit_chain import verify
 from bot.db.engine import make_engine
 from bot.domain.dose import Answer
@@ -37,15 +38,15 @@ def _settings(url: str):
 async def _populate(rt: Runtime, clock: FakeClock) -> None:
     for user_id, subject in ((8801, "NJ-881"), (8802, "NJ-882")):
         issued = await invitations.issue(rt, site_id="NJ", subject_id=subject)
-        await enrolment.complete(rt, telegram_user_id=user_id, chat_id=user_id, token=issued.token, locale="en",
+        await enrolment.complete(rt, account=Account.telegram(user_id), address=str(user_id), token=issued.token, locale="en",
                                  reminder_time="08:00")
         await courses.register(rt, subject_id=subject, chemo_end=date(2026, 12, 1), actor_kind="operator",
                                actor_id="test")
     clock.set(datetime(2026, 12, 2, 1, 0, tzinfo=UTC))
     async with rt.session() as session:
         first = (await session.exec(text("SELECT id FROM dose_day ORDER BY id LIMIT 1"))).one()[0]
-    await doses.answer(rt, telegram_user_id=8801, dose_day_id=first, choice=Answer.TAKEN)
-    await symptoms.report(rt, telegram_user_id=8802, codes=["urine_blood"], note="since this morning")
+    await doses.answer(rt, account=Account.telegram(8801), dose_day_id=first, choice=Answer.TAKEN)
+    await symptoms.report(rt, account=Account.telegram(8802), codes=["urine_blood"], note="since this morning")
 
 
 async def _export(url: str, clock: FakeClock, out) -> dict[str, bytes]:

@@ -26,7 +26,7 @@ async def test_used_expired_revoked_tokens_and_second_account(engine, database_u
         revoked = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-7902")
         async with h.rt.session() as session:
             await session.exec(update(Invitation).where(Invitation.id == revoked.invitation_id)
-                               .values(revoked_at=h.clock.now(), revoked_by="coordinator:100000001"))
+                               .values(revoked_at=h.clock.now(), revoked_by="coordinator:telegram:100000001"))
             await session.commit()
         expiring = await invitations.issue(h.rt, site_id="SH", subject_id="SH-7903", expires_days=1)
         second_account = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-7901")  # not a rebind
@@ -37,7 +37,7 @@ async def test_used_expired_revoked_tokens_and_second_account(engine, database_u
         second = await _try(h, 7999, second_account.token)
         assert not second.buttons
         [patient] = await h.rows(Patient)
-        assert patient.telegram_user_id == 7901  # the binding never moved
+        assert patient.account == str(7901)  # the binding never moved
         reasons = {r.reason for r in await h.rows(AuditLog, AuditLog.action == "enrol.token_rejected")}
         assert {"used", "revoked", "expired"} <= reasons
 
@@ -59,7 +59,7 @@ async def test_rebind_moves_the_binding_once(engine, database_url):
         new_phone.press(new_phone.last_message, "e:confirm:yes")
         await h.sandbox.wait_for(lambda: len(new_phone.messages) >= 3)
         [patient] = await h.rows(Patient)
-        assert patient.telegram_user_id == 7912 and patient.reminder_time == "07:00"
+        assert patient.account == str(7912) and patient.reminder_time == "07:00"
         assert await h.rows(AuditLog, AuditLog.action == "patient.rebound")
         old_phone = h.sandbox.user(7911)
         count = len(old_phone.messages)

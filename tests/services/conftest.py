@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
+from bot.channels.port import Account
 from bot.config import settings_from_mapping
 from bot.db.models import AuditLog, DoseDay, Outbox, Patient
 from bot.services import courses, enrolment, invitations
@@ -47,7 +48,7 @@ class World:
     async def enrol(self, *, site: str = "NJ", locale: str = "en", reminder_time: str = "08:00") -> Patient:
         issued = await invitations.issue(self.rt, site_id=site)
         self._next_user += 1
-        return await enrolment.complete(self.rt, telegram_user_id=self._next_user, chat_id=self._next_user,
+        return await enrolment.complete(self.rt, account=Account.telegram(self._next_user), address=str(self._next_user),
                                         token=issued.token, locale=locale, reminder_time=reminder_time)
 
     def today(self, patient: Patient) -> date:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.channels.port import Recipient
+from bot.channels.port import Account, Recipient
 from bot.db.models import Outbox
 from bot.domain.dose import Answer
 from bot.services import doses, family
@@ -29,9 +29,9 @@ async def helped(engine, database_url, clock):
     await world.course(patient)
     patient = await family.set_consent(world.rt, patient=patient, consent=True)
     issued = await family.invite_by_patient(world.rt, patient=patient)
-    await family.start_joining(world.rt, telegram_user_id=HELPER, token=issued.token, locale="en")
-    await family.choose_language(world.rt, telegram_user_id=HELPER, locale="en")
-    await family.join(world.rt, telegram_user_id=HELPER, chat_id=HELPER)
+    await family.start_joining(world.rt, account=Account.telegram(HELPER), token=issued.token, locale="en")
+    await family.choose_language(world.rt, account=Account.telegram(HELPER), locale="en")
+    await family.join(world.rt, account=Account.telegram(HELPER), address=str(HELPER))
     channel = RecordingChannel()
     await world.send(channel)  # the course plan
     await world.send(channel)  # then (the plan gone out) the helper's course-start notice
@@ -76,7 +76,7 @@ async def test_a_day_answered_late_before_the_notice_goes_out_is_not_reported_to
     notices = len(channel.messages(helper))
     quiet_over, day1_id = await _close_day_one(world, patient, channel)
     world.clock.set(quiet_over - timedelta(minutes=10))
-    await doses.answer(world.rt, telegram_user_id=patient.telegram_user_id, dose_day_id=day1_id,
+    await doses.answer(world.rt, account=Account.parse(patient.account_key), dose_day_id=day1_id,
                        choice=Answer.TAKEN, source="late_question")
     world.clock.set(quiet_over)
     await world.send(channel)

@@ -7,6 +7,7 @@ from datetime import time, timedelta
 import pytest
 from sqlmodel import select
 
+from bot.channels.port import Account
 from bot.db.models import Alert, AuditLog, Course, SymptomReport
 from bot.domain.dose import DoseState
 from bot.services import coord_patients, courses, symptoms
@@ -41,10 +42,10 @@ async def test_a_patient_cannot_report_a_chemotherapy_end_older_than_yesterday(w
 
 async def test_repeated_emergency_reports_merge_into_one_open_alert_and_all_are_kept(world):
     patient = await world.enrol()
-    one = await symptoms.report(world.rt, telegram_user_id=patient.telegram_user_id, codes=["vomit_blood"])
+    one = await symptoms.report(world.rt, account=Account.parse(patient.account_key), codes=["vomit_blood"])
     world.clock.advance(minutes=3)
-    two = await symptoms.report(world.rt, telegram_user_id=patient.telegram_user_id, codes=["black_stool"])
-    same_day = await symptoms.report(world.rt, telegram_user_id=patient.telegram_user_id, codes=["urine_blood"])
+    two = await symptoms.report(world.rt, account=Account.parse(patient.account_key), codes=["black_stool"])
+    same_day = await symptoms.report(world.rt, account=Account.parse(patient.account_key), codes=["urine_blood"])
     assert one.alert_id == two.alert_id != same_day.alert_id
     emergency = [a for a in await _alerts(world, patient) if a.level == "emergency"]
     assert len(emergency) == 1
@@ -59,7 +60,7 @@ async def test_reports_beyond_the_hourly_limit_are_saved_but_quiet(world):
     limit = world.rt.settings.alerts.max_reports_per_hour
     results = []
     for _ in range(limit + 2):
-        results.append(await symptoms.report(world.rt, telegram_user_id=patient.telegram_user_id,
+        results.append(await symptoms.report(world.rt, account=Account.parse(patient.account_key),
                                              codes=["vomit_blood"]))
         world.clock.advance(minutes=1)
     assert [r.throttled for r in results] == [False] * limit + [True, True]

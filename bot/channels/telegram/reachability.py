@@ -15,7 +15,7 @@ from sqlmodel import select
 from telegram import ChatMember, Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from bot.channels.port import Recipient
+from bot.channels.port import Account, ChannelName, Recipient
 from bot.db.models import Patient
 from bot.services.alerts import mark_recipient_reachable
 from bot.services.audit import audit
@@ -43,7 +43,7 @@ async def patient_wrote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 
 async def _mark_reachable(rt, user_id: int, update_id: int) -> None:
-    if rt.settings_coordinator(user_id) is not None or _is_staff_chat(rt.settings, user_id):
+    if rt.staff(Account.telegram(user_id)) is not None or _is_staff_chat(rt.settings, user_id):
         async with rt.session() as session:
             if await mark_recipient_reachable(session, settings=rt.settings, recipient=Recipient.telegram(user_id),
                                               now=rt.now(),
@@ -52,7 +52,8 @@ async def _mark_reachable(rt, user_id: int, update_id: int) -> None:
                 log.info("event=alert_recipient_reachable_again")
         return
     async with rt.session() as session:
-        patient = (await session.exec(select(Patient).where(Patient.telegram_user_id == user_id,
+        patient = (await session.exec(select(Patient).where(Patient.channel == ChannelName.TELEGRAM,
+                                                            Patient.account == str(user_id),
                                                             Patient.unreachable.is_(True)))).first()
         if patient is None:
             return

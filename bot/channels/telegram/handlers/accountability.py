@@ -8,6 +8,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler
 from bot.channels.telegram.handlers.common import answer_quietly, runtime, translator_for
 from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.dosing import edit_unless_unchanged
+from bot.channels.port import Account
 from bot.render import accountability as render
 from bot.render import callbacks as cb
 from bot.services import accountability
@@ -18,10 +19,10 @@ async def on_callback(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     query, user_id = update.callback_query, update.effective_user.id
     if choice == render.MORE:
-        result = await accountability.authorize(rt, telegram_user_id=user_id, course_id=course_id,
+        result = await accountability.authorize(rt, account=Account.telegram(user_id), course_id=course_id,
                                                 update_id=update.update_id)
     else:
-        result = await accountability.record(rt, telegram_user_id=user_id, course_id=course_id, left=int(choice),
+        result = await accountability.record(rt, account=Account.telegram(user_id), course_id=course_id, left=int(choice),
                                              source=accountability.BUTTON, update_id=update.update_id)
     t = translator_for(update, context, result.patient)
     if result.status == "not_yours":
@@ -43,7 +44,7 @@ async def on_callback(update: Update, context: BotContext) -> None:
 async def on_typed(update: Update, context: BotContext) -> bool:
     """A number typed while a tablet question is open answers it; returns whether it did."""
     rt = runtime(context)
-    result = await accountability.record_typed(rt, telegram_user_id=update.effective_user.id,
+    result = await accountability.record_typed(rt, account=Account.telegram(update.effective_user.id),
                                                text=update.effective_message.text or "", update_id=update.update_id)
     if result is None:
         return False

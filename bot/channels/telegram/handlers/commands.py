@@ -10,7 +10,7 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.channels.port import Action
+from bot.channels.port import Action, Account
 from bot.render.actions import buttons
 from bot.channels.telegram.handlers import enrol, messages, symptoms
 from bot.channels.telegram.handlers.common import answer_quietly, runtime, translator_for
@@ -20,7 +20,7 @@ from bot.render import callbacks as cb
 from bot.render import patient as render
 from bot.services import courses, dialogs, patients
 from bot.services.courses import CourseRefused
-from bot.services.queries import withdrawn_patient_by_telegram
+from bot.services.queries import withdrawn_patient_by_account
 
 log = logging.getLogger("adherence.commands")
 
@@ -42,7 +42,7 @@ async def _stranger_text(update: Update, context: BotContext) -> str:
     """How to enrol; or, for a patient the study team withdrew, that they left the reminders."""
     rt = runtime(context)
     async with rt.session() as session:
-        left = await withdrawn_patient_by_telegram(session, telegram_user_id=update.effective_user.id)
+        left = await withdrawn_patient_by_account(session, account=Account.telegram(update.effective_user.id))
     if left is None:
         return _not_enrolled(translator_for(update, context))
     t = translator_for(update, context, left)
@@ -118,7 +118,7 @@ async def time_command(update: Update, context: BotContext) -> None:
     if context.args:  # "/time 07:30"
         await set_time(update, context, " ".join(context.args))
         return
-    await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.REMINDER_TIME,
+    await dialogs.remember(rt, user=Account.telegram(update.effective_user.id).key, kind=dialogs.REMINDER_TIME,
                            payload={}, ttl=dialogs.REMINDER_TIME_TTL)
     choices = rt.settings.reminders.time_choices
     rows = [[Action(c, data=cb.menu("time." + c.replace(":", "."))) for c in choices[i:i + 2]]
@@ -150,7 +150,7 @@ async def set_time(update: Update, context: BotContext, raw: str) -> None:
     if patient is None or value is None:
         await update.effective_message.reply_text(t._("Please send a time like 07:30 (hours:minutes, 24-hour clock)."))
         return
-    await dialogs.forget(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.REMINDER_TIME)
+    await dialogs.forget(rt, user=Account.telegram(update.effective_user.id).key, kind=dialogs.REMINDER_TIME)
     changed = await patients.change_reminder_time(rt, patient=patient, reminder_time=value, update_id=update.update_id)
     await update.effective_message.reply_text(
         t._("Done: reminders at {time} from {date}.", time=value, date=t.date(changed)) if changed else
@@ -170,7 +170,7 @@ async def on_menu(update: Update, context: BotContext) -> None:
             patient = await patients.change_locale(rt, patient=patient, locale=item[5:], update_id=update.update_id)
             context.patient_changed(patient)
         else:  # a stranger's language choice; no dialog is touched
-            await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.LOCALE,
+            await dialogs.remember(rt, user=Account.telegram(update.effective_user.id).key, kind=dialogs.LOCALE,
                                    payload={"locale": item[5:]}, ttl=dialogs.LOCALE_TTL)
             context.stranger_locale = item[5:]
         t = translator_for(update, context, patient)

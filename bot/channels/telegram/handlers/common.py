@@ -7,6 +7,7 @@ import logging
 from telegram import CallbackQuery, Update
 from telegram.error import TelegramError
 
+from bot.channels.port import Account
 from bot.config import Site
 from bot.db.models import Patient
 from bot.channels.telegram.handlers.context import BotContext
@@ -24,7 +25,7 @@ def known_sites(context: BotContext, user_id: int | None, site_hint: str | None 
     """The caller's site without asking the database: remembered from an earlier lookup, else a
     hint carried by the button (a site id, checked against the config), else every site."""
     rt = runtime(context)
-    known = rt.known_patients.get(user_id) if user_id is not None else None
+    known = rt.known_patients.get(Account.telegram(user_id)) if user_id is not None else None
     site_ids = [s.id for s in rt.settings.sites]
     site_id = known.site_id if known is not None else site_hint
     if site_id in site_ids:
@@ -36,7 +37,7 @@ def fallback_translator(update: Update, context: BotContext) -> Translator:
     """The caller's language without asking the database (the emergency and error paths)."""
     rt = runtime(context)
     user = update.effective_user
-    known = rt.known_patients.get(user.id) if user is not None else None
+    known = rt.known_patients.get(Account.telegram(user.id)) if user is not None else None
     if known is not None:
         return Translator(known.locale, known.timezone)
     return translator_for(update, context)

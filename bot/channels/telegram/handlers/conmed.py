@@ -8,6 +8,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler
 from bot.channels.telegram.handlers.common import answer_quietly, runtime, translator_for
 from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.dosing import edit_unless_unchanged
+from bot.channels.port import Account
 from bot.render import callbacks as cb
 from bot.render import conmed as render
 from bot.render.conmed import POINTS_BY_CODE
@@ -20,10 +21,10 @@ async def on_callback(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     query, user_id = update.callback_query, update.effective_user.id
     if answer in (render.ANSWER_YES, "b") and category is None:  # show the pick-list, or go back to the question
-        result = await conmed.authorize(rt, telegram_user_id=user_id, course_id=course_id, point=point,
+        result = await conmed.authorize(rt, account=Account.telegram(user_id), course_id=course_id, point=point,
                                         update_id=update.update_id)
     else:
-        result = await conmed.record(rt, telegram_user_id=user_id, course_id=course_id, point=point,
+        result = await conmed.record(rt, account=Account.telegram(user_id), course_id=course_id, point=point,
                                      answer=conmed.YES if answer == render.ANSWER_YES else conmed.NO,
                                      category=category, update_id=update.update_id)
     t = translator_for(update, context, result.patient)

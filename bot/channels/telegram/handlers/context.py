@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
+from bot.channels.port import Account
 from bot.db.models import Patient
 from bot.i18n import Translator, resolve_locale
-from bot.services.queries import patient_by_telegram
+from bot.services.queries import patient_by_account
 from bot.services.runtime import KnownPatient, Runtime
 
 if TYPE_CHECKING:
@@ -32,9 +33,14 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
         return self.application.bot_data["runtime"]
 
     @property
+    def account(self) -> Account | None:
+        """The caller's account (None for an update without a user, e.g. a channel post)."""
+        return Account.telegram(self._user_id) if self._user_id is not None else None
+
+    @property
     def staff(self) -> tuple[Site, Coordinator] | None:
         """(site, coordinator) if the caller is configured study staff."""
-        return self.runtime.settings_coordinator(self._user_id) if self._user_id is not None else None
+        return self.runtime.staff(self.account)
 
     async def patient(self) -> Patient | None:
         """The caller's active patient row, looked up once per update (the emergency path calls
@@ -42,9 +48,9 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
         if self._patient is _UNKNOWN:
             rt = self.runtime
             async with rt.session() as session:
-                patient = await patient_by_telegram(session, telegram_user_id=self._user_id)
+                patient = await patient_by_account(session, account=self.account)
             if patient is not None:
-                rt.known_patients.remember(self._user_id, KnownPatient(patient.site_id, patient.locale,
+                rt.known_patients.remember(Account.telegram(self._user_id), KnownPatient(patient.site_id, patient.locale,
                                                                         patient.timezone))
             self._patient = patient
         return self._patient

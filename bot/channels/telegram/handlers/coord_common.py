@@ -12,6 +12,7 @@ from telegram.error import BadRequest
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.telegram.handlers.common import runtime, translator_for
 from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.port import Account
 from bot.i18n import Translator
 from bot.render import coord_courses as course_views
 from bot.render import coord_patients as patient_views
@@ -27,7 +28,7 @@ _DATE = re.compile(r"\A(\d{4})[-/.]?(\d{1,2})[-/.]?(\d{1,2})\Z")
 
 
 def coordinator_translator(context: BotContext, telegram_id: int) -> Translator:
-    site, person = runtime(context).settings_coordinator(telegram_id)
+    site, person = runtime(context).staff(Account.telegram(telegram_id))
     return Translator(person.locale, site.tz)
 
 
@@ -44,14 +45,14 @@ async def require_coordinator(update: Update, context: BotContext,
     """The calling coordinator and their language, or None after a polite, audited refusal."""
     rt = runtime(context)
     user = update.effective_user
-    actor = coordinator_actor(rt, user.id)
+    actor = coordinator_actor(rt, Account.telegram(user.id))
     if actor is None:
-        await refuse_stranger(rt, telegram_user_id=user.id, what=what, update_id=update.update_id)
+        await refuse_stranger(rt, account=Account.telegram(user.id), what=what, update_id=update.update_id)
         t = translator_for(update, context, await context.patient())
         await tell(update, render.not_for_you(t))
         return None
     if update.callback_query is None:  # a new command (or the answer itself) ends any open question
-        await dialogs.forget(rt, user=dialogs.telegram_user(user.id), kind=dialogs.COORDINATOR_QUESTION)
+        await dialogs.forget(rt, user=Account.telegram(user.id).key, kind=dialogs.COORDINATOR_QUESTION)
     return actor, coordinator_translator(context, user.id)
 
 
@@ -98,14 +99,14 @@ async def set_pending(update: Update, context: BotContext, step: str, **values) 
     """An open question (a reason, a date) for this coordinator's next text message, kept in the
     database; it lapses after a few minutes so a stray message later can never become a
     withdrawal reason."""
-    await dialogs.remember(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+    await dialogs.remember(runtime(context), user=Account.telegram(update.effective_user.id).key,
                            kind=dialogs.COORDINATOR_QUESTION, payload={"step": step, **values},
                            ttl=dialogs.COORDINATOR_QUESTION_TTL)
 
 
 async def take_pending(update: Update, context: BotContext) -> dict | None:
     """The open question, once; {"step": "lapsed"} if it was asked too long ago."""
-    taken = await dialogs.take(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+    taken = await dialogs.take(runtime(context), user=Account.telegram(update.effective_user.id).key,
                                kind=dialogs.COORDINATOR_QUESTION)
     return {"step": "lapsed"} if taken.lapsed else taken.state
 

@@ -9,6 +9,7 @@ from telegram import Update
 from telegram.error import Forbidden
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.channels.port import Account
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.telegram.handlers.common import runtime
 from bot.channels.telegram.handlers.context import BotContext
@@ -134,7 +135,7 @@ async def on_patient_course(update: Update, context: BotContext) -> None:
             await update.callback_query.answer(t._("Course confirmed."))
             status, course = done
             rt = runtime(context)
-            who, when = staff_label(rt.settings, update.effective_user.id) or "—", rt.now()
+            who, when = staff_label(rt.settings, Account.telegram(update.effective_user.id)) or "—", rt.now()
             if status == "confirmed":  # the alert says what was confirmed, by whom and when
                 await edit_copies(context, result, outcome=lambda tr: "✅ " + tr._(
                     "Course confirmed by {who} at {when}: cycle {cycle}, {first} – {last}.", who=who,

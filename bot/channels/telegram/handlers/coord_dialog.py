@@ -10,6 +10,7 @@ from bot.channels.telegram.handlers.common import runtime
 from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.coord_common import coordinator_translator, require_coordinator, take_pending
 from bot.services.coord_access import coordinator_actor
+from bot.channels.port import Account
 from bot.render import coordinator as render
 from bot.services import dialogs
 
@@ -36,7 +37,7 @@ async def on_text(update: Update, context: BotContext) -> None:
 
 
 async def cancel(update: Update, context: BotContext) -> None:
-    had = await dialogs.recall(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+    had = await dialogs.recall(runtime(context), user=Account.telegram(update.effective_user.id).key,
                                kind=dialogs.COORDINATOR_QUESTION) is not None
     if not (found := await require_coordinator(update, context, "cancel")):
         return

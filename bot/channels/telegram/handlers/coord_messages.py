@@ -9,6 +9,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler
 from bot.channels.telegram.handlers.common import runtime
 from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.coord_common import require_coordinator, set_pending, tell
+from bot.channels.port import Account
 from bot.render import callbacks as cb
 from bot.services import messages
 from bot.services.messages import ReplyRefused
@@ -30,7 +31,7 @@ async def answer_reply(update: Update, context: BotContext, pending: dict, text:
         return
     t = found[1]
     try:
-        subject = await messages.reply(runtime(context), staff_telegram_id=update.effective_user.id,
+        subject = await messages.reply(runtime(context), staff=Account.telegram(update.effective_user.id),
                                        alert_id=pending["alert_id"], text=text, update_id=update.update_id)
     except ReplyRefused as refused:
         await tell(update, t._("Only this site's coordinators can answer this patient.")

@@ -8,6 +8,7 @@ import asyncio
 
 from telegram import InputFile, Update
 
+from bot.channels.port import Account
 from bot.domain.adherence import adherence, combine
 from bot.channels.telegram.handlers import symptoms
 from bot.channels.telegram.handlers.common import runtime
@@ -29,7 +30,7 @@ def _sites(rt: Runtime, actor, requested: str | None) -> list[str]:
 async def report(update: Update, context: BotContext) -> None:
     """/report is the patient's symptom command; only a configured coordinator gets the chart."""
     rt = runtime(context)
-    if rt.settings_coordinator(update.effective_user.id) is None:
+    if rt.staff(Account.telegram(update.effective_user.id)) is None:
         await symptoms.start(update, context)
         return
     if not (found := await require_coordinator(update, context, "report")):

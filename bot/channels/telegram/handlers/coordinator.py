@@ -12,6 +12,7 @@ from bot.channels.telegram.handlers import commands
 from bot.channels.telegram.handlers.common import runtime, translator_for
 from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.coord_common import require_coordinator
+from bot.channels.port import Account, Recipient
 from bot.render import callbacks as cb
 from bot.render import coordinator as render
 from bot.services import alerts_ack, coord_alerts
@@ -42,7 +43,7 @@ async def edit_copies(context: BotContext, result: AckResult, outcome=None) -> N
     rt = runtime(context)
     for copy in result.copies:  # Telegram copies: a mail cannot be edited
         chat_id = int(copy.address)
-        t = render.chat_translator(rt.settings, chat_id, result.alert.site_id)
+        t = render.reader_translator(rt.settings, Recipient(copy.channel, copy.address), result.alert.site_id)
         escalation = rt.settings.site(result.alert.site_id).escalation_contact
         text, markup = render.alert_message(t, rt.settings, result.alert,  # the escalation copy keeps its header
                                             escalated=result.alert.escalated_at is not None and
@@ -60,7 +61,7 @@ async def acknowledge(update: Update, context: BotContext, alert_id: int) -> Ack
     """Record the acknowledgement (or the refusal, audited) and update every copy."""
     rt = runtime(context)
     query = update.callback_query
-    result = await alerts_ack.acknowledge(rt, alert_id=alert_id, telegram_user_id=update.effective_user.id,
+    result = await alerts_ack.acknowledge(rt, alert_id=alert_id, account=Account.telegram(update.effective_user.id),
                                           update_id=update.update_id)
     if result.status == "refused":
         t = translator_for(update, context)
@@ -85,7 +86,7 @@ async def ack_with_code(update: Update, context: BotContext) -> None:
         await update.effective_message.reply_text(t._("Send the code from the alert mail, e.g. /ack 123-K7Q2M9XZTA"))
         return
     result = await alerts_ack.acknowledge_by_code(runtime(context), code="".join(context.args),
-                                                  telegram_user_id=update.effective_user.id, update_id=update.update_id)
+                                                  account=Account.telegram(update.effective_user.id), update_id=update.update_id)
     if result.status == "invalid":
         await update.effective_message.reply_text(t._("This code matches no alert. Check it against the mail."))
     elif result.status == "refused":
@@ -113,7 +114,7 @@ async def alerts(update: Update, context: BotContext) -> None:
     for alert in rows[-ALERTS_SHOWN:]:
         text, markup = render.alert_message(t, rt.settings, alert, escalated=alert.escalated_at is not None)
         message = await update.effective_message.reply_text(text, reply_markup=as_markup(markup))
-        await coord_alerts.record_copy(rt, alert_id=alert.id, chat_id=message.chat_id, message_id=message.message_id)
+        await coord_alerts.record_copy(rt, alert_id=alert.id, to=Recipient.telegram(message.chat_id), message_id=message.message_id)
 
 
 def handlers() -> list[BaseHandler]:

@@ -7,6 +7,7 @@ from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
+from bot.channels.port import Account
 from bot.domain.dose import Answer, AnswerSource
 from bot.channels.telegram.handlers.common import runtime, translator_for
 from bot.channels.telegram.handlers.context import BotContext
@@ -21,15 +22,15 @@ async def on_dose(update: Update, context: BotContext) -> None:
     query = update.callback_query
     user_id = update.effective_user.id
     if action == cb.LATER:
-        result = await doses.snooze(rt, telegram_user_id=user_id, dose_day_id=dose_day_id, update_id=update.update_id)
+        result = await doses.snooze(rt, account=Account.telegram(user_id), dose_day_id=dose_day_id, update_id=update.update_id)
     elif action == cb.UNDO:
-        result = await doses.undo_missed(rt, telegram_user_id=user_id, dose_day_id=dose_day_id,
+        result = await doses.undo_missed(rt, account=Account.telegram(user_id), dose_day_id=dose_day_id,
                                          update_id=update.update_id)
     else:
         choice = Answer.TAKEN if action in (cb.TAKEN, cb.LATE_TAKEN, cb.CATCH_UP_TAKEN) else Answer.MISSED
         source = {cb.LATE_TAKEN: AnswerSource.LATE_QUESTION, cb.LATE_MISSED: AnswerSource.LATE_QUESTION,
                   cb.CATCH_UP_TAKEN: AnswerSource.CATCH_UP}.get(action, AnswerSource.BUTTON)
-        result = await doses.answer(rt, telegram_user_id=user_id, dose_day_id=dose_day_id, choice=choice,
+        result = await doses.answer(rt, account=Account.telegram(user_id), dose_day_id=dose_day_id, choice=choice,
                                     source=source, update_id=update.update_id)
         if action == cb.CATCH_UP_TAKEN and result.status in ("recorded", "already"):
             await _catch_up_answered(update, context, result)
@@ -108,7 +109,7 @@ async def _catch_up_answered(update: Update, context: BotContext, result) -> Non
 async def on_missed_reason(update: Update, context: BotContext) -> None:
     dose_day_id, reason = int(context.match[1]), context.match[2]
     rt = runtime(context)
-    result = await doses.add_missed_reason(rt, telegram_user_id=update.effective_user.id, dose_day_id=dose_day_id,
+    result = await doses.add_missed_reason(rt, account=Account.telegram(update.effective_user.id), dose_day_id=dose_day_id,
                                            reason=reason, update_id=update.update_id)
     t = translator_for(update, context, result.patient)
     if result.status == "not_yours":

@@ -14,7 +14,7 @@ from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.channels.port import Action, Actions
+from bot.channels.port import Action, Actions, Account
 from bot.render.actions import buttons
 from bot.config import parse_hhmm
 from bot.domain.tokens import looks_like_token
@@ -55,7 +55,7 @@ async def begin(update: Update, context: BotContext, token: str) -> None:
         return
     t = translator_for(update, context)
     try:
-        await enrolment.start_dialog(rt, telegram_user_id=user.id, token=token, locale=t.locale,
+        await enrolment.start_dialog(rt, account=Account.telegram(user.id), token=token, locale=t.locale,
                                      update_id=update.update_id)
     except EnrolmentRefused as refused:
         await update.effective_message.reply_text(_refusal(t, refused.code))
@@ -103,9 +103,9 @@ async def _advance(update: Update, context: BotContext, step: str, value: str) -
     rt = runtime(context)
     query = update.callback_query
     user = update.effective_user
-    before = await enrolment.pending_dialog(rt, telegram_user_id=user.id)
+    before = await enrolment.pending_dialog(rt, account=Account.telegram(user.id))
     try:
-        done = await enrolment.advance_dialog(rt, telegram_user_id=user.id, chat_id=update.effective_chat.id,
+        done = await enrolment.advance_dialog(rt, account=Account.telegram(user.id), address=str(update.effective_chat.id),
                                               received=step, value=value, update_id=update.update_id)
     except StepRefused as refused:
         t = _dialog_translator(update, context, before)
@@ -129,7 +129,7 @@ async def _advance(update: Update, context: BotContext, step: str, value: str) -
         await query.answer()
     if done.step is EnrolStep.CONSENT:
         # Until enrolment ends, the chosen language is the caller's language everywhere.
-        await dialogs.remember(rt, user=dialogs.telegram_user(user.id), kind=dialogs.LOCALE,
+        await dialogs.remember(rt, user=Account.telegram(user.id).key, kind=dialogs.LOCALE,
                                payload={"locale": done.state["locale"]}, ttl=dialogs.LOCALE_TTL)
         await query.edit_message_text(
             _consent_text(t, rt),
@@ -161,7 +161,7 @@ async def ask_time(update: Update, context: BotContext, t: Translator, *, edit: 
     else:
         asked = await update.effective_message.reply_text(text, reply_markup=as_markup(buttons(rows)))
     if hasattr(asked, "message_id"):
-        await dialogs.remember(rt, user=dialogs.telegram_user(update.effective_user.id), kind=dialogs.TIME_QUESTION,
+        await dialogs.remember(rt, user=Account.telegram(update.effective_user.id).key, kind=dialogs.TIME_QUESTION,
                                payload={"chat": asked.chat_id, "message": asked.message_id},
                                ttl=dialogs.TIME_QUESTION_TTL)
 
@@ -170,7 +170,7 @@ async def _close_time_question(update: Update, context: BotContext, t: Translato
                                typed: bool) -> None:
     """The time question keeps the answer, not its buttons (tapped, or typed as text). Cosmetic:
     a stale time button still works at the summary."""
-    where = (await dialogs.take(runtime(context), user=dialogs.telegram_user(update.effective_user.id),
+    where = (await dialogs.take(runtime(context), user=Account.telegram(update.effective_user.id).key,
                                 kind=dialogs.TIME_QUESTION)).state
     text = t._("Daily reminder at {time}", time=time) + " ✓"
     try:
@@ -208,7 +208,7 @@ async def choose_time(update: Update, context: BotContext, raw: str) -> None:
     """A typed reminder time during enrolment (the dialog is at its time step)."""
     value = parse_time_input(raw)
     if value is None:
-        state = await enrolment.pending_dialog(runtime(context), telegram_user_id=update.effective_user.id)
+        state = await enrolment.pending_dialog(runtime(context), account=Account.telegram(update.effective_user.id))
         t = _dialog_translator(update, context, state)
         await update.effective_message.reply_text(t._("Please send a time like 07:30 (hours:minutes, 24-hour clock)."))
         return

@@ -18,6 +18,7 @@ from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
 from bot.channels.telegram.keyboards import as_markup
+from bot.channels.port import Account
 from bot.db.models import Patient
 from bot.domain.tokens import looks_like_token
 from bot.domain.triage import TriageLevel
@@ -65,7 +66,7 @@ async def route(update: Update, context: BotContext) -> None:
     if data.startswith(render.PREFIX + ":"):
         await on_callback(update, context, data.split(":")[1:])
         raise ApplicationHandlerStop
-    if rt.settings_coordinator(user.id) is not None:
+    if rt.staff(Account.telegram(user.id)) is not None:
         if command == "helper":
             await coordinator_command(update, context, args)
             raise ApplicationHandlerStop
@@ -77,7 +78,7 @@ async def route(update: Update, context: BotContext) -> None:
     token = args[0] if command == "start" and args else text if looks_like_token(text) else None
     try:
         helper_token = bool(token) and await family.is_helper_token(rt, token=token)
-        found, former = (None, None) if helper_token else await family.helper_role(rt, telegram_user_id=user.id)
+        found, former = (None, None) if helper_token else await family.helper_role(rt, account=Account.telegram(user.id))
     except Exception as error:  # database down: the feature handlers (and the emergency path) answer
         log.warning("event=helper_lookup_failed error=%s", type(error).__name__)
         return
@@ -93,7 +94,7 @@ async def route(update: Update, context: BotContext) -> None:
     if not rt.settings.helpers.enabled:
         await _say(update, render.switched_off(t))
         raise ApplicationHandlerStop
-    rt.known_patients.remember(user.id, KnownPatient(found.patient.site_id, found.helper.locale,
+    rt.known_patients.remember(Account.telegram(user.id), KnownPatient(found.patient.site_id, found.helper.locale,
                                                      found.patient.timezone))
     if query is not None and data.startswith("s:"):
         return  # the symptom picker: its Send records the report as this helper's
@@ -118,7 +119,7 @@ async def _helper_update(update: Update, context: BotContext, found: HelperView,
         await _status(update, context, found, t)
     elif command == "report" or text in _menu_texts(lambda t: t._("⚠ Report a symptom for them")):
         await symptoms.open_picker(update, t, rt.settings, found.patient.site_id)
-    elif command is None and text and await symptom_service.pending_note(rt, telegram_user_id=update.effective_user.id):
+    elif command is None and text and await symptom_service.pending_note(rt, account=Account.telegram(update.effective_user.id)):
         await symptoms.on_note(update, context)
     elif command is not None:
         await update.effective_message.reply_text(render.help_text(t, site), reply_markup=as_markup(render.helper_menu(t)))
@@ -209,7 +210,7 @@ async def begin(update: Update, context: BotContext, token: str) -> None:
     rt = runtime(context)
     t = translator_for(update, context)
     try:
-        await family.start_joining(rt, telegram_user_id=update.effective_user.id, token=token, locale=t.locale,
+        await family.start_joining(rt, account=Account.telegram(update.effective_user.id), token=token, locale=t.locale,
                                    update_id=update.update_id)
     except (HelperRefused, EnrolmentRefused) as refused:
         await update.effective_message.reply_text(render.refusal(t, refused.code))
@@ -222,23 +223,23 @@ async def _joining(update: Update, context: BotContext, action: str, value: str)
     rt = runtime(context)
     query = update.callback_query
     user_id = update.effective_user.id
-    state = await family.pending_join(rt, telegram_user_id=user_id)
+    state = await family.pending_join(rt, account=Account.telegram(user_id))
     t = Translator(state["locale"], rt.settings.site(state["site"]).tz) if state else translator_for(update, context)
     if state is None:
         await answer_quietly(query, render.refusal(t, "expired"), show_alert=True)
         return
     await answer_quietly(query)
     if action == render.LANG and value in SUPPORTED:
-        await family.choose_language(rt, telegram_user_id=user_id, locale=value)
+        await family.choose_language(rt, account=Account.telegram(user_id), locale=value)
         text, keyboard = render.explanation(Translator(value, t.tz))
         await query.edit_message_text(text, reply_markup=as_markup(keyboard))
     elif action == render.NOT_NOW:
-        await family.decline(rt, telegram_user_id=user_id, update_id=update.update_id)
+        await family.decline(rt, account=Account.telegram(user_id), update_id=update.update_id)
         await query.edit_message_text(t._("You have not joined, and nothing was saved about you. If you change "
                                           "your mind, open your link again."))
     elif action == render.JOIN:
         try:
-            joined = await family.join(rt, telegram_user_id=user_id, chat_id=update.effective_chat.id,
+            joined = await family.join(rt, account=Account.telegram(user_id), address=str(update.effective_chat.id),
                                        update_id=update.update_id)
         except (HelperRefused, EnrolmentRefused) as refused:
             await query.edit_message_text(render.refusal(t, refused.code))

@@ -17,6 +17,7 @@ from telegram import Update
 from telegram.ext import ApplicationHandlerStop, TypeHandler
 
 from bot.channels.telegram.handlers.context import BotContext
+from bot.channels.port import Account
 from bot.services import dialogs, seen_updates
 
 log = logging.getLogger("adherence.handlers")
@@ -32,8 +33,8 @@ async def _gate(update: Update, context: BotContext) -> None:
             first = await seen_updates.first_time(connection, channel=CHANNEL, update_id=update.update_id,
                                                   now=rt.now())
             # Only someone who is not (yet) a patient or staff member may have chosen a language here.
-            if first and user is not None and context.staff is None and rt.known_patients.get(user.id) is None:
-                chosen = await dialogs.get(connection, channel_user_id=dialogs.telegram_user(user.id),
+            if first and user is not None and context.staff is None and rt.known_patients.get(Account.telegram(user.id)) is None:
+                chosen = await dialogs.get(connection, channel_user_id=Account.telegram(user.id).key,
                                            kind=dialogs.LOCALE, now=rt.now())
                 context.stranger_locale = chosen["locale"] if chosen else None
     except Exception as error:

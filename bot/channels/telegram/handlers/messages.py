@@ -14,7 +14,7 @@ from telegram import Message, Update
 from telegram.error import TelegramError
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.channels.port import Action
+from bot.channels.port import Action, Account
 from bot.render.actions import buttons
 from bot.domain.triage import TriageLevel
 from bot.channels.telegram.handlers.common import fallback_translator, known_sites, runtime
@@ -48,8 +48,8 @@ async def on_message(update: Update, context: BotContext, *, not_enrolled=None) 
     advice = asyncio.create_task(_advice(message, t, sites)) if level is TriageLevel.EMERGENCY else None
     try:
         relayed: Relayed | None = await messages.receive(
-            rt, telegram_user_id=update.effective_user.id, kind=kind, text=text,
-            telegram_message_id=message.message_id, update_id=update.update_id)
+            rt, account=Account.telegram(update.effective_user.id), kind=kind, text=text,
+            channel_message_id=message.message_id, update_id=update.update_id)
     except NotAPatient:
         relayed = None
         if advice is None and not_enrolled is not None:

@@ -14,6 +14,7 @@ import logging
 from telegram import Update
 from telegram.ext import Application, BaseHandler, CallbackQueryHandler, MessageHandler, filters
 
+from bot.channels.port import Account
 from bot.domain.tokens import looks_like_token
 from bot.channels.telegram.handlers import visits as visit_handlers
 from bot.channels.telegram.handlers import (accountability, commands, conmed, coord_courses, coord_dialog, coord_invites,
@@ -39,7 +40,7 @@ async def _reject(update: Update, context: BotContext) -> None:
     """Malformed, oversized or unknown payloads: answer politely, change nothing, audit."""
     rt = runtime(context)
     async with rt.session() as session:
-        audit(session, at=rt.now(), actor_kind="user", actor_id=update.effective_user.id, action="callback.rejected",
+        audit(session, at=rt.now(), actor_kind="user", actor_id=Account.telegram(update.effective_user.id), action="callback.rejected",
               reason="malformed", update_id=update.update_id)
         await session.commit()
     t = translator_for(update, context)
@@ -52,8 +53,8 @@ async def on_text(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     try:
         async with rt.session() as session:
-            open_dialogs = await dialogs.open_dialogs(session, channel_user_id=dialogs.telegram_user(
-                update.effective_user.id), now=rt.now())
+            open_dialogs = await dialogs.open_dialogs(session, channel_user_id=Account.telegram(
+                update.effective_user.id).key, now=rt.now())
     except Exception as error:  # database down: typed words still get the safety net and an honest answer
         log.warning("event=text_lookup_failed error=%s", type(error).__name__)
         await messages.on_message(update, context, not_enrolled=commands.tell_not_enrolled)

@@ -19,7 +19,7 @@ from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.channels.telegram.keyboards import as_markup
-from bot.channels.port import Action, Actions
+from bot.channels.port import Action, Actions, Account
 from bot.render.actions import buttons
 from bot.domain.triage import TriageLevel
 from bot.channels.telegram.handlers.common import answer_quietly, fallback_translator, known_sites, runtime, translator_for
@@ -113,7 +113,7 @@ async def start(update: Update, context: BotContext) -> None:
     if patient is None and answered:
         await update.effective_message.reply_text(t._("Please enrol first with the invitation link from your study nurse."))
         return
-    known = rt.known_patients.get(user_id)
+    known = rt.known_patients.get(Account.telegram(user_id))
     site_id = patient.site_id if patient else (known.site_id if known else None)
     text, keyboard = _picker(t, rt.settings, [], site_id)
     await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
@@ -186,7 +186,7 @@ async def _show_advice(update: Update, t: Translator, sites) -> Message | Except
 
 async def _save(rt, update: Update, codes: list[str]) -> ReportResult | None:
     try:
-        return await symptoms.report(rt, telegram_user_id=update.effective_user.id, codes=codes,
+        return await symptoms.report(rt, account=Account.telegram(update.effective_user.id), codes=codes,
                                      update_id=update.update_id)
     except ReportNotSaved as error:
         log.error("event=symptom_report_not_saved error=%s", error)
@@ -259,7 +259,7 @@ async def on_note(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     patient = await context.patient()
     t = translator_for(update, context, patient)
-    saved = await symptoms.add_note(rt, telegram_user_id=update.effective_user.id,
+    saved = await symptoms.add_note(rt, account=Account.telegram(update.effective_user.id),
                                     note=update.effective_message.text or "", update_id=update.update_id)
     await update.effective_message.reply_text(
         t._("Your note was added to your report.") if saved else t._("Please use the buttons. For help, send /help."))

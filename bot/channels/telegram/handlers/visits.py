@@ -13,6 +13,7 @@ from bot.channels.telegram.handlers.common import answer_quietly, runtime, trans
 from bot.channels.telegram.handlers.context import BotContext
 from bot.channels.telegram.handlers.coord_common import REFUSED, guarded, parse_date, require_coordinator, tell
 from bot.channels.telegram.handlers.dosing import edit_unless_unchanged
+from bot.channels.port import Account
 from bot.render import callbacks as cb
 from bot.render import visits as render
 from bot.services import visits
@@ -83,7 +84,7 @@ async def on_answer(update: Update, context: BotContext) -> None:
     visit_id, choice = int(context.match[1]), context.match[2]
     rt = runtime(context)
     query = update.callback_query
-    result = await visits.answer(rt, telegram_user_id=update.effective_user.id, visit_id=visit_id,
+    result = await visits.answer(rt, account=Account.telegram(update.effective_user.id), visit_id=visit_id,
                                  choice=visits.COMING if choice == render.COMING else visits.CHANGE,
                                  update_id=update.update_id)
     t = translator_for(update, context, result.patient)
