@@ -29,6 +29,28 @@ from bot.db.roles import apply_runtime_grants
 # As bot.app.build_application sets it for the bot: PTB's time periods as timedeltas, no warnings.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
+def _share_the_default_tls_context() -> None:
+    """Every bot the suite starts builds two httpx clients (PTB's requests), and each loads
+    certifi's CA bundle into a new TLS context: ~40 ms of CPU, twice per bot, and a pass starts
+    hundreds of bots. The suite speaks plain HTTP to the local sandbox only, so one default
+    context per process serves every client (an SSLContext is made to be shared). Any other
+    verify/cert setting still gets a context of its own."""
+    import httpx._transports.default as transports
+
+    original, shared = transports.create_ssl_context, {}
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        if verify is not True or cert is not None:
+            return original(verify=verify, cert=cert, trust_env=trust_env)
+        if trust_env not in shared:
+            shared[trust_env] = original(verify=True, cert=None, trust_env=trust_env)
+        return shared[trust_env]
+
+    transports.create_ssl_context = create_ssl_context
+
+
+_share_the_default_tls_context()
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 ON_POSTGRES = bool(TEST_DATABASE_URL) and not is_sqlite(normalize_url(TEST_DATABASE_URL))
 
