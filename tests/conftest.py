@@ -235,14 +235,79 @@ def _environment_deselections() -> dict[str, str]:
     return unwanted
 
 
+# The tests that take longest in wall time (simulations, waits on real timers, subprocesses), longest
+# first, measured with --durations. They run first, one to a worker (SlowestFirstScheduling), so that
+# they overlap the hundreds of short tests instead of finishing the run alone. A renamed test only
+# loses its place in this list; it still runs.
+SLOWEST_FIRST = (
+    "tests/simulation/test_simulation.py::test_a_broken_build",
+    "tests/simulation/test_simulation.py::test_short_seed_fixed_trial",
+    "tests/scheduler/test_sched_delivery.py::test_flood_2000_reminders",
+    "tests/security/test_sec_polling_outage.py::test_a_polling_outage_in_the_running_bot",
+    "tests/test_conversations_doc.py::test_the_committed_conversations_document_is_current",
+    "tests/dialogs/test_dialog_restart.py::",
+    "tests/scheduler/test_alert_fairness.py::test_recovery_never_hands_back",
+    "tests/scheduler/test_sched_processes.py::",
+    "tests/deploy/test_install.py::test_unit_command_lines",
+    "tests/db/test_audit_trail.py::test_verify_audit_reports_an_edited_row",
+    "tests/domain/test_domain_ack_codes.py::test_guessed_codes",
+    "tests/scheduler/test_sched_lifecycle.py::test_a_whole_course_runs_in_seconds",
+    "tests/test_health.py::test_health_cli_exits_nonzero_without_a_sweep",
+)
+
+
+def _slowness_rank(item) -> int:
+    return next((rank for rank, prefix in enumerate(SLOWEST_FIRST) if item.nodeid.startswith(prefix)),
+                len(SLOWEST_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
     """Database-specific tests are deselected (not skipped) in the other pass: `make test` runs
-    both passes, so every test runs exactly where it means something."""
+    both passes, so every test runs exactly where it means something. The slowest tests are
+    moved to the front (a stable sort: every worker collects the same order)."""
     unwanted = {"sqlite_only" if ON_POSTGRES else "postgres_only", *_environment_deselections()}
     deselected = [item for item in items if any(item.get_closest_marker(m) for m in unwanted)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
+    items.sort(key=_slowness_rank)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") == "load":
+        return _slowest_first_scheduling(config, log)
+    return None
+
+
+def _slowest_first_scheduling(config, log):
+    """pytest-xdist's load scheduling, but the first tests of the collection (the slowest) are dealt
+    one to each worker, each with one quick test from the end of the collection (a worker only
+    starts a test once it holds the next), and then every worker is sent one test at a time. The
+    default sends each worker a run of consecutive tests, so one worker got all the slow ones."""
+    from xdist.scheduler import LoadScheduling
+
+    class SlowestFirstScheduling(LoadScheduling):
+        def schedule(self) -> None:
+            assert self.collection_is_completed
+            if self.collection is not None or not self._check_nodes_have_same_collection():
+                return super().schedule()
+            collection = next(iter(self.node2collection.values()))
+            if len(collection) < 2 * len(self.nodes):
+                return super().schedule()
+            self.collection = collection
+            self.pending[:] = range(len(collection))
+            self.maxschedchunk = 1
+            for node in self.nodes:
+                self._send_tests(node, 1)
+            for node in self.nodes:
+                quick = self.pending.pop()
+                self.node2pending[node].append(quick)
+                node.send_runtest_some([quick])
+            if not self.pending:
+                for node in self.nodes:
+                    node.shutdown()
+
+    return SlowestFirstScheduling(config, log)
 
 
 def pytest_terminal_summary(terminalreporter):
