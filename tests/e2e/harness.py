@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 import re
 import tomllib
 from contextlib import asynccontextmanager
@@ -25,13 +23,8 @@ COORDINATOR_SH = 100000011
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
-@functools.cache
-def _example_config() -> dict:
-    return tomllib.loads(EXAMPLE.read_text("utf-8"))  # parsed once per process, copied per bot
-
-
 def make_settings(sandbox: BotApiSandbox, database_url: str, **overrides):
-    data = copy.deepcopy(_example_config())
+    data = tomllib.loads(EXAMPLE.read_text("utf-8"))
     data["telegram"].update(token=sandbox.token, base_url=sandbox.base_url, bot_username=sandbox.bot_username)
     data["database"]["url"] = database_url
     data["delivery"].update(sweep_seconds=3600, send_timeout_seconds=2, global_per_second=500, per_chat_per_second=50)
