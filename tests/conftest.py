@@ -30,6 +30,7 @@ from bot.db.roles import apply_runtime_grants
 # As bot.app.build_application sets it for the bot: PTB's time periods as timedeltas, no warnings.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
+
 def _share_the_default_tls_context() -> None:
     """Every bot the suite starts builds two httpx clients (PTB's requests), and each loads
     certifi's CA bundle into a new TLS context: ~40 ms of CPU, twice per bot, and a pass starts
