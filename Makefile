@@ -5,9 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
-# pytest-xdist workers. Most test time is waiting on the sandbox, timers and subprocesses, so
-# four workers keep two cores busy; TEST_WORKERS=0 runs in one process (easier to debug).
-TEST_WORKERS ?= 4
+# pytest-xdist workers per pass. Much test time is waiting on the sandbox, timers and subprocesses,
+# so with both passes at once three workers each keep two cores busy; TEST_WORKERS=0 runs each pass
+# in one process (easier to debug).
+TEST_WORKERS ?= 3
+# `make test` runs the SQLite and PostgreSQL passes at the same time (each fills the other's waits);
+# TEST_PASSES=sequential runs one after the other.
+TEST_PASSES ?= parallel
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 .PHONY: setup catalogs demo conversations test test-sqlite test-postgres check-postgres extract bench simulate clean
@@ -31,9 +35,18 @@ demo: conversations
 conversations: setup
 	$(PY) -m bot.tools.conversations --out docs/conversations.md
 
-test: setup test-sqlite test-postgres
+# Both passes must pass. In parallel each pass's output is held back and printed whole when that
+# pass ends (make --output-sync), so the two never interleave; make fails if either fails.
+test: setup check-postgres
+ifeq ($(TEST_PASSES),sequential)
+	@$(MAKE) --no-print-directory test-sqlite test-postgres
+else
+	@echo "SQLite and PostgreSQL passes running at once; each pass's output follows when it ends."
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
+endif
 
 test-sqlite: setup
+	@echo "== SQLite pass =="
 	env -u TEST_DATABASE_URL $(PYTEST) $(PYTEST_ARGS)
 
 check-postgres: setup
@@ -43,6 +56,7 @@ check-postgres: setup
 
 test-postgres: check-postgres
 	@if [ "$$SKIP_POSTGRES" = "1" ]; then exit 0; fi; \
+	echo "== PostgreSQL pass =="; \
 	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" $(PYTEST) $(PYTEST_ARGS)
 
 # Developers: re-extract messages after changing user-facing strings, then translate both catalogs.

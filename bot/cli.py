@@ -13,7 +13,6 @@ from pathlib import Path
 
 from bot import cli_team
 from bot.config import ConfigError, Settings, default_config_path, load_settings, require_deployable
-from scheduler.ownership import AnotherSchedulerRunning
 
 
 class CommandError(Exception):
@@ -223,6 +222,13 @@ COMMANDS = {
 }
 
 
+def _another_scheduler_running(error: Exception) -> bool:
+    # scheduler.ownership (and the database layer under it) is imported only by the commands that
+    # start a scheduler, so that the others (check-config, health, ...) start in a fraction of the time.
+    ownership = sys.modules.get("scheduler.ownership")
+    return ownership is not None and isinstance(error, ownership.AnotherSchedulerRunning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -237,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, cli_team.TeamCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except AnotherSchedulerRunning as error:
+    except Exception as error:
+        if not _another_scheduler_running(error):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

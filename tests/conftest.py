@@ -16,16 +16,48 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import hypothesis
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
 
+import bot.db.models  # noqa: F401  (the tables, in foreign-key order, for emptying them)
 from bot.db.engine import is_sqlite, make_engine, normalize_url
 from bot.db.migrate import upgrade
 from bot.db.roles import apply_runtime_grants
 
 # As bot.app.build_application sets it for the bot: PTB's time periods as timedeltas, no warnings.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+
+def _share_the_default_tls_context() -> None:
+    """Every bot the suite starts builds two httpx clients (PTB's requests), and each loads
+    certifi's CA bundle into a new TLS context: ~40 ms of CPU, twice per bot, and a pass starts
+    hundreds of bots. The suite speaks plain HTTP to the local sandbox only, so one default
+    context per process serves every client (an SSLContext is made to be shared). Any other
+    verify/cert setting still gets a context of its own."""
+    import httpx._transports.default as transports
+
+    original, shared = transports.create_ssl_context, {}
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        if verify is not True or cert is not None:
+            return original(verify=verify, cert=cert, trust_env=trust_env)
+        if trust_env not in shared:
+            shared[trust_env] = original(verify=True, cert=None, trust_env=trust_env)
+        return shared[trust_env]
+
+    transports.create_ssl_context = create_ssl_context
+
+
+_share_the_default_tls_context()
+
+# Hypothesis aborts a property test whose input generation is slow (too_slow): on two cores shared
+# by both passes and other suites, that measures the machine's load, not the code. Every example
+# is still generated and checked; deadlines are untouched.
+hypothesis.settings.register_profile("shared-machine", suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("shared-machine")
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 ON_POSTGRES = bool(TEST_DATABASE_URL) and not is_sqlite(normalize_url(TEST_DATABASE_URL))
@@ -144,18 +176,37 @@ def owner_database_url(request, database_url) -> str:
 
 
 async def _empty_postgres(owner_url: str) -> None:
-    """Empty every table as the owner. The audit trail refuses TRUNCATE, so its guard is lifted
-    inside the same transaction (only the owner can) and is back before anyone else sees it."""
+    """Empty every table as the owner, and restart their id sequences, as a fresh database has them.
+
+    Only the tables that hold rows are emptied, with DELETE children first: a TRUNCATE swaps each
+    table's files and waits for their flush (0.3-1 s per test for the two dozen tables), while most
+    tests leave most tables empty. The audit trail refuses DELETE, so its guard is lifted inside the
+    same transaction (only the owner can) and is back before anyone else sees it."""
+    order = {table.name: index for index, table in enumerate(SQLModel.metadata.sorted_tables)}
     engine = make_engine(owner_url)
     try:
         async with engine.begin() as connection:
+            # Nobody needs this cleanup to survive a crash of the test server: do not wait for the disk.
+            await connection.execute(text("SET LOCAL synchronous_commit = off"))
             tables = (await connection.execute(text(
                 "SELECT tablename FROM pg_tables WHERE schemaname='public' "
                 "AND tablename NOT IN ('alembic_version', 'audit_head')"
             ))).scalars().all()
-            await connection.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
-            await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-            await connection.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
+            filled = (await connection.execute(text(" UNION ALL ".join(
+                f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM \"{table}\")" for table in tables)))).scalars().all()
+            # Children before parents; a table the models do not know goes first.
+            filled = sorted(filled, key=lambda table: -order.get(table, len(order)))
+            if "audit_log" in filled:
+                await connection.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+            for table in filled:
+                await connection.execute(text(f'DELETE FROM "{table}"'))
+            if "audit_log" in filled:
+                await connection.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
+            # As TRUNCATE ... RESTART IDENTITY did: also a sequence a rolled-back insert advanced.
+            await connection.execute(text(
+                "SELECT setval(s.seqrelid, s.seqstart, false) FROM pg_sequence s "
+                "JOIN pg_depend d ON d.objid = s.seqrelid AND d.deptype IN ('a', 'i') "
+                "JOIN pg_class t ON t.oid = d.refobjid WHERE t.relname = ANY(:tables)"), {"tables": list(tables)})
     finally:
         await engine.dispose()
 
@@ -192,14 +243,79 @@ def _environment_deselections() -> dict[str, str]:
     return unwanted
 
 
+# The tests that take longest in wall time (simulations, waits on real timers, subprocesses), longest
+# first, measured with --durations. They run first, one to a worker (SlowestFirstScheduling), so that
+# they overlap the hundreds of short tests instead of finishing the run alone. A renamed test only
+# loses its place in this list; it still runs.
+SLOWEST_FIRST = (
+    "tests/simulation/test_simulation.py::test_a_broken_build",
+    "tests/simulation/test_simulation.py::test_short_seed_fixed_trial",
+    "tests/scheduler/test_sched_delivery.py::test_flood_2000_reminders",
+    "tests/security/test_sec_polling_outage.py::test_a_polling_outage_in_the_running_bot",
+    "tests/test_conversations_doc.py::test_the_committed_conversations_document_is_current",
+    "tests/dialogs/test_dialog_restart.py::",
+    "tests/scheduler/test_alert_fairness.py::test_recovery_never_hands_back",
+    "tests/scheduler/test_sched_processes.py::",
+    "tests/deploy/test_install.py::test_unit_command_lines",
+    "tests/db/test_audit_trail.py::test_verify_audit_reports_an_edited_row",
+    "tests/domain/test_domain_ack_codes.py::test_guessed_codes",
+    "tests/scheduler/test_sched_lifecycle.py::test_a_whole_course_runs_in_seconds",
+    "tests/test_health.py::test_health_cli_exits_nonzero_without_a_sweep",
+)
+
+
+def _slowness_rank(item) -> int:
+    return next((rank for rank, prefix in enumerate(SLOWEST_FIRST) if item.nodeid.startswith(prefix)),
+                len(SLOWEST_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
     """Database-specific tests are deselected (not skipped) in the other pass: `make test` runs
-    both passes, so every test runs exactly where it means something."""
+    both passes, so every test runs exactly where it means something. The slowest tests are
+    moved to the front (a stable sort: every worker collects the same order)."""
     unwanted = {"sqlite_only" if ON_POSTGRES else "postgres_only", *_environment_deselections()}
     deselected = [item for item in items if any(item.get_closest_marker(m) for m in unwanted)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
+    items.sort(key=_slowness_rank)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") == "load":
+        return _slowest_first_scheduling(config, log)
+    return None
+
+
+def _slowest_first_scheduling(config, log):
+    """pytest-xdist's load scheduling, but the first tests of the collection (the slowest) are dealt
+    one to each worker, each with one quick test from the end of the collection (a worker only
+    starts a test once it holds the next), and then every worker is sent one test at a time. The
+    default sends each worker a run of consecutive tests, so one worker got all the slow ones."""
+    from xdist.scheduler import LoadScheduling
+
+    class SlowestFirstScheduling(LoadScheduling):
+        def schedule(self) -> None:
+            assert self.collection_is_completed
+            if self.collection is not None or not self._check_nodes_have_same_collection():
+                return super().schedule()
+            collection = next(iter(self.node2collection.values()))
+            if len(collection) < 2 * len(self.nodes):
+                return super().schedule()
+            self.collection = collection
+            self.pending[:] = range(len(collection))
+            self.maxschedchunk = 1
+            for node in self.nodes:
+                self._send_tests(node, 1)
+            for node in self.nodes:
+                quick = self.pending.pop()
+                self.node2pending[node].append(quick)
+                node.send_runtest_some([quick])
+            if not self.pending:
+                for node in self.nodes:
+                    node.shutdown()
+
+    return SlowestFirstScheduling(config, log)
 
 
 def pytest_terminal_summary(terminalreporter):

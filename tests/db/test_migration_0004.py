@@ -11,9 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from alembic.script import ScriptDirectory
-from bot.db.engine import make_engine, normalize_url
 from bot.db.migrate import alembic_config, current_revision, schema_differences, upgrade
-from tests.conftest import ON_POSTGRES, TEST_DATABASE_URL
+from tests.conftest import ON_POSTGRES
+from tests.db.migration_support import database_at
 
 UTC = timezone.utc
 T = "2026-12-01 00:00:00"
@@ -22,18 +22,8 @@ T = "2026-12-01 00:00:00"
 @pytest.fixture
 async def old_engine(tmp_path):
     """An empty database at revision 0002 (the schema before this change)."""
-    if ON_POSTGRES:
-        url = normalize_url(TEST_DATABASE_URL)
-        engine = make_engine(url)
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    else:
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-    await upgrade(engine, "0002")
-    yield engine
-    await upgrade(engine, "head")  # leave the shared PostgreSQL database as the other tests expect it
-    await engine.dispose()
+    async with database_at(tmp_path, "0002") as engine:
+        yield engine
 
 
 def _day(id_, patient, course, cycle, day, local_date, state):
