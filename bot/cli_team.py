@@ -210,9 +210,9 @@ def cmd_confirm_course(args, settings) -> int:
 
 
 def cmd_alerts(args, settings) -> int:
-    from bot.services import coord_alerts
+    from bot.services import alerts
 
-    rows = asyncio.run(_run(settings, lambda rt: coord_alerts.open_alerts(rt, _actor(args), site_id=args.site)))
+    rows = asyncio.run(_run(settings, lambda rt: alerts.open_alerts(rt, _actor(args), site_id=args.site)))
     for alert in rows:
         subject = (alert.details or {}).get("subject_id") or "-"
         print(f"#{alert.id}\t{alert.site_id}\t{subject}\t{alert.kind}\t{alert.level}\t{alert.created_at.isoformat()}"
@@ -222,9 +222,9 @@ def cmd_alerts(args, settings) -> int:
 
 
 def cmd_ack(args, settings) -> int:
-    from bot.services import alerts_ack
+    from bot.services import alerts
 
-    result = asyncio.run(_run(settings, lambda rt: alerts_ack.acknowledge_by_code(rt, code=args.code,
+    result = asyncio.run(_run(settings, lambda rt: alerts.acknowledge_by_code(rt, code=args.code,
                                                                                   operator="operator:cli")))
     if result.status == "invalid":
         raise TeamCommandError("no alert has this code: check it against the mail (e.g. 123-K7Q2M9XZTA)")

@@ -10,7 +10,7 @@ from bot.channels.port import Account
 from bot.db.models import Alert, DoseDay, Patient
 from bot.domain.dose import Answer
 from bot.handlers.coord_reports import send_site_digest
-from bot.services import alerts_ack, digest, doses, symptoms
+from bot.services import alerts, digest, doses, symptoms
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, enrol_direct, nurse, register,
                                              send, tr)
 from tests.e2e.harness import running_bot
@@ -32,7 +32,7 @@ async def scripted_day(h):
     await enrol_direct(h, 7804, "SH-0804", site="SH")
     await register(h, "SH-0804")
     for alert in await h.rows(Alert):
-        await alerts_ack.acknowledge(h.rt, alert_id=alert.id, account=Account.telegram(ADMIN_NJ))
+        await alerts.acknowledge(h.rt, alert_id=alert.id, account=Account.telegram(ADMIN_NJ))
     h.clock.set(local(1, 20))
     await symptoms.report(h.rt, account=Account.telegram(7801), codes=["few_petechiae"])  # before the previous digest
     assert await send_site_digest(h.rt, h.app.bot, site_id="NJ") > 0  # 1 Dec, 20:00: the previous digest
