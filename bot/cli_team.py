@@ -74,7 +74,7 @@ async def _run(settings, work):
     from bot.db.engine import make_engine
     from bot.services.coord_access import NotFound, NotPermitted
     from bot.services.coord_courses import CourseActionRefused
-    from bot.services.coord_invites import InviteRefused
+    from bot.services.invitations import InviteRefused
     from bot.services.coord_patients import PatientActionRefused
     from bot.services.runtime import Runtime
 
@@ -96,9 +96,9 @@ def _actor(args):
 
 
 def cmd_invites(args, settings) -> int:
-    from bot.services import coord_invites
+    from bot.services import invitations
 
-    rows = asyncio.run(_run(settings, lambda rt: coord_invites.list_open(rt, _actor(args), site_id=args.site)))
+    rows = asyncio.run(_run(settings, lambda rt: invitations.list_open(rt, _actor(args), site_id=args.site)))
     for row in rows:
         print(f"#{row.id}\t{row.site_id}\t{row.subject_id or '-'}\t{row.purpose}\texpires {row.expires_at.isoformat()}")
     print(f"{len(rows)} open invitations")
@@ -106,9 +106,9 @@ def cmd_invites(args, settings) -> int:
 
 
 def cmd_revoke(args, settings) -> int:
-    from bot.services import coord_invites
+    from bot.services import invitations
 
-    status = asyncio.run(_run(settings, lambda rt: coord_invites.revoke(rt, _actor(args),
+    status = asyncio.run(_run(settings, lambda rt: invitations.revoke(rt, _actor(args),
                                                                         invitation_id=args.invitation_id)))
     print(f"invitation #{args.invitation_id}: {status}")
     return 0 if status == "revoked" else 1

@@ -18,7 +18,7 @@ from bot.render import coordinator as render
 from bot.services import dialogs
 from bot.services.coord_access import Actor, NotFound, NotPermitted, coordinator_actor, refuse_stranger
 from bot.services.coord_courses import CourseActionRefused
-from bot.services.coord_invites import InviteRefused
+from bot.services.invitations import InviteRefused
 from bot.services.coord_patients import PatientActionRefused
 
 REFUSED = object()
