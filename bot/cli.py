@@ -198,7 +198,7 @@ def _cmd_cycle(args, settings: Settings) -> int:
 
     async def work(engine):
         try:
-            return await courses.register(_runtime(settings, engine), subject_id=args.subject,
+            return await courses.add_course(_runtime(settings, engine), subject_id=args.subject,
                                           chemo_end=args.chemo_end, actor_kind="operator", actor_id="cli")
         except courses.CourseRefused as error:
             raise CommandError(f"course not registered: {error.code} {error}") from None

@@ -73,7 +73,7 @@ def _en(settings, site_id: str | None = None):
 async def _run(settings, work):
     from bot.db.engine import make_engine
     from bot.services.coord_access import NotFound, NotPermitted
-    from bot.services.coord_courses import CourseActionRefused
+    from bot.services.courses import CourseRefused
     from bot.services.invitations import InviteRefused
     from bot.services.coord_patients import PatientActionRefused
     from bot.services.runtime import Runtime
@@ -83,7 +83,7 @@ async def _run(settings, work):
         return await work(Runtime(settings=settings, engine=engine))
     except (NotFound, NotPermitted) as error:
         raise TeamCommandError(f"no such patient, invitation or course: {error}") from None
-    except (CourseActionRefused, PatientActionRefused, InviteRefused) as error:
+    except (CourseRefused, PatientActionRefused, InviteRefused) as error:
         raise TeamCommandError(f"refused: {error.code} {error}".strip()) from None
     finally:
         await engine.dispose()
@@ -174,12 +174,12 @@ def cmd_rebind(args, settings) -> int:
 
 
 def cmd_correct(args, settings) -> int:
-    from bot.services import coord_courses
+    from bot.services import courses
 
     async def work(rt):
-        course = await coord_courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
+        course = await courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
                                             what="correct_course")
-        return await coord_courses.reanchor(rt, _actor(args), subject_id=args.subject, cycle=course.cycle,
+        return await courses.reanchor(rt, _actor(args), subject_id=args.subject, cycle=course.cycle,
                                             new_chemo_end=args.chemo_end, reason=args.reason)
 
     course = asyncio.run(_run(settings, work))
@@ -188,21 +188,21 @@ def cmd_correct(args, settings) -> int:
 
 
 def cmd_cancel_course(args, settings) -> int:
-    from bot.services import coord_courses
+    from bot.services import courses
 
-    course = asyncio.run(_run(settings, lambda rt: coord_courses.cancel(rt, _actor(args), subject_id=args.subject,
+    course = asyncio.run(_run(settings, lambda rt: courses.cancel(rt, _actor(args), subject_id=args.subject,
                                                                         cycle=args.cycle, reason=args.reason)))
     print(f"{args.subject}: cycle {course.cycle} cancelled")
     return 0
 
 
 def cmd_confirm_course(args, settings) -> int:
-    from bot.services import coord_courses
+    from bot.services import courses
 
     async def work(rt):
-        course = await coord_courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
+        course = await courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
                                             what="confirm_course")
-        return await coord_courses.confirm(rt, _actor(args), course_id=course.id)
+        return await courses.confirm(rt, _actor(args), course_id=course.id)
 
     status, course = asyncio.run(_run(settings, work))
     print(f"{args.subject}: cycle {course.cycle} {status}")

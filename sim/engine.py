@@ -23,7 +23,7 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from bot.db.models import Alert, DoseDay, Patient
-from bot.services import coord_courses, coord_patients, invitations
+from bot.services import coord_patients, courses, invitations
 from bot.services.clock import FakeClock
 from bot.channels.port import Account
 from bot.services.coord_access import coordinator_actor
@@ -268,7 +268,7 @@ class Simulation:
             try:
                 await work()
                 self.counts["coordinator actions"] += 1
-            except (coord_courses.CourseActionRefused, coord_patients.PatientActionRefused) as refused:
+            except (courses.CourseRefused, coord_patients.PatientActionRefused) as refused:
                 self.counts[f"coordinator actions refused ({refused.code})"] += 1
             except Exception as error:
                 self.counts["coordinator actions failed"] += 1
@@ -279,7 +279,7 @@ class Simulation:
 
     def _register(self, person: Person, cycle):
         async def work() -> None:
-            status, course = await coord_courses.register(self.bot.rt, self._actor(person),
+            status, course = await courses.register(self.bot.rt, self._actor(person),
                                                           subject_id=person.plan.subject_id,
                                                           chemo_end=cycle.registered_as)
             person.course_ids[cycle.cycle], person.course_cycles[cycle.cycle] = course.id, course.cycle
@@ -292,7 +292,7 @@ class Simulation:
         async def work() -> None:
             if cycle.cycle not in person.course_cycles:
                 return
-            await coord_courses.reanchor(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
+            await courses.reanchor(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
                                          cycle=person.course_cycles[cycle.cycle], new_chemo_end=cycle.chemo_end,
                                          reason="Chemotherapy delayed: platelets low")
         return self._team(person, f"correct cycle {cycle.cycle}", work)
@@ -301,7 +301,7 @@ class Simulation:
         async def work() -> None:
             if cycle.cycle not in person.course_cycles:
                 return
-            await coord_courses.cancel(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
+            await courses.cancel(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
                                        cycle=person.course_cycles[cycle.cycle], reason="Cycle cancelled by investigator")
         return self._team(person, f"cancel cycle {cycle.cycle}", work)
 

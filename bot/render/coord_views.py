@@ -19,7 +19,7 @@ from bot.render import visits as render_visits
 from bot.render.coordinator import alert_summary, alert_title, missed_reason_label, printable
 from bot.render.patient import state_label
 from bot.reports.chart import ChartRow
-from bot.services.coord_courses import CoursePreview, ReanchorPreview
+from bot.services.courses import CoursePreview, ReanchorPreview
 from bot.services.invitations import OpenInvitation
 from bot.services.coord_patients import PatientDetail, PatientRow
 from bot.services.digest import Digest

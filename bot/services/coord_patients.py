@@ -18,7 +18,7 @@ from bot.services import accountability, invitations, patients, visits
 from bot.services.alerts import needs_action
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
-from bot.services.coord_courses import remove_untouched_days
+from bot.services.courses import remove_untouched_days
 from bot.services.invitations import expiry_days
 from bot.services.doses import close_reminder_messages
 from bot.services.messages import messages_for
