@@ -75,7 +75,7 @@ async def _run(settings, work):
     from bot.services.coord_access import NotFound, NotPermitted
     from bot.services.courses import CourseRefused
     from bot.services.invitations import InviteRefused
-    from bot.services.coord_patients import PatientActionRefused
+    from bot.services.patients import PatientActionRefused
     from bot.services.runtime import Runtime
 
     engine = make_engine(settings.database.url)
@@ -116,9 +116,9 @@ def cmd_revoke(args, settings) -> int:
 
 def cmd_patients(args, settings) -> int:
     from bot.render import coord_views
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    rows = asyncio.run(_run(settings, lambda rt: coord_patients.overview(rt, _actor(args), site_id=args.site)))
+    rows = asyncio.run(_run(settings, lambda rt: patients.overview(rt, _actor(args), site_id=args.site)))
     for text in coord_views.patients_list(_en(settings, args.site), settings, rows):
         print(text)
     return 0
@@ -126,18 +126,18 @@ def cmd_patients(args, settings) -> int:
 
 def cmd_patient(args, settings) -> int:
     from bot.render import coord_views
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    detail = asyncio.run(_run(settings, lambda rt: coord_patients.detail(rt, _actor(args), subject_id=args.subject)))
+    detail = asyncio.run(_run(settings, lambda rt: patients.detail(rt, _actor(args), subject_id=args.subject)))
     print(coord_views.patient_card(_en(settings, detail.patient.site_id), settings, detail)[0])
     return 0
 
 
 def _paused(paused: bool):
     def command(args, settings) -> int:
-        from bot.services import coord_patients
+        from bot.services import patients
 
-        patient = asyncio.run(_run(settings, lambda rt: coord_patients.set_paused(
+        patient = asyncio.run(_run(settings, lambda rt: patients.set_paused_by_staff(
             rt, _actor(args), subject_id=args.subject, paused=paused, reason=args.reason)))
         print(f"{patient.subject_id}: {patient.status}")
         return 0
@@ -146,27 +146,27 @@ def _paused(paused: bool):
 
 
 def cmd_withdraw(args, settings) -> int:
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    patient = asyncio.run(_run(settings, lambda rt: coord_patients.withdraw(rt, _actor(args), subject_id=args.subject,
+    patient = asyncio.run(_run(settings, lambda rt: patients.withdraw(rt, _actor(args), subject_id=args.subject,
                                                                             reason=args.reason)))
     print(f"{patient.subject_id}: withdrawn (no more messages; all data kept)")
     return 0
 
 
 def cmd_dose(args, settings) -> int:
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    dose = asyncio.run(_run(settings, lambda rt: coord_patients.correct_day(
+    dose = asyncio.run(_run(settings, lambda rt: patients.correct_day(
         rt, _actor(args), subject_id=args.subject, local_date=args.date, new_state=args.state, reason=args.reason)))
     print(f"{args.subject} {args.date}: corrected to {dose.state} (cycle {dose.cycle}, day {dose.day})")
     return 0
 
 
 def cmd_rebind(args, settings) -> int:
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    issued = asyncio.run(_run(settings, lambda rt: coord_patients.rebind(rt, _actor(args), subject_id=args.subject)))
+    issued = asyncio.run(_run(settings, lambda rt: patients.rebind(rt, _actor(args), subject_id=args.subject)))
     print(f"token: {issued.token}")
     print(f"link: {issued.link}")
     print(f"expires: {issued.expires_at.isoformat()}")
@@ -250,10 +250,10 @@ def cmd_digest(args, settings) -> int:
 def cmd_report(args, settings) -> int:
     from bot.render import coord_views
     from bot.reports.chart import render_pages
-    from bot.services import coord_patients
+    from bot.services import patients
 
     async def work(rt):
-        return {s.id: await coord_patients.overview(rt, _actor(args), site_id=s.id)
+        return {s.id: await patients.overview(rt, _actor(args), site_id=s.id)
                 for s in settings.sites if args.site in (None, s.id)}
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from bot.services import dialogs
 from bot.services.coord_access import Actor, NotFound, NotPermitted, coordinator_actor, refuse_stranger
 from bot.services.courses import CourseRefused
 from bot.services.invitations import InviteRefused
-from bot.services.coord_patients import PatientActionRefused
+from bot.services.patients import PatientActionRefused
 
 REFUSED = object()
 _DATE = re.compile(r"\A(\d{4})[-/.]?(\d{1,2})[-/.]?(\d{1,2})\Z")

@@ -11,7 +11,7 @@ from bot.handlers.coord_common import REFUSED, edit_quietly, guarded, require_co
 from bot.render import callbacks as cb
 from bot.render import coord_views as views
 from bot.reports.qr import invitation_card_png
-from bot.services import coord_patients, invitations
+from bot.services import invitations, patients
 from bot.services.coord_access import NotFound, NotPermitted
 
 
@@ -46,7 +46,7 @@ async def rebind(update: Update, context: BotContext, subject: str | None = None
         return
     actor, t = found
     subject = subject or (context.args[0] if context.args else None)
-    issued = await guarded(update, t, subject, lambda: coord_patients.rebind(
+    issued = await guarded(update, t, subject, lambda: patients.rebind(
         runtime(context), actor, subject_id=subject or "", update_id=update.update_id))
     if issued is not REFUSED:
         if update.callback_query is not None:

@@ -21,7 +21,7 @@ from bot.render.patient import state_label
 from bot.reports.chart import ChartRow
 from bot.services.courses import CoursePreview, ReanchorPreview
 from bot.services.invitations import OpenInvitation
-from bot.services.coord_patients import PatientDetail, PatientRow
+from bot.services.patients import PatientDetail, PatientRow
 from bot.services.digest import Digest
 
 MESSAGE_LIMIT = 3800  # below Telegram's 4096, leaving room for a header
