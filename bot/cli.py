@@ -176,14 +176,13 @@ def _runtime(settings: Settings, engine):
 
 def _cmd_invite(args, settings: Settings) -> int:
     from bot.services import invitations
-    from bot.services.coord_invites import expiry_days
 
     async def work(engine):
         try:
             return await invitations.issue(_runtime(settings, engine), site_id=args.site, subject_id=args.subject,
-                                           expires_days=args.expires_days or expiry_days(settings),
+                                           expires_days=args.expires_days or invitations.expiry_days(settings),
                                            actor_kind="operator", actor_id="cli")
-        except invitations.InvitationError as error:
+        except invitations.InviteRefused as error:
             raise CommandError(str(error)) from None
 
     issued = asyncio.run(_with_engine(settings, work))
@@ -198,7 +197,7 @@ def _cmd_cycle(args, settings: Settings) -> int:
 
     async def work(engine):
         try:
-            return await courses.register(_runtime(settings, engine), subject_id=args.subject,
+            return await courses.add_course(_runtime(settings, engine), subject_id=args.subject,
                                           chemo_end=args.chemo_end, actor_kind="operator", actor_id="cli")
         except courses.CourseRefused as error:
             raise CommandError(f"course not registered: {error.code} {error}") from None

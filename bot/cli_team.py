@@ -73,9 +73,9 @@ def _en(settings, site_id: str | None = None):
 async def _run(settings, work):
     from bot.db.engine import make_engine
     from bot.services.coord_access import NotFound, NotPermitted
-    from bot.services.coord_courses import CourseActionRefused
-    from bot.services.coord_invites import InviteRefused
-    from bot.services.coord_patients import PatientActionRefused
+    from bot.services.courses import CourseRefused
+    from bot.services.invitations import InviteRefused
+    from bot.services.patients import PatientActionRefused
     from bot.services.runtime import Runtime
 
     engine = make_engine(settings.database.url)
@@ -83,7 +83,7 @@ async def _run(settings, work):
         return await work(Runtime(settings=settings, engine=engine))
     except (NotFound, NotPermitted) as error:
         raise TeamCommandError(f"no such patient, invitation or course: {error}") from None
-    except (CourseActionRefused, PatientActionRefused, InviteRefused) as error:
+    except (CourseRefused, PatientActionRefused, InviteRefused) as error:
         raise TeamCommandError(f"refused: {error.code} {error}".strip()) from None
     finally:
         await engine.dispose()
@@ -96,9 +96,9 @@ def _actor(args):
 
 
 def cmd_invites(args, settings) -> int:
-    from bot.services import coord_invites
+    from bot.services import invitations
 
-    rows = asyncio.run(_run(settings, lambda rt: coord_invites.list_open(rt, _actor(args), site_id=args.site)))
+    rows = asyncio.run(_run(settings, lambda rt: invitations.list_open(rt, _actor(args), site_id=args.site)))
     for row in rows:
         print(f"#{row.id}\t{row.site_id}\t{row.subject_id or '-'}\t{row.purpose}\texpires {row.expires_at.isoformat()}")
     print(f"{len(rows)} open invitations")
@@ -106,9 +106,9 @@ def cmd_invites(args, settings) -> int:
 
 
 def cmd_revoke(args, settings) -> int:
-    from bot.services import coord_invites
+    from bot.services import invitations
 
-    status = asyncio.run(_run(settings, lambda rt: coord_invites.revoke(rt, _actor(args),
+    status = asyncio.run(_run(settings, lambda rt: invitations.revoke(rt, _actor(args),
                                                                         invitation_id=args.invitation_id)))
     print(f"invitation #{args.invitation_id}: {status}")
     return 0 if status == "revoked" else 1
@@ -116,9 +116,9 @@ def cmd_revoke(args, settings) -> int:
 
 def cmd_patients(args, settings) -> int:
     from bot.render import coord_patients as patient_views
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    rows = asyncio.run(_run(settings, lambda rt: coord_patients.overview(rt, _actor(args), site_id=args.site)))
+    rows = asyncio.run(_run(settings, lambda rt: patients.overview(rt, _actor(args), site_id=args.site)))
     for text in patient_views.patients_list(_en(settings, args.site), settings, rows):
         print(text)
     return 0
@@ -126,18 +126,18 @@ def cmd_patients(args, settings) -> int:
 
 def cmd_patient(args, settings) -> int:
     from bot.render import coord_patients as patient_views
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    detail = asyncio.run(_run(settings, lambda rt: coord_patients.detail(rt, _actor(args), subject_id=args.subject)))
+    detail = asyncio.run(_run(settings, lambda rt: patients.detail(rt, _actor(args), subject_id=args.subject)))
     print(patient_views.patient_card(_en(settings, detail.patient.site_id), settings, detail)[0])
     return 0
 
 
 def _paused(paused: bool):
     def command(args, settings) -> int:
-        from bot.services import coord_patients
+        from bot.services import patients
 
-        patient = asyncio.run(_run(settings, lambda rt: coord_patients.set_paused(
+        patient = asyncio.run(_run(settings, lambda rt: patients.set_paused_by_staff(
             rt, _actor(args), subject_id=args.subject, paused=paused, reason=args.reason)))
         print(f"{patient.subject_id}: {patient.status}")
         return 0
@@ -146,27 +146,27 @@ def _paused(paused: bool):
 
 
 def cmd_withdraw(args, settings) -> int:
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    patient = asyncio.run(_run(settings, lambda rt: coord_patients.withdraw(rt, _actor(args), subject_id=args.subject,
+    patient = asyncio.run(_run(settings, lambda rt: patients.withdraw(rt, _actor(args), subject_id=args.subject,
                                                                             reason=args.reason)))
     print(f"{patient.subject_id}: withdrawn (no more messages; all data kept)")
     return 0
 
 
 def cmd_dose(args, settings) -> int:
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    dose = asyncio.run(_run(settings, lambda rt: coord_patients.correct_day(
+    dose = asyncio.run(_run(settings, lambda rt: patients.correct_day(
         rt, _actor(args), subject_id=args.subject, local_date=args.date, new_state=args.state, reason=args.reason)))
     print(f"{args.subject} {args.date}: corrected to {dose.state} (cycle {dose.cycle}, day {dose.day})")
     return 0
 
 
 def cmd_rebind(args, settings) -> int:
-    from bot.services import coord_patients
+    from bot.services import patients
 
-    issued = asyncio.run(_run(settings, lambda rt: coord_patients.rebind(rt, _actor(args), subject_id=args.subject)))
+    issued = asyncio.run(_run(settings, lambda rt: patients.rebind(rt, _actor(args), subject_id=args.subject)))
     print(f"token: {issued.token}")
     print(f"link: {issued.link}")
     print(f"expires: {issued.expires_at.isoformat()}")
@@ -174,12 +174,12 @@ def cmd_rebind(args, settings) -> int:
 
 
 def cmd_correct(args, settings) -> int:
-    from bot.services import coord_courses
+    from bot.services import courses
 
     async def work(rt):
-        course = await coord_courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
+        course = await courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
                                             what="correct_course")
-        return await coord_courses.reanchor(rt, _actor(args), subject_id=args.subject, cycle=course.cycle,
+        return await courses.reanchor(rt, _actor(args), subject_id=args.subject, cycle=course.cycle,
                                             new_chemo_end=args.chemo_end, reason=args.reason)
 
     course = asyncio.run(_run(settings, work))
@@ -188,21 +188,21 @@ def cmd_correct(args, settings) -> int:
 
 
 def cmd_cancel_course(args, settings) -> int:
-    from bot.services import coord_courses
+    from bot.services import courses
 
-    course = asyncio.run(_run(settings, lambda rt: coord_courses.cancel(rt, _actor(args), subject_id=args.subject,
+    course = asyncio.run(_run(settings, lambda rt: courses.cancel(rt, _actor(args), subject_id=args.subject,
                                                                         cycle=args.cycle, reason=args.reason)))
     print(f"{args.subject}: cycle {course.cycle} cancelled")
     return 0
 
 
 def cmd_confirm_course(args, settings) -> int:
-    from bot.services import coord_courses
+    from bot.services import courses
 
     async def work(rt):
-        course = await coord_courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
+        course = await courses.target(rt, _actor(args), subject_id=args.subject, cycle=args.cycle,
                                             what="confirm_course")
-        return await coord_courses.confirm(rt, _actor(args), course_id=course.id)
+        return await courses.confirm(rt, _actor(args), course_id=course.id)
 
     status, course = asyncio.run(_run(settings, work))
     print(f"{args.subject}: cycle {course.cycle} {status}")
@@ -210,9 +210,9 @@ def cmd_confirm_course(args, settings) -> int:
 
 
 def cmd_alerts(args, settings) -> int:
-    from bot.services import coord_alerts
+    from bot.services import alerts
 
-    rows = asyncio.run(_run(settings, lambda rt: coord_alerts.open_alerts(rt, _actor(args), site_id=args.site)))
+    rows = asyncio.run(_run(settings, lambda rt: alerts.open_alerts(rt, _actor(args), site_id=args.site)))
     for alert in rows:
         subject = (alert.details or {}).get("subject_id") or "-"
         print(f"#{alert.id}\t{alert.site_id}\t{subject}\t{alert.kind}\t{alert.level}\t{alert.created_at.isoformat()}"
@@ -222,9 +222,9 @@ def cmd_alerts(args, settings) -> int:
 
 
 def cmd_ack(args, settings) -> int:
-    from bot.services import alerts_ack
+    from bot.services import alerts
 
-    result = asyncio.run(_run(settings, lambda rt: alerts_ack.acknowledge_by_code(rt, code=args.code,
+    result = asyncio.run(_run(settings, lambda rt: alerts.acknowledge_by_code(rt, code=args.code,
                                                                                   operator="operator:cli")))
     if result.status == "invalid":
         raise TeamCommandError("no alert has this code: check it against the mail (e.g. 123-K7Q2M9XZTA)")
@@ -250,10 +250,10 @@ def cmd_digest(args, settings) -> int:
 def cmd_report(args, settings) -> int:
     from bot.render import coord_reports
     from bot.reports.chart import render_pages
-    from bot.services import coord_patients
+    from bot.services import patients
 
     async def work(rt):
-        return {s.id: await coord_patients.overview(rt, _actor(args), site_id=s.id)
+        return {s.id: await patients.overview(rt, _actor(args), site_id=s.id)
                 for s in settings.sites if args.site in (None, s.id)}
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from bot.render import family as render_family
 from bot.render import visits as render_visits
 from bot.services.accountability import COUNT_KIND as TABLET_COUNT
 from bot.services import family
-from bot.services.alerts_ack import ack_key, code_for
+from bot.services.alerts import ack_key, code_for
 from bot.services.conmed import CHECK_KIND as CONMED_CHECK
 from bot.services.messages import RELAY_MEDIA_KIND, STAFF_REPLY_KIND
 from bot.services.symptoms import ADVICE_KIND, ALERT_UPDATE_KIND

@@ -23,7 +23,7 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from bot.db.models import Alert, DoseDay, Patient
-from bot.services import coord_courses, coord_patients, invitations
+from bot.services import courses, invitations, patients
 from bot.services.clock import FakeClock
 from bot.channels.port import Account
 from bot.services.coord_access import coordinator_actor
@@ -268,7 +268,7 @@ class Simulation:
             try:
                 await work()
                 self.counts["coordinator actions"] += 1
-            except (coord_courses.CourseActionRefused, coord_patients.PatientActionRefused) as refused:
+            except (courses.CourseRefused, patients.PatientActionRefused) as refused:
                 self.counts[f"coordinator actions refused ({refused.code})"] += 1
             except Exception as error:
                 self.counts["coordinator actions failed"] += 1
@@ -279,7 +279,7 @@ class Simulation:
 
     def _register(self, person: Person, cycle):
         async def work() -> None:
-            status, course = await coord_courses.register(self.bot.rt, self._actor(person),
+            status, course = await courses.register(self.bot.rt, self._actor(person),
                                                           subject_id=person.plan.subject_id,
                                                           chemo_end=cycle.registered_as)
             person.course_ids[cycle.cycle], person.course_cycles[cycle.cycle] = course.id, course.cycle
@@ -292,7 +292,7 @@ class Simulation:
         async def work() -> None:
             if cycle.cycle not in person.course_cycles:
                 return
-            await coord_courses.reanchor(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
+            await courses.reanchor(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
                                          cycle=person.course_cycles[cycle.cycle], new_chemo_end=cycle.chemo_end,
                                          reason="Chemotherapy delayed: platelets low")
         return self._team(person, f"correct cycle {cycle.cycle}", work)
@@ -301,20 +301,20 @@ class Simulation:
         async def work() -> None:
             if cycle.cycle not in person.course_cycles:
                 return
-            await coord_courses.cancel(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
+            await courses.cancel(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
                                        cycle=person.course_cycles[cycle.cycle], reason="Cycle cancelled by investigator")
         return self._team(person, f"cancel cycle {cycle.cycle}", work)
 
     def _team_pause(self, person: Person, paused: bool):
         async def work() -> None:
-            await coord_patients.set_paused(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
+            await patients.set_paused_by_staff(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
                                             paused=paused, reason="Drug hold by the study physician" if paused else
                                             "Hold lifted")
         return self._team(person, "team hold" if paused else "team resume", work)
 
     def _withdraw(self, person: Person):
         async def work() -> None:
-            await coord_patients.withdraw(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
+            await patients.withdraw(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id,
                                           reason="Participant withdrew consent")
             person.state = "withdrawn"
         return self._team(person, "withdrawal", work)
@@ -323,7 +323,7 @@ class Simulation:
         async def work() -> None:
             if person.state != "active":
                 return
-            issued = await coord_patients.rebind(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id)
+            issued = await patients.rebind(self.bot.rt, self._actor(person), subject_id=person.plan.subject_id)
             old = person.user_id
             person.old_user_ids.append(old)
             person.user_id = person.plan.user_id + REBIND_BASE * len(person.old_user_ids)

@@ -8,7 +8,7 @@ from bot.channels.port import Action, Actions
 from bot.render.actions import buttons
 from bot.i18n import Translator
 from bot.render import callbacks as cb
-from bot.services.coord_courses import CoursePreview, ReanchorPreview
+from bot.services.courses import CoursePreview, ReanchorPreview
 
 
 def course_preview(t: Translator, preview: CoursePreview) -> tuple[str, Actions]:

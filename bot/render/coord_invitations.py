@@ -7,7 +7,7 @@ from bot.render.actions import buttons
 from bot.config import Site
 from bot.i18n import Translator
 from bot.render import callbacks as cb
-from bot.services.coord_invites import OpenInvitation
+from bot.services.invitations import OpenInvitation
 
 
 def invitation_caption(t: Translator, *, link: str, subject_id: str | None, site: Site, expires_at,

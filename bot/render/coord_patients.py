@@ -17,7 +17,7 @@ from bot.render import visits as render_visits
 from bot.render.coord_text import chunks, level_label, rate, ratio
 from bot.render.coordinator import alert_summary, missed_reason_label, printable
 from bot.render.patient import state_label
-from bot.services.coord_patients import PatientDetail, PatientRow
+from bot.services.patients import PatientDetail, PatientRow
 
 
 def ask_reason(t: Translator, what: str, subject_id: str, cycle: int | None = None) -> str:

@@ -13,7 +13,7 @@ from bot.render import visits as render_visits
 from bot.render.coord_text import chunks, level_label, ratio
 from bot.render.coordinator import alert_summary, missed_reason_label, printable
 from bot.reports.chart import ChartRow
-from bot.services.coord_patients import PatientRow
+from bot.services.patients import PatientRow
 from bot.services.digest import Digest
 
 

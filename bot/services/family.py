@@ -23,10 +23,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels.port import Account, Recipient
 from bot.db.models import Helper, Invitation, Outbox, Patient
-from bot.services import dialogs, invitations
+# enrolment as a module: it needs patients, which needs this module (a helper leaves with a withdrawal)
+from bot.services import dialogs, enrolment, invitations
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
-from bot.services.enrolment import check_token
 from bot.services.outbox import enqueue
 from bot.services.queries import patient_by_account
 from bot.services.runtime import Runtime
@@ -210,7 +210,7 @@ async def start_joining(rt: Runtime, *, account: Account, token: str, locale: st
     """A helper opened their link: check it (same rules as enrolment) and the patient's consent,
     then keep the half-done dialog in the database. Nothing is bound yet."""
     _enabled(rt)
-    pending = await check_token(rt, account=account, token=token, update_id=update_id)
+    pending = await enrolment.check_token(rt, account=account, token=token, update_id=update_id)
     if pending.purpose != PURPOSE:
         raise HelperRefused("invalid")
     async with rt.session() as session:
@@ -255,7 +255,7 @@ async def join(rt: Runtime, *, account: Account, address: str, update_id: int | 
     state = await pending_join(rt, account=account)
     if state is None:
         raise HelperRefused("expired")
-    pending = await check_token(rt, account=account, token_hash=state["token_hash"],
+    pending = await enrolment.check_token(rt, account=account, token_hash=state["token_hash"],
                                 update_id=update_id)
     now = rt.now()
     async with rt.session() as session:

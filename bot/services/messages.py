@@ -19,9 +19,8 @@ from bot.domain.hours import next_working_start, seen_today
 from bot.domain.keywords import triage_text
 from bot.domain.triage import TriageLevel
 from bot.channels.port import RELAYING_CHANNELS, Account
-from bot.services.alerts import (FIRST_EMERGENCY, NEW, raise_alert, reachable_escalation, reachable_recipients,
-                                 staff_name, team_reached)
-from bot.services.alerts_ack import may_act_on_site
+from bot.services.alerts import (FIRST_EMERGENCY, NEW, may_act_on_site, raise_alert, reachable_escalation,
+                                 reachable_recipients, staff_name, team_reached)
 from bot.services.audit import audit
 from bot.services.outbox import ALERT_LANE, NORMAL_LANE, enqueue
 from bot.services.queries import patient_by_account

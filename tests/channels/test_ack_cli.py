@@ -11,7 +11,7 @@ from bot import cli
 from bot.channels.port import Recipient
 from bot.config import settings_from_mapping
 from bot.db.models import Alert, AuditLog
-from bot.services import alerts_ack
+from bot.services import alerts
 from bot.services.alerts import raise_alert
 from bot.services.runtime import Runtime
 from sqlmodel import select
@@ -30,7 +30,7 @@ async def test_ack_subcommand(engine, database_url, tmp_path, capsys):
     now = datetime.now(timezone.utc)
     async with rt.session() as session:
         alert = await raise_alert(session, settings=rt.settings, now=now, site_id="NJ", kind="consecutive_missed")
-        code = alerts_ack.code_for(await alerts_ack.ack_key(session, now=now), alert_id=alert.id,
+        code = alerts.code_for(await alerts.ack_key(session, now=now), alert_id=alert.id,
                                    recipient=Recipient.email(ONCALL))
         await session.commit()
 

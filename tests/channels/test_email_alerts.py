@@ -19,7 +19,7 @@ from bot.channels.port import Account
 from bot.config import deployment_problems, settings_from_mapping
 from bot.db.models import Alert, Outbox, UnreachableRecipient
 from bot.sandbox import BotApiSandbox
-from bot.services import alerts_ack, messages, symptoms
+from bot.services import alerts, messages, symptoms
 from bot.services.clock import FakeClock
 from tests.channels.smtp_server import SmtpServer, wait_until
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, ESCALATION_NJ, audits, enrol_direct, nurse,
@@ -197,9 +197,9 @@ async def test_an_email_only_escalation_contact_is_paged_and_acknowledges_throug
             await h.tick(T0 + timedelta(minutes=20))  # escalated repeats page the contact by mail too
             await wait_until(lambda: len(_mails(smtp, ONCALL_MAIL, alert)) == 2)
 
-            wrong = await alerts_ack.acknowledge_by_code(h.rt, code=f"{alert.id}-AAAAAAAAAA", operator="operator:cli")
+            wrong = await alerts.acknowledge_by_code(h.rt, code=f"{alert.id}-AAAAAAAAAA", operator="operator:cli")
             assert wrong.status == "invalid"
-            done = await alerts_ack.acknowledge_by_code(h.rt, code=_code(paged), operator="operator:cli")
+            done = await alerts.acknowledge_by_code(h.rt, code=_code(paged), operator="operator:cli")
             assert done.status == "acknowledged" and done.alert.acknowledged_by is None
             [audit] = await audits(h, "alert.acknowledged", entity_id=alert.id)
             assert (audit.actor_kind, audit.actor_id) == ("operator", "operator:cli")

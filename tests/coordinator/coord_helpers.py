@@ -75,7 +75,7 @@ async def enrol_direct(h, user_id: int, subject: str, *, locale: str = "en", sit
 
 
 async def register(h, subject: str, chemo_end: date = date(2026, 12, 1)):
-    return await courses.register(h.rt, subject_id=subject, chemo_end=chemo_end, actor_kind="operator",
+    return await courses.add_course(h.rt, subject_id=subject, chemo_end=chemo_end, actor_kind="operator",
                                   actor_id="test")
 
 

@@ -38,7 +38,7 @@ async def test_team_subcommands(engine, database_url, tmp_path, capsys):
                              reminder_time="08:00")
     open_one = await invitations.issue(rt, site_id="SH", subject_id="SH-1002")
     chemo_end = date.today()
-    await courses.register(rt, subject_id="NJ-1001", chemo_end=chemo_end, actor_kind="operator", actor_id="cli")
+    await courses.add_course(rt, subject_id="NJ-1001", chemo_end=chemo_end, actor_kind="operator", actor_id="cli")
     cfg = ("--config", str(config))
 
     status, out = await run(capsys, "patients", *cfg)

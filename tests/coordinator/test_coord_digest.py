@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 from bot.db.models import Alert, DoseDay, Outbox, Patient
 from bot.channels.port import Account
 from bot.domain.dose import Answer
-from bot.services import alerts_ack, digest, doses, symptoms
+from bot.services import alerts, digest, doses, symptoms
+from bot.channels.telegram.handlers.coord_reports import send_site_digest
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, enrol_direct, nurse, register,
                                              send, tr)
 from tests.e2e.harness import running_bot
@@ -46,7 +47,7 @@ async def scripted_day(h):
     await enrol_direct(h, 7804, "SH-0804", site="SH")
     await register(h, "SH-0804")
     for alert in await h.rows(Alert):
-        await alerts_ack.acknowledge(h.rt, alert_id=alert.id, account=Account.telegram(ADMIN_NJ))
+        await alerts.acknowledge(h.rt, alert_id=alert.id, account=Account.telegram(ADMIN_NJ))
     h.clock.set(local(1, 8, 10))
     await symptoms.report(h.rt, account=Account.telegram(7801), codes=["few_petechiae"])  # before the previous digest
     before = counts(h)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from bot.channels.port import Account
 from bot.db.models import Alert
 from bot.reports import csv_files
-from bot.services import coord_courses, enrolment, exports, invitations, symptoms
+from bot.services import courses, enrolment, exports, invitations, symptoms
 from bot.services.audit import audit
 from bot.services.staff import keyed_hash, pseudonym_key
 from bot.services.coord_access import operator_actor
@@ -89,7 +89,7 @@ async def test_the_export_has_a_manifest_a_codebook_and_no_telegram_id(engine, d
             (m for m in coordinator.messages if f"a:{alert.id}" in str(m.reply_markup)), None))
         await tap(h, coordinator, copy, f"a:{alert.id}")
         await send(h, coordinator, "/pause", "NJ-0951 =cmd|' /C calc'!A0")
-        await coord_courses.cancel(h.rt, operator_actor(), subject_id="NJ-0951", cycle=1, reason="+44 wrong cycle")
+        await courses.cancel(h.rt, operator_actor(), subject_id="NJ-0951", cycle=1, reason="+44 wrong cycle")
         # Rows from before migration 0010 name people by bare Telegram ids (audit rows are never
         # rewritten): they are scrubbed as well, and a stranger keeps one pseudonym across both forms.
         async with h.rt.session() as session:

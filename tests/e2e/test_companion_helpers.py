@@ -11,7 +11,7 @@ import pytest
 
 from bot.db.models import Alert, AuditLog, Helper, Invitation, Outbox, SymptomReport
 from bot.i18n import Translator
-from bot.services import coord_patients, exports, family
+from bot.services import exports, family, patients
 from bot.services.coord_access import operator_actor
 from tests.e2e.harness import COORDINATOR_NJ, assert_language, running_bot
 from tests.e2e.test_patient_days import DAY1, enrolled_with_course
@@ -167,7 +167,7 @@ async def test_a_helper_reports_an_emergency_for_the_patient(engine, database_ur
         assert ("helpers.removal_reason", "consent_withdrawn") in {(r["field"], r["code"]) for r in export.codebook}
 
         # the patient leaves the study: their helper is cut off with them
-        await coord_patients.withdraw(h.rt, operator_actor(), subject_id=f"NJ-{user_id + 20}", reason="moved away")
+        await patients.withdraw(h.rt, operator_actor(), subject_id=f"NJ-{user_id + 20}", reason="moved away")
         helper.send_command("/status")
         cut_off = t._("You are no longer a family helper in this study, so this bot sends you nothing more.")
         await h.sandbox.wait_for(lambda: cut_off in (helper.last_message.text or ""))

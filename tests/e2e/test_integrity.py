@@ -15,8 +15,8 @@ from bot.channels.port import Account
 from bot.db.engine import session_factory
 from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
 from bot.domain.dose import Answer
-from bot.render import coord_reports
-from bot.services import coord_courses, digest, doses, enrolment, invitations
+from bot.render import coord_reports, coord_views
+from bot.services import courses, digest, doses, enrolment, invitations
 from bot.services.coord_access import operator_actor
 from tests.coordinator.coord_helpers import COORDINATOR_NJ, NURSE_IDS, NURSES, audits, enrol_direct, nurse, register, send, tr, type_text
 from tests.e2e.harness import running_bot
@@ -122,7 +122,7 @@ async def test_cancel_after_the_morning_reminder_stops_everything_and_tells_the_
         [day1] = await h.rows(DoseDay, DoseDay.day == 1)
         reminder = await reminder_for(h, patient, day1.id)
         h.clock.set(local(date(2026, 12, 2), 9))
-        await coord_courses.cancel(h.rt, OPERATOR, subject_id="NJ-8201", cycle=1, reason="Cycle postponed")
+        await courses.cancel(h.rt, OPERATOR, subject_id="NJ-8201", cycle=1, reason="Cycle postponed")
         await h.tick()
         t = tr(locale)
         told_text = t._("Your study team has cancelled cycle {cycle} ({first} – {last}).", cycle=1,
@@ -153,7 +153,7 @@ async def test_cancel_and_register_again_gives_one_dose_day_per_date(engine, dat
         [day1] = await h.rows(DoseDay, DoseDay.day == 1)
         await reminder_for(h, patient, day1.id)
         h.clock.set(local(date(2026, 12, 2), 9))
-        await coord_courses.cancel(h.rt, OPERATOR, subject_id="NJ-8202", cycle=1, reason="Entered twice")
+        await courses.cancel(h.rt, OPERATOR, subject_id="NJ-8202", cycle=1, reason="Entered twice")
         await register(h, "NJ-8202")  # the same chemotherapy end again
         await h.tick()
         days = await live_days(h, "NJ-8202")
@@ -187,7 +187,7 @@ async def test_an_answered_day_of_a_cancelled_course_is_carried_not_doubled(engi
         h.clock.set(local(date(2026, 12, 2), 8, 5))
         assert (await doses.answer(h.rt, account=Account.telegram(8203), dose_day_id=day1.id, choice=Answer.TAKEN)).status \
             == "recorded"
-        await coord_courses.cancel(h.rt, OPERATOR, subject_id="NJ-8203", cycle=1, reason="Wrong cycle")
+        await courses.cancel(h.rt, OPERATOR, subject_id="NJ-8203", cycle=1, reason="Wrong cycle")
         await register(h, "NJ-8203")
         days = await live_days(h, "NJ-8203")
         assert len(days) == 14 and len({d.local_date for d in days}) == 14

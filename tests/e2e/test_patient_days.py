@@ -20,7 +20,7 @@ DAY1 = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)  # 08:00 Asia/Shanghai
 
 async def enrolled_with_course(h, language_code, button, user_id):
     user, _ = await enrol(h, user_id, language_code, button, subject=f"NJ-{user_id}")
-    await courses.register(h.rt, subject_id=f"NJ-{user_id}", chemo_end=date(2026, 12, 1), actor_kind="operator",
+    await courses.add_course(h.rt, subject_id=f"NJ-{user_id}", chemo_end=date(2026, 12, 1), actor_kind="operator",
                            actor_id="test")
     await h.tick()
     return user

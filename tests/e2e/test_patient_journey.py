@@ -44,7 +44,7 @@ async def test_enrol_course_reminder_taken_twice(engine, database_url, language_
         alert_texts = [m.text for m in h.sandbox.messages(COORDINATOR_NJ)]
         assert any(f"NJ-{user_id}" in t for t in alert_texts)
 
-        course = await courses.register(h.rt, subject_id=f"NJ-{user_id}", chemo_end=date(2026, 12, 1),
+        course = await courses.add_course(h.rt, subject_id=f"NJ-{user_id}", chemo_end=date(2026, 12, 1),
                                         actor_kind="operator", actor_id="test")
         await h.tick()
         plan = user.last_message
@@ -72,7 +72,7 @@ async def test_forged_and_malformed_callbacks_change_nothing(engine, database_ur
     async with running_bot(engine, database_url) as h:
         victim, _ = await enrol(h, 7101, "en", "English", subject="NJ-7101")
         intruder, _ = await enrol(h, 7102, "zh-hans", "中文", subject="NJ-7102")
-        await courses.register(h.rt, subject_id="NJ-7101", chemo_end=date(2026, 12, 1), actor_kind="operator",
+        await courses.add_course(h.rt, subject_id="NJ-7101", chemo_end=date(2026, 12, 1), actor_kind="operator",
                                actor_id="test")
         await h.tick(datetime(2026, 12, 2, 0, 0, tzinfo=UTC))
         reminder = await h.sandbox.wait_for(

@@ -9,7 +9,7 @@ import pytest
 
 from bot.db.models import Alert, Patient
 from bot.i18n import Translator
-from bot.services import coord_alerts, coord_patients, invitations
+from bot.services import alerts, invitations, patients
 from bot.services.coord_access import Actor
 from tests.e2e.harness import COORDINATOR_NJ, running_bot
 from tests.e2e.test_patient_commands import reply_to
@@ -63,7 +63,7 @@ async def test_time_with_a_value_unknown_commands_and_a_withdrawn_patient(
         assert patient.reminder_time == "07:30"
         unknown = await reply_to(h, user, lambda: user.send_command("/stats"))
         assert unknown.text.startswith(t._("Sorry, I do not know that command.")) and "/status" in unknown.text
-        await coord_patients.withdraw(h.rt, OPERATOR, subject_id="NJ-0902", reason="consent withdrawn")
+        await patients.withdraw(h.rt, OPERATOR, subject_id="NJ-0902", reason="consent withdrawn")
         left = await reply_to(h, user, lambda: user.send_text("hello?"))
         assert t._("You have left the study's reminders, so this bot no longer sends you any.") in left.text
         assert h.settings.site("NJ").phone in left.text
@@ -81,11 +81,11 @@ async def test_notices_need_no_acknowledgement_and_a_resume_closes_the_pause_not
         assert all(m.buttons == [] for m in nurse.messages)  # new enrolment, paused: nothing to acknowledge
         [paused] = await h.rows(Alert, Alert.kind == "patient_paused")
         assert paused.next_repeat_at is None and paused.escalate_at is None
-        assert await coord_alerts.open_alerts(h.rt, OPERATOR) == []
+        assert await alerts.open_alerts(h.rt, OPERATOR) == []
         await reply_to(h, user, lambda: user.send_command("/start"))
         [paused] = await h.rows(Alert, Alert.kind == "patient_paused")
         assert paused.acknowledged_at is not None  # closed by the resume
-        assert await coord_alerts.open_alerts(h.rt, OPERATOR) == []
+        assert await alerts.open_alerts(h.rt, OPERATOR) == []
 
 
 async def test_confirm_course_edits_the_alert_with_what_was_confirmed_by_whom_and_when(engine, database_url):

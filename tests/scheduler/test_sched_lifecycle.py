@@ -29,7 +29,7 @@ async def _enrolled(engine, rt) -> None:
                                 enrolled_at=rt.now()))
         await session.commit()
     for user_id in PATIENTS:
-        await courses.register(rt, subject_id=f"NJ-L{user_id}", chemo_end=date(2026, 12, 1), actor_kind="operator",
+        await courses.add_course(rt, subject_id=f"NJ-L{user_id}", chemo_end=date(2026, 12, 1), actor_kind="operator",
                                actor_id="test")
 
 

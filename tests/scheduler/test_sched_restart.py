@@ -85,7 +85,7 @@ async def _course_in(engine, rt: Runtime, *, tz: str, reminder_time: str, chemo_
                           created_at=rt.now(), enrolled_at=rt.now())
         session.add(patient)
         await session.commit()
-    await courses.register(rt, subject_id=patient.subject_id, chemo_end=chemo_end, actor_kind="operator",
+    await courses.add_course(rt, subject_id=patient.subject_id, chemo_end=chemo_end, actor_kind="operator",
                            actor_id="test")
     return patient
 

@@ -40,7 +40,7 @@ async def _populate(rt: Runtime, clock: FakeClock) -> None:
         issued = await invitations.issue(rt, site_id="NJ", subject_id=subject)
         await enrolment.complete(rt, account=Account.telegram(user_id), address=str(user_id), token=issued.token, locale="en",
                                  reminder_time="08:00")
-        await courses.register(rt, subject_id=subject, chemo_end=date(2026, 12, 1), actor_kind="operator",
+        await courses.add_course(rt, subject_id=subject, chemo_end=date(2026, 12, 1), actor_kind="operator",
                                actor_id="test")
     clock.set(datetime(2026, 12, 2, 1, 0, tzinfo=UTC))
     async with rt.session() as session:

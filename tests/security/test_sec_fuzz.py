@@ -51,7 +51,7 @@ class BotThread:
         self.h = Harness(self.sandbox, make_settings(self.sandbox, self.url), self.engine, clock)
         await self.h.start()
         await enrol(self.h, ENROLLED, "en", "English", subject="NJ-FUZZ")
-        await courses.register(self.h.rt, subject_id="NJ-FUZZ", chemo_end=date(2026, 12, 1), actor_kind="operator",
+        await courses.add_course(self.h.rt, subject_id="NJ-FUZZ", chemo_end=date(2026, 12, 1), actor_kind="operator",
                                actor_id="test")
         await self.h.tick(datetime(2026, 12, 2, 0, 0, tzinfo=timezone.utc))
 

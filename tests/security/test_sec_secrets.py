@@ -22,7 +22,7 @@ async def test_token_appears_in_no_log_line_exception_or_message(engine, databas
     async with running_bot(engine, database_url) as h:
         token = h.settings.token
         user, _ = await enrol(h, 7801, "en", "English", subject="NJ-7801")
-        await courses.register(h.rt, subject_id="NJ-7801", chemo_end=date(2026, 12, 1), actor_kind="operator",
+        await courses.add_course(h.rt, subject_id="NJ-7801", chemo_end=date(2026, 12, 1), actor_kind="operator",
                                actor_id="test")
         await h.tick()  # the course plan goes out first (reminders wait for it)
         await h.sandbox.wait_for(lambda: len(user.messages) >= 4)

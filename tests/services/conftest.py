@@ -55,7 +55,7 @@ class World:
         return self.clock.now().astimezone(ZoneInfo(patient.timezone)).date()
 
     async def course(self, patient: Patient, *, chemo_end: date | None = None):
-        return await courses.register(self.rt, subject_id=patient.subject_id,
+        return await courses.add_course(self.rt, subject_id=patient.subject_id,
                                       chemo_end=chemo_end or self.today(patient) - timedelta(days=1),
                                       actor_kind="operator", actor_id="cli")
 

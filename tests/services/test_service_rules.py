@@ -10,7 +10,7 @@ from sqlmodel import select
 from bot.channels.port import Account
 from bot.db.models import Alert, AuditLog, Course, SymptomReport
 from bot.domain.dose import DoseState
-from bot.services import coord_patients, courses, symptoms
+from bot.services import courses, patients, symptoms
 from bot.services.coord_access import operator_actor
 
 
@@ -77,11 +77,11 @@ async def test_a_coordinator_correction_keeps_the_before_and_marks_the_source(wo
     world.at_local(patient, first.local_date + timedelta(days=1), time(12, 0))
     await world.lifecycle()
     actor = operator_actor()
-    with pytest.raises(coord_patients.PatientActionRefused) as refused:
-        await coord_patients.correct_day(world.rt, actor, subject_id=patient.subject_id,
+    with pytest.raises(patients.PatientActionRefused) as refused:
+        await patients.correct_day(world.rt, actor, subject_id=patient.subject_id,
                                          local_date=first.local_date, new_state="exploded", reason="typo")
     assert refused.value.code == "bad_state"
-    await coord_patients.correct_day(world.rt, actor, subject_id=patient.subject_id, local_date=first.local_date,
+    await patients.correct_day(world.rt, actor, subject_id=patient.subject_id, local_date=first.local_date,
                                      new_state="taken", reason="patient phoned: took it at 8")
     day = await world.day(patient, 1)
     assert (day.state, day.source) == (DoseState.TAKEN, "coordinator")

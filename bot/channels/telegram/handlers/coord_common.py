@@ -19,9 +19,9 @@ from bot.render import coord_patients as patient_views
 from bot.render import coordinator as render
 from bot.services import dialogs
 from bot.services.coord_access import Actor, NotFound, NotPermitted, coordinator_actor, refuse_stranger
-from bot.services.coord_courses import CourseActionRefused
-from bot.services.coord_invites import InviteRefused
-from bot.services.coord_patients import PatientActionRefused
+from bot.services.courses import CourseRefused
+from bot.services.invitations import InviteRefused
+from bot.services.patients import PatientActionRefused
 
 REFUSED = object()
 _DATE = re.compile(r"\A(\d{4})[-/.]?(\d{1,2})[-/.]?(\d{1,2})\Z")
@@ -65,7 +65,7 @@ async def guarded(update: Update, t: Translator, subject: str | None, work, *, n
         await tell(update, not_permitted or render.not_at_your_site(t, subject))
     except NotFound:
         await tell(update, render.not_at_your_site(t, subject))
-    except CourseActionRefused as refused:
+    except CourseRefused as refused:
         await tell(update, course_views.course_refusal(t, refused.code))
     except PatientActionRefused as refused:
         await tell(update, patient_views.patient_refusal(t, refused.code))

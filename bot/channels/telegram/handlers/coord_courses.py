@@ -20,7 +20,7 @@ from bot.render import callbacks as cb
 from bot.render import coord_courses as course_views
 from bot.render import coord_patients as patient_views
 from bot.render import coordinator as render
-from bot.services import coord_courses
+from bot.services import courses
 from bot.services.staff import staff_label
 
 
@@ -44,7 +44,7 @@ async def cycle(update: Update, context: BotContext) -> None:
         await update.effective_message.reply_text(t._("Usage: /cycle {subject} 2026-12-01 (the date chemotherapy "
                                                       "ended in this cycle)", subject=example))
         return
-    preview = await guarded(update, t, args[0], lambda: coord_courses.preview_new(
+    preview = await guarded(update, t, args[0], lambda: courses.preview_new(
         runtime(context), actor, subject_id=args[0], chemo_end=chemo_end, update_id=update.update_id))
     if preview is not REFUSED:
         text, keyboard = course_views.course_preview(t, preview)
@@ -62,7 +62,7 @@ async def on_register(update: Update, context: BotContext) -> None:
         await query.answer()
         await edit_quietly(query, t._("Cancelled. Nothing was registered."))
         return
-    done = await guarded(update, t, subject, lambda: coord_courses.register(
+    done = await guarded(update, t, subject, lambda: courses.register(
         runtime(context), actor, subject_id=subject, chemo_end=chemo_end, update_id=update.update_id))
     if done is REFUSED:
         return
@@ -75,7 +75,7 @@ async def on_register(update: Update, context: BotContext) -> None:
 
 async def _ask_correction(update: Update, context: BotContext, actor, t, subject: str,
                           new_end: date, cycle_no: int | None) -> bool:
-    preview = await guarded(update, t, subject, lambda: coord_courses.preview_reanchor(
+    preview = await guarded(update, t, subject, lambda: courses.preview_reanchor(
         runtime(context), actor, subject_id=subject, new_chemo_end=new_end, cycle=cycle_no,
         update_id=update.update_id))
     if preview is REFUSED:
@@ -107,7 +107,7 @@ async def cancel_cycle(update: Update, context: BotContext) -> None:
     if not args:
         await update.effective_message.reply_text(t._("Usage: /cancelcycle SH-017 [cycle]"))
         return
-    course = await guarded(update, t, args[0], lambda: coord_courses.target(
+    course = await guarded(update, t, args[0], lambda: courses.target(
         runtime(context), actor, subject_id=args[0], cycle=_cycle_arg(args[1] if len(args) > 1 else None),
         what="cancel_course", update_id=update.update_id))
     if course is REFUSED:
@@ -129,7 +129,7 @@ async def on_patient_course(update: Update, context: BotContext) -> None:
     actor, t = found
     details = result.alert.details or {}
     if confirm:
-        done = await guarded(update, t, details.get("subject_id"), lambda: coord_courses.confirm(
+        done = await guarded(update, t, details.get("subject_id"), lambda: courses.confirm(
             runtime(context), actor, course_id=int(details.get("course_id") or 0), update_id=update.update_id))
         if done is not REFUSED:
             await update.callback_query.answer(t._("Course confirmed."))
@@ -170,7 +170,7 @@ async def answer_pending(update: Update, context: BotContext, pending: dict, tex
             return
         await _ask_correction(update, context, actor, t, subject, new_end, pending.get("cycle"))
     elif pending["step"] == "reanchor_reason":
-        course = await guarded(update, t, subject, lambda: coord_courses.reanchor(
+        course = await guarded(update, t, subject, lambda: courses.reanchor(
             rt, actor, subject_id=subject, cycle=pending["cycle"], new_chemo_end=date.fromisoformat(pending["date"]),
             reason=text, update_id=update.update_id))
         if course is not REFUSED:
@@ -178,7 +178,7 @@ async def answer_pending(update: Update, context: BotContext, pending: dict, tex
                 "Corrected: {subject}, cycle {cycle}: {first} – {last}. The patient gets the new plan.",
                 subject=subject, cycle=course.cycle, first=t.date(course.first_day), last=t.date(course.last_day)))
     elif pending["step"] == "cancel_reason":
-        course = await guarded(update, t, subject, lambda: coord_courses.cancel(
+        course = await guarded(update, t, subject, lambda: courses.cancel(
             rt, actor, subject_id=subject, cycle=pending["cycle"], reason=text, update_id=update.update_id))
         if course is not REFUSED:
             await update.effective_message.reply_text("✅ " + t._(

@@ -12,7 +12,7 @@ from bot.channels.telegram.handlers.coord_common import REFUSED, edit_quietly, g
 from bot.render import callbacks as cb
 from bot.render import coord_invitations as invitation_views
 from bot.reports.qr import invitation_card_png
-from bot.services import coord_invites, coord_patients
+from bot.services import invitations, patients
 from bot.services.coord_access import NotFound, NotPermitted
 
 
@@ -32,9 +32,9 @@ async def invite(update: Update, context: BotContext) -> None:
     subject = context.args[0] if context.args else None
     site = context.args[1].upper() if len(context.args) > 1 else None
     rt = runtime(context)
-    wanted = coord_invites.site_for(rt, actor, subject, site)
+    wanted = invitations.site_for(rt, actor, subject, site)
     mine = ", ".join(s.id for s in rt.settings.sites if actor.may(s.id))
-    issued = await guarded(update, t, subject, lambda: coord_invites.issue(
+    issued = await guarded(update, t, subject, lambda: invitations.invite(
         rt, actor, subject_id=subject, site_id=site, update_id=update.update_id),
         not_permitted=t._("Site {site} is not yours, so you cannot invite patients there. Your site: {mine}.",
                           site=wanted, mine=mine))
@@ -47,7 +47,7 @@ async def rebind(update: Update, context: BotContext, subject: str | None = None
         return
     actor, t = found
     subject = subject or (context.args[0] if context.args else None)
-    issued = await guarded(update, t, subject, lambda: coord_patients.rebind(
+    issued = await guarded(update, t, subject, lambda: patients.rebind(
         runtime(context), actor, subject_id=subject or "", update_id=update.update_id))
     if issued is not REFUSED:
         if update.callback_query is not None:
@@ -59,7 +59,7 @@ async def invites(update: Update, context: BotContext) -> None:
     if not (found := await require_coordinator(update, context, "invites")):
         return
     actor, t = found
-    text, keyboard = invitation_views.invitations_list(t, await coord_invites.list_open(runtime(context), actor))
+    text, keyboard = invitation_views.invitations_list(t, await invitations.list_open(runtime(context), actor))
     await update.effective_message.reply_text(text, reply_markup=as_markup(keyboard))
 
 
@@ -71,7 +71,7 @@ async def on_revoke(update: Update, context: BotContext) -> None:
     rt = runtime(context)
     query = update.callback_query
     try:
-        status = await coord_invites.revoke(rt, actor, invitation_id=invitation_id, update_id=update.update_id)
+        status = await invitations.revoke(rt, actor, invitation_id=invitation_id, update_id=update.update_id)
     except (NotFound, NotPermitted):
         await query.answer(t._("This button is not for you."), show_alert=True)
         return
@@ -79,7 +79,7 @@ async def on_revoke(update: Update, context: BotContext) -> None:
     if query.message is not None and query.message.photo:
         await edit_quietly(query, None, None)
     else:
-        text, keyboard = invitation_views.invitations_list(t, await coord_invites.list_open(rt, actor))
+        text, keyboard = invitation_views.invitations_list(t, await invitations.list_open(rt, actor))
         await edit_quietly(query, text, keyboard)
 
 

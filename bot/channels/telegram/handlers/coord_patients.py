@@ -15,7 +15,7 @@ from bot.render import callbacks as cb
 from bot.render import coord_patients as patient_views
 from bot.render import coordinator as render
 from bot.render.patient import state_label
-from bot.services import coord_patients
+from bot.services import patients as patients_service
 
 
 async def patients(update: Update, context: BotContext) -> None:
@@ -24,7 +24,7 @@ async def patients(update: Update, context: BotContext) -> None:
     actor, t = found
     rt = runtime(context)
     site = context.args[0].upper() if context.args else None
-    rows = await coord_patients.overview(rt, actor, site_id=site)
+    rows = await patients_service.overview(rt, actor, site_id=site)
     for text in patient_views.patients_list(t, rt.settings, rows):
         await update.effective_message.reply_text(text)
 
@@ -32,7 +32,7 @@ async def patients(update: Update, context: BotContext) -> None:
 async def _card(update: Update, context: BotContext, actor, t, subject: str | None, *,
                 edit: bool = False) -> None:
     rt = runtime(context)
-    detail = await guarded(update, t, subject, lambda: coord_patients.detail(
+    detail = await guarded(update, t, subject, lambda: patients_service.detail(
         rt, actor, subject_id=subject or "", update_id=update.update_id))
     if detail is REFUSED:
         return
@@ -62,7 +62,7 @@ async def _set_paused(update: Update, context: BotContext, subject: str | None, 
         await tell(update, render.bad_subject(t))
         return False
     if paused and not (reason or "").strip():  # a team hold says why: ask (after the site check), then answer_pause
-        detail = await guarded(update, t, subject, lambda: coord_patients.detail(
+        detail = await guarded(update, t, subject, lambda: patients_service.detail(
             runtime(context), actor, subject_id=subject, update_id=update.update_id, what="pause"))
         if detail is REFUSED:
             return False
@@ -75,7 +75,7 @@ async def _set_paused(update: Update, context: BotContext, subject: str | None, 
         await context.bot.send_message(update.effective_user.id,
                                        patient_views.ask_reason(t, "pause", detail.patient.subject_id))
         return False
-    done = await guarded(update, t, subject, lambda: coord_patients.set_paused(
+    done = await guarded(update, t, subject, lambda: patients_service.set_paused_by_staff(
         runtime(context), actor, subject_id=subject, paused=paused, reason=reason, update_id=update.update_id))
     if done is REFUSED:
         return False
@@ -102,7 +102,7 @@ async def withdraw(update: Update, context: BotContext, subject: str | None = No
         return
     actor, t = found
     subject = subject or (context.args[0] if context.args else None)
-    detail = await guarded(update, t, subject, lambda: coord_patients.detail(
+    detail = await guarded(update, t, subject, lambda: patients_service.detail(
         runtime(context), actor, subject_id=subject or "", update_id=update.update_id, what="withdraw"))
     if detail is REFUSED:
         return
@@ -134,7 +134,7 @@ async def answer_withdraw(update: Update, context: BotContext, pending: dict, re
     if not (found := await require_coordinator(update, context, "withdraw")):
         return
     actor, t = found
-    done = await guarded(update, t, pending["subject"], lambda: coord_patients.withdraw(
+    done = await guarded(update, t, pending["subject"], lambda: patients_service.withdraw(
         runtime(context), actor, subject_id=pending["subject"], reason=reason, update_id=update.update_id))
     if done is not REFUSED:
         await update.effective_message.reply_text("✅ " + t._(
@@ -148,11 +148,11 @@ async def correct_day(update: Update, context: BotContext) -> None:
     actor, t = found
     args = context.args or []
     day = parse_date(args[1]) if len(args) > 1 else None
-    if len(args) < 4 or day is None or args[2] not in coord_patients.CORRECTABLE:
+    if len(args) < 4 or day is None or args[2] not in patients_service.CORRECTABLE:
         await tell(update, patient_views.patient_refusal(t, "bad_state"))
         return
     subject, state, reason = args[0].upper(), args[2], " ".join(args[3:])
-    dose = await guarded(update, t, subject, lambda: coord_patients.correct_day(
+    dose = await guarded(update, t, subject, lambda: patients_service.correct_day(
         runtime(context), actor, subject_id=subject, local_date=day, new_state=state, reason=reason,
         update_id=update.update_id))
     if dose is REFUSED:

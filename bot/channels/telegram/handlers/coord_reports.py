@@ -18,7 +18,7 @@ from bot.render import coord_reports as report_views
 from bot.render import coordinator as render
 from bot.reports import csv_files
 from bot.reports.chart import render_pages
-from bot.services import coord_patients, digest, exports
+from bot.services import digest, exports, patients
 from bot.services.coord_access import refuse_actor
 from bot.services.runtime import Runtime
 
@@ -39,7 +39,7 @@ async def report(update: Update, context: BotContext) -> None:
     requested = context.args[0].upper() if context.args else None
     for site_id in _sites(rt, actor, requested):
         site = rt.settings.site(site_id)
-        rows = await coord_patients.overview(rt, actor, site_id=site_id)
+        rows = await patients.overview(rt, actor, site_id=site_id)
         charted = report_views.chart_rows(rows)
         today = rt.now().astimezone(site.tz).date()
         pages = await asyncio.to_thread(render_pages, charted, columns=rt.settings.trial.course_days, t=t,

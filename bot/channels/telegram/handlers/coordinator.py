@@ -15,8 +15,8 @@ from bot.channels.telegram.handlers.coord_common import require_coordinator
 from bot.channels.port import Account, Recipient
 from bot.render import callbacks as cb
 from bot.render import coordinator as render
-from bot.services import alerts_ack, coord_alerts
-from bot.services.alerts_ack import AckResult
+from bot.services import alerts as alert_service
+from bot.services.alerts import AckResult
 
 ALERTS_SHOWN = 10
 
@@ -61,7 +61,7 @@ async def acknowledge(update: Update, context: BotContext, alert_id: int) -> Ack
     """Record the acknowledgement (or the refusal, audited) and update every copy."""
     rt = runtime(context)
     query = update.callback_query
-    result = await alerts_ack.acknowledge(rt, alert_id=alert_id, account=Account.telegram(update.effective_user.id),
+    result = await alert_service.acknowledge(rt, alert_id=alert_id, account=Account.telegram(update.effective_user.id),
                                           update_id=update.update_id)
     if result.status == "refused":
         t = translator_for(update, context)
@@ -85,7 +85,7 @@ async def ack_with_code(update: Update, context: BotContext) -> None:
     if not context.args:
         await update.effective_message.reply_text(t._("Send the code from the alert mail, e.g. /ack 123-K7Q2M9XZTA"))
         return
-    result = await alerts_ack.acknowledge_by_code(runtime(context), code="".join(context.args),
+    result = await alert_service.acknowledge_by_code(runtime(context), code="".join(context.args),
                                                   account=Account.telegram(update.effective_user.id), update_id=update.update_id)
     if result.status == "invalid":
         await update.effective_message.reply_text(t._("This code matches no alert. Check it against the mail."))
@@ -105,7 +105,7 @@ async def alerts(update: Update, context: BotContext) -> None:
     actor, t = found
     rt = runtime(context)
     site = context.args[0].upper() if context.args else None
-    rows = await coord_alerts.open_alerts(rt, actor, site_id=site)
+    rows = await alert_service.open_alerts(rt, actor, site_id=site)
     if not rows:
         await update.effective_message.reply_text(t._("No open alerts."))
         return
@@ -114,7 +114,7 @@ async def alerts(update: Update, context: BotContext) -> None:
     for alert in rows[-ALERTS_SHOWN:]:
         text, markup = render.alert_message(t, rt.settings, alert, escalated=alert.escalated_at is not None)
         message = await update.effective_message.reply_text(text, reply_markup=as_markup(markup))
-        await coord_alerts.record_copy(rt, alert_id=alert.id, to=Recipient.telegram(message.chat_id), message_id=message.message_id)
+        await alert_service.record_copy(rt, alert_id=alert.id, to=Recipient.telegram(message.chat_id), message_id=message.message_id)
 
 
 def handlers() -> list[BaseHandler]:
