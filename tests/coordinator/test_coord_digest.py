@@ -11,7 +11,6 @@ from bot.db.models import Alert, DoseDay, Outbox, Patient
 from bot.channels.port import Account
 from bot.domain.dose import Answer
 from bot.services import alerts, digest, doses, symptoms
-from bot.channels.telegram.handlers.coord_reports import send_site_digest
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, enrol_direct, nurse, register,
                                              send, tr)
 from tests.e2e.harness import running_bot

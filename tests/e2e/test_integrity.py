@@ -15,7 +15,7 @@ from bot.channels.port import Account
 from bot.db.engine import session_factory
 from bot.db.models import Alert, AuditLog, DoseDay, Outbox, Patient
 from bot.domain.dose import Answer
-from bot.render import coord_reports, coord_views
+from bot.render import coord_reports
 from bot.services import courses, digest, doses, enrolment, invitations
 from bot.services.coord_access import operator_actor
 from tests.coordinator.coord_helpers import COORDINATOR_NJ, NURSE_IDS, NURSES, audits, enrol_direct, nurse, register, send, tr, type_text
