@@ -22,6 +22,7 @@ from sqlalchemy import String, cast, literal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
 from bot.db.models import ConmedReport, Course, DoseDay, Outbox, Patient, TabletCount
 from bot.services.accountability import COUNT_KIND, count_dedupe_key
@@ -36,7 +37,7 @@ LIVE_DAY_STATES = ("scheduled", "taken", "missed")
 
 
 def _reachable():
-    return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.address).is_not(None))
+    return (Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False), col(Patient.address).is_not(None))
 
 
 def _not_queued(point: str):
@@ -54,7 +55,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
     # Start of course: right after the plan (the plan itself holds everything back until sent).
     starting = (await session.exec(
         select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
-        .where(Course.status == "active", Course.last_day >= (now - timedelta(days=1)).date(), *_reachable(),
+        .where(Course.status == CourseStatus.ACTIVE, Course.last_day >= (now - timedelta(days=1)).date(), *_reachable(),
                ~plan_unsent(Patient.id), *_not_queued(START))
         .order_by(col(Course.id)).limit(BATCH))).all()
     for course, patient in starting:
@@ -67,7 +68,7 @@ async def queue_conmed_checks(session: AsyncSession, *, settings: Settings, now:
         middle = (await session.exec(
             select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
             .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == mid_day))
-            .where(Course.status == "active", col(DoseDay.state).in_(LIVE_DAY_STATES),
+            .where(Course.status == CourseStatus.ACTIVE, col(DoseDay.state).in_(LIVE_DAY_STATES),
                    DoseDay.out_of_window.is_(False), DoseDay.due_at <= now, DoseDay.closes_at > now,
                    *_reachable(), ~plan_unsent(Patient.id), *_not_queued(MID))
             .order_by(col(Course.id)).limit(BATCH))).all()
@@ -89,7 +90,7 @@ async def queue_tablet_counts(session: AsyncSession, *, settings: Settings, now:
     rows = (await session.exec(
         select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
         .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
-        .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
+        .where(Course.status == CourseStatus.ACTIVE, DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
                *_reachable(), ~select(Outbox.id).where(Outbox.dedupe_key == key).exists(),
                ~select(TabletCount.id).where(TabletCount.course_id == Course.id).exists())
         .order_by(col(Course.id)).limit(BATCH))).all()

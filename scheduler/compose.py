@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.domain.status import CourseStatus, PatientStatus
 from bot.channels.port import Actions, ChannelName, OutgoingMessage, Recipient, EDITABLE_CHANNELS
 from bot.config import Settings
 from bot.db.models import Alert, AlertMessage, ConmedReport, Course, DoseDay, Helper, Outbox, Patient, \
@@ -238,7 +239,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         return _message(text, markup, protect=False, edit_of=target)
     if row.kind == STAFF_REPLY_KIND:  # an answer to what the patient sent: even while reminders are paused
         message = loaded.messages.get(row.payload.get("message_id"))
-        if patient is None or message is None or patient.status == "withdrawn" or not _to_patient(row, patient):
+        if patient is None or message is None or patient.status == PatientStatus.WITHDRAWN or not _to_patient(row, patient):
             return Skip("patient withdrawn, moved or missing")
         return _message(render_patient.staff_reply(t, message.text or ""), None, protect=True)
     if row.kind == ADVICE_KIND and row.payload.get("helper"):  # advice to the helper who reported
@@ -255,7 +256,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         return _prepare_helper_notice(loaded, settings=settings, row=row, patient=patient)
     if row.kind in ("reminder_close", "course_cancelled"):
         return _prepare_course_news(loaded, settings=settings, row=row, patient=patient, t=t)
-    if patient is None or patient.status != "active":
+    if patient is None or patient.status != PatientStatus.ACTIVE:
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if patient.unreachable:
         return Skip("patient unreachable")
@@ -263,7 +264,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         course = loaded.courses.get(row.payload.get("course_id"))
         days = [d for d in loaded.catch_up_days.get(row.payload.get("course_id"), [])
                 if catch_up_allowed(closes_at=d.closes_at, now=now)]
-        if course is None or course.status != "active" or not days:
+        if course is None or course.status != CourseStatus.ACTIVE or not days:
             return Skip("nothing to ask about")
         text, markup = render_patient.catch_up_question(t, settings, days)
         return _message(text, markup, protect=True)
@@ -307,7 +308,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         course = loaded.courses.get(row.payload.get("course_id"))
         if not settings.accountability.enabled:
             return Skip("tablet accountability switched off")
-        if course is None or course.status != "active":
+        if course is None or course.status != CourseStatus.ACTIVE:
             return Skip("course cancelled")
         if course.id in loaded.tablets_counted:
             return Skip("already answered")
@@ -315,7 +316,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         return _message(text, markup, protect=True)
     if row.kind in ("course_plan", "course_end"):
         course = loaded.courses.get(row.payload.get("course_id"))
-        if course is None or course.status != "active":
+        if course is None or course.status != CourseStatus.ACTIVE:
             return Skip("course cancelled")
         if row.kind == "course_plan":
             text, markup = render_patient.course_plan(t, settings, course, patient.reminder_time,
@@ -352,7 +353,7 @@ def _prepare_helper_notice(loaded: Loaded, *, settings: Settings, row: Outbox, p
     notice, helper = row.payload.get("notice"), loaded.helpers.get(row.payload.get("helper"))
     if not settings.helpers.enabled:
         return Skip("helpers switched off")
-    if patient is None or patient.status != "active" or patient.unreachable:
+    if patient is None or patient.status != PatientStatus.ACTIVE or patient.unreachable:
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if helper is None or helper.status != family.ACTIVE or patient.helper_consent_at is None:
         return Skip("helper removed or consent withdrawn")
@@ -366,7 +367,7 @@ def _prepare_helper_notice(loaded: Loaded, *, settings: Settings, row: Outbox, p
     t = loaded.translator(helper.locale, patient.timezone)
     if notice == family.COURSE_START:
         course = loaded.courses.get(row.payload.get("course_id"))
-        if course is None or course.status != "active":
+        if course is None or course.status != CourseStatus.ACTIVE:
             return Skip("course cancelled")
         return _message(render_family.course_start(t, settings, course), None, protect=True)
     dose = loaded.doses.get(row.dose_day_id)
@@ -382,7 +383,7 @@ def _prepare_conmed(loaded: Loaded, *, settings: Settings, row: Outbox, t: Trans
     course = loaded.courses.get(course_id)
     if not settings.conmed.enabled:
         return Skip("prohibited-medicine check switched off")
-    if course is None or course.status != "active":
+    if course is None or course.status != CourseStatus.ACTIVE:
         return Skip("course cancelled")
     if (course_id, point) in loaded.conmed_answered:
         return Skip("already answered")
@@ -403,7 +404,7 @@ def _prepare_course_news(loaded: Loaded, *, settings: Settings, row: Outbox, pat
                          t: Translator) -> Plan:
     """Closing a day's reminder (an edit) and telling the patient a course was cancelled: also
     while reminders are paused (a held day's buttons must go too), never after withdrawal."""
-    if patient is None or patient.status == "withdrawn" or patient.unreachable:
+    if patient is None or patient.status == PatientStatus.WITHDRAWN or patient.unreachable:
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if row.kind == "course_cancelled":
         course = loaded.courses.get(row.payload.get("course_id"))

@@ -17,6 +17,7 @@ from sqlalchemy import String, cast, literal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.status import CourseStatus, HelperStatus, PatientStatus
 from bot.config import Settings
 from bot.db.models import Course, DoseDay, Helper, Outbox, Patient
 from bot.domain.dose import DoseState
@@ -35,7 +36,7 @@ def _not_queued(what: str, entity_id):
 
 
 def _helping():
-    return (Helper.status == "active", col(Patient.helper_consent_at).is_not(None), Patient.status == "active")
+    return (Helper.status == HelperStatus.ACTIVE, col(Patient.helper_consent_at).is_not(None), Patient.status == PatientStatus.ACTIVE)
 
 
 async def queue_helper_notices(session: AsyncSession, *, settings: Settings, now: datetime, plan_unsent) -> int:
@@ -45,7 +46,7 @@ async def queue_helper_notices(session: AsyncSession, *, settings: Settings, now
     starting = (await session.exec(
         select(Course, Patient, Helper).join(Patient, Patient.id == Course.patient_id)
         .join(Helper, Helper.patient_id == Patient.id)
-        .where(Course.status == "active", Course.last_day >= (now - timedelta(days=1)).date(), *_helping(),
+        .where(Course.status == CourseStatus.ACTIVE, Course.last_day >= (now - timedelta(days=1)).date(), *_helping(),
                ~plan_unsent(Patient.id), _not_queued(COURSE_START, Course.id))
         .order_by(col(Course.id), col(Helper.id)).limit(BATCH))).all()
     for course, patient, helper in starting:

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.db.types import UTCDateTime
@@ -54,7 +55,7 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
     morning = parse_hhmm(settings.reminders.next_morning_time)
     for dose, patient in rows:
         # A day that closes while the study team holds the drug was never the patient's to take.
-        held = patient.status == "paused" and patient.pause_origin == PauseOrigin.TEAM
+        held = patient.status == PatientStatus.PAUSED and patient.pause_origin == PauseOrigin.TEAM
         final = close_day(state=DoseState.SCHEDULED, held=held)
         changed = await session.exec(update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == "scheduled")
                                      .values(state=final.value))
@@ -71,7 +72,7 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
         if held:
             continue
         ask_at = max(local_due_instant(dose.local_date + timedelta(days=1), morning, ZoneInfo(patient.timezone)), now)
-        if patient.address and patient.status == "active" and ask_at < dose.late_until:
+        if patient.address and patient.status == PatientStatus.ACTIVE and ask_at < dose.late_until:
             await enqueue(session, kind="late_question", to=patient.recipient, due_at=ask_at, now=now,
                           patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"late_question:{dose.id}")
         await check_consecutive(session, settings=settings, now=now, patient=patient)
@@ -87,7 +88,7 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
            .cte("due_days").prefix_with("MATERIALIZED"))
     rows = (await session.exec(
         select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(Patient.status == "active", Patient.unreachable.is_(False), col(Patient.address).is_not(None),
+        .where(Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False), col(Patient.address).is_not(None),
                ~_plan_unsent(Patient.id))
         .order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH)
     )).all()
@@ -130,7 +131,7 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
     course_key = literal("catch_up:", String) + cast(Course.id, String)
     rows = (await session.exec(
         select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
-        .where(Course.status == "active", Patient.status == "active", Patient.unreachable.is_(False),
+        .where(Course.status == CourseStatus.ACTIVE, Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False),
                col(Patient.address).is_not(None), ~_plan_unsent(Patient.id),
                select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
                                         DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
@@ -165,8 +166,8 @@ async def end_courses(session: AsyncSession, *, settings: Settings, now: datetim
     rows = (await session.exec(
         select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
         .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
-        .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
-               Patient.status == "active", col(Patient.address).is_not(None))
+        .where(Course.status == CourseStatus.ACTIVE, DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
+               Patient.status == PatientStatus.ACTIVE, col(Patient.address).is_not(None))
         .order_by(col(Course.id))
     )).all()
     added = 0
@@ -187,7 +188,7 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
         site = settings.site(alert.site_id)
         if alert.kind == "patient_course_start" and alert.next_repeat_at is not None and alert.next_repeat_at <= now:
             course = await session.get(Course, (alert.details or {}).get("course_id"))
-            if course is None or course.confirmed or course.status != "active":
+            if course is None or course.confirmed or course.status != CourseStatus.ACTIVE:
                 alert.next_repeat_at = None  # confirmed, corrected or cancelled: nothing left to ask
                 session.add(alert)
                 continue

@@ -6,7 +6,6 @@ working hours; these rules are for same-day wording, escalation deadlines and re
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo

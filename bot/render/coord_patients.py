@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from bot.domain.status import PatientStatus
 from bot.channels.port import Action, Actions
 from bot.render.actions import buttons
 from bot.config import Settings
@@ -121,11 +122,11 @@ def patient_card(t: Translator, settings: Settings, detail: PatientDetail) -> tu
     if detail.alerts:
         lines.append(t._("Open alerts ({count}):", count=len(detail.alerts)))
         lines += [f"• {alert_summary(t, a)} ({t.datetime(a.created_at)})" for a in detail.alerts]
-    if p.status == "withdrawn":
+    if p.status == PatientStatus.WITHDRAWN:
         return "\n".join(lines)[:4000], None
-    if p.status == "paused" and p.pause_reason:
+    if p.status == PatientStatus.PAUSED and p.pause_reason:
         lines.insert(1, t._("Paused: {reason}", reason=p.pause_reason))
-    toggle = (t._("▶ Resume"), cb.RESUME) if p.status == "paused" else (t._("⏸ Pause"), cb.PAUSE)
+    toggle = (t._("▶ Resume"), cb.RESUME) if p.status == PatientStatus.PAUSED else (t._("⏸ Pause"), cb.PAUSE)
     keyboard = buttons([
         [Action(toggle[0], data=cb.patient_action(toggle[1], p.subject_id)),
          Action(t._("📱 New phone link"), data=cb.patient_action(cb.REBIND, p.subject_id))],

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.domain.status import CourseStatus
 from bot.channels.port import Account
 from bot.db.models import Course, DoseDay, Outbox, Patient, TabletCount
 from bot.services.alerts import raise_alert
@@ -120,7 +121,7 @@ async def _check(rt: Runtime, session, *, account: Account, course_id: int, upda
         return CountResult("not_yours", patient)
     if not rt.settings.accountability.enabled:
         return CountResult("off", patient)
-    if course.status != "active":
+    if course.status != CourseStatus.ACTIVE:
         return CountResult("course_gone", patient)
     existing = (await session.exec(select(TabletCount).where(TabletCount.course_id == course_id))).first()
     if existing is not None:
@@ -174,7 +175,7 @@ async def record(rt: Runtime, *, account: Account, course_id: int, left: int, so
 
 async def balances(session, *, settings, patient_id: int) -> list[Balance]:
     """Each finished or answered course's tablets, from the current dose record."""
-    courses = (await session.exec(select(Course).where(Course.patient_id == patient_id, Course.status == "active")
+    courses = (await session.exec(select(Course).where(Course.patient_id == patient_id, Course.status == CourseStatus.ACTIVE)
                                   .order_by(col(Course.cycle)))).all()
     counts = {c.course_id: c for c in (await session.exec(
         select(TabletCount).where(TabletCount.patient_id == patient_id))).all()}

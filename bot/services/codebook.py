@@ -7,6 +7,7 @@ without appearing here (tests/coordinator/test_coord_export_integrity.py checks 
 
 from __future__ import annotations
 
+from bot.domain.status import CourseStatus, HelperStatus, PatientStatus
 from bot.config import Settings
 from bot.domain.dose import AnswerSource, DoseState, PauseOrigin
 from bot.domain.tokens import InvitationStatus
@@ -51,11 +52,11 @@ _ALERTS = {
     "missed_reason": ("dose not taken: doctor said stop, side effects or ran out", "未服药：医生让停药、副作用或药吃完了"),
 }
 _SIMPLE = [
-    ("patients.status", "active", "active", "进行中", ""),
-    ("patients.status", "paused", "paused (see pause_origin)", "已暂停（见 pause_origin）", ""),
-    ("patients.status", "withdrawn", "withdrawn", "已退出", ""),
-    ("courses.status", "active", "active", "有效", ""),
-    ("courses.status", "cancelled", "cancelled", "已取消", ""),
+    ("patients.status", PatientStatus.ACTIVE, "active", "进行中", ""),
+    ("patients.status", PatientStatus.PAUSED, "paused (see pause_origin)", "已暂停（见 pause_origin）", ""),
+    ("patients.status", PatientStatus.WITHDRAWN, "withdrawn", "已退出", ""),
+    ("courses.status", CourseStatus.ACTIVE, "active", "有效", ""),
+    ("courses.status", CourseStatus.CANCELLED, "cancelled", "已取消", ""),
     ("courses.source", "coordinator", "registered by a coordinator", "研究团队登记", ""),
     ("courses.source", "cli", "registered by an operator", "运维登记", ""),
     ("courses.source", "patient", "reported by the patient", "患者报告", ""),
@@ -103,8 +104,8 @@ _SIMPLE = [
     ("invitations.purpose", "enrol", "enrolment", "入组", ""),
     ("invitations.purpose", "rebind", "new phone", "更换手机", ""),
     ("invitations.purpose", "helper", "family helper invitation", "家属协助者邀请", ""),
-    ("helpers.status", "active", "helping (the patient consents)", "协助中（患者已同意）", ""),
-    ("helpers.status", "removed", "no longer a helper", "已不再是协助者", ""),
+    ("helpers.status", HelperStatus.ACTIVE, "helping (the patient consents)", "协助中（患者已同意）", ""),
+    ("helpers.status", HelperStatus.REMOVED, "no longer a helper", "已不再是协助者", ""),
     ("helpers.removal_reason", "removed", "removed by the patient or the study team", "被患者或研究团队移除", ""),
     ("helpers.removal_reason", "consent_withdrawn", "the patient withdrew consent to helpers", "患者撤回了对协助者的同意", ""),
     ("symptom_reports.reported_by", "patient", "reported by the patient", "患者本人报告", ""),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from bot.domain.status import CourseStatus
 from bot.channels.port import Account
 from bot.db.models import ConmedReport, Course, Patient
 from bot.services.alerts import raise_alert
@@ -63,7 +64,7 @@ async def _check(rt: Runtime, session, *, account: Account, course_id: int, poin
         return ConmedResult("not_yours", patient)
     if not rt.settings.conmed.enabled:
         return ConmedResult("off", patient)
-    if course.status != "active":
+    if course.status != CourseStatus.ACTIVE:
         return ConmedResult("course_gone", patient)
     existing = await answered(session, course_id=course_id, point=point)
     if existing is not None:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, update
 from sqlmodel import col, func, select
 
+from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Course, DoseDay, DoseEvent, Outbox, Patient
 from bot.domain.correction import CorrectionPlan, ExistingDay, MovedDay, plan_correction
@@ -81,7 +82,7 @@ async def _place_days(session, *, now, patient: Patient, course: Course, planned
             session.add(row)
             continue
         dose, other = found
-        if other.status == "active":
+        if other.status == CourseStatus.ACTIVE:
             raise CourseRefused("overlap", f"{row.local_date} already has a dose day in cycle {other.cycle}")
         from_course = (other.cycle, dose.day)
         dose.course_id, dose.cycle, dose.day, dose.out_of_window = course.id, course.cycle, row.day, False
@@ -97,7 +98,7 @@ async def create_course(session, *, settings: Settings, now, patient: Patient, c
                         actor_kind: str, actor_id: str | int, update_id: int | None = None) -> Course:
     """Validate against the patient's other courses, then write the course, its dose days,
     the plan message for the patient and the audit row, in the caller's transaction."""
-    if patient.status == "withdrawn":
+    if patient.status == PatientStatus.WITHDRAWN:
         raise CourseRefused("withdrawn")
     existing = await active_courses(session, patient_id=patient.id)
     try:
@@ -112,7 +113,7 @@ async def create_course(session, *, settings: Settings, now, patient: Patient, c
                        start_offset_days=settings.trial.start_offset_days)
     first_day, last_day = span.first_day, span.last_day
     course = Course(patient_id=patient.id, cycle=cycle, chemo_end=chemo_end, first_day=first_day, last_day=last_day,
-                    status="active", source=source, confirmed=source != "patient", created_at=now,
+                    status=CourseStatus.ACTIVE, source=source, confirmed=source != "patient", created_at=now,
                     created_by=f"{actor_kind}:{actor_id}")
     session.add(course)
     await session.flush()
@@ -125,7 +126,7 @@ async def create_course(session, *, settings: Settings, now, patient: Patient, c
                                       "first_day": first_day.isoformat(), "last_day": last_day.isoformat(),
                                       "source": source, "before_registration_days": before,
                                       "carried_days": carried}, update_id=update_id)
-    if patient.address and patient.status == "active":
+    if patient.address and patient.status == PatientStatus.ACTIVE:
         await enqueue(session, kind="course_plan", to=patient.recipient, due_at=now, now=now, patient_id=patient.id,
                       payload={"course_id": course.id}, dedupe_key=f"course_plan:{course.id}")
         # Days over before registration get one optional catch-up question, queued by the
@@ -230,7 +231,7 @@ async def preview_new(rt: Runtime, actor: Actor, *, subject_id: str, chemo_end: 
                       update_id: int | None = None) -> CoursePreview:
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="cycle", update_id=update_id)
-        if patient.status == "withdrawn":
+        if patient.status == PatientStatus.WITHDRAWN:
             raise CourseRefused("withdrawn")
         existing = await active_courses(session, patient_id=patient.id)
         try:
@@ -249,7 +250,7 @@ async def register(rt: Runtime, actor: Actor, *, subject_id: str, chemo_end: dat
     it created and registers nothing."""
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="cycle", update_id=update_id)
-        same = (await session.exec(select(Course).where(Course.patient_id == patient.id, Course.status == "active",
+        same = (await session.exec(select(Course).where(Course.patient_id == patient.id, Course.status == CourseStatus.ACTIVE,
                                                         Course.chemo_end == chemo_end))).first()
     if same is not None:
         return "already", same
@@ -262,7 +263,7 @@ async def register(rt: Runtime, actor: Actor, *, subject_id: str, chemo_end: dat
 async def _target(session, patient: Patient, *, cycle: int | None, today: date) -> Course:
     if cycle is not None:
         course = (await session.exec(select(Course).where(Course.patient_id == patient.id, Course.cycle == cycle,
-                                                          Course.status == "active"))).first()
+                                                          Course.status == CourseStatus.ACTIVE))).first()
     else:
         course = await current_course(session, patient_id=patient.id, today=today)
     if course is None:
@@ -389,7 +390,7 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
                      "before_registration": sorted(d.isoformat() for d in plan_dates(plan)
                                                    if fresh[d].state == DoseState.BEFORE_REGISTRATION)},
               reason=reason, update_id=update_id)
-        if patient.address and patient.status == "active":
+        if patient.address and patient.status == PatientStatus.ACTIVE:
             await enqueue(session, kind="course_plan", to=patient.recipient, due_at=now, now=now,
                           patient_id=patient.id, payload={"course_id": course.id,  # the notice says old → new
                                                           "was": {"first_day": before["first_day"],
@@ -484,10 +485,10 @@ async def cancel(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | Non
         course = await _target(session, patient, cycle=cycle, today=patient_today(rt, patient))
         voided = await void_open_days(session, now=now, course=course, patient=patient, actor=actor.label,
                                       reason=reason.strip())
-        course.status = "cancelled"
+        course.status = CourseStatus.CANCELLED
         session.add(course)
         told = False
-        if patient.address and patient.status != "withdrawn":
+        if patient.address and patient.status != PatientStatus.WITHDRAWN:
             told = await enqueue(session, kind="course_cancelled", to=patient.recipient, due_at=now, now=now,
                                  patient_id=patient.id, payload={"course_id": course.id},
                                  dedupe_key=f"course_cancelled:{course.id}")
@@ -511,7 +512,7 @@ async def confirm(rt: Runtime, actor: Actor, *, course_id: int, update_id: int |
         patient = await session.get(Patient, course.patient_id)
         await check_site(session, rt, actor, site_id=patient.site_id, what="confirm_course", entity="course",
                          entity_id=course_id, update_id=update_id)
-        if course.status != "active":
+        if course.status != CourseStatus.ACTIVE:
             raise CourseRefused("no_course")
         if course.confirmed:
             return "already", course

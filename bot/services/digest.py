@@ -17,6 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
+from bot.domain.dose import PauseOrigin
+from bot.domain.status import CourseStatus, PatientStatus
 from bot.db.models import Alert, Course, DoseDay, Patient, PatientMessage, RuntimeState, SymptomReport, TabletCount
 from bot.config import Settings
 from bot.services.accountability import taken_days
@@ -98,7 +100,7 @@ async def build_in(session, *, settings: Settings, site_id: str, now: datetime, 
     patients = {p.id: p for p in (await session.exec(
         select(Patient).where(Patient.site_id == site_id).order_by(col(Patient.subject_id)))).all()}
     ids = list(patients)
-    courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(ids), Course.status == "active")
+    courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(ids), Course.status == CourseStatus.ACTIVE)
                                   .order_by(col(Course.cycle)))).all() if ids else []
     active_course_ids = {c.id for c in courses}
     doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(ids))
@@ -122,10 +124,10 @@ async def build_in(session, *, settings: Settings, site_id: str, now: datetime, 
                     messages=[Message(patients[m.patient_id].subject_id, m.at, m.kind, m.text) for m in sent])
     for course in courses:
         patient = patients[course.patient_id]
-        if patient.status != "withdrawn" and course.first_day <= today <= course.last_day:
+        if patient.status != PatientStatus.WITHDRAWN and course.first_day <= today <= course.last_day:
             digest.on_course.append(OnCourse(patient.subject_id, course.cycle, course_day_number(course.first_day, today),
-                                             patient.status == "paused",
-                                             patient.status == "paused" and patient.pause_origin == "team"))
+                                             patient.status == PatientStatus.PAUSED,
+                                             patient.status == PatientStatus.PAUSED and patient.pause_origin == PauseOrigin.TEAM))
     digest.on_course.sort(key=lambda o: o.subject_id)
     by_state: dict[str, list[tuple[str, bool]]] = defaultdict(list)
     per_patient: dict[int, list[str]] = defaultdict(list)
@@ -142,7 +144,7 @@ async def build_in(session, *, settings: Settings, site_id: str, now: datetime, 
                       for r in reports]
     counted = []
     for patient_id, states in sorted(per_patient.items(), key=lambda item: patients[item[0]].subject_id):
-        if patients[patient_id].status == "withdrawn":
+        if patients[patient_id].status == PatientStatus.WITHDRAWN:
             continue
         counts = adherence(states)
         counted.append(counts)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.domain.status import PatientStatus
 from bot.channels.port import Account, Recipient
 from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
 from bot.domain.adherence import unanswered_run
@@ -45,7 +46,7 @@ async def check_consecutive(session, *, settings, now, patient: Patient, update_
     (not for a withdrawn patient: the team already knows and has stopped all messages). One alert
     per run, however many days join it and however many close in one pass: the key names the
     run's first day. Held, before-registration, cancelled and out-of-window days do not count."""
-    if patient.status == "withdrawn":
+    if patient.status == PatientStatus.WITHDRAWN:
         return
     days = (await session.exec(
         select(DoseDay.id, DoseDay.state).where(DoseDay.patient_id == patient.id, DoseDay.due_at <= now,

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, update
 from sqlmodel import select
 
+from bot.domain.status import PatientStatus
 from bot.channels.port import Account
 from bot.db.models import AuditLog, Invitation, Patient
 from bot.domain.tokens import InvitationStatus, invitation_status, looks_like_token, throttle_allows
@@ -125,7 +126,7 @@ async def complete(
             patient = Patient(
                 subject_id=invitation.subject_id or await _next_subject_id(session, site.id), site_id=site.id,
                 channel=account.channel, account=account.id, address=address, locale=locale, timezone=site.timezone,
-                reminder_time=reminder_time, status="active", created_at=now, enrolled_at=now,
+                reminder_time=reminder_time, status=PatientStatus.ACTIVE, created_at=now, enrolled_at=now,
             )
             action = "patient.enrolled"
         patient.consent_version, patient.consented_at = settings.trial.consent_version, now

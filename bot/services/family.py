@@ -21,6 +21,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.status import HelperStatus, PatientStatus
 from bot.channels.port import Account, Recipient
 from bot.db.models import Helper, Invitation, Outbox, Patient
 # enrolment as a module: it needs patients, which needs this module (a helper leaves with a withdrawal)
@@ -35,7 +36,7 @@ from bot.services.refusal import Refused
 PURPOSE = "helper"  # Invitation.purpose
 NOTICE_KIND = "helper_notice"  # the outbox kind; payload["notice"] says which
 JOINED, COURSE_START, NOT_REPORTED = "joined", "course_start", "not_reported"
-ACTIVE, REMOVED = "active", "removed"
+ACTIVE, REMOVED = HelperStatus.ACTIVE, HelperStatus.REMOVED
 DIALOG = "helper_join"
 DIALOG_TTL = timedelta(hours=24)
 
@@ -61,7 +62,7 @@ def _of(account: Account):
 
 def helping_now():
     """The SQL condition under which a helper row still counts (joined with Patient)."""
-    return (Helper.status == ACTIVE, col(Patient.helper_consent_at).is_not(None), Patient.status != "withdrawn")
+    return (Helper.status == ACTIVE, col(Patient.helper_consent_at).is_not(None), Patient.status != PatientStatus.WITHDRAWN)
 
 
 async def active_helper(session: AsyncSession, *, account: Account) -> HelperView | None:
@@ -80,7 +81,7 @@ async def helper_role(rt: Runtime, *, account: Account) -> tuple[HelperView | No
         if row is None:
             return None, None
         helper, patient = row
-        if helper.status == ACTIVE and patient.helper_consent_at is not None and patient.status != "withdrawn":
+        if helper.status == ACTIVE and patient.helper_consent_at is not None and patient.status != PatientStatus.WITHDRAWN:
             return HelperView(helper, patient), None
         if await patient_by_account(session, account=account) is not None:
             return None, None
@@ -109,7 +110,7 @@ async def set_consent(rt: Runtime, *, patient: Patient, consent: bool, update_id
     now = rt.now()
     async with rt.session() as session:
         row = await session.get(Patient, patient.id, populate_existing=True)
-        if row is None or row.status == "withdrawn":
+        if row is None or row.status == PatientStatus.WITHDRAWN:
             raise HelperRefused("withdrawn")
         if (row.helper_consent_at is not None) == consent:
             return row  # a second tap changes nothing
@@ -147,7 +148,7 @@ def _mark_removed(session, helper: Helper, *, now: datetime, actor_kind: str, ac
 # --- invitations --------------------------------------------------------------------------
 
 async def _room_for_one(session, rt: Runtime, patient: Patient) -> None:
-    if patient.status == "withdrawn":
+    if patient.status == PatientStatus.WITHDRAWN:
         raise HelperRefused("withdrawn")
     if len(await helpers_of(session, patient_id=patient.id)) >= rt.settings.helpers.max_per_patient:
         raise HelperRefused("full")
@@ -191,7 +192,7 @@ async def is_helper_token(rt: Runtime, *, token: str) -> bool:
 
 async def _joinable(session, rt: Runtime, *, account: Account, subject_id: str | None) -> Patient:
     patient = (await session.exec(select(Patient).where(Patient.subject_id == subject_id))).first()
-    if patient is None or patient.status == "withdrawn":
+    if patient is None or patient.status == PatientStatus.WITHDRAWN:
         raise HelperRefused("withdrawn")
     if (patient.channel, patient.account) == (account.channel, account.id) or \
             await patient_by_account(session, account=account) is not None:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMessage, SymptomReport
 from bot.domain.adherence import EMPTY, Adherence, adherence, combine
@@ -45,13 +46,13 @@ async def set_paused(rt: Runtime, *, patient: Patient, paused: bool, actor_kind:
     now = rt.now()
     async with rt.session() as session:
         patient = await session.get(Patient, patient.id)
-        if patient.status == "withdrawn":
+        if patient.status == PatientStatus.WITHDRAWN:
             return patient
         origin = pause_origin_of(actor_kind)
         if paused:
-            if patient.status == "paused" and (patient.pause_origin == PauseOrigin.TEAM or origin is PauseOrigin.PATIENT):
+            if patient.status == PatientStatus.PAUSED and (patient.pause_origin == PauseOrigin.TEAM or origin is PauseOrigin.PATIENT):
                 return patient
-        elif patient.status != "paused":
+        elif patient.status != PatientStatus.PAUSED:
             return patient
         elif not may_resume(origin=patient.pause_origin, actor_kind=actor_kind):
             audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id, action="patient.resume_refused",
@@ -63,9 +64,9 @@ async def set_paused(rt: Runtime, *, patient: Patient, paused: bool, actor_kind:
         before = {"status": patient.status, "pause_origin": patient.pause_origin, "pause_reason": patient.pause_reason}
         if paused:
             patient.status, patient.pause_origin, patient.pause_reason, patient.paused_at = (
-                "paused", origin.value, (reason or "").strip() or None, now)
+                PatientStatus.PAUSED, origin.value, (reason or "").strip() or None, now)
         else:
-            patient.status, patient.pause_origin, patient.pause_reason, patient.paused_at = "active", None, None, None
+            patient.status, patient.pause_origin, patient.pause_reason, patient.paused_at = PatientStatus.ACTIVE, None, None, None
         session.add(patient)
         audit(session, at=now, actor_kind=actor_kind, actor_id=actor_id, action="patient.paused" if paused else
               "patient.resumed", entity="patient", entity_id=patient.subject_id, before=before,
@@ -179,11 +180,11 @@ class PatientRow:
 
 
 def status_of(patient: Patient, courses: list[Course], today: date) -> str:
-    if patient.status == "withdrawn":
+    if patient.status == PatientStatus.WITHDRAWN:
         return "withdrawn"
     if patient.unreachable:
         return "unreachable"
-    if patient.status == "paused":
+    if patient.status == PatientStatus.PAUSED:
         return "held" if patient.pause_origin == PauseOrigin.TEAM else "paused"
     if any(c.first_day <= today <= c.last_day for c in courses):
         return "on_course"
@@ -201,7 +202,7 @@ async def _load(session, patient_ids: list[int]):
     if not patient_ids:
         return {}, {}, {}
     courses = (await session.exec(select(Course).where(col(Course.patient_id).in_(patient_ids),
-                                                        Course.status == "active").order_by(col(Course.cycle)))).all()
+                                                        Course.status == CourseStatus.ACTIVE).order_by(col(Course.cycle)))).all()
     # The course's days as they count: cancelled days are no dose days, out-of-window days are
     # kept records outside the course (shown apart on the card).
     doses = (await session.exec(select(DoseDay).where(col(DoseDay.patient_id).in_(patient_ids),
@@ -274,7 +275,7 @@ async def detail(rt: Runtime, actor: Actor, *, subject_id: str, update_id: int |
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what=what, update_id=update_id)
         by_patient, by_course, open_alerts = await _load(session, [patient.id])
         cancelled = (await session.exec(select(Course).where(Course.patient_id == patient.id,
-                                                             Course.status != "active"))).all()
+                                                             Course.status != CourseStatus.ACTIVE))).all()
         reports = (await session.exec(select(SymptomReport).where(SymptomReport.patient_id == patient.id)
                                       .order_by(col(SymptomReport.reported_at).desc()).limit(report_limit))).all()
         alerts = (await session.exec(select(Alert).where(Alert.patient_id == patient.id,
@@ -303,13 +304,13 @@ async def set_paused_by_staff(rt: Runtime, actor: Actor, *, subject_id: str, pau
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id,
                                          what="pause" if paused else "resume", update_id=update_id)
-    if patient.status == "withdrawn":
+    if patient.status == PatientStatus.WITHDRAWN:
         raise PatientActionRefused("withdrawn")
-    if paused and patient.status == "paused" and patient.pause_origin == PauseOrigin.TEAM:
+    if paused and patient.status == PatientStatus.PAUSED and patient.pause_origin == PauseOrigin.TEAM:
         raise PatientActionRefused("unchanged")
     if paused and not has_reason(reason):
         raise PatientActionRefused("reason_required")  # a team hold says why (e.g. "physician: hold study drug")
-    if not paused and patient.status == "active":
+    if not paused and patient.status == PatientStatus.ACTIVE:
         raise PatientActionRefused("unchanged")
     return await set_paused(rt, patient=patient, paused=paused, actor_kind=actor.kind, actor_id=actor.id,
                             reason=reason, update_id=update_id)
@@ -325,20 +326,20 @@ async def withdraw(rt: Runtime, actor: Actor, *, subject_id: str, reason: str,
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="withdraw",
                                          update_id=update_id)
-        if patient.status == "withdrawn":
+        if patient.status == PatientStatus.WITHDRAWN:
             raise PatientActionRefused("withdrawn")
         before = patient.status
         today = now.astimezone(ZoneInfo(patient.timezone)).date()
         removed = {}
         for course in (await session.exec(select(Course).where(Course.patient_id == patient.id,
-                                                               Course.status == "active"))).all():
+                                                               Course.status == CourseStatus.ACTIVE))).all():
             days = await remove_untouched_days(session, course=course, from_date=today)
             if days:
                 removed[str(course.cycle)] = days
             if course.first_day > today:
-                course.status = "cancelled"
+                course.status = CourseStatus.CANCELLED
                 session.add(course)
-        patient.status = "withdrawn"
+        patient.status = PatientStatus.WITHDRAWN
         session.add(patient)
         await family.cancel_notices(session, patient_id=patient.id, now=now, reason="patient withdrawn")
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="patient.withdrawn", entity="patient",
@@ -357,7 +358,7 @@ async def rebind(rt: Runtime, actor: Actor, *, subject_id: str,
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="rebind",
                                          update_id=update_id)
-    if patient.status == "withdrawn":
+    if patient.status == PatientStatus.WITHDRAWN:
         raise PatientActionRefused("withdrawn")
     return await invitations.issue(rt, site_id=patient.site_id, subject_id=patient.subject_id,
                                    expires_days=expiry_days(rt.settings), actor_kind=actor.kind, actor_id=actor.id,

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.status import CourseStatus, PatientStatus
 from bot.channels.port import Account
 from bot.db.models import Course, DoseDay, Patient
 from bot.services.audit import audit
@@ -17,7 +18,7 @@ def _of(model, account: Account):
 
 
 async def patient_by_account(session: AsyncSession, *, account: Account) -> Patient | None:
-    statement = select(Patient).where(*_of(Patient, account), Patient.status != "withdrawn")
+    statement = select(Patient).where(*_of(Patient, account), Patient.status != PatientStatus.WITHDRAWN)
     return (await session.exec(statement)).first()
 
 
@@ -38,7 +39,7 @@ async def callers_row(session: AsyncSession, model, row_id: int, *, now: datetim
 
 async def withdrawn_patient_by_account(session: AsyncSession, *, account: Account) -> Patient | None:
     """The withdrawn enrolment of this account, if any (to tell them they left, not "enrol")."""
-    statement = select(Patient).where(*_of(Patient, account), Patient.status == "withdrawn")
+    statement = select(Patient).where(*_of(Patient, account), Patient.status == PatientStatus.WITHDRAWN)
     return (await session.exec(statement)).first()
 
 
@@ -48,7 +49,7 @@ async def patient_by_subject(session: AsyncSession, *, subject_id: str) -> Patie
 
 async def active_courses(session: AsyncSession, *, patient_id: int) -> list[Course]:
     statement = (
-        select(Course).where(Course.patient_id == patient_id, Course.status == "active").order_by(col(Course.cycle))
+        select(Course).where(Course.patient_id == patient_id, Course.status == CourseStatus.ACTIVE).order_by(col(Course.cycle))
     )
     return list((await session.exec(statement)).all())
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from bot.channels.port import EDITABLE_CHANNELS, Account, Recipient
-from bot.db.models import Alert, AlertMessage, Outbox, Patient, SymptomReport
+from bot.db.models import Alert, Outbox, Patient, SymptomReport
 from bot.domain.hours import next_working_start, seen_today
 from bot.domain.triage import TriageLevel, triage
 from bot.services.alerts import FIRST_EMERGENCY, FOLLOW_UP, raise_alert, team_reached

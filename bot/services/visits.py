@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.domain.status import PatientStatus
 from bot.channels.port import Account
 from bot.db.models import Patient, Visit
 from bot.domain.schedule import local_due_instant
@@ -76,7 +77,7 @@ async def register(rt: Runtime, actor: Actor, *, subject_id: str, local_date: da
     now = rt.now()
     async with rt.session() as session:
         patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="visit", update_id=update_id)
-        if patient.status == "withdrawn":
+        if patient.status == PatientStatus.WITHDRAWN:
             raise VisitRefused("withdrawn")
         at = _instant(local_date, local_time, ZoneInfo(patient.timezone))
         if at <= now:

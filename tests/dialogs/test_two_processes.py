@@ -11,8 +11,6 @@ import aiohttp
 import pytest
 
 from bot.channels.port import Account
-from bot.app import build_application
-from bot.db.engine import make_engine
 from bot.db.models import AuditLog, Patient, PatientMessage, ProcessedUpdate
 from bot.sandbox import BotApiSandbox
 from bot.services import enrolment, invitations

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.domain.dose import PauseOrigin
+from bot.domain.status import PatientStatus
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.port import Action, Account
 from bot.render.actions import buttons
@@ -59,7 +61,7 @@ async def start(update: Update, context: BotContext) -> None:
     patient, t = await _enrolled(update, context)
     if patient is None:
         return
-    if patient.status == "paused":
+    if patient.status == PatientStatus.PAUSED:
         rt = runtime(context)
         try:
             await patients.set_paused(rt, patient=patient, paused=False, actor_kind="patient",
@@ -99,8 +101,8 @@ async def status(update: Update, context: BotContext) -> None:
         return
     view = await patients.status_view(rt, patient=patient)
     text, _ = render.status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
-                            next_due=view.next_due, paused=patient.status == "paused",
-                            held=patient.status == "paused" and patient.pause_origin == "team")
+                            next_due=view.next_due, paused=patient.status == PatientStatus.PAUSED,
+                            held=patient.status == PatientStatus.PAUSED and patient.pause_origin == PauseOrigin.TEAM)
     await update.effective_message.reply_text(text, reply_markup=as_markup(render.main_menu(t)))
 
 
@@ -133,7 +135,7 @@ async def stop(update: Update, context: BotContext) -> None:
     if patient is None:
         return
     rt = runtime(context)
-    if patient.status == "paused" and patient.pause_origin == "team":  # already held by the team: nothing to do
+    if patient.status == PatientStatus.PAUSED and patient.pause_origin == PauseOrigin.TEAM:  # already held by the team: nothing to do
         await update.effective_message.reply_text(render.team_hold(t, rt.settings, rt.settings.site(patient.site_id)))
         return
     await patients.set_paused(rt, patient=patient, paused=True, actor_kind="patient",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.domain.status import PatientStatus
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.telegram.handlers.common import runtime
 from bot.channels.telegram.handlers.context import BotContext
@@ -66,7 +67,7 @@ async def _set_paused(update: Update, context: BotContext, subject: str | None, 
             runtime(context), actor, subject_id=subject, update_id=update.update_id, what="pause"))
         if detail is REFUSED:
             return False
-        if detail.patient.status == "withdrawn":
+        if detail.patient.status == PatientStatus.WITHDRAWN:
             await tell(update, patient_views.patient_refusal(t, "withdrawn"))
             return False
         await set_pending(update, context, "pause_reason", subject=detail.patient.subject_id)
@@ -106,7 +107,7 @@ async def withdraw(update: Update, context: BotContext, subject: str | None = No
         runtime(context), actor, subject_id=subject or "", update_id=update.update_id, what="withdraw"))
     if detail is REFUSED:
         return
-    if detail.patient.status == "withdrawn":
+    if detail.patient.status == PatientStatus.WITHDRAWN:
         await tell(update, patient_views.patient_refusal(t, "withdrawn"))
         return
     await set_pending(update, context, "withdraw_reason", subject=detail.patient.subject_id)

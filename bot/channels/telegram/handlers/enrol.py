@@ -13,6 +13,8 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.domain.dose import PauseOrigin
+from bot.domain.status import PatientStatus
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.port import Action, Actions, Account
 from bot.render.actions import buttons
@@ -256,8 +258,8 @@ async def _welcome_back(update: Update, rt, t: Translator, patient) -> None:
         return
     plan, _ = course_plan(t, rt.settings, view.course, patient.reminder_time)
     status_text, _ = status(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
-                            next_due=view.next_due, paused=patient.status == "paused",
-                            held=patient.status == "paused" and patient.pause_origin == "team")
+                            next_due=view.next_due, paused=patient.status == PatientStatus.PAUSED,
+                            held=patient.status == PatientStatus.PAUSED and patient.pause_origin == PauseOrigin.TEAM)
     await update.effective_message.reply_text(t._("Welcome back. This phone now gets your reminders.") + "\n\n"
                                               + plan)
     await update.effective_message.reply_text(status_text, reply_markup=as_markup(main_menu(t)))

@@ -17,6 +17,7 @@ import logging
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
+from bot.domain.status import PatientStatus
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.port import Account
 from bot.db.models import Patient
@@ -134,8 +135,8 @@ async def _status(update: Update, context: BotContext, found: HelperView, t: Tra
     rt = runtime(context)
     view = await patients.status_view(rt, patient=found.patient)
     text, _ = status_text(t, rt.settings, course=view.course, doses=view.doses, today=view.today,
-                          next_due=view.next_due if found.patient.status == "active" else None, paused=False)
-    lines = [render.status_header(t), text] + ([render.paused_line(t)] if found.patient.status == "paused" else [])
+                          next_due=view.next_due if found.patient.status == PatientStatus.ACTIVE else None, paused=False)
+    lines = [render.status_header(t), text] + ([render.paused_line(t)] if found.patient.status == PatientStatus.PAUSED else [])
     await update.effective_message.reply_text("\n".join(lines), reply_markup=as_markup(render.helper_menu(t)))
 
 
