@@ -54,6 +54,7 @@ from typing import Any
 from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 
+from bot.domain.alerts import AlertKind
 from bot.channels.port import (AbortTag, Channel, Dispatch, NotDelivered, Recipient, Refused,
                                Rejected, RetryAfter, SendAborted, Sent, Unknown)
 from bot.db.models import Alert, Outbox, Patient
@@ -347,7 +348,7 @@ class Courier:
                           entity="patient", entity_id=patient.subject_id, after={"unreachable": True},
                           reason=reason)
                     raised = await raise_alert(session, settings=self.rt.settings, now=now, site_id=patient.site_id,
-                                               kind="unreachable", patient=patient,
+                                               kind=AlertKind.UNREACHABLE, patient=patient,
                                                dedupe_key=f"unreachable:{patient.id}:{now.isoformat()}") is not None
             else:  # a coordinator, alert chat or escalation contact: every alert still needs a person
                 await mark_recipient_unreachable(session, settings=self.rt.settings, recipient=recipient, now=now,

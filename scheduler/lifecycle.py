@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Outbox, Patient
@@ -186,7 +187,7 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
     )).all()
     for alert in alerts:
         site = settings.site(alert.site_id)
-        if alert.kind == "patient_course_start" and alert.next_repeat_at is not None and alert.next_repeat_at <= now:
+        if alert.kind == AlertKind.PATIENT_COURSE_START and alert.next_repeat_at is not None and alert.next_repeat_at <= now:
             course = await session.get(Course, (alert.details or {}).get("course_id"))
             if course is None or course.confirmed or course.status != CourseStatus.ACTIVE:
                 alert.next_repeat_at = None  # confirmed, corrected or cancelled: nothing left to ask
@@ -199,7 +200,7 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
             if alert.escalated_at is not None:  # once escalated, the repeats page the escalation contact too
                 recipients += [c for c in await reachable_escalation(session, site) if c not in recipients]
             await queue_copies(session, alert=alert, recipients=recipients, now=now, priority=FOLLOW_UP)
-            alert.next_repeat_at = next_working_day_start(site.hours, now) if alert.kind == "patient_course_start" \
+            alert.next_repeat_at = next_working_day_start(site.hours, now) if alert.kind == AlertKind.PATIENT_COURSE_START \
                 else now + timedelta(minutes=settings.alerts.repeat_minutes)
             audit(session, at=now, actor_kind="system", actor_id="scheduler", action="alert.repeated", entity="alert",
                   entity_id=alert.id, after={"round": alert.repeats})

@@ -22,7 +22,7 @@ from bot.db.engine import make_engine, session_factory
 from bot.db.models import (Alert, AlertMessage, AuditLog, Course, DoseDay, DoseEvent, Invitation, Outbox, Patient,
                            SymptomReport)
 from bot.i18n import Translator
-from bot.services.alerts import is_notice
+from bot.domain.alerts import AlertKind, is_notice
 from bot.services.runtime import Runtime
 
 # Final states of a dose day (`scheduled` is the only one that is not).
@@ -224,7 +224,7 @@ async def check_emergency_advice_and_alert_within_5s(ctx: Context) -> Outcome:
     session = ctx.session
     patients = await _subjects(session)
     reports = await _all(session, select(SymptomReport).where(SymptomReport.level == "emergency"))
-    alerts = await _all(session, select(Alert).where(Alert.kind == "emergency_symptom"))
+    alerts = await _all(session, select(Alert).where(Alert.kind == AlertKind.EMERGENCY_SYMPTOM))
     by_report = {rid: a for a in alerts for rid in (a.details or {}).get("report_ids", [])}
     copies = defaultdict(list)
     for copy in await _all(session, select(AlertMessage)):

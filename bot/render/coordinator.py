@@ -15,7 +15,7 @@ from bot.render import callbacks as cb
 from bot.render import accountability as render_accountability
 from bot.render import conmed as render_conmed
 from bot.render import visits as render_visits
-from bot.services.alerts import is_notice
+from bot.domain.alerts import AlertKind, is_notice
 from bot.services.staff import staff_label
 
 
@@ -42,31 +42,31 @@ def missed_reason_label(t: Translator, reason: str) -> str:
 
 def alert_title(t: Translator, kind: str) -> str:
     return {
-        "emergency_symptom": "🚨 " + t._("EMERGENCY symptom report"),
-        "same_day_symptom": "⚠ " + t._("Symptom report: call the patient today"),
-        "consecutive_missed": "⚠ " + t._("Consecutive doses missed or not reported"),
-        "unreachable": "⚠ " + t._("Patient unreachable (blocked the bot)"),
-        "patient_course_start": "ℹ " + t._("Patient reports chemotherapy finished: confirm the course"),
-        "patient_paused": "ℹ " + t._("Patient paused reminders"),
-        "patient_resumed": "ℹ " + t._("Reminders resumed"),
-        "new_enrolment": "ℹ " + t._("New enrolment"),
-        "patient_message": "💬 " + t._("Message from a patient"),
-        "missed_reason": "⚠ " + t._("Dose not taken, for a reason to follow up today"),
-        "patient_course_conflict": "⚠ " + t._("Patient's chemotherapy end does not match the registered course"),
-        "conmed_reported": "⚠ " + t._("Possible prohibited concomitant medication: contact the patient today"),
-        "tablet_count_difference": "ℹ " + t._("Tablets left differ from the dose record"),
-        "visit_change_request": "ℹ " + t._("Patient asks to change a visit"),
+        AlertKind.EMERGENCY_SYMPTOM: "🚨 " + t._("EMERGENCY symptom report"),
+        AlertKind.SAME_DAY_SYMPTOM: "⚠ " + t._("Symptom report: call the patient today"),
+        AlertKind.CONSECUTIVE_MISSED: "⚠ " + t._("Consecutive doses missed or not reported"),
+        AlertKind.UNREACHABLE: "⚠ " + t._("Patient unreachable (blocked the bot)"),
+        AlertKind.PATIENT_COURSE_START: "ℹ " + t._("Patient reports chemotherapy finished: confirm the course"),
+        AlertKind.PATIENT_PAUSED: "ℹ " + t._("Patient paused reminders"),
+        AlertKind.PATIENT_RESUMED: "ℹ " + t._("Reminders resumed"),
+        AlertKind.NEW_ENROLMENT: "ℹ " + t._("New enrolment"),
+        AlertKind.PATIENT_MESSAGE: "💬 " + t._("Message from a patient"),
+        AlertKind.MISSED_REASON: "⚠ " + t._("Dose not taken, for a reason to follow up today"),
+        AlertKind.PATIENT_COURSE_CONFLICT: "⚠ " + t._("Patient's chemotherapy end does not match the registered course"),
+        AlertKind.CONMED_REPORTED: "⚠ " + t._("Possible prohibited concomitant medication: contact the patient today"),
+        AlertKind.TABLET_COUNT_DIFFERENCE: "ℹ " + t._("Tablets left differ from the dose record"),
+        AlertKind.VISIT_CHANGE_REQUEST: "ℹ " + t._("Patient asks to change a visit"),
     }[kind]
 
 
 def alert_summary(t: Translator, alert: Alert) -> str:
     """One line for lists (the card, the digest): the title and, for a missed-dose reason, which."""
     details = alert.details or {}
-    if alert.kind == "patient_message":
+    if alert.kind == AlertKind.PATIENT_MESSAGE:
         return _message_title(t, alert)
-    if alert.kind == "conmed_reported" and details.get("conmed_category"):
+    if alert.kind == AlertKind.CONMED_REPORTED and details.get("conmed_category"):
         return f"{alert_title(t, alert.kind)}: {conmed_category_label(t, alert)}"
-    if alert.kind == "missed_reason" and details.get("reason"):
+    if alert.kind == AlertKind.MISSED_REASON and details.get("reason"):
         return f"{alert_title(t, alert.kind)}: {missed_reason_label(t, details['reason'])} ({details.get('date')})"
     return alert_title(t, alert.kind)
 
@@ -97,7 +97,7 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
     """`repeat`: which repeat this copy is (0 = the first copy); `escalated`: the copy went to the
     escalation contact (the header stays after the acknowledgement)."""
     details = alert.details or {}
-    title = _message_title(t, alert) if alert.kind == "patient_message" else alert_title(t, alert.kind)
+    title = _message_title(t, alert) if alert.kind == AlertKind.PATIENT_MESSAGE else alert_title(t, alert.kind)
     lines = [title, t._("Subject: {subject}", subject=details.get("subject_id") or "—"),
              t._("Raised: {when}", when=t.datetime(alert.created_at))]
     symptoms = settings.triage.by_code()
@@ -123,11 +123,11 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         lines.append(missed_reason_label(t, details["reason"]) + (
             " — " + t._("cycle {cycle}, day {day} ({date})", cycle=details.get("cycle"), day=details.get("day"),
                         date=details.get("date")) if details.get("date") else ""))
-    if alert.kind == "conmed_reported":
+    if alert.kind == AlertKind.CONMED_REPORTED:
         lines += render_conmed.alert_lines(t, settings, details)
-    if alert.kind == "visit_change_request":
+    if alert.kind == AlertKind.VISIT_CHANGE_REQUEST:
         lines += render_visits.alert_lines(t, settings, details)
-    if alert.kind == "tablet_count_difference":
+    if alert.kind == AlertKind.TABLET_COUNT_DIFFERENCE:
         lines += render_accountability.alert_lines(t, details)
     if details.get("days"):
         lines.append(t._("Days in a row: {days}", days=details["days"]))
@@ -142,15 +142,15 @@ def alert_message(t: Translator, settings: Settings, alert: Alert, *, escalated:
         who = acknowledged_by or staff_label(settings, alert.acknowledged_by) or "—"  # a person, never an id
         lines.append("✅ " + t._("Acknowledged by {who} at {when}", who=who,
                                  when=t.datetime(alert.acknowledged_at)))
-        if alert.kind == "patient_message" and alert.patient_id:  # a reply is still possible
+        if alert.kind == AlertKind.PATIENT_MESSAGE and alert.patient_id:  # a reply is still possible
             return "\n".join(lines), buttons([[Action(t._("Reply"), data=cb.reply(alert.id))]])
         return "\n".join(lines), None
     if is_notice(alert.kind):  # for information: nothing to acknowledge
         return "\n".join(lines + [t._("For your information; no reply needed.")]), None
     rows = [[Action(t._("Acknowledge"), data=cb.ack(alert.id))]]
-    if alert.kind == "patient_message" and alert.patient_id:
+    if alert.kind == AlertKind.PATIENT_MESSAGE and alert.patient_id:
         rows[0].append(Action(t._("Reply"), data=cb.reply(alert.id)))
-    if alert.kind == "patient_course_start" and details.get("course_id"):
+    if alert.kind == AlertKind.PATIENT_COURSE_START and details.get("course_id"):
         rows.insert(0, [Action(t._("Confirm course"), data=cb.course_confirm(alert.id)),
                         Action(t._("Correct date"), data=cb.course_correct(alert.id))])
     return "\n".join(lines), buttons(rows)

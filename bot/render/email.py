@@ -7,7 +7,7 @@ from __future__ import annotations
 from bot.config import Settings
 from bot.db.models import Alert
 from bot.i18n import Translator
-from bot.services.alerts import is_notice
+from bot.domain.alerts import is_notice
 
 
 def level_label(t: Translator, level: str) -> str:

@@ -32,6 +32,7 @@ from bot.channels.port import Account, Recipient
 from bot.config import Settings, Site
 from bot.db.models import Alert, AlertMessage, Patient, RuntimeState, UnreachableRecipient
 from bot.domain.ack_codes import ack_code, issued_to, parse
+from bot.domain.alerts import AlertKind, LEVEL_BY_KIND, NOTICE_KINDS
 from bot.domain.hours import same_day_deadline
 from bot.services.audit import audit
 from bot.services.coord_access import Actor
@@ -44,31 +45,7 @@ log = logging.getLogger("adherence.alerts")
 # Outbox claim priorities in the alert lane (lower first).
 FIRST_EMERGENCY, NEW, FOLLOW_UP = 0, 1, 2
 
-LEVEL_BY_KIND = {
-    "emergency_symptom": "emergency",
-    "same_day_symptom": "same_day",
-    "consecutive_missed": "same_day",
-    "unreachable": "same_day",
-    "patient_course_start": "info",
-    "patient_paused": "info",
-    "patient_resumed": "info",
-    "new_enrolment": "info",
-    "patient_message": "info",
-    "missed_reason": "same_day",
-    "conmed_reported": "same_day",
-    "tablet_count_difference": "info",
-    "visit_change_request": "info",  # the patient asks to change a visit's date or time  # tablets left differ from the dose record beyond the tolerance  # the patient reports starting a medicine the protocol may exclude
-    "patient_course_conflict": "same_day",  # the patient's chemo end disagrees with the registered course  # doctor said stop, side effects, ran out of tablets  # raised to same_day or emergency by the keyword safety net
-}
-
-
-# Notices: for information only. Nobody acknowledges them; they never repeat or escalate and are
-# not counted as open (/alerts, /patients, the digest). A resume closes the patient's pause notice.
-NOTICE_KINDS = frozenset({"new_enrolment", "patient_paused", "patient_resumed"})
-
-
-def is_notice(kind: str) -> bool:
-    return kind in NOTICE_KINDS
+# Alert kinds, their levels and which are notices: bot.domain.alerts.
 
 
 def needs_action():
@@ -78,7 +55,7 @@ def needs_action():
 
 async def close_pause_notices(session: AsyncSession, *, patient_id: int, now: datetime) -> None:
     """Reminders are on again: the patient's pause notice is closed (no person acknowledged it)."""
-    await session.exec(update(Alert).where(Alert.patient_id == patient_id, Alert.kind == "patient_paused",
+    await session.exec(update(Alert).where(Alert.patient_id == patient_id, Alert.kind == AlertKind.PATIENT_PAUSED,
                                            col(Alert.acknowledged_at).is_(None))
                        .values(acknowledged_at=now, next_repeat_at=None))
 

@@ -11,7 +11,7 @@ from bot.domain.status import CourseStatus, HelperStatus, PatientStatus
 from bot.config import Settings
 from bot.domain.dose import AnswerSource, DoseState, PauseOrigin
 from bot.domain.tokens import InvitationStatus
-from bot.services.alerts import LEVEL_BY_KIND
+from bot.domain.alerts import AlertKind, LEVEL_BY_KIND
 from bot.services.doses import MISSED_REASONS
 
 _DOSE_STATES = {
@@ -33,23 +33,23 @@ _SOURCES = {
 _MISSED = {"forgot": ("forgot", "忘记了"), "side_effects": ("side effects", "副作用"), "ran_out": ("ran out", "药吃完了"),
            "doctor": ("doctor said stop", "医生让停药"), "other": ("other", "其他")}
 _ALERTS = {
-    "emergency_symptom": ("emergency symptom report", "紧急症状报告"),
-    "same_day_symptom": ("symptom report: call today", "症状报告：当天联系"),
-    "consecutive_missed": ("consecutive doses missed or not reported (one per run)", "连续漏服或未回复（每段一次）"),
-    "unreachable": ("patient unreachable", "无法联系患者"),
-    "patient_course_start": ("patient reported chemotherapy finished", "患者报告化疗结束"),
-    "patient_paused": ("patient paused reminders", "患者暂停提醒"),
-    "patient_resumed": ("reminders resumed", "提醒已恢复"),
-    "new_enrolment": ("new enrolment", "新入组"),
-    "patient_message": ("message from a patient (level raised by the keyword safety net)", "患者留言（关键词可提高级别）"),
-    "patient_course_conflict": ("patient's chemotherapy end disagrees with the registered course",
+    AlertKind.EMERGENCY_SYMPTOM: ("emergency symptom report", "紧急症状报告"),
+    AlertKind.SAME_DAY_SYMPTOM: ("symptom report: call today", "症状报告：当天联系"),
+    AlertKind.CONSECUTIVE_MISSED: ("consecutive doses missed or not reported (one per run)", "连续漏服或未回复（每段一次）"),
+    AlertKind.UNREACHABLE: ("patient unreachable", "无法联系患者"),
+    AlertKind.PATIENT_COURSE_START: ("patient reported chemotherapy finished", "患者报告化疗结束"),
+    AlertKind.PATIENT_PAUSED: ("patient paused reminders", "患者暂停提醒"),
+    AlertKind.PATIENT_RESUMED: ("reminders resumed", "提醒已恢复"),
+    AlertKind.NEW_ENROLMENT: ("new enrolment", "新入组"),
+    AlertKind.PATIENT_MESSAGE: ("message from a patient (level raised by the keyword safety net)", "患者留言（关键词可提高级别）"),
+    AlertKind.PATIENT_COURSE_CONFLICT: ("patient's chemotherapy end disagrees with the registered course",
                                 "患者报告的化疗结束日期与已登记疗程不符"),
-    "conmed_reported": ("possible prohibited concomitant medication (the patient's pick in the check)",
+    AlertKind.CONMED_REPORTED: ("possible prohibited concomitant medication (the patient's pick in the check)",
                         "可能的禁用合并用药（患者在询问中选择）"),
-    "tablet_count_difference": ("tablets left differ from the dose record beyond the tolerance",
+    AlertKind.TABLET_COUNT_DIFFERENCE: ("tablets left differ from the dose record beyond the tolerance",
                                 "剩余药片数与服药记录不符（超出允许范围）"),
-    "visit_change_request": ("patient asks to change a visit", "患者要求更改就诊时间"),
-    "missed_reason": ("dose not taken: doctor said stop, side effects or ran out", "未服药：医生让停药、副作用或药吃完了"),
+    AlertKind.VISIT_CHANGE_REQUEST: ("patient asks to change a visit", "患者要求更改就诊时间"),
+    AlertKind.MISSED_REASON: ("dose not taken: doctor said stop, side effects or ran out", "未服药：医生让停药、副作用或药吃完了"),
 }
 _SIMPLE = [
     ("patients.status", PatientStatus.ACTIVE, "active", "进行中", ""),

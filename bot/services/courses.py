@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, update
 from sqlmodel import col, func, select
 
+from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
 from bot.db.models import Course, DoseDay, DoseEvent, Outbox, Patient
@@ -177,7 +178,7 @@ async def patient_reported_chemo_end(rt: Runtime, *, patient: Patient, chemo_end
                   action="course.patient_report_conflict", entity="patient", entity_id=patient.subject_id,
                   after={"chemo_end": chemo_end.isoformat()}, reason=refused.code, update_id=update_id)
             await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id,
-                              kind="patient_course_conflict", patient=patient,
+                              kind=AlertKind.PATIENT_COURSE_CONFLICT, patient=patient,
                               details={"chemo_end": chemo_end.isoformat(), "refused": refused.code},
                               dedupe_key=f"patient_course_conflict:{patient.id}:{chemo_end.isoformat()}",
                               update_id=update_id)
@@ -185,7 +186,7 @@ async def patient_reported_chemo_end(rt: Runtime, *, patient: Patient, chemo_end
             rt.wake()
             raise
         alert = await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id,
-                                  kind="patient_course_start", patient=patient,
+                                  kind=AlertKind.PATIENT_COURSE_START, patient=patient,
                                   details={"course_id": course.id, "cycle": course.cycle,
                                            "chemo_end": chemo_end.isoformat()},
                                   dedupe_key=f"patient_course:{course.id}", update_id=update_id)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.domain.alerts import AlertKind
 from bot.domain.status import PatientStatus
 from bot.channels.port import Account, Recipient
 from bot.db.models import DoseDay, DoseEvent, Outbox, Patient
@@ -55,7 +56,7 @@ async def check_consecutive(session, *, settings, now, patient: Patient, update_
     )).all()
     run, first = unanswered_run([state for _, state in days])
     if run >= settings.alerts.consecutive_missed_threshold:
-        await raise_alert(session, settings=settings, now=now, site_id=patient.site_id, kind="consecutive_missed",
+        await raise_alert(session, settings=settings, now=now, site_id=patient.site_id, kind=AlertKind.CONSECUTIVE_MISSED,
                           patient=patient, details={"days": run},
                           dedupe_key=f"consecutive:{patient.id}:{days[first][0]}", update_id=update_id)
 
@@ -171,7 +172,7 @@ async def add_missed_reason(rt: Runtime, *, account: Account, dose_day_id: int, 
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.missed_reason",
               entity="dose_day", entity_id=dose.id, after={"reason": reason}, update_id=update_id)
         if reason in WORRYING_REASONS:  # the team needs to know today, not at the next visit
-            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="missed_reason",
+            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind=AlertKind.MISSED_REASON,
                               patient=patient, details={"reason": reason, "date": dose.local_date.isoformat(),
                                                         "cycle": dose.cycle, "day": dose.day},
                               dedupe_key=f"missed_reason:{dose.id}", update_id=update_id)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, update
 from sqlmodel import select
 
+from bot.domain.alerts import AlertKind
 from bot.domain.status import PatientStatus
 from bot.channels.port import Account
 from bot.db.models import AuditLog, Invitation, Patient
@@ -145,7 +146,7 @@ async def complete(
               after={"site_id": site.id, "account": account.key, "locale": locale,
                      "reminder_time": reminder_time, "days_moved_from": moved_from.isoformat() if moved_from else None},
               update_id=update_id)
-        await raise_alert(session, settings=settings, now=now, site_id=site.id, kind="new_enrolment", patient=patient,
+        await raise_alert(session, settings=settings, now=now, site_id=site.id, kind=AlertKind.NEW_ENROLMENT, patient=patient,
                           dedupe_key=f"enrolled:{patient.subject_id}:{invitation.id}", update_id=update_id)
         await session.commit()
     rt.wake()

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import select
 
+from bot.domain.alerts import AlertKind
 from bot.db.models import Alert, Patient, PatientMessage
 from bot.domain.hours import next_working_start, seen_today
 from bot.domain.keywords import triage_text
@@ -78,7 +79,7 @@ async def receive(rt: Runtime, *, account: Account, kind: str, text: str | None,
               after={"kind": kind, "length": len(text or ""), "level": row.level, "matched": list(matched)},
               update_id=update_id)
         alert = await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id,
-                                  kind="patient_message", patient=patient, level=row.level,
+                                  kind=AlertKind.PATIENT_MESSAGE, patient=patient, level=row.level,
                                   details={"message_id": row.id, "text": (text or "")[:TEXT_SHOWN], "media": kind,
                                            "matched": list(matched)},
                                   dedupe_key=f"message:{row.id}", update_id=update_id)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import parse_hhmm
 from bot.db.models import Alert, Course, DoseDay, DoseEvent, Patient, PatientMessage, SymptomReport
@@ -73,11 +74,11 @@ async def set_paused(rt: Runtime, *, patient: Patient, paused: bool, actor_kind:
               after={"status": patient.status, "pause_origin": patient.pause_origin}, reason=reason,
               update_id=update_id)
         if paused and actor_kind == "patient":
-            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="patient_paused",
+            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind=AlertKind.PATIENT_PAUSED,
                               patient=patient, dedupe_key=f"paused:{patient.id}:{now.isoformat()}", update_id=update_id)
         if not paused:
             await close_pause_notices(session, patient_id=patient.id, now=now)
-            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind="patient_resumed",
+            await raise_alert(session, settings=rt.settings, now=now, site_id=patient.site_id, kind=AlertKind.PATIENT_RESUMED,
                               patient=patient, details={"by": actor_kind, "was": before["pause_origin"]},
                               dedupe_key=f"resumed:{patient.id}:{now.isoformat()}", update_id=update_id)
         await session.commit()

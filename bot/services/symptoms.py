@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
+from bot.domain.alerts import AlertKind
 from bot.channels.port import EDITABLE_CHANNELS, Account, Recipient
 from bot.db.models import Alert, Outbox, Patient, SymptomReport
 from bot.domain.hours import next_working_start, seen_today
@@ -35,7 +36,7 @@ ALERT_UPDATE_KIND = "alert_update"
 NOTE_DIALOG = "symptom_note"
 NOTE_TTL = timedelta(minutes=30)  # later text is a new message to the team, not a note
 NOTE_SHOWN = 500  # characters of a note shown on the alert (the report keeps all of it)
-KIND_BY_LEVEL = {TriageLevel.EMERGENCY: "emergency_symptom", TriageLevel.SAME_DAY: "same_day_symptom"}
+KIND_BY_LEVEL = {TriageLevel.EMERGENCY: AlertKind.EMERGENCY_SYMPTOM, TriageLevel.SAME_DAY: AlertKind.SAME_DAY_SYMPTOM}
 
 
 class ReportNotSaved(Exception):

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.domain.alerts import AlertKind
 from bot.domain.status import PatientStatus
 from bot.channels.port import Account
 from bot.db.models import Patient, Visit
@@ -28,7 +29,7 @@ from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
 REMINDER_KIND = "visit_reminder"  # the outbox kind
-ALERT_KIND = "visit_change_request"
+ALERT_KIND = AlertKind.VISIT_CHANGE_REQUEST
 SCHEDULED, CANCELLED, ATTENDED = "scheduled", "cancelled", "attended"
 COMING, CHANGE = "coming", "change"
 DAY_BEFORE, SOON = "day_before", "soon"

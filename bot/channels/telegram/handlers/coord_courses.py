@@ -9,6 +9,7 @@ from telegram import Update
 from telegram.error import Forbidden
 from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from bot.domain.alerts import AlertKind
 from bot.channels.port import Account
 from bot.channels.telegram.keyboards import as_markup
 from bot.channels.telegram.handlers.common import runtime
@@ -124,7 +125,7 @@ async def on_patient_course(update: Update, context: BotContext) -> None:
     if result.status == "refused":
         return
     found = await require_coordinator(update, context, "confirm_course")
-    if not found or result.alert.kind != "patient_course_start":
+    if not found or result.alert.kind != AlertKind.PATIENT_COURSE_START:
         return
     actor, t = found
     details = result.alert.details or {}
