@@ -21,7 +21,7 @@ from bot.db.models import Alert, AlertMessage, ConmedReport, Course, DoseDay, He
     PatientMessage, TabletCount, Visit
 from bot.domain.adherence import adherence
 from bot.domain.dose import DoseState, catch_up_allowed
-from bot.domain.outbox import IN_PROGRESS, OutboxState
+from bot.domain.outbox import OutboxKind, IN_PROGRESS, OutboxState
 from bot.i18n import Translator
 from bot.render import accountability as render_accountability
 from bot.render import conmed as render_conmed
@@ -40,10 +40,11 @@ from bot.services.visits import REMINDER_KIND as VISIT_REMINDER
 from bot.services import digest as digest_service
 from scheduler import digests
 
-PATIENT_KINDS = ("reminder", "followup", "snooze", "late_question", "course_plan", "course_end", "catch_up",
-                 "course_cancelled", "reminder_close", ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK,
+PATIENT_KINDS = (OutboxKind.REMINDER, OutboxKind.FOLLOWUP, OutboxKind.SNOOZE, OutboxKind.LATE_QUESTION,
+                 OutboxKind.COURSE_PLAN, OutboxKind.COURSE_END, OutboxKind.CATCH_UP, OutboxKind.COURSE_CANCELLED,
+                 OutboxKind.REMINDER_CLOSE, ADVICE_KIND, STAFF_REPLY_KIND, CONMED_CHECK,
                  TABLET_COUNT, VISIT_REMINDER)
-DOSE_KINDS = ("reminder", "followup", "snooze")
+DOSE_KINDS = (OutboxKind.REMINDER, OutboxKind.FOLLOWUP, OutboxKind.SNOOZE)
 
 
 def _message(text: str, actions: Actions | None, *, protect: bool, edit_of: int | None = None) -> OutgoingMessage:
@@ -149,23 +150,23 @@ async def load(session, rows: list[Outbox], *, now: datetime, settings: Settings
                 .order_by(col(AlertMessage.id)))).all():
             loaded.alert_copies[(alert_id, address)] = message_id
         loaded.copies_in_flight = set((await session.exec(
-            select(Outbox.alert_id, Outbox.address).where(col(Outbox.channel).in_(EDITABLE_CHANNELS), col(Outbox.alert_id).in_(updating), Outbox.kind == "alert",
+            select(Outbox.alert_id, Outbox.address).where(col(Outbox.channel).in_(EDITABLE_CHANNELS), col(Outbox.alert_id).in_(updating), Outbox.kind == OutboxKind.ALERT,
                                                          col(Outbox.state).in_(IN_PROGRESS))
         )).all())
     course_ids = {r.payload.get("course_id") for r in rows
                   if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled", CONMED_CHECK,
                                 TABLET_COUNT, family.NOTICE_KIND)}
     loaded.courses = await fetch(Course, course_ids)
-    ending = {r.payload.get("course_id") for r in rows if r.kind == "course_end"} - {None}
+    ending = {r.payload.get("course_id") for r in rows if r.kind == OutboxKind.COURSE_END} - {None}
     if ending:
         for course_id, state in (await session.exec(select(DoseDay.course_id, DoseDay.state).where(
                 col(DoseDay.course_id).in_(ending), DoseDay.out_of_window.is_(False)))).all():
             loaded.course_states[course_id].append(state)
-    following = {r.dose_day_id for r in rows if r.kind == "followup"}
+    following = {r.dose_day_id for r in rows if r.kind == OutboxKind.FOLLOWUP}
     if following:
         for dose_id, state, finished in (await session.exec(
                 select(Outbox.dose_day_id, Outbox.state, Outbox.finished_at)
-                .where(Outbox.kind == "reminder", col(Outbox.dose_day_id).in_(following)))).all():
+                .where(Outbox.kind == OutboxKind.REMINDER, col(Outbox.dose_day_id).in_(following)))).all():
             loaded.reminders[dose_id] = (state, finished)
     await _load_course_context(session, rows, loaded)
     checking = {r.payload.get("course_id") for r in rows if r.kind == CONMED_CHECK} - {None}
@@ -189,7 +190,7 @@ async def load(session, rows: list[Outbox], *, now: datetime, settings: Settings
 
 async def _load_course_context(session, rows: list[Outbox], loaded: Loaded) -> None:
     """The days a catch-up question asks about (those not answered since it was queued)."""
-    catching_up = {r.payload.get("course_id") for r in rows if r.kind == "catch_up"} - {None}
+    catching_up = {r.payload.get("course_id") for r in rows if r.kind == OutboxKind.CATCH_UP} - {None}
     if catching_up:
         for dose in (await session.exec(select(DoseDay).where(
                 col(DoseDay.course_id).in_(catching_up), DoseDay.state == DoseState.BEFORE_REGISTRATION)
@@ -235,7 +236,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             return _alert_mail(loaded, settings=settings, row=row, alert=alert, t=t)
         text, markup = render_coordinator.alert_message(t, settings, alert, escalated=bool(row.payload.get("escalated")),
                                                         repeat=int(row.payload.get("round") or 0)
-                                                        if row.kind == "alert" else 0)
+                                                        if row.kind == OutboxKind.ALERT else 0)
         return _message(text, markup, protect=False, edit_of=target)
     if row.kind == STAFF_REPLY_KIND:  # an answer to what the patient sent: even while reminders are paused
         message = loaded.messages.get(row.payload.get("message_id"))
@@ -260,7 +261,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if patient.unreachable:
         return Skip("patient unreachable")
-    if row.kind == "catch_up":
+    if row.kind == OutboxKind.CATCH_UP:
         course = loaded.courses.get(row.payload.get("course_id"))
         days = [d for d in loaded.catch_up_days.get(row.payload.get("course_id"), [])
                 if catch_up_allowed(closes_at=d.closes_at, now=now)]
@@ -272,7 +273,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         dose = loaded.doses.get(row.dose_day_id)
         if dose is None:
             return Skip("dose day missing")
-        if row.kind == "late_question":
+        if row.kind == OutboxKind.LATE_QUESTION:
             if dose.state != DoseState.NOT_REPORTED:
                 return Skip(f"day already {dose.state}")
             if now >= dose.late_until:
@@ -283,11 +284,11 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             return Skip("day closed before it could be sent")
         if dose.state != DoseState.SCHEDULED:
             return Skip(f"day already answered ({dose.state})")
-        if row.kind == "followup":
+        if row.kind == OutboxKind.FOLLOWUP:
             deferred = _follow_up_too_soon(loaded, settings=settings, row=row, dose=dose, patient=patient, now=now)
             if deferred is not None:
                 return deferred
-        text, markup = render_patient.reminder(t, settings, dose, follow_up=row.kind != "reminder")
+        text, markup = render_patient.reminder(t, settings, dose, follow_up=row.kind != OutboxKind.REMINDER)
         return _message(text, markup, protect=True)
     if row.kind == CONMED_CHECK:
         return _prepare_conmed(loaded, settings=settings, row=row, t=t)
@@ -318,7 +319,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         course = loaded.courses.get(row.payload.get("course_id"))
         if course is None or course.status != CourseStatus.ACTIVE:
             return Skip("course cancelled")
-        if row.kind == "course_plan":
+        if row.kind == OutboxKind.COURSE_PLAN:
             text, markup = render_patient.course_plan(t, settings, course, patient.reminder_time,
                                                       was=row.payload.get("was"))
         else:
@@ -339,7 +340,7 @@ def _prepare_digest(loaded: Loaded, *, settings: Settings, row: Outbox) -> Plan:
 
 def _alert_mail(loaded: Loaded, *, settings: Settings, row: Outbox, alert: Alert, t: Translator) -> Plan:
     """An alert by mail: no buttons, so it carries its recipient's acknowledgement code; never edited."""
-    if row.kind != "alert":
+    if row.kind != OutboxKind.ALERT:
         return Skip("a mail cannot be edited")
     code = code_for(loaded.ack_key, alert_id=alert.id, recipient=_recipient(row))
     subject, body = render_email.alert_mail(t, settings, alert, code=code, escalated=bool(row.payload.get("escalated")),
@@ -406,7 +407,7 @@ def _prepare_course_news(loaded: Loaded, *, settings: Settings, row: Outbox, pat
     while reminders are paused (a held day's buttons must go too), never after withdrawal."""
     if patient is None or patient.status == PatientStatus.WITHDRAWN or patient.unreachable:
         return Skip(f"patient {patient.status if patient else 'missing'}")
-    if row.kind == "course_cancelled":
+    if row.kind == OutboxKind.COURSE_CANCELLED:
         course = loaded.courses.get(row.payload.get("course_id"))
         if course is None:
             return Skip("course missing")

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.outbox import OutboxKind
 from bot.channels.port import Recipient
 from bot.config import Settings, Site, parse_hhmm
 from bot.db.models import Outbox, RuntimeState
@@ -35,7 +36,7 @@ from bot.render.coordinator import reader_translator
 from bot.services import digest
 from bot.services.outbox import NORMAL_LANE
 
-KIND = "digest"
+KIND = OutboxKind.DIGEST
 LATE = timedelta(minutes=15)
 PRIORITY = 2  # after everything new in the normal lane (a patient's reminder first)
 

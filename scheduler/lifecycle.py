@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
@@ -74,7 +75,7 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
             continue
         ask_at = max(local_due_instant(dose.local_date + timedelta(days=1), morning, ZoneInfo(patient.timezone)), now)
         if patient.address and patient.status == PatientStatus.ACTIVE and ask_at < dose.late_until:
-            await enqueue(session, kind="late_question", to=patient.recipient, due_at=ask_at, now=now,
+            await enqueue(session, kind=OutboxKind.LATE_QUESTION, to=patient.recipient, due_at=ask_at, now=now,
                           patient_id=patient.id, dose_day_id=dose.id, dedupe_key=f"late_question:{dose.id}")
         await check_consecutive(session, settings=settings, now=now, patient=patient)
     return len(rows)
@@ -98,12 +99,12 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
     queued = []
     for dose, patient in rows:
         tz = ZoneInfo(patient.timezone)
-        queued.append(_row("reminder", patient, dose, due_at=dose.due_at, now=now, dedupe_key=f"reminder:{dose.id}"))
+        queued.append(_row(OutboxKind.REMINDER, patient, dose, due_at=dose.due_at, now=now, dedupe_key=f"reminder:{dose.id}"))
         sent_from = max(dose.due_at, now)  # a reminder sent late moves its follow-ups with it
         for k in range(1, reminders.followup_count + 1):
             at = sent_from + timedelta(minutes=k * reminders.followup_minutes)
             if at < dose.closes_at and not quiet.contains(at, tz):
-                queued.append(_row("followup", patient, dose, due_at=at, now=now, payload={"k": k},
+                queued.append(_row(OutboxKind.FOLLOWUP, patient, dose, due_at=at, now=now, payload={"k": k},
                                    dedupe_key=f"followup:{dose.id}:{k}"))
     if rows:
         await enqueue_many(session, queued)
@@ -115,7 +116,7 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
 def _plan_unsent(patient_id):
     """The patient has a course plan still to go out: the plan comes before any reminder or
     question about that course (a reminder already due would otherwise be sent first)."""
-    return (select(Outbox.id).where(Outbox.patient_id == patient_id, Outbox.kind == "course_plan",
+    return (select(Outbox.id).where(Outbox.patient_id == patient_id, Outbox.kind == OutboxKind.COURSE_PLAN,
                                     col(Outbox.state).in_(PLAN_UNSENT)).exists())
 
 
@@ -123,7 +124,7 @@ async def plans_due(session: AsyncSession, *, now: datetime) -> int:
     """Course plans ready to send now: while there are any, the lifecycle has more to do after
     the courier has sent them (the reminders and questions they hold back)."""
     return (await session.exec(select(func.count()).select_from(Outbox).where(
-        Outbox.kind == "course_plan", Outbox.state == "pending", Outbox.due_at <= now))).one()
+        Outbox.kind == OutboxKind.COURSE_PLAN, Outbox.state == "pending", Outbox.due_at <= now))).one()
 
 
 async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
@@ -141,7 +142,7 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
         .order_by(col(Course.id)).limit(BATCH))).all()
     added = 0
     for course, patient in rows:
-        added += await enqueue(session, kind="catch_up", to=patient.recipient, due_at=now, now=now,
+        added += await enqueue(session, kind=OutboxKind.CATCH_UP, to=patient.recipient, due_at=now, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
                                dedupe_key=f"catch_up:{course.id}")
     return added
@@ -173,7 +174,7 @@ async def end_courses(session: AsyncSession, *, settings: Settings, now: datetim
     )).all()
     added = 0
     for course, patient, _ in rows:
-        added += await enqueue(session, kind="course_end", to=patient.recipient, due_at=now, now=now,
+        added += await enqueue(session, kind=OutboxKind.COURSE_END, to=patient.recipient, due_at=now, now=now,
                                patient_id=patient.id, payload={"course_id": course.id},
                                dedupe_key=f"course_end:{course.id}")
     return added

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlmodel import col
 
 from bot.db.models import AlertMessage, DoseDay, Outbox
-from bot.domain.outbox import OutboxState
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.services.runtime import Runtime
 
 
@@ -78,9 +78,9 @@ class Recorder:
         for row, values, _ in outcomes:
             groups[tuple(sorted(values))].append({"row_id": row.id, **{f"v_{k}": v for k, v in values.items()}})
             if values.get("state") == OutboxState.SENT:
-                if row.kind == "reminder" and row.dose_day_id:
+                if row.kind == OutboxKind.REMINDER and row.dose_day_id:
                     message_ids.append({"dose_id": row.dose_day_id, "message_id": values["message_id"]})
-                if row.kind == "alert" and values["message_id"] is not None:  # an editable copy (not a mail)
+                if row.kind == OutboxKind.ALERT and values["message_id"] is not None:  # an editable copy (not a mail)
                     alert_messages.append(dict(alert_id=row.alert_id, channel=row.channel, address=row.address,
                                                message_id=values["message_id"], sent_at=values["finished_at"]))
         connection = await session.connection()

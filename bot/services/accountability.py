@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus
 from bot.channels.port import Account
@@ -24,7 +25,7 @@ from bot.services.audit import audit
 from bot.services.queries import callers_row, patient_by_account
 from bot.services.runtime import Runtime
 
-COUNT_KIND = "tablet_count"  # the outbox kind of the question
+COUNT_KIND = OutboxKind.TABLET_COUNT  # the outbox kind of the question
 ALERT_KIND = AlertKind.TABLET_COUNT_DIFFERENCE
 BUTTON, TYPED = "button", "typed"
 MAX_TABLETS = 999

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.outbox import OutboxKind
 from bot.channels.port import Account, Recipient
 from bot.config import Settings, Site
 from bot.db.models import Alert, AlertMessage, Patient, RuntimeState, UnreachableRecipient
@@ -168,7 +169,7 @@ async def queue_escalation(session: AsyncSession, *, site: Site, alert: Alert, n
     """One escalated copy to each reachable address of the escalation contact; returns them."""
     contacts = await reachable_escalation(session, site)
     for contact in contacts:
-        await enqueue(session, kind="alert", lane=ALERT_LANE, to=contact, due_at=now, now=now,
+        await enqueue(session, kind=OutboxKind.ALERT, lane=ALERT_LANE, to=contact, due_at=now, now=now,
                       patient_id=alert.patient_id, alert_id=alert.id, priority=priority,
                       payload={"round": alert.repeats, "escalated": True},
                       dedupe_key=f"alert:{alert.id}:escalation:{contact.short_key}")
@@ -179,7 +180,7 @@ async def queue_copies(session: AsyncSession, *, alert: Alert, recipients: list[
                        priority: int) -> None:
     """One copy of this round of the alert to each recipient (a repeat is a new round)."""
     for recipient in recipients:
-        await enqueue(session, kind="alert", lane=ALERT_LANE, to=recipient, due_at=now, now=now,
+        await enqueue(session, kind=OutboxKind.ALERT, lane=ALERT_LANE, to=recipient, due_at=now, now=now,
                       patient_id=alert.patient_id, alert_id=alert.id, payload={"round": alert.repeats},
                       priority=priority, dedupe_key=f"alert:{alert.id}:{recipient.short_key}:{alert.repeats}")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus
 from bot.channels.port import Account
@@ -23,7 +24,7 @@ from bot.services.audit import audit
 from bot.services.queries import callers_row
 from bot.services.runtime import Runtime
 
-CHECK_KIND = "conmed_check"  # the outbox kind of the question
+CHECK_KIND = OutboxKind.CONMED_CHECK  # the outbox kind of the question
 ALERT_KIND = AlertKind.CONMED_REPORTED
 START, MID = "start", "mid"
 POINTS = (START, MID)

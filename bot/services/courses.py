@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, update
 from sqlmodel import col, func, select
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
@@ -128,7 +129,7 @@ async def create_course(session, *, settings: Settings, now, patient: Patient, c
                                       "source": source, "before_registration_days": before,
                                       "carried_days": carried}, update_id=update_id)
     if patient.address and patient.status == PatientStatus.ACTIVE:
-        await enqueue(session, kind="course_plan", to=patient.recipient, due_at=now, now=now, patient_id=patient.id,
+        await enqueue(session, kind=OutboxKind.COURSE_PLAN, to=patient.recipient, due_at=now, now=now, patient_id=patient.id,
                       payload={"course_id": course.id}, dedupe_key=f"course_plan:{course.id}")
         # Days over before registration get one optional catch-up question, queued by the
         # scheduler once this plan has gone out (scheduler.lifecycle.queue_catch_ups).
@@ -357,7 +358,7 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
                                   to_state=DoseState.CANCELLED.value, actor=actor_label,
                                   reason=f"{dose.local_date.isoformat()} is outside the corrected course: {reason}"))
             await session.exec(update(Outbox).where(Outbox.dose_day_id == dose_id, Outbox.state == "pending",
-                                                    Outbox.kind != "reminder_close")
+                                                    Outbox.kind != OutboxKind.REMINDER_CLOSE)
                                .values(state="skipped", finished_at=now, last_error="day outside corrected course"))
             await close_reminder_messages(session, now=now, dose=dose, patient=patient)
         was_out = {d.id: d.out_of_window for d in doses}
@@ -392,7 +393,7 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
                                                    if fresh[d].state == DoseState.BEFORE_REGISTRATION)},
               reason=reason, update_id=update_id)
         if patient.address and patient.status == PatientStatus.ACTIVE:
-            await enqueue(session, kind="course_plan", to=patient.recipient, due_at=now, now=now,
+            await enqueue(session, kind=OutboxKind.COURSE_PLAN, to=patient.recipient, due_at=now, now=now,
                           patient_id=patient.id, payload={"course_id": course.id,  # the notice says old → new
                                                           "was": {"first_day": before["first_day"],
                                                                   "last_day": before["last_day"]}},
@@ -465,7 +466,7 @@ async def void_open_days(session, *, now, course: Course, patient: Patient, acto
         session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="void", from_state=dose.state,
                               to_state=DoseState.CANCELLED.value, actor=actor[:32], reason=reason))
         await session.exec(update(Outbox).where(Outbox.dose_day_id == dose.id, Outbox.state == "pending",
-                                                Outbox.kind != "reminder_close")
+                                                Outbox.kind != OutboxKind.REMINDER_CLOSE)
                            .values(state="skipped", finished_at=now, last_error="course cancelled"))
         await close_reminder_messages(session, now=now, dose=dose, patient=patient)
         voided.append(dose.day)
@@ -490,7 +491,7 @@ async def cancel(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | Non
         session.add(course)
         told = False
         if patient.address and patient.status != PatientStatus.WITHDRAWN:
-            told = await enqueue(session, kind="course_cancelled", to=patient.recipient, due_at=now, now=now,
+            told = await enqueue(session, kind=OutboxKind.COURSE_CANCELLED, to=patient.recipient, due_at=now, now=now,
                                  patient_id=patient.id, payload={"course_id": course.id},
                                  dedupe_key=f"course_cancelled:{course.id}")
         audit(session, at=now, actor_kind=actor.kind, actor_id=actor.id, action="course.cancelled", entity="course",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.domain.status import PatientStatus
 from bot.channels.port import Account, Recipient
@@ -68,11 +69,11 @@ async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patie
     if not patient.address:
         return 0
     sent = (await session.exec(select(Outbox.id, Outbox.message_id, Outbox.channel, Outbox.address).where(
-        Outbox.dose_day_id == dose.id, col(Outbox.kind).in_(("reminder", "followup", "snooze")),
+        Outbox.dose_day_id == dose.id, col(Outbox.kind).in_((OutboxKind.REMINDER, OutboxKind.FOLLOWUP, OutboxKind.SNOOZE)),
         Outbox.state == "sent", col(Outbox.message_id).is_not(None)))).all()
     added = 0
     for row_id, message_id, channel, address in sent:
-        added += await enqueue(session, kind="reminder_close", to=Recipient(channel, address), due_at=now, now=now,
+        added += await enqueue(session, kind=OutboxKind.REMINDER_CLOSE, to=Recipient(channel, address), due_at=now, now=now,
                                patient_id=patient.id, dose_day_id=dose.id, payload={"message_id": message_id},
                                dedupe_key=f"reminder_close:{row_id}:{now.isoformat()}")
     return added
@@ -227,7 +228,7 @@ async def snooze(rt: Runtime, *, account: Account, dose_day_id: int, update_id: 
         audit(session, at=now, actor_kind="patient", actor_id=patient.subject_id, action="dose.snoozed",
               entity="dose_day", entity_id=dose.id, after={"snoozes": dose.snoozes, "until": due.isoformat()},
               update_id=update_id)
-        await enqueue(session, kind="snooze", to=patient.recipient, due_at=due, now=now, patient_id=patient.id,
+        await enqueue(session, kind=OutboxKind.SNOOZE, to=patient.recipient, due_at=due, now=now, patient_id=patient.id,
                       dose_day_id=dose.id, dedupe_key=f"snooze:{dose.id}:{dose.snoozes}")
         await session.commit()
         await session.refresh(dose)

@@ -21,6 +21,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.status import HelperStatus, PatientStatus
 from bot.channels.port import Account, Recipient
 from bot.db.models import Helper, Invitation, Outbox, Patient
@@ -34,7 +35,7 @@ from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
 PURPOSE = "helper"  # Invitation.purpose
-NOTICE_KIND = "helper_notice"  # the outbox kind; payload["notice"] says which
+NOTICE_KIND = OutboxKind.HELPER_NOTICE  # the outbox kind; payload["notice"] says which
 JOINED, COURSE_START, NOT_REPORTED = "joined", "course_start", "not_reported"
 ACTIVE, REMOVED = HelperStatus.ACTIVE, HelperStatus.REMOVED
 DIALOG = "helper_join"

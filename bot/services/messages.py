@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import select
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.db.models import Alert, Patient, PatientMessage
 from bot.domain.hours import next_working_start, seen_today
@@ -28,8 +29,8 @@ from bot.services.queries import patient_by_account
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
-RELAY_MEDIA_KIND = "relay_media"
-STAFF_REPLY_KIND = "staff_reply"
+RELAY_MEDIA_KIND = OutboxKind.RELAY_MEDIA
+STAFF_REPLY_KIND = OutboxKind.STAFF_REPLY
 TEXT_SHOWN = 1000  # characters of a message shown in the alert (all of it is stored)
 
 

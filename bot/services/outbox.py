@@ -11,9 +11,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels.port import Recipient
 from bot.db.models import Outbox
+from bot.domain.outbox import Lane
 
-ALERT_LANE = "alert"
-NORMAL_LANE = "normal"
+ALERT_LANE, NORMAL_LANE = Lane.ALERT, Lane.NORMAL
 
 
 async def enqueue(

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.channels.port import EDITABLE_CHANNELS, Account, Recipient
 from bot.db.models import Alert, Outbox, Patient, SymptomReport
@@ -31,8 +32,8 @@ from bot.services.family import active_helper
 from bot.services.queries import patient_by_account
 from bot.services.runtime import Runtime
 
-ADVICE_KIND = "symptom_advice"
-ALERT_UPDATE_KIND = "alert_update"
+ADVICE_KIND = OutboxKind.SYMPTOM_ADVICE
+ALERT_UPDATE_KIND = OutboxKind.ALERT_UPDATE
 NOTE_DIALOG = "symptom_note"
 NOTE_TTL = timedelta(minutes=30)  # later text is a new message to the team, not a note
 NOTE_SHOWN = 500  # characters of a note shown on the alert (the report keeps all of it)
@@ -173,7 +174,7 @@ async def _queue_edits(session, *, alert: Alert, now) -> None:
     edit finds its target message when it is sent (`scheduler.compose`), so a copy in flight
     right now is edited too, once it is recorded."""
     copies = (await session.exec(select(Outbox.channel, Outbox.address).where(  # a mail cannot be edited
-        Outbox.alert_id == alert.id, Outbox.kind == "alert", col(Outbox.channel).in_(EDITABLE_CHANNELS),
+        Outbox.alert_id == alert.id, Outbox.kind == OutboxKind.ALERT, col(Outbox.channel).in_(EDITABLE_CHANNELS),
         col(Outbox.state).in_(["claimed", "sending", "sent", "unknown"])).distinct())).all()
     version = f"{len(alert.details.get('report_ids', []))}.{len(alert.details.get('notes', []))}"
     for channel, address in copies:

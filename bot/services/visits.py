@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
+from bot.domain.outbox import OutboxKind
 from bot.domain.alerts import AlertKind
 from bot.domain.status import PatientStatus
 from bot.channels.port import Account
@@ -28,7 +29,7 @@ from bot.services.queries import callers_row
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
-REMINDER_KIND = "visit_reminder"  # the outbox kind
+REMINDER_KIND = OutboxKind.VISIT_REMINDER  # the outbox kind
 ALERT_KIND = AlertKind.VISIT_CHANGE_REQUEST
 SCHEDULED, CANCELLED, ATTENDED = "scheduled", "cancelled", "attended"
 COMING, CHANGE = "coming", "change"
