@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.channels.port import Recipient
 from bot.config import Settings, Site, parse_hhmm
 from bot.db.models import Outbox, RuntimeState
@@ -84,7 +84,7 @@ async def queue_digests(session: AsyncSession, *, settings: Settings, now: datet
         for recipient in site.alert_chats():
             parts = len(digest_texts(settings, built, recipient))
             rows += [dict(kind=KIND, lane=NORMAL_LANE, channel=recipient.channel, address=recipient.address,
-                          patient_id=None, dose_day_id=None, alert_id=None, due_at=now, state="pending",
+                          patient_id=None, dose_day_id=None, alert_id=None, due_at=now, state=OutboxState.PENDING,
                           priority=PRIORITY, attempts=0, resends=0, created_at=now,
                           payload={"site": site.id, "day": day.isoformat(), "since": since.isoformat(),
                                    "at": now.isoformat(), "part": part, "parts": parts},

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
@@ -44,7 +44,7 @@ from scheduler.family import queue_helper_notices
 
 BATCH = 500
 log = logging.getLogger("adherence.lifecycle")
-PLAN_UNSENT = ("pending", "claimed", "sending")
+PLAN_UNSENT = (OutboxState.PENDING, OutboxState.CLAIMED, OutboxState.SENDING)
 CATCH_UP_WITHIN = timedelta(days=7)  # a catch-up question is only asked soon after registration
 
 
@@ -124,7 +124,7 @@ async def plans_due(session: AsyncSession, *, now: datetime) -> int:
     """Course plans ready to send now: while there are any, the lifecycle has more to do after
     the courier has sent them (the reminders and questions they hold back)."""
     return (await session.exec(select(func.count()).select_from(Outbox).where(
-        Outbox.kind == OutboxKind.COURSE_PLAN, Outbox.state == "pending", Outbox.due_at <= now))).one()
+        Outbox.kind == OutboxKind.COURSE_PLAN, Outbox.state == OutboxState.PENDING, Outbox.due_at <= now))).one()
 
 
 async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
@@ -152,7 +152,7 @@ def _row(kind: str, patient: Patient, dose: DoseDay, *, due_at: datetime, now: d
          payload: dict | None = None) -> dict:
     return dict(kind=kind, lane=NORMAL_LANE, channel=patient.channel, address=patient.address,
                 patient_id=patient.id, dose_day_id=dose.id,
-                alert_id=None, due_at=due_at, state="pending", attempts=0, resends=0, payload=payload or {},
+                alert_id=None, due_at=due_at, state=OutboxState.PENDING, attempts=0, resends=0, payload=payload or {},
                 dedupe_key=dedupe_key, created_at=now)
 
 
@@ -247,7 +247,7 @@ async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
     is waiting for an event that wakes the scheduler itself (a paused patient resuming, an
     unreachable one writing again). Counting it would make the scheduler spin."""
     candidates = (await session.exec(select(  # one round trip: this runs after every pass
-        select(_earliest(Outbox.due_at)).where(Outbox.state == "pending", Outbox.due_at > now).scalar_subquery(),
+        select(_earliest(Outbox.due_at)).where(Outbox.state == OutboxState.PENDING, Outbox.due_at > now).scalar_subquery(),
         select(_earliest(DoseDay.due_at)).where(
             DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at > now
         ).scalar_subquery(),
@@ -265,7 +265,7 @@ async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
 
 async def overdue_outbox(session: AsyncSession, *, now: datetime) -> bool:
     """Pending rows already due: normally none after a drain (another process may hold them)."""
-    return (await session.exec(select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)
+    return (await session.exec(select(Outbox.id).where(Outbox.state == OutboxState.PENDING, Outbox.due_at <= now)
                                .limit(1))).first() is not None
 
 

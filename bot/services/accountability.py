@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus
 from bot.channels.port import Account
@@ -82,7 +82,7 @@ async def open_course(session, *, patient: Patient, now: datetime) -> int | None
     """The course whose tablet question went out lately and is still unanswered."""
     sent = (await session.exec(
         select(Outbox.payload).where(Outbox.patient_id == patient.id, Outbox.kind == COUNT_KIND,
-                                     col(Outbox.state).in_(("sent", "unknown")), Outbox.finished_at > now - OPEN_FOR)
+                                     col(Outbox.state).in_((OutboxState.SENT, OutboxState.UNKNOWN)), Outbox.finished_at > now - OPEN_FOR)
         .order_by(col(Outbox.id).desc()))).all()
     for payload in sent:
         course_id = (payload or {}).get("course_id")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, update
 from sqlmodel import col, func, select
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
@@ -357,9 +357,9 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
             session.add(DoseEvent(dose_day_id=dose_id, at=now, kind="void", from_state=old_state[dose_id],
                                   to_state=DoseState.CANCELLED.value, actor=actor_label,
                                   reason=f"{dose.local_date.isoformat()} is outside the corrected course: {reason}"))
-            await session.exec(update(Outbox).where(Outbox.dose_day_id == dose_id, Outbox.state == "pending",
+            await session.exec(update(Outbox).where(Outbox.dose_day_id == dose_id, Outbox.state == OutboxState.PENDING,
                                                     Outbox.kind != OutboxKind.REMINDER_CLOSE)
-                               .values(state="skipped", finished_at=now, last_error="day outside corrected course"))
+                               .values(state=OutboxState.SKIPPED, finished_at=now, last_error="day outside corrected course"))
             await close_reminder_messages(session, now=now, dose=dose, patient=patient)
         was_out = {d.id: d.out_of_window for d in doses}
         for kept in plan.kept:
@@ -465,9 +465,9 @@ async def void_open_days(session, *, now, course: Course, patient: Patient, acto
             continue
         session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="void", from_state=dose.state,
                               to_state=DoseState.CANCELLED.value, actor=actor[:32], reason=reason))
-        await session.exec(update(Outbox).where(Outbox.dose_day_id == dose.id, Outbox.state == "pending",
+        await session.exec(update(Outbox).where(Outbox.dose_day_id == dose.id, Outbox.state == OutboxState.PENDING,
                                                 Outbox.kind != OutboxKind.REMINDER_CLOSE)
-                           .values(state="skipped", finished_at=now, last_error="course cancelled"))
+                           .values(state=OutboxState.SKIPPED, finished_at=now, last_error="course cancelled"))
         await close_reminder_messages(session, now=now, dose=dose, patient=patient)
         voided.append(dose.day)
     return voided

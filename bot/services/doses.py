@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.domain.alerts import AlertKind
 from bot.domain.status import PatientStatus
 from bot.channels.port import Account, Recipient
@@ -70,7 +70,7 @@ async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patie
         return 0
     sent = (await session.exec(select(Outbox.id, Outbox.message_id, Outbox.channel, Outbox.address).where(
         Outbox.dose_day_id == dose.id, col(Outbox.kind).in_((OutboxKind.REMINDER, OutboxKind.FOLLOWUP, OutboxKind.SNOOZE)),
-        Outbox.state == "sent", col(Outbox.message_id).is_not(None)))).all()
+        Outbox.state == OutboxState.SENT, col(Outbox.message_id).is_not(None)))).all()
     added = 0
     for row_id, message_id, channel, address in sent:
         added += await enqueue(session, kind=OutboxKind.REMINDER_CLOSE, to=Recipient(channel, address), due_at=now, now=now,

@@ -21,7 +21,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.domain.status import HelperStatus, PatientStatus
 from bot.channels.port import Account, Recipient
 from bot.db.models import Helper, Invitation, Outbox, Patient
@@ -97,10 +97,10 @@ async def helpers_of(session: AsyncSession, *, patient_id: int) -> list[Helper]:
 async def cancel_notices(session: AsyncSession, *, patient_id: int, now: datetime, to: Recipient | None = None,
                          reason: str) -> None:
     """Queued helper notices of this patient (to this recipient) are never sent."""
-    where = [Outbox.kind == NOTICE_KIND, Outbox.patient_id == patient_id, Outbox.state == "pending"]
+    where = [Outbox.kind == NOTICE_KIND, Outbox.patient_id == patient_id, Outbox.state == OutboxState.PENDING]
     if to is not None:
         where += [Outbox.channel == to.channel, Outbox.address == to.address]
-    await session.exec(update(Outbox).where(*where).values(state="skipped", finished_at=now, last_error=reason))
+    await session.exec(update(Outbox).where(*where).values(state=OutboxState.SKIPPED, finished_at=now, last_error=reason))
 
 
 # --- the patient's consent ------------------------------------------------------------------

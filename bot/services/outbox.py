@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels.port import Recipient
 from bot.db.models import Outbox
-from bot.domain.outbox import Lane
+from bot.domain.outbox import Lane, OutboxState
 
 ALERT_LANE, NORMAL_LANE = Lane.ALERT, Lane.NORMAL
 
@@ -36,7 +36,7 @@ async def enqueue(
     (ON CONFLICT DO NOTHING). Returns whether a row was added."""
     values = dict(
         kind=kind, lane=lane, channel=to.channel, address=to.address, patient_id=patient_id, dose_day_id=dose_day_id, alert_id=alert_id,
-        due_at=due_at, state="pending", priority=priority, attempts=0, resends=0, payload=payload or {}, dedupe_key=dedupe_key,
+        due_at=due_at, state=OutboxState.PENDING, priority=priority, attempts=0, resends=0, payload=payload or {}, dedupe_key=dedupe_key,
         created_at=now,
     )
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.domain.alerts import AlertKind
 from bot.channels.port import EDITABLE_CHANNELS, Account, Recipient
 from bot.db.models import Alert, Outbox, Patient, SymptomReport
@@ -175,12 +175,12 @@ async def _queue_edits(session, *, alert: Alert, now) -> None:
     right now is edited too, once it is recorded."""
     copies = (await session.exec(select(Outbox.channel, Outbox.address).where(  # a mail cannot be edited
         Outbox.alert_id == alert.id, Outbox.kind == OutboxKind.ALERT, col(Outbox.channel).in_(EDITABLE_CHANNELS),
-        col(Outbox.state).in_(["claimed", "sending", "sent", "unknown"])).distinct())).all()
+        col(Outbox.state).in_([OutboxState.CLAIMED, OutboxState.SENDING, OutboxState.SENT, OutboxState.UNKNOWN])).distinct())).all()
     version = f"{len(alert.details.get('report_ids', []))}.{len(alert.details.get('notes', []))}"
     for channel, address in copies:
         prefix = f"alert_update:{alert.id}:{address}:"
         pending = (await session.exec(select(Outbox.id).where(
-            Outbox.state == "pending", col(Outbox.dedupe_key).startswith(prefix)).limit(1))).first()
+            Outbox.state == OutboxState.PENDING, col(Outbox.dedupe_key).startswith(prefix)).limit(1))).first()
         if pending is None:
             await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, to=Recipient(channel, address), due_at=now, now=now,
                           patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
@@ -191,15 +191,15 @@ async def advice_delivered(rt: Runtime, *, row_id: int, message_id: int | None) 
     """The handler showed the advice itself: the retry row is done."""
     now = rt.now()
     async with rt.session() as session:
-        await session.exec(update(Outbox).where(Outbox.id == row_id, Outbox.state == "pending").values(
-            state="sent", message_id=message_id, finished_at=now, attempts=1))
+        await session.exec(update(Outbox).where(Outbox.id == row_id, Outbox.state == OutboxState.PENDING).values(
+            state=OutboxState.SENT, message_id=message_id, finished_at=now, attempts=1))
         await session.commit()
 
 
 async def advice_failed(rt: Runtime, *, row_id: int, error: str) -> None:
     """The handler could not show the advice: the courier retries it now, in the alert lane."""
     async with rt.session() as session:
-        await session.exec(update(Outbox).where(Outbox.id == row_id, Outbox.state == "pending").values(
+        await session.exec(update(Outbox).where(Outbox.id == row_id, Outbox.state == OutboxState.PENDING).values(
             due_at=rt.now(), last_error=f"handler send failed: {error}"[:500]))
         await session.commit()
     rt.wake()
