@@ -22,6 +22,7 @@ from sqlalchemy import String, cast, literal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.dose import DoseState
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.config import Settings, parse_hhmm
 from bot.db.models import ConmedReport, Course, DoseDay, Outbox, Patient, TabletCount
@@ -33,7 +34,7 @@ from bot.services.conmed import CHECK_KIND, MID, START, check_dedupe_key
 from bot.services.outbox import enqueue
 
 BATCH = 500
-LIVE_DAY_STATES = ("scheduled", "taken", "missed")
+LIVE_DAY_STATES = (DoseState.SCHEDULED, DoseState.TAKEN, DoseState.MISSED)
 
 
 def _reachable():

@@ -51,7 +51,7 @@ CATCH_UP_WITHIN = timedelta(days=7)  # a catch-up question is only asked soon af
 async def close_days(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     rows = (await session.exec(
         select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(DoseDay.state == "scheduled", DoseDay.closes_at <= now)
+        .where(DoseDay.state == DoseState.SCHEDULED, DoseDay.closes_at <= now)
         .order_by(col(DoseDay.closes_at), col(DoseDay.id)).limit(BATCH)
     )).all()
     morning = parse_hhmm(settings.reminders.next_morning_time)
@@ -59,11 +59,11 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
         # A day that closes while the study team holds the drug was never the patient's to take.
         held = patient.status == PatientStatus.PAUSED and patient.pause_origin == PauseOrigin.TEAM
         final = close_day(state=DoseState.SCHEDULED, held=held)
-        changed = await session.exec(update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == "scheduled")
+        changed = await session.exec(update(DoseDay).where(DoseDay.id == dose.id, DoseDay.state == DoseState.SCHEDULED)
                                      .values(state=final.value))
         if changed.rowcount != 1:
             continue
-        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="close", from_state="scheduled",
+        session.add(DoseEvent(dose_day_id=dose.id, at=now, kind="close", from_state=DoseState.SCHEDULED,
                               to_state=final.value, actor="system"))
         audit(session, at=now, actor_kind="system", actor_id="scheduler",
               action="dose.closed_held" if held else "dose.closed_not_reported",
@@ -85,7 +85,7 @@ async def queue_reminders(session: AsyncSession, *, settings: Settings, now: dat
     # The due days first, on their own (materialised), then their patients: planned any other way,
     # PostgreSQL without fresh statistics (right after a bulk load) probed the whole day index
     # once per patient, which took half a minute for 10,000 patients.
-    due = (select(DoseDay.id).where(DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None),
+    due = (select(DoseDay.id).where(DoseDay.state == DoseState.SCHEDULED, col(DoseDay.reminder_queued_at).is_(None),
                                     DoseDay.due_at <= now, DoseDay.closes_at > now)
            .cte("due_days").prefix_with("MATERIALIZED"))
     rows = (await session.exec(
@@ -135,7 +135,7 @@ async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: dat
         select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
         .where(Course.status == CourseStatus.ACTIVE, Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False),
                col(Patient.address).is_not(None), ~_plan_unsent(Patient.id),
-               select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
+               select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == DoseState.BEFORE_REGISTRATION,
                                         DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
                ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
                Course.created_at > now - CATCH_UP_WITHIN)
@@ -249,7 +249,7 @@ async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
     candidates = (await session.exec(select(  # one round trip: this runs after every pass
         select(_earliest(Outbox.due_at)).where(Outbox.state == OutboxState.PENDING, Outbox.due_at > now).scalar_subquery(),
         select(_earliest(DoseDay.due_at)).where(
-            DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at > now
+            DoseDay.state == DoseState.SCHEDULED, col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at > now
         ).scalar_subquery(),
         # Every close, answered days included: the last one ends the course.
         select(_earliest(DoseDay.closes_at)).where(DoseDay.closes_at > now).scalar_subquery(),

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.domain.dose import DoseState
 from bot.domain.outbox import OutboxKind, OutboxState
 from bot.domain.alerts import AlertKind
 from bot.domain.status import CourseStatus
@@ -37,7 +38,7 @@ def count_dedupe_key(course_id: int) -> str:
 
 
 def taken_days(doses: list[DoseDay]) -> int:
-    return sum(1 for d in doses if d.state == "taken" and not d.out_of_window)
+    return sum(1 for d in doses if d.state == DoseState.TAKEN and not d.out_of_window)
 
 
 def ran_out_days(doses: list[DoseDay]) -> list[DoseDay]:

@@ -283,7 +283,7 @@ async def target(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | Non
 
 def _touched(dose: DoseDay) -> bool:
     """A day that has been reminded, snoozed or answered is history, not plan."""
-    return dose.state != "scheduled" or dose.reminder_queued_at is not None or dose.snoozes > 0
+    return dose.state != DoseState.SCHEDULED or dose.reminder_queued_at is not None or dose.snoozes > 0
 
 
 def _plan(doses: list[DoseDay], new: CourseSpan) -> CorrectionPlan:

@@ -106,7 +106,7 @@ async def move_untouched_days(session, *, patient: Patient, now: datetime) -> da
     tz = ZoneInfo(patient.timezone)
     at = parse_hhmm(patient.reminder_time)
     untouched = (await session.exec(select(DoseDay).where(
-        DoseDay.patient_id == patient.id, DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None)
+        DoseDay.patient_id == patient.id, DoseDay.state == DoseState.SCHEDULED, col(DoseDay.reminder_queued_at).is_(None)
     ).order_by(col(DoseDay.due_at)))).all()
     first_changed = None
     for dose in untouched:
@@ -154,7 +154,7 @@ async def status_view(rt: Runtime, *, patient: Patient) -> StatusView:
         course = await current_course(session, patient_id=patient.id, today=today)
         doses = await dose_days(session, course_id=course.id) if course else []
         next_due = (await session.exec(select(DoseDay.due_at).where(
-            DoseDay.patient_id == patient.id, DoseDay.state == "scheduled", DoseDay.due_at > now
+            DoseDay.patient_id == patient.id, DoseDay.state == DoseState.SCHEDULED, DoseDay.due_at > now
         ).order_by(col(DoseDay.due_at)).limit(1))).first()
     return StatusView(course=course, doses=doses, today=today, next_due=next_due)
 
@@ -366,7 +366,7 @@ async def rebind(rt: Runtime, actor: Actor, *, subject_id: str,
                                    purpose="rebind", update_id=update_id)
 
 
-CORRECTABLE = ("taken", "missed", "not_reported")
+CORRECTABLE = (DoseState.TAKEN, DoseState.MISSED, DoseState.NOT_REPORTED)
 
 
 async def correct_day(rt: Runtime, actor: Actor, *, subject_id: str, local_date: date, new_state: str, reason: str,
@@ -385,7 +385,7 @@ async def correct_day(rt: Runtime, actor: Actor, *, subject_id: str, local_date:
             DoseDay.state != DoseState.CANCELLED, DoseDay.out_of_window.is_(False)))).first()
         if dose is None:
             raise PatientActionRefused("no_day")
-        if dose.state == DoseState.SCHEDULED and now < dose.closes_at and new_state == "not_reported":
+        if dose.state == DoseState.SCHEDULED and now < dose.closes_at and new_state == DoseState.NOT_REPORTED:
             raise PatientActionRefused("day_open")
         try:
             state = correct_dose(state=dose.state, new_state=new_state, reason=reason)

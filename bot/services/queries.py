@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.domain.dose import DoseState
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.channels.port import Account
 from bot.db.models import Course, DoseDay, Patient
@@ -75,7 +76,7 @@ async def open_dose_day(session: AsyncSession, *, patient_id: int, now: datetime
     """Today's dose day if its reminder time has come and it is still open."""
     statement = select(DoseDay).where(
         DoseDay.patient_id == patient_id,
-        DoseDay.state == "scheduled",
+        DoseDay.state == DoseState.SCHEDULED,
         DoseDay.closes_at > now,
     ).order_by(col(DoseDay.due_at))
     return (await session.exec(statement)).first()
