@@ -47,7 +47,21 @@ class Invitation(SQLModel, table=True):
     revoked_by: str | None = Field(default=None, max_length=32)
 
 
-class Patient(SQLModel, table=True):
+class _Reached:
+    """A person reached on a channel (patients and helpers): `channel`, `account`, `address`."""
+
+    @property
+    def recipient(self) -> Recipient | None:
+        """Where the bot writes to this person (None until bound)."""
+        return Recipient(self.channel, self.address) if self.address else None
+
+    @property
+    def account_key(self) -> str | None:
+        """How the audit trail and dialogs name this person (bot.channels.port.Account.key)."""
+        return Account(self.channel, self.account).key if self.account else None
+
+
+class Patient(_Reached, SQLModel, table=True):
     """A pseudonymous participant: no name, phone, diagnosis or record number. `account` is the
     person's id on `channel` (who writes to us), `address` where the bot writes to them; both text,
     both None until an invitation is spent."""
@@ -75,16 +89,6 @@ class Patient(SQLModel, table=True):
     helper_consent_at: datetime | None = _instant(nullable=True)
     enrolled_at: datetime | None = _instant(nullable=True)
     created_at: datetime = _instant()
-
-    @property
-    def recipient(self) -> Recipient | None:
-        """Where the bot writes to this person (None until bound)."""
-        return Recipient(self.channel, self.address) if self.address else None
-
-    @property
-    def account_key(self) -> str | None:
-        """How the audit trail and dialogs name this person (bot.channels.port.Account.key)."""
-        return Account(self.channel, self.account).key if self.account else None
 
 
 class Course(SQLModel, table=True):
@@ -282,7 +286,7 @@ class Visit(SQLModel, table=True):
     attended_by: str | None = Field(default=None, max_length=48)
 
 
-class Helper(SQLModel, table=True):
+class Helper(_Reached, SQLModel, table=True):
     """A family helper bound to exactly one patient, with the patient's consent. Exports and
     alerts name a helper only by `helper_id` (H-<site>-<n>); channel, account and address route
     messages (as for a patient)."""
@@ -302,16 +306,6 @@ class Helper(SQLModel, table=True):
     removed_at: datetime | None = _instant(nullable=True)
     removed_by: str | None = Field(default=None, max_length=48)  # patient | coordinator:<id> | operator:cli
     removal_reason: str | None = Field(default=None, max_length=24)  # removed | consent_withdrawn
-
-    @property
-    def recipient(self) -> Recipient | None:
-        """Where the bot writes to this person (None until bound)."""
-        return Recipient(self.channel, self.address) if self.address else None
-
-    @property
-    def account_key(self) -> str | None:
-        """How the audit trail and dialogs name this person (bot.channels.port.Account.key)."""
-        return Account(self.channel, self.account).key if self.account else None
 
 
 class Alert(SQLModel, table=True):

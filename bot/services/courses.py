@@ -301,18 +301,27 @@ def _check(rt: Runtime, course: Course, others: list[Course], new_chemo_end: dat
         raise CourseRefused(error.code, str(error)) from None
 
 
+async def _reanchoring(session, rt: Runtime, actor: Actor, *, subject_id: str, cycle: int | None,
+                       new_chemo_end: date, reason: str, update_id: int | None):
+    """The patient, their today, the course to move, its new span (checked), its days and the
+    correction plan: what the preview shows and the correction applies."""
+    patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="correct_course",
+                                     update_id=update_id)
+    today = patient_today(rt, patient)
+    course = await _target(session, patient, cycle=cycle, today=today)
+    others = await active_courses(session, patient_id=patient.id)
+    new = _check(rt, course, others, new_chemo_end, today, reason)
+    doses = await dose_days(session, course_id=course.id)
+    return patient, today, course, new, doses, _plan(doses, new)
+
+
 async def preview_reanchor(rt: Runtime, actor: Actor, *, subject_id: str, new_chemo_end: date,
                            cycle: int | None = None, update_id: int | None = None) -> ReanchorPreview:
     """What the correction rule (docs/corrections.md) would do, shown before the coordinator confirms."""
     async with rt.session() as session:
-        patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="correct_course",
-                                         update_id=update_id)
-        today = patient_today(rt, patient)
-        course = await _target(session, patient, cycle=cycle, today=today)
-        others = await active_courses(session, patient_id=patient.id)
-        new = _check(rt, course, others, new_chemo_end, today, reason="(preview)")
-        doses = await dose_days(session, course_id=course.id)
-        plan = _plan(doses, new)
+        patient, today, course, new, doses, plan = await _reanchoring(
+            session, rt, actor, subject_id=subject_id, cycle=cycle, new_chemo_end=new_chemo_end, reason="(preview)",
+            update_id=update_id)
     started = any(_touched(d) for d in doses) or today >= course.first_day or new.first_day < today
     over = [d for d in [m.local_date for m in plan.moved] + [n.local_date for n in plan.created] if d < today]
     return ReanchorPreview(patient.subject_id, course.cycle, span_of(course), new, started, plan, over)
@@ -329,14 +338,9 @@ async def reanchor(rt: Runtime, actor: Actor, *, subject_id: str, cycle: int, ne
     now = rt.now()
     reason = reason.strip()
     async with rt.session() as session:
-        patient = await patient_in_reach(session, rt, actor, subject_id=subject_id, what="correct_course",
-                                         update_id=update_id)
-        today = patient_today(rt, patient)
-        course = await _target(session, patient, cycle=cycle, today=today)
-        others = await active_courses(session, patient_id=patient.id)
-        new = _check(rt, course, others, new_chemo_end, today, reason)
-        doses = await dose_days(session, course_id=course.id)
-        plan = _plan(doses, new)
+        patient, today, course, new, doses, plan = await _reanchoring(
+            session, rt, actor, subject_id=subject_id, cycle=cycle, new_chemo_end=new_chemo_end, reason=reason,
+            update_id=update_id)
         before = _span_json(span_of(course))
         course.chemo_end, course.first_day, course.last_day = new.chemo_end, new.first_day, new.last_day
         course.confirmed = True
