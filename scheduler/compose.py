@@ -223,11 +223,11 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         alert = loaded.alerts.get(row.alert_id)
         if alert is None:
             return Skip("alert missing")
-        if alert.acknowledged_at is not None:
+        if alert.acknowledged_at is not None and not row.payload.get("acknowledged"):
             return Skip("alert already acknowledged")
         target = None
         if row.kind == ALERT_UPDATE_KIND:
-            target = loaded.alert_copies.get((alert.id, row.address))
+            target = row.payload.get("message_id") or loaded.alert_copies.get((alert.id, row.address))
             if target is None:
                 if (alert.id, row.address) in loaded.copies_in_flight:
                     return Defer(now + timedelta(seconds=1), "alert copy still being sent")

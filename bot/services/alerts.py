@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain.outbox import OutboxKind
-from bot.channels.port import Account, Recipient
+from bot.channels.port import EDITABLE_CHANNELS, Account, Recipient
 from bot.config import Settings, Site
 from bot.db.models import Alert, AlertMessage, Patient, RuntimeState, UnreachableRecipient
 from bot.domain.ack_codes import ack_code, issued_to, parse
@@ -302,11 +302,33 @@ async def acknowledge_by_code(rt: Runtime, *, code: str, account: Account | None
             return AckResult("invalid" if owner is None else "refused")
         coordinator = rt.staff(account) if account is not None else None
         by = account or rt.settings.site(alert.site_id).account_reached_at(owner)
-        return await _acknowledge(session, rt, alert_id=alert.id, by=by.key if by else None,
-                                  actor_kind="coordinator" if coordinator else ("escalation" if account
-                                                                                else "operator"),
-                                  actor_id=actor_id or "cli", update_id=update_id,
-                                  details={"via": "code", "code_of": staff_name(rt.settings, owner)})
+        result = await _acknowledge(session, rt, alert_id=alert.id, by=by.key if by else None,
+                                    actor_kind="coordinator" if coordinator else ("escalation" if account
+                                                                                  else "operator"),
+                                    actor_id=actor_id or "cli", update_id=update_id,
+                                    details={"via": "code", "code_of": staff_name(rt.settings, owner)})
+        if account is None and result.status == "acknowledged":
+            await _queue_acknowledged_copies(session, rt, result)
+        return result
+
+
+async def _queue_acknowledged_copies(session, rt: Runtime, result: AckResult) -> None:
+    """Acknowledged where no chat is open (an operator typed the code): the courier edits every
+    delivered copy (first sends and repeats) to its acknowledged state, so none still asks for an
+    acknowledgement. (In a chat the handler edits them at once.)"""
+    alert, now = result.alert, rt.now()
+    escalation = set(escalation_recipients(rt.settings.site(alert.site_id)))
+    for copy in result.copies:
+        to = Recipient(copy.channel, copy.address)
+        if to.channel not in EDITABLE_CHANNELS:
+            continue
+        await enqueue(session, kind=OutboxKind.ALERT_UPDATE, lane=ALERT_LANE, to=to, due_at=now, now=now,
+                      patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
+                      payload={"acknowledged": True, "message_id": copy.message_id,
+                               "escalated": alert.escalated_at is not None and to in escalation},
+                      dedupe_key=f"alert_update:{alert.id}:{to.short_key}:{copy.message_id}:acknowledged")
+    await session.commit()
+    rt.wake()
 
 
 async def _acknowledge(session, rt: Runtime, *, alert_id: int, by: str | None, actor_kind: str, actor_id,

@@ -206,6 +206,11 @@ async def test_an_email_only_escalation_contact_is_paged_and_acknowledges_throug
             assert audit.after["code_of"] == "NJ escalation contact"
             await h.tick(T0 + timedelta(minutes=30))
             assert len(_mails(smtp, ONCALL_MAIL, alert)) == 2
+            # no chat saw the acknowledgement, yet every Telegram copy (the repeat too) stops asking for one
+            acknowledged = "✅ " + zh._("Acknowledged by {who} at {when}", who="—", when=zh.datetime(done.alert.acknowledged_at))
+            copies = _copies(h, COORDINATOR_NJ, alert)
+            await h.sandbox.wait_for(lambda: copies and all(acknowledged in (m.text or "") and not m.buttons
+                                                            for m in copies))
 
 
 @pytest.mark.parametrize("fault, state, unreachable", [
