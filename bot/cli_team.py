@@ -56,6 +56,8 @@ def add_parsers(sub, config_arg) -> None:
     command("alerts", "list open alerts", site=True)
     command("ack", "acknowledge an alert with the code from its mail (for staff who cannot reach Telegram)"
             ).add_argument("code", help="the code in the alert mail, e.g. 123-K7Q2M9XZTA")
+    command("recipient-fixed", "a staff mailbox or chat the channel refused works again: send it alerts again"
+            ).add_argument("address", help="the coordinator's email address (or Telegram chat id) as in the config")
     command("digest", "print today's digest (does not replace the scheduled one)", site=True)
     command("report", "write the adherence chart as PNG files", site=True).add_argument(
         "--out", type=Path, required=True, help="directory for the PNG files")
@@ -233,6 +235,16 @@ def cmd_ack(args, settings) -> int:
     return 0
 
 
+def cmd_recipient_fixed(args, settings) -> int:
+    from bot.services import alerts
+
+    name = asyncio.run(_run(settings, lambda rt: alerts.recipient_fixed(rt, address=args.address)))
+    if name is None:
+        raise TeamCommandError("no refused staff recipient has this address: nothing to do")
+    print(f"{name} gets alerts again")
+    return 0
+
+
 def cmd_digest(args, settings) -> int:
     from bot.render import coord_reports
     from bot.services import digest
@@ -334,5 +346,5 @@ COMMANDS = {
     "invites": cmd_invites, "revoke": cmd_revoke, "patients": cmd_patients, "patient": cmd_patient,
     "pause": _paused(True), "resume": _paused(False), "withdraw": cmd_withdraw, "rebind": cmd_rebind, "dose": cmd_dose,
     "correct": cmd_correct, "cancel-course": cmd_cancel_course, "confirm-course": cmd_confirm_course,
-    "alerts": cmd_alerts, "ack": cmd_ack, "digest": cmd_digest, "report": cmd_report, "export": cmd_export,
+    "alerts": cmd_alerts, "ack": cmd_ack, "recipient-fixed": cmd_recipient_fixed, "digest": cmd_digest, "report": cmd_report, "export": cmd_export,
 }

@@ -123,12 +123,13 @@ async def mark_recipient_unreachable(session: AsyncSession, *, settings: Setting
 
 
 async def mark_recipient_reachable(session: AsyncSession, *, settings: Settings, recipient: Recipient,
-                                   now: datetime, update_id: int | None = None) -> bool:
+                                   now: datetime, update_id: int | None = None,
+                                   actor: tuple[str, str] = ("system", "bot")) -> bool:
     result = await session.exec(delete(UnreachableRecipient).where(UnreachableRecipient.channel == recipient.channel,
                                                                    UnreachableRecipient.address == recipient.address))
     if not result.rowcount:
         return False
-    audit(session, at=now, actor_kind="system", actor_id="bot", action="recipient.reachable", entity="site",
+    audit(session, at=now, actor_kind=actor[0], actor_id=actor[1], action="recipient.reachable", entity="site",
           entity_id=_site_of(settings, recipient), after={"recipient": staff_name(settings, recipient),
                                                           "channel": recipient.channel},
           update_id=update_id)
@@ -143,6 +144,21 @@ def _site_of(settings: Settings, recipient: Recipient) -> str:
 def staff_name(settings: Settings, who: Recipient | Account) -> str:
     """How a staff member is named in patients' records, logs and audit rows: never the raw id or address."""
     return staff_label(settings, who) or "unknown"
+
+
+async def recipient_fixed(rt: Runtime, *, address: str, operator: str = "operator:cli") -> str | None:
+    """An operator says a refused staff recipient works again (a mailbox repaired, a chat
+    unblocked): alerts go there again. A mailbox never writes back to the bot, so without this
+    it would stay refused for good. Returns the staff member's name, or None if none was refused."""
+    now = rt.now()
+    async with rt.session() as session:
+        refused = (await session.exec(select(UnreachableRecipient).where(
+            UnreachableRecipient.address == address.strip()))).all()
+        for row in refused:
+            await mark_recipient_reachable(session, settings=rt.settings, recipient=Recipient(row.channel, row.address),
+                                           now=now, actor=("operator", operator))
+        await session.commit()
+    return staff_name(rt.settings, Recipient(refused[0].channel, refused[0].address)) if refused else None
 
 
 async def escalate_now(session: AsyncSession, *, settings: Settings, alert: Alert, now: datetime,

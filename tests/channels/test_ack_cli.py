@@ -51,3 +51,36 @@ async def test_ack_subcommand(engine, database_url, tmp_path, capsys):
     assert stored.acknowledged_at is not None and stored.acknowledged_by == "telegram:100000009"  # the contact's account
     assert (audit.actor_kind, audit.actor_id, audit.after["code_of"]) == ("operator", "operator:cli",
                                                                           "NJ escalation contact")
+
+
+async def test_an_operator_clears_a_refused_mailbox_and_alerts_go_there_again(engine, database_url, tmp_path, capsys):
+    from bot.db.models import UnreachableRecipient
+    from bot.services.alerts import mark_recipient_unreachable, reachable_escalation
+
+    text = EXAMPLE.read_text("utf-8").replace('url = "sqlite+aiosqlite:///adherence.db"', f'url = "{database_url}"')
+    text = text.replace("escalation_contact = 100000009\n", f'escalation_contact = 100000009\nescalation_email = "{ONCALL}"\n')
+    config = tmp_path / "config.toml"
+    config.write_text(text, "utf-8")
+    rt = Runtime(settings=settings_from_mapping(tomllib.loads(text), env={}), engine=engine)
+    mailbox = Recipient.email(ONCALL)
+    async with rt.session() as session:
+        await mark_recipient_unreachable(session, settings=rt.settings, recipient=mailbox,
+                                         now=datetime.now(timezone.utc), error="550 5.1.1 no such mailbox")
+        await session.commit()
+        assert mailbox not in await reachable_escalation(session, rt.settings.site("NJ"))
+
+    def run(*argv) -> tuple[int, str]:
+        status = cli.main([*argv, "--config", str(config)])
+        captured = capsys.readouterr()
+        return status, captured.out + captured.err
+
+    status, out = await asyncio.to_thread(run, "recipient-fixed", "nobody@example.org")
+    assert status == 1 and "no refused staff recipient has this address" in out
+    status, out = await asyncio.to_thread(run, "recipient-fixed", ONCALL)
+    assert status == 0 and out.strip() == "NJ escalation contact gets alerts again"
+    async with rt.session() as session:
+        assert (await session.exec(select(UnreachableRecipient))).all() == []
+        assert mailbox in await reachable_escalation(session, rt.settings.site("NJ"))
+        [cleared] = (await session.exec(select(AuditLog).where(AuditLog.action == "recipient.reachable"))).all()
+    assert (cleared.actor_kind, cleared.actor_id) == ("operator", "operator:cli")
+    assert ONCALL not in repr(cleared.after)  # named by label, never by address
