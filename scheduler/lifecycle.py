@@ -50,12 +50,13 @@ def in_quiet_hours(settings: Settings, instant: datetime, tz: ZoneInfo) -> bool:
     return (start <= local or local < end) if start > end else (start <= local < end)
 
 
+def _closing(now: datetime):
+    return (select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
+            .where(DoseDay.state == "scheduled", DoseDay.closes_at <= now))
+
+
 async def close_days(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
-    rows = (await session.exec(
-        select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(DoseDay.state == "scheduled", DoseDay.closes_at <= now)
-        .order_by(col(DoseDay.closes_at), col(DoseDay.id)).limit(BATCH)
-    )).all()
+    rows = (await session.exec(_closing(now).order_by(col(DoseDay.closes_at), col(DoseDay.id)).limit(BATCH))).all()
     morning = parse_hhmm(settings.reminders.next_morning_time)
     for dose, patient in rows:
         # A day that closes while the study team holds the drug was never the patient's to take.
@@ -83,19 +84,27 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
     return len(rows)
 
 
-async def queue_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+def _due_days(now: datetime) -> tuple:
+    return (DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at <= now,
+            DoseDay.closes_at > now)
+
+
+def _remindable() -> tuple:
+    return (Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None),
+            ~_plan_unsent(Patient.id))
+
+
+def _reminders_due(now: datetime):
     # The due days first, on their own (materialised), then their patients: planned any other way,
     # PostgreSQL without fresh statistics (right after a bulk load) probed the whole day index
     # once per patient, which took half a minute for 10,000 patients.
-    due = (select(DoseDay.id).where(DoseDay.state == "scheduled", col(DoseDay.reminder_queued_at).is_(None),
-                                    DoseDay.due_at <= now, DoseDay.closes_at > now)
-           .cte("due_days").prefix_with("MATERIALIZED"))
-    rows = (await session.exec(
-        select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(Patient.status == "active", Patient.unreachable.is_(False), col(Patient.chat_id).is_not(None),
-               ~_plan_unsent(Patient.id))
-        .order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH)
-    )).all()
+    due = select(DoseDay.id).where(*_due_days(now)).cte("due_days").prefix_with("MATERIALIZED")
+    return (select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
+            .where(*_remindable()))
+
+
+async def queue_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    rows = (await session.exec(_reminders_due(now).order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH))).all()
     reminders = settings.reminders
     queued = []
     for dose, patient in rows:
@@ -121,26 +130,31 @@ def _plan_unsent(patient_id):
                                     col(Outbox.state).in_(PLAN_UNSENT)).exists())
 
 
+def _plans_ready(now: datetime) -> tuple:
+    return (Outbox.kind == "course_plan", Outbox.state == "pending", Outbox.due_at <= now)
+
+
 async def plans_due(session: AsyncSession, *, now: datetime) -> int:
     """Course plans ready to send now: while there are any, the lifecycle has more to do after
     the courier has sent them (the reminders and questions they hold back)."""
-    return (await session.exec(select(func.count()).select_from(Outbox).where(
-        Outbox.kind == "course_plan", Outbox.state == "pending", Outbox.due_at <= now))).one()
+    return (await session.exec(select(func.count()).select_from(Outbox).where(*_plans_ready(now)))).one()
+
+
+def _catch_ups_due(now: datetime):
+    course_key = literal("catch_up:", String) + cast(Course.id, String)
+    return (select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+            .where(Course.status == "active", Patient.status == "active", Patient.unreachable.is_(False),
+                   col(Patient.chat_id).is_not(None), ~_plan_unsent(Patient.id),
+                   select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
+                                            DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
+                   ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
+                   Course.created_at > now - CATCH_UP_WITHIN))
 
 
 async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """One catch-up question per course registered late (days over before registration), once its
     plan has gone out."""
-    course_key = literal("catch_up:", String) + cast(Course.id, String)
-    rows = (await session.exec(
-        select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
-        .where(Course.status == "active", Patient.status == "active", Patient.unreachable.is_(False),
-               col(Patient.chat_id).is_not(None), ~_plan_unsent(Patient.id),
-               select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
-                                        DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
-               ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
-               Course.created_at > now - CATCH_UP_WITHIN)
-        .order_by(col(Course.id)).limit(BATCH))).all()
+    rows = (await session.exec(_catch_ups_due(now).order_by(col(Course.id)).limit(BATCH))).all()
     added = 0
     for course, patient in rows:
         added += await enqueue(session, kind="catch_up", chat_id=patient.chat_id, due_at=now, now=now,
@@ -164,15 +178,20 @@ async def enqueue_many(session: AsyncSession, rows: list[dict]) -> None:
     await session.exec(insert(Outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]), params=rows)
 
 
+def _courses_ended(settings: Settings, now: datetime):
+    # Only courses whose summary is not queued yet: the window is three days long, and every pass
+    # in it would otherwise try (and fail, by the dedupe key) to queue each summary again.
+    course_key = literal("course_end:", String) + cast(Course.id, String)
+    return (select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
+            .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
+            .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
+                   Patient.status == "active", col(Patient.chat_id).is_not(None),
+                   ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists()))
+
+
 async def end_courses(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """After a course's last day has closed, send the patient its summary (once)."""
-    rows = (await session.exec(
-        select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
-        .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
-        .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
-               Patient.status == "active", col(Patient.chat_id).is_not(None))
-        .order_by(col(Course.id))
-    )).all()
+    rows = (await session.exec(_courses_ended(settings, now).order_by(col(Course.id)))).all()
     added = 0
     for course, patient, _ in rows:
         added += await enqueue(session, kind="course_end", chat_id=patient.chat_id, due_at=now, now=now,
@@ -181,12 +200,14 @@ async def end_courses(session: AsyncSession, *, settings: Settings, now: datetim
     return added
 
 
+def _alerts_due(now: datetime):
+    return select(Alert).where(col(Alert.acknowledged_at).is_(None),
+                               ((Alert.next_repeat_at <= now)
+                                | ((Alert.escalate_at <= now) & col(Alert.escalated_at).is_(None))))
+
+
 async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
-    alerts = (await session.exec(
-        select(Alert).where(col(Alert.acknowledged_at).is_(None),
-                            ((Alert.next_repeat_at <= now) | ((Alert.escalate_at <= now) & col(Alert.escalated_at).is_(None))))
-        .order_by(col(Alert.id)).limit(BATCH)
-    )).all()
+    alerts = (await session.exec(_alerts_due(now).order_by(col(Alert.id)).limit(BATCH))).all()
     for alert in alerts:
         site = settings.site(alert.site_id)
         if alert.kind == "patient_course_start" and alert.next_repeat_at is not None and alert.next_repeat_at <= now:
@@ -218,18 +239,54 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
     return len(alerts)
 
 
+def _work(settings: Settings, now: datetime) -> dict:
+    """The lifecycle's own kinds of work, each as the query it runs (without order or limit)."""
+    return {
+        "close": _closing(now),
+        # The same rows as `_reminders_due`, without its planner hint (a CTE cannot sit in EXISTS).
+        "remind": select(DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
+        .where(*_due_days(now), *_remindable()),
+        "catch_up": _catch_ups_due(now),
+        "plans": select(Outbox.id).where(*_plans_ready(now)),
+        "end": _courses_ended(settings, now),
+        "alerts": _alerts_due(now),
+    }
+
+
+async def _work_due(session: AsyncSession, *, settings: Settings, now: datetime) -> dict[str, bool]:
+    """Which of the lifecycle's own kinds of work have anything due, in one round trip: each flag
+    is EXISTS over the very query that kind runs, so a kind skipped here would have found nothing.
+    Most passes find little or nothing due; this keeps them to one statement."""
+    queries = _work(settings, now)
+    flags = (await session.exec(select(*(q.exists() for q in queries.values())))).one()
+    return {name: bool(flag) for name, flag in zip(queries, flags)}
+
+
+async def anything_due(session: AsyncSession, *, settings: Settings, now: datetime) -> bool:
+    """Whether a pass at `now` would find anything to do: lifecycle work (as `advance` sees it,
+    the features of `scheduler.companions` and `scheduler.family` aside) or outbox rows
+    due. `next_due` only looks ahead; this looks at `now` itself, in one statement. With one of
+    those features on, it cannot tell, and says yes."""
+    if settings.conmed.enabled or settings.accountability.enabled or settings.visits.enabled or settings.helpers.enabled:
+        return True
+    queries = [*_work(settings, now).values(), select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)]
+    flags = (await session.exec(select(*(q.exists() for q in queries)))).one()
+    return any(flags)
+
+
 async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """One idempotent pass; returns how much it did (callers loop while it is busy)."""
-    done = await close_days(session, settings=settings, now=now)
-    done += await queue_reminders(session, settings=settings, now=now)
-    done += await queue_catch_ups(session, settings=settings, now=now)
-    done += await plans_due(session, now=now)
-    done += await end_courses(session, settings=settings, now=now)
+    due = await _work_due(session, settings=settings, now=now)
+    done = await close_days(session, settings=settings, now=now) if due["close"] else 0
+    done += await queue_reminders(session, settings=settings, now=now) if due["remind"] else 0
+    done += await queue_catch_ups(session, settings=settings, now=now) if due["catch_up"] else 0
+    done += await plans_due(session, now=now) if due["plans"] else 0
+    done += await end_courses(session, settings=settings, now=now) if due["end"] else 0
     done += await queue_conmed_checks(session, settings=settings, now=now, plan_unsent=_plan_unsent)
     done += await queue_tablet_counts(session, settings=settings, now=now)
     done += await queue_visit_reminders(session, settings=settings, now=now)
     done += await queue_helper_notices(session, settings=settings, now=now, plan_unsent=_plan_unsent)
-    done += await repeat_and_escalate(session, settings=settings, now=now)
+    done += await repeat_and_escalate(session, settings=settings, now=now) if due["alerts"] else 0
     return done
 
 
@@ -238,12 +295,15 @@ async def advance_alerts(session: AsyncSession, *, settings: Settings, now: date
     return await repeat_and_escalate(session, settings=settings, now=now)
 
 
-async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
+async def next_due(session: AsyncSession, *, now: datetime, with_overdue: bool = False):
     """The earliest instant after `now` at which something becomes due.
 
     Only the future counts: whatever is due already was handled by the pass that just ran, or
     is waiting for an event that wakes the scheduler itself (a paused patient resuming, an
-    unreachable one writing again). Counting it would make the scheduler spin."""
+    unreachable one writing again). Counting it would make the scheduler spin.
+    With `with_overdue`: (that instant, whether pending outbox rows are already due)."""
+    overdue = (select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now).exists(),) \
+        if with_overdue else ()
     candidates = (await session.exec(select(  # one round trip: this runs after every pass
         select(_earliest(Outbox.due_at)).where(Outbox.state == "pending", Outbox.due_at > now).scalar_subquery(),
         select(_earliest(DoseDay.due_at)).where(
@@ -256,9 +316,16 @@ async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
         select(_earliest(Alert.escalate_at)).where(
             col(Alert.acknowledged_at).is_(None), col(Alert.escalated_at).is_(None), Alert.escalate_at > now
         ).scalar_subquery(),
+        *overdue,
     ))).one()
-    values = [c for c in candidates if c is not None]
-    return min(values) if values else None
+    values = [c for c in candidates[:5] if c is not None]
+    earliest = min(values) if values else None
+    return (earliest, bool(candidates[5])) if with_overdue else earliest
+
+
+async def next_wakeup(session: AsyncSession, *, now: datetime) -> tuple[datetime | None, bool]:
+    """`next_due` and `overdue_outbox` in one round trip (what every pass asks before it sleeps)."""
+    return await next_due(session, now=now, with_overdue=True)
 
 
 async def overdue_outbox(session: AsyncSession, *, now: datetime) -> bool:

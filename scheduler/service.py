@@ -25,7 +25,7 @@ import logging
 import time
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from bot.channels.port import Channel
 from bot.db.models import RuntimeState
@@ -33,7 +33,7 @@ from bot.services.outbox import ALERT_LANE, NORMAL_LANE
 from bot.services.runtime import Runtime
 from scheduler import ownership
 from scheduler.courier import Courier
-from scheduler.lifecycle import advance, advance_alerts, next_due, overdue_outbox
+from scheduler.lifecycle import advance, advance_alerts, next_due, next_wakeup
 
 log = logging.getLogger("adherence.scheduler")
 
@@ -121,10 +121,12 @@ class Scheduler:
 
     def wake(self) -> None:
         """Something changed: run now (alerts first, in their own lane)."""
+        self.courier.poke()
         self._kick("alert")
         self._kick("main")
 
     def wake_alerts(self) -> None:
+        self.courier.poke()
         self._kick("alert")
 
     def _kick(self, runner: str) -> None:
@@ -196,14 +198,18 @@ class Scheduler:
                 await session.commit()
             return await self.courier.drain(lane=ALERT_LANE)
 
-    async def _between_batches(self, starved: bool) -> None:
+    async def _between_batches(self, starved: bool) -> bool:
         # A wake-up arrived during a long fan-out, or the queued rows run out and the lifecycle has
         # more to queue (while they last, another step would only slow the fan-out down).
+        stepped = False
         if self._dirty["main"] or (self._more and (starved or time.monotonic() - self._last_step >= STEP_AT_LEAST)):
             self._dirty["main"] = False
             await self._step()
+            stepped = True
         if time.monotonic() - self._last_upkeep >= UPKEEP_SECONDS:
-            await self._upkeep()
+            await self._upkeep()  # may hand rows back
+            stepped = True
+        return stepped
 
     async def _step(self) -> None:
         """One lifecycle step (at most a batch of each kind of work); `_more` says whether to go on."""
@@ -231,16 +237,18 @@ class Scheduler:
             await session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=LIFECYCLE_LOCK))
 
     async def _heartbeat(self, now: datetime) -> None:
-        if self._sqlite and not await ownership.still_owner(self.rt, owner=self.worker_id, now=now):
-            log.critical("event=scheduler_ownership_lost worker=%s: another process owns this SQLite database; "
-                         "this scheduler stops", self.worker_id)
-            self._stopped = True
-            self.courier.stop()
-            return
-        async with self.rt.session() as session:
-            row = await session.get(RuntimeState, HEARTBEAT_KEY) or RuntimeState(key=HEARTBEAT_KEY)
-            row.value, row.updated_at = self.worker_id, now
-            session.add(row)
+        async with self.rt.session() as session:  # ownership and heartbeat in one transaction
+            if self._sqlite and not await ownership.refresh_ownership(session, owner=self.worker_id, now=now):
+                await session.rollback()
+                log.critical("event=scheduler_ownership_lost worker=%s: another process owns this SQLite database; "
+                             "this scheduler stops", self.worker_id)
+                self._stopped = True
+                self.courier.stop()
+                return
+            beat = await session.exec(update(RuntimeState).where(RuntimeState.key == HEARTBEAT_KEY)
+                                      .values(value=self.worker_id, updated_at=now))
+            if beat.rowcount != 1:  # the first beat on this database
+                session.add(RuntimeState(key=HEARTBEAT_KEY, value=self.worker_id, updated_at=now))
             await session.commit()
 
     async def next_due(self) -> datetime | None:
@@ -252,8 +260,7 @@ class Scheduler:
             return
         now = self.rt.now()
         async with self.rt.session() as session:
-            due = await next_due(session, now=now)
-            overdue = await overdue_outbox(session, now=now)
+            due, overdue = await next_wakeup(session, now=now)
         delay = None if due is None else max(0.0, (due - now).total_seconds())
         if overdue:  # held by another process right now: look again shortly
             delay = 1.0 if delay is None else min(delay, 1.0)
