@@ -13,11 +13,12 @@ follow-ups count from when it actually goes out, never from the instant it was m
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, func, literal, update
+from sqlalchemy import String, bindparam, cast, func, literal, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -140,21 +141,24 @@ async def plans_due(session: AsyncSession, *, now: datetime) -> int:
     return (await session.exec(select(func.count()).select_from(Outbox).where(*_plans_ready(now)))).one()
 
 
-def _catch_ups_due(now: datetime):
+def _catch_ups_due(now, *, closed_after, created_after):
     course_key = literal("catch_up:", String) + cast(Course.id, String)
     return (select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
             .where(Course.status == "active", Patient.status == "active", Patient.unreachable.is_(False),
                    col(Patient.chat_id).is_not(None), ~_plan_unsent(Patient.id),
                    select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == "before_registration",
-                                            DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
+                                            DoseDay.closes_at > closed_after).exists(),
                    ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
-                   Course.created_at > now - CATCH_UP_WITHIN))
+                   Course.created_at > created_after))
 
 
 async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """One catch-up question per course registered late (days over before registration), once its
     plan has gone out."""
-    rows = (await session.exec(_catch_ups_due(now).order_by(col(Course.id)).limit(BATCH))).all()
+    bounds = _bounds(now)
+    rows = (await session.exec(_catch_ups_due(now, closed_after=bounds["closed_after"],
+                                              created_after=bounds["created_after"])
+                               .order_by(col(Course.id)).limit(BATCH))).all()
     added = 0
     for course, patient in rows:
         added += await enqueue(session, kind="catch_up", chat_id=patient.chat_id, due_at=now, now=now,
@@ -178,20 +182,21 @@ async def enqueue_many(session: AsyncSession, rows: list[dict]) -> None:
     await session.exec(insert(Outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]), params=rows)
 
 
-def _courses_ended(settings: Settings, now: datetime):
+def _courses_ended(course_days: int, now, *, ended_after):
     # Only courses whose summary is not queued yet: the window is three days long, and every pass
     # in it would otherwise try (and fail, by the dedupe key) to queue each summary again.
     course_key = literal("course_end:", String) + cast(Course.id, String)
     return (select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
-            .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
-            .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
+            .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == course_days))
+            .where(Course.status == "active", DoseDay.closes_at <= now, DoseDay.closes_at > ended_after,
                    Patient.status == "active", col(Patient.chat_id).is_not(None),
                    ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists()))
 
 
 async def end_courses(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """After a course's last day has closed, send the patient its summary (once)."""
-    rows = (await session.exec(_courses_ended(settings, now).order_by(col(Course.id)))).all()
+    rows = (await session.exec(_courses_ended(settings.trial.course_days, now, ended_after=_bounds(now)["ended_after"])
+                               .order_by(col(Course.id)))).all()
     added = 0
     for course, patient, _ in rows:
         added += await enqueue(session, kind="course_end", chat_id=patient.chat_id, due_at=now, now=now,
@@ -239,27 +244,45 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
     return len(alerts)
 
 
-def _work(settings: Settings, now: datetime) -> dict:
-    """The lifecycle's own kinds of work, each as the query it runs (without order or limit)."""
-    return {
+def _bounds(now: datetime) -> dict[str, datetime]:
+    """The instants the lifecycle's queries compare with, besides `now`."""
+    return {"closed_after": now - timedelta(days=CATCH_UP_DAYS), "created_after": now - CATCH_UP_WITHIN,
+            "ended_after": now - timedelta(days=3)}
+
+
+@functools.lru_cache(maxsize=16)
+def _work_statement(course_days: int, *, with_outbox: bool):
+    """One SELECT of EXISTS flags, one per kind of the lifecycle's own work (each over the very
+    query that kind runs, without order or limit), and with `with_outbox` whether outbox rows are
+    due. Built once (it takes a few milliseconds to build) with the instants as parameters."""
+    now = bindparam("now", type_=UTCDateTime())
+    bounds = {name: bindparam(name, type_=UTCDateTime()) for name in ("closed_after", "created_after", "ended_after")}
+    queries = {
         "close": _closing(now),
         # The same rows as `_reminders_due`, without its planner hint (a CTE cannot sit in EXISTS).
         "remind": select(DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
         .where(*_due_days(now), *_remindable()),
-        "catch_up": _catch_ups_due(now),
+        "catch_up": _catch_ups_due(now, closed_after=bounds["closed_after"], created_after=bounds["created_after"]),
         "plans": select(Outbox.id).where(*_plans_ready(now)),
-        "end": _courses_ended(settings, now),
+        "end": _courses_ended(course_days, now, ended_after=bounds["ended_after"]),
         "alerts": _alerts_due(now),
     }
+    if with_outbox:
+        queries["outbox"] = select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)
+    return list(queries), select(*(q.exists() for q in queries.values()))
+
+
+async def _flags(session: AsyncSession, *, settings: Settings, now: datetime, with_outbox: bool) -> dict[str, bool]:
+    names, statement = _work_statement(settings.trial.course_days, with_outbox=with_outbox)
+    flags = (await session.exec(statement, params={"now": now, **_bounds(now)})).one()
+    return {name: bool(flag) for name, flag in zip(names, flags)}
 
 
 async def _work_due(session: AsyncSession, *, settings: Settings, now: datetime) -> dict[str, bool]:
-    """Which of the lifecycle's own kinds of work have anything due, in one round trip: each flag
-    is EXISTS over the very query that kind runs, so a kind skipped here would have found nothing.
-    Most passes find little or nothing due; this keeps them to one statement."""
-    queries = _work(settings, now)
-    flags = (await session.exec(select(*(q.exists() for q in queries.values())))).one()
-    return {name: bool(flag) for name, flag in zip(queries, flags)}
+    """Which of the lifecycle's own kinds of work have anything due, in one round trip: a kind
+    skipped for it would have found nothing. Most passes find little or nothing due; this keeps
+    them to one statement."""
+    return await _flags(session, settings=settings, now=now, with_outbox=False)
 
 
 async def anything_due(session: AsyncSession, *, settings: Settings, now: datetime) -> bool:
@@ -269,25 +292,32 @@ async def anything_due(session: AsyncSession, *, settings: Settings, now: dateti
     those features on, it cannot tell, and says yes."""
     if settings.conmed.enabled or settings.accountability.enabled or settings.visits.enabled or settings.helpers.enabled:
         return True
-    queries = [*_work(settings, now).values(), select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)]
-    flags = (await session.exec(select(*(q.exists() for q in queries)))).one()
-    return any(flags)
+    return any((await _flags(session, settings=settings, now=now, with_outbox=True)).values())
 
 
 async def advance(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """One idempotent pass; returns how much it did (callers loop while it is busy)."""
+    return (await step(session, settings=settings, now=now))[0]
+
+
+async def step(session: AsyncSession, *, settings: Settings, now: datetime) -> tuple[int, bool]:
+    """`advance`, and whether another pass at this instant could find more: a kind that stopped
+    at its batch limit, course plans still to send (they hold reminders and questions back), or
+    a feature module's work (counted as before)."""
     due = await _work_due(session, settings=settings, now=now)
-    done = await close_days(session, settings=settings, now=now) if due["close"] else 0
-    done += await queue_reminders(session, settings=settings, now=now) if due["remind"] else 0
-    done += await queue_catch_ups(session, settings=settings, now=now) if due["catch_up"] else 0
-    done += await plans_due(session, now=now) if due["plans"] else 0
-    done += await end_courses(session, settings=settings, now=now) if due["end"] else 0
-    done += await queue_conmed_checks(session, settings=settings, now=now, plan_unsent=_plan_unsent)
-    done += await queue_tablet_counts(session, settings=settings, now=now)
-    done += await queue_visit_reminders(session, settings=settings, now=now)
-    done += await queue_helper_notices(session, settings=settings, now=now, plan_unsent=_plan_unsent)
-    done += await repeat_and_escalate(session, settings=settings, now=now) if due["alerts"] else 0
-    return done
+    closed = await close_days(session, settings=settings, now=now) if due["close"] else 0
+    reminded = await queue_reminders(session, settings=settings, now=now) if due["remind"] else 0
+    caught_up = await queue_catch_ups(session, settings=settings, now=now) if due["catch_up"] else 0
+    plans = await plans_due(session, now=now) if due["plans"] else 0
+    ended = await end_courses(session, settings=settings, now=now) if due["end"] else 0
+    features = await queue_conmed_checks(session, settings=settings, now=now, plan_unsent=_plan_unsent)
+    features += await queue_tablet_counts(session, settings=settings, now=now)
+    features += await queue_visit_reminders(session, settings=settings, now=now)
+    features += await queue_helper_notices(session, settings=settings, now=now, plan_unsent=_plan_unsent)
+    alerts = await repeat_and_escalate(session, settings=settings, now=now) if due["alerts"] else 0
+    done = closed + reminded + caught_up + plans + ended + features + alerts
+    more = BATCH in (closed, reminded, alerts) or caught_up > 0 or plans > 0 or features > 0
+    return done, more
 
 
 async def advance_alerts(session: AsyncSession, *, settings: Settings, now: datetime) -> int:

@@ -33,7 +33,8 @@ from bot.services.outbox import ALERT_LANE, NORMAL_LANE
 from bot.services.runtime import Runtime
 from scheduler import ownership
 from scheduler.courier import Courier
-from scheduler.lifecycle import advance, advance_alerts, next_due, next_wakeup
+from scheduler.lifecycle import advance_alerts, next_due, next_wakeup
+from scheduler.lifecycle import step as lifecycle_step
 
 log = logging.getLogger("adherence.scheduler")
 
@@ -215,11 +216,11 @@ class Scheduler:
         """One lifecycle step (at most a batch of each kind of work); `_more` says whether to go on."""
         async with self.rt.session() as session:
             await self._serialize(session)
-            busy = await advance(session, settings=self.rt.settings, now=self.rt.now())
+            busy, more = await lifecycle_step(session, settings=self.rt.settings, now=self.rt.now())
             await session.commit()
+        self._more = more
         self._steps += 1
         self._last_step = time.monotonic()
-        self._more = busy > 0
         if busy and self._steps > 1:
             self.wake_alerts()  # a step may have raised alerts: they must not wait for the fan-out
 

@@ -259,7 +259,39 @@ class Bot:
                 log.warning("event=sim_crash_close_failed error=%r", error)
         if self.engine.dialect.name == "sqlite":
             self._close_orphaned_sqlite()
+            await self._wait_for_sqlite_unlocked()
         self._connections = []
+
+    async def _wait_for_sqlite_unlocked(self) -> None:
+        """A dead process holds no lock. Here a cursor of a cancelled task, caught in a reference
+        cycle, can keep its closed connection alive as a zombie (sqlite3_close_v2) with the write
+        lock until the garbage collector finalizes it: collect until a writer gets in."""
+        import gc
+        import sqlite3
+
+        path = self.engine.url.database
+        for attempt in range(50):
+            gc.collect()
+            probe = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                if attempt:
+                    log.warning("event=sim_crash_lock_released attempts=%d", attempt + 1)
+                return
+            except sqlite3.OperationalError:
+                self._close_orphaned_sqlite()
+                await asyncio.sleep(0.1)
+            finally:
+                probe.close()
+        import aiosqlite
+
+        held = [(type(o).__name__, getattr(o, "in_transaction", None)) for o in gc.get_objects()
+                if isinstance(o, sqlite3.Connection)]
+        workers = [(o._running, o._thread.is_alive(), o._tx.qsize(), o._connection is not None)
+                   for o in gc.get_objects() if isinstance(o, aiosqlite.Connection)]
+        log.error("event=sim_crash_file_still_locked connections=%s workers=%s: the next start waits for the lock",
+                  held, workers)
 
     @staticmethod
     def _close_orphaned_sqlite() -> None:
