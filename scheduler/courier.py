@@ -98,6 +98,7 @@ class Courier:
         self.stopping = False
         self.sent = 0
         self._pokes = 0  # wake-ups seen (see `poke`)
+        self.troubled = False  # a delivery or drain failed since the last recovery
         self._poke_waiters: set[asyncio.Future[None]] = set()
         # Called after this courier raised an alert (403), so the alert lane runs now.
         self.on_alert_raised = lambda: None
@@ -120,6 +121,7 @@ class Courier:
         our own orphans (claimed, but no task of ours holds them any more, e.g. after a database
         error mid-batch)."""
         now = self.rt.now()
+        self.troubled = False  # whatever failed before this moment, this recovery sees
         async with self._claims, self.rt.session() as session:
             busy = or_(Outbox.state == OutboxState.CLAIMED, Outbox.state == OutboxState.SENDING)
             if startup and not self._postgres:
@@ -235,6 +237,9 @@ class Courier:
                     task = asyncio.create_task(self.deliver(row, plan, tag))
                     tasks.add(task)
                     task.add_done_callback(finished)
+        except BaseException:
+            self.troubled = True
+            raise
         finally:
             if tasks:
                 if self.stopping:
@@ -270,6 +275,9 @@ class Courier:
     async def deliver(self, row: Outbox, plan: Plan | Exception, tag: AbortTag | None = None) -> None:
         try:
             await self._deliver(row, plan, tag)
+        except BaseException:
+            self.troubled = True  # the row may be left claimed or in flight: recovery must look
+            raise
         finally:
             self._holding.discard(row.id)
 

@@ -70,6 +70,8 @@ class Scheduler:
         self._steps = 0
         self._last_step = 0.0
         self._last_upkeep = 0.0
+        self._upkeep_at: datetime | None = None  # the clock's instant at the last upkeep
+        self._failed = False  # a pass failed since the last upkeep (rows may be left claimed)
         self._created = time.monotonic()
 
     @property
@@ -162,6 +164,7 @@ class Scheduler:
                 # wait for the next reminder pass to be looked at again.
                 await self._schedule_wakeup()
             except Exception:
+                self._failed = True
                 log.exception("event=alert_lane_failed retry_in=%s", RETRY_AFTER_ERROR)
                 self._schedule(RETRY_AFTER_ERROR)
                 return
@@ -174,17 +177,22 @@ class Scheduler:
         first of 10,000 reminders due together goes out after one batch is queued, not all."""
         async with self._lock:
             first_step = self._steps
-            await self._step()
-            await self._upkeep()
-            handled = await self.drain_alerts()
-            while True:
-                handled += await self.courier.drain(lane=NORMAL_LANE, between=self._between_batches)
-                if not self._more or self._should_stop() or self.courier.stopping:
-                    break
+            try:
                 await self._step()
-            if self._steps - first_step > 1:
-                handled += await self.drain_alerts()  # raised by the later steps (e.g. days closed)
-            await self._schedule_wakeup()
+                if self._upkeep_due():
+                    await self._upkeep()
+                handled = await self.drain_alerts()
+                while True:
+                    handled += await self.courier.drain(lane=NORMAL_LANE, between=self._between_batches)
+                    if not self._more or self._should_stop() or self.courier.stopping:
+                        break
+                    await self._step()
+                if self._steps - first_step > 1:
+                    handled += await self.drain_alerts()  # raised by the later steps (e.g. days closed)
+                await self._schedule_wakeup()
+            except BaseException:
+                self._failed = True  # rows may be left claimed: the next pass recovers them
+                raise
             if not self._ready:
                 self._ready = True
                 log.info("event=scheduler_ready worker=%s seconds_since_created=%.3f",
@@ -224,9 +232,16 @@ class Scheduler:
         if busy and self._steps > 1:
             self.wake_alerts()  # a step may have raised alerts: they must not wait for the fan-out
 
+    def _upkeep_due(self) -> bool:
+        """Every pass keeps up, except another pass at the very instant of the last upkeep (the
+        clock has not moved: the same heartbeat, nothing can have gone stale) when nothing has
+        failed since (no batch can have left rows behind)."""
+        return self._failed or self.courier.troubled or self._upkeep_at != self.rt.now()
+
     async def _upkeep(self) -> None:
         """Heartbeat (and SQLite ownership), and rows left behind by dead workers or failed batches."""
         self._last_upkeep = time.monotonic()
+        self._upkeep_at, self._failed = self.rt.now(), False
         released, requeued = await self.courier.recover(startup=False)
         if released or requeued:
             log.warning("event=recovered_orphaned_rows handed_back=%d requeued_in_flight=%d", released, requeued)

@@ -797,8 +797,10 @@ class Simulation:
                 fault_counts["crash"] = self.crashes
                 if self.faults.injected["database drop"]:
                     fault_counts["database drop"] = self.faults.injected["database drop"]
+                if self.bot.relocations:
+                    self.counts["restarts on a copy of the SQLite file (lock kept by the in-process kill)"] = self.bot.relocations
                 context = invariants.Context(
-                    config=self.config, settings=settings, clock=self.clock, seen=self.seen,
+                    config=self.config, settings=self.bot.settings, clock=self.clock, seen=self.seen,
                     free_texts=self.free_texts, log_lines=capture.lines, token=sandbox.token, sandbox=sandbox,
                     people=self.people)
                 outcomes, extra = await invariants.check_all(context)
