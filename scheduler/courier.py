@@ -98,6 +98,9 @@ class Courier:
         self._tags: set[AbortTag] = set()
         self.stopping = False
         self.sent = 0
+        self._pokes = 0  # wake-ups seen (see `poke`)
+        self.troubled = False  # a delivery or drain failed since the last recovery
+        self._poke_waiters: set[asyncio.Future[None]] = set()
         # Called after this courier raised an alert (403), so the alert lane runs now.
         self.on_alert_raised = lambda: None
 
@@ -119,13 +122,20 @@ class Courier:
         our own orphans (claimed, but no task of ours holds them any more, e.g. after a database
         error mid-batch)."""
         now = self.rt.now()
+        self.troubled = False  # whatever failed before this moment, this recovery sees
         async with self._claims, self.rt.session() as session:
             busy = or_(Outbox.state == OutboxState.CLAIMED, Outbox.state == OutboxState.SENDING)
             if startup and not self._postgres:
                 condition = busy
             else:
-                owners = (await session.exec(select(Outbox.claimed_by).where(busy).distinct())).all()
-                dead = [o for o in owners if o and o != self.worker_id and not alive(o)]
+                rows = (await session.exec(select(Outbox.id, Outbox.claimed_by, Outbox.claimed_at).where(busy))).all()
+                dead = [o for o in {owner for _, owner, _ in rows} if o and o != self.worker_id and not alive(o)]
+                stale = now - STALE_CLAIM
+                if not any(owner in dead
+                           or (owner is not None and owner != self.worker_id and at is not None and at < stale)
+                           or (owner == self.worker_id and row_id not in self._holding)
+                           for row_id, owner, at in rows):
+                    return 0, 0  # the usual case: nothing orphaned, so no write (the same test as below, in Python)
                 condition = busy & (
                     col(Outbox.claimed_by).in_(dead)
                     | ((Outbox.claimed_at < now - STALE_CLAIM) & (Outbox.claimed_by != self.worker_id))
@@ -171,7 +181,8 @@ class Courier:
         """Send everything due in one lane; returns how many rows were handled.
 
         `between(starved)` is awaited before each claim, so a long fan-out still lets the lifecycle
-        move on; `starved` says the due rows are running out."""
+        move on; `starved` says the due rows are running out; it returns whether it queued anything
+        (a lifecycle step), which makes the next claim worth its statement."""
         tag = AbortTag()
         self._tags.add(tag)
         handled = 0
@@ -187,30 +198,49 @@ class Courier:
                 room.set()
 
         starved = True  # the last claim got fewer rows than it asked for
+        loop = asyncio.get_running_loop()
+        # After a claim that got fewer rows than it asked for (every due row taken): the instant
+        # it claimed at, the wake-ups seen by then, and when to claim again regardless.
+        drained: tuple[Any, int] | None = None
+        look_again_at = 0.0
         try:
             while not self.stopping:
                 if len(tasks) > low_water:
                     room.clear()
                     await room.wait()
                     continue
-                if between is not None:
-                    await between(starved)
+                stepped = await between(starved) if between is not None else False
+                if drained is not None and not stepped and drained[1] == self._pokes:
+                    # Nothing that could queue a due row has happened since that claim (no
+                    # lifecycle step, no wake-up): another claim finds nothing new unless time
+                    # has moved on. Wait for a send to finish, a wake-up, or the look-again time.
+                    if not tasks:
+                        if self.rt.now() == drained[0]:
+                            break
+                    elif loop.time() < look_again_at:
+                        await self._wait(tasks, timeout=look_again_at - loop.time())
+                        continue
+                pokes, claimed_at = self._pokes, self.rt.now()
                 wanted = self.batch - len(tasks)
                 rows = await self.claim(lane=lane, limit=wanted)
                 starved = len(rows) < wanted
+                drained = (claimed_at, pokes) if starved else None
+                # Rows waiting for one chat's 1/s must not keep a new emergency for another chat
+                # unclaimed: look again on any wake-up, or shortly.
+                look_again_at = loop.time() + LOOK_AGAIN[lane == Lane.ALERT]
                 if not rows:
                     if not tasks:
                         break
-                    # Look again as soon as one finishes, or shortly: rows waiting for one chat's
-                    # 1/s must not keep a new emergency for another chat unclaimed.
-                    await asyncio.wait(set(tasks), timeout=LOOK_AGAIN[lane == Lane.ALERT],
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await self._wait(tasks, timeout=LOOK_AGAIN[lane == Lane.ALERT])
                     continue
                 handled += len(rows)
                 for row, plan in await self.plan(rows):
                     task = asyncio.create_task(self.deliver(row, plan, tag))
                     tasks.add(task)
                     task.add_done_callback(finished)
+        except BaseException:
+            self.troubled = True
+            raise
         finally:
             if tasks:
                 if self.stopping:
@@ -218,6 +248,24 @@ class Courier:
                 await asyncio.gather(*tasks, return_exceptions=True)
             self._tags.discard(tag)
         return handled
+
+    def poke(self) -> None:
+        """Something may have queued a due row (a handler, an alarm): a drain waiting after an
+        empty claim claims again now."""
+        self._pokes += 1
+        for waiter in self._poke_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self, tasks: set[asyncio.Task[None]], *, timeout: float) -> None:
+        """Until one of `tasks` finishes, a poke, or `timeout`."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._poke_waiters.add(waiter)
+        try:
+            await asyncio.wait({*tasks, waiter}, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._poke_waiters.discard(waiter)
+            waiter.cancel()
 
     def _slot(self, lane: str, channel: str) -> asyncio.Semaphore:
         """In-flight slots per lane and channel: a slow mail relay never holds up a chat's alert."""
@@ -228,6 +276,9 @@ class Courier:
     async def deliver(self, row: Outbox, plan: Plan | Exception, tag: AbortTag | None = None) -> None:
         try:
             await self._deliver(row, plan, tag)
+        except BaseException:
+            self.troubled = True  # the row may be left claimed or in flight: recovery must look
+            raise
         finally:
             self._holding.discard(row.id)
 

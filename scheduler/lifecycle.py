@@ -14,11 +14,12 @@ follow-ups count from when it actually goes out, never from the instant it was m
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, func, literal, update
+from sqlalchemy import String, bindparam, cast, func, literal, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -48,12 +49,13 @@ PLAN_UNSENT = (OutboxState.PENDING, OutboxState.CLAIMED, OutboxState.SENDING)
 CATCH_UP_WITHIN = timedelta(days=7)  # a catch-up question is only asked soon after registration
 
 
+def _closing(now: datetime):
+    return (select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
+            .where(DoseDay.state == DoseState.SCHEDULED, DoseDay.closes_at <= now))
+
+
 async def close_days(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
-    rows = (await session.exec(
-        select(DoseDay, Patient).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(DoseDay.state == DoseState.SCHEDULED, DoseDay.closes_at <= now)
-        .order_by(col(DoseDay.closes_at), col(DoseDay.id)).limit(BATCH)
-    )).all()
+    rows = (await session.exec(_closing(now).order_by(col(DoseDay.closes_at), col(DoseDay.id)).limit(BATCH))).all()
     morning = parse_hhmm(settings.reminders.next_morning_time)
     for dose, patient in rows:
         # A day that closes while the study team holds the drug was never the patient's to take.
@@ -81,19 +83,27 @@ async def close_days(session: AsyncSession, *, settings: Settings, now: datetime
     return len(rows)
 
 
-async def queue_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+def _due_days(now: datetime) -> tuple:
+    return (DoseDay.state == DoseState.SCHEDULED, col(DoseDay.reminder_queued_at).is_(None), DoseDay.due_at <= now,
+            DoseDay.closes_at > now)
+
+
+def _remindable() -> tuple:
+    return (Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False), col(Patient.address).is_not(None),
+            ~_plan_unsent(Patient.id))
+
+
+def _reminders_due(now: datetime):
     # The due days first, on their own (materialised), then their patients: planned any other way,
     # PostgreSQL without fresh statistics (right after a bulk load) probed the whole day index
     # once per patient, which took half a minute for 10,000 patients.
-    due = (select(DoseDay.id).where(DoseDay.state == DoseState.SCHEDULED, col(DoseDay.reminder_queued_at).is_(None),
-                                    DoseDay.due_at <= now, DoseDay.closes_at > now)
-           .cte("due_days").prefix_with("MATERIALIZED"))
-    rows = (await session.exec(
-        select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False), col(Patient.address).is_not(None),
-               ~_plan_unsent(Patient.id))
-        .order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH)
-    )).all()
+    due = select(DoseDay.id).where(*_due_days(now)).cte("due_days").prefix_with("MATERIALIZED")
+    return (select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
+            .where(*_remindable()))
+
+
+async def queue_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
+    rows = (await session.exec(_reminders_due(now).order_by(col(DoseDay.due_at), col(DoseDay.id)).limit(BATCH))).all()
     reminders = settings.reminders
     quiet = reminders.quiet_hours
     queued = []
@@ -120,26 +130,34 @@ def _plan_unsent(patient_id):
                                     col(Outbox.state).in_(PLAN_UNSENT)).exists())
 
 
+def _plans_ready(now: datetime) -> tuple:
+    return (Outbox.kind == OutboxKind.COURSE_PLAN, Outbox.state == OutboxState.PENDING, Outbox.due_at <= now)
+
+
 async def plans_due(session: AsyncSession, *, now: datetime) -> int:
     """Course plans ready to send now: while there are any, the lifecycle has more to do after
     the courier has sent them (the reminders and questions they hold back)."""
-    return (await session.exec(select(func.count()).select_from(Outbox).where(
-        Outbox.kind == OutboxKind.COURSE_PLAN, Outbox.state == OutboxState.PENDING, Outbox.due_at <= now))).one()
+    return (await session.exec(select(func.count()).select_from(Outbox).where(*_plans_ready(now)))).one()
+
+
+def _catch_ups_due(now, *, closed_after, created_after):
+    course_key = literal("catch_up:", String) + cast(Course.id, String)
+    return (select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
+            .where(Course.status == CourseStatus.ACTIVE, Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False),
+                   col(Patient.address).is_not(None), ~_plan_unsent(Patient.id),
+                   select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == DoseState.BEFORE_REGISTRATION,
+                                            DoseDay.closes_at > closed_after).exists(),
+                   ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
+                   Course.created_at > created_after))
 
 
 async def queue_catch_ups(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """One catch-up question per course registered late (days over before registration), once its
     plan has gone out."""
-    course_key = literal("catch_up:", String) + cast(Course.id, String)
-    rows = (await session.exec(
-        select(Course, Patient).join(Patient, Patient.id == Course.patient_id)
-        .where(Course.status == CourseStatus.ACTIVE, Patient.status == PatientStatus.ACTIVE, Patient.unreachable.is_(False),
-               col(Patient.address).is_not(None), ~_plan_unsent(Patient.id),
-               select(DoseDay.id).where(DoseDay.course_id == Course.id, DoseDay.state == DoseState.BEFORE_REGISTRATION,
-                                        DoseDay.closes_at > now - timedelta(days=CATCH_UP_DAYS)).exists(),
-               ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists(),
-               Course.created_at > now - CATCH_UP_WITHIN)
-        .order_by(col(Course.id)).limit(BATCH))).all()
+    bounds = _bounds(now)
+    rows = (await session.exec(_catch_ups_due(now, closed_after=bounds["closed_after"],
+                                              created_after=bounds["created_after"])
+                               .order_by(col(Course.id)).limit(BATCH))).all()
     added = 0
     for course, patient in rows:
         added += await enqueue(session, kind=OutboxKind.CATCH_UP, to=patient.recipient, due_at=now, now=now,
@@ -163,15 +181,21 @@ async def enqueue_many(session: AsyncSession, rows: list[dict]) -> None:
     await session.exec(insert(Outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]), params=rows)
 
 
+def _courses_ended(course_days: int, now, *, ended_after):
+    # Only courses whose summary is not queued yet: the window is three days long, and every pass
+    # in it would otherwise try (and fail, by the dedupe key) to queue each summary again.
+    course_key = literal("course_end:", String) + cast(Course.id, String)
+    return (select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
+            .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == course_days))
+            .where(Course.status == CourseStatus.ACTIVE, DoseDay.closes_at <= now, DoseDay.closes_at > ended_after,
+                   Patient.status == PatientStatus.ACTIVE, col(Patient.address).is_not(None),
+                   ~select(Outbox.id).where(Outbox.dedupe_key == course_key).exists()))
+
+
 async def end_courses(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
     """After a course's last day has closed, send the patient its summary (once)."""
-    rows = (await session.exec(
-        select(Course, Patient, DoseDay).join(Patient, Patient.id == Course.patient_id)
-        .join(DoseDay, (DoseDay.course_id == Course.id) & (DoseDay.day == settings.trial.course_days))
-        .where(Course.status == CourseStatus.ACTIVE, DoseDay.closes_at <= now, DoseDay.closes_at > now - timedelta(days=3),
-               Patient.status == PatientStatus.ACTIVE, col(Patient.address).is_not(None))
-        .order_by(col(Course.id))
-    )).all()
+    rows = (await session.exec(_courses_ended(settings.trial.course_days, now, ended_after=_bounds(now)["ended_after"])
+                               .order_by(col(Course.id)))).all()
     added = 0
     for course, patient, _ in rows:
         added += await enqueue(session, kind=OutboxKind.COURSE_END, to=patient.recipient, due_at=now, now=now,
@@ -180,12 +204,14 @@ async def end_courses(session: AsyncSession, *, settings: Settings, now: datetim
     return added
 
 
+def _alerts_due(now: datetime):
+    return select(Alert).where(col(Alert.acknowledged_at).is_(None),
+                               ((Alert.next_repeat_at <= now)
+                                | ((Alert.escalate_at <= now) & col(Alert.escalated_at).is_(None))))
+
+
 async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
-    alerts = (await session.exec(
-        select(Alert).where(col(Alert.acknowledged_at).is_(None),
-                            ((Alert.next_repeat_at <= now) | ((Alert.escalate_at <= now) & col(Alert.escalated_at).is_(None))))
-        .order_by(col(Alert.id)).limit(BATCH)
-    )).all()
+    alerts = (await session.exec(_alerts_due(now).order_by(col(Alert.id)).limit(BATCH))).all()
     for alert in alerts:
         site = settings.site(alert.site_id)
         if alert.kind == AlertKind.PATIENT_COURSE_START and alert.next_repeat_at is not None and alert.next_repeat_at <= now:
@@ -217,22 +243,83 @@ async def repeat_and_escalate(session: AsyncSession, *, settings: Settings, now:
     return len(alerts)
 
 
+def _bounds(now: datetime) -> dict[str, datetime]:
+    """The instants the lifecycle's queries compare with, besides `now`."""
+    return {"closed_after": now - timedelta(days=CATCH_UP_DAYS), "created_after": now - CATCH_UP_WITHIN,
+            "ended_after": now - timedelta(days=3)}
+
+
+@functools.lru_cache(maxsize=16)
+def _work_statement(course_days: int, *, with_outbox: bool):
+    """One SELECT of EXISTS flags, one per kind of the lifecycle's own work (each over the very
+    query that kind runs, without order or limit), and with `with_outbox` whether outbox rows are
+    due. Built once (it takes a few milliseconds to build) with the instants as parameters."""
+    now = bindparam("now", type_=UTCDateTime())
+    bounds = {name: bindparam(name, type_=UTCDateTime()) for name in ("closed_after", "created_after", "ended_after")}
+    queries = {
+        "close": _closing(now),
+        # The same rows as `_reminders_due`, without its planner hint (a CTE cannot sit in EXISTS).
+        "remind": select(DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
+        .where(*_due_days(now), *_remindable()),
+        "catch_up": _catch_ups_due(now, closed_after=bounds["closed_after"], created_after=bounds["created_after"]),
+        "plans": select(Outbox.id).where(*_plans_ready(now)),
+        "end": _courses_ended(course_days, now, ended_after=bounds["ended_after"]),
+        "alerts": _alerts_due(now),
+    }
+    if with_outbox:
+        queries["outbox"] = select(Outbox.id).where(Outbox.state == OutboxState.PENDING, Outbox.due_at <= now)
+    return list(queries), select(*(q.exists() for q in queries.values()))
+
+
+async def _flags(session: AsyncSession, *, settings: Settings, now: datetime, with_outbox: bool) -> dict[str, bool]:
+    names, statement = _work_statement(settings.trial.course_days, with_outbox=with_outbox)
+    flags = (await session.exec(statement, params={"now": now, **_bounds(now)})).one()
+    return {name: bool(flag) for name, flag in zip(names, flags)}
+
+
+async def _work_due(session: AsyncSession, *, settings: Settings, now: datetime) -> dict[str, bool]:
+    """Which of the lifecycle's own kinds of work have anything due, in one round trip: a kind
+    skipped for it would have found nothing. Most passes find little or nothing due; this keeps
+    them to one statement."""
+    return await _flags(session, settings=settings, now=now, with_outbox=False)
+
+
+async def anything_due(session: AsyncSession, *, settings: Settings, now: datetime) -> bool:
+    """Whether a pass at `now` would find anything to do: lifecycle work (as `advance` sees it,
+    the features of `scheduler.companions` and `scheduler.family` aside) or outbox rows
+    due. `next_due` only looks ahead; this looks at `now` itself, in one statement. With one of
+    those features on, it cannot tell, and says yes."""
+    if settings.conmed.enabled or settings.accountability.enabled or settings.visits.enabled or settings.helpers.enabled:
+        return True
+    return any((await _flags(session, settings=settings, now=now, with_outbox=True)).values())
+
+
 async def advance(session: AsyncSession, *, settings: Settings, now: datetime, digests: bool = False) -> int:
     """One idempotent pass; returns how much it did (callers loop while it is busy). `digests`:
     also queue the morning digests due (the running scheduler does; tests of other rules do not)."""
-    done = await close_days(session, settings=settings, now=now)
-    done += await queue_reminders(session, settings=settings, now=now)
-    done += await queue_catch_ups(session, settings=settings, now=now)
-    done += await plans_due(session, now=now)
-    done += await end_courses(session, settings=settings, now=now)
-    done += await queue_conmed_checks(session, settings=settings, now=now, plan_unsent=_plan_unsent)
-    done += await queue_tablet_counts(session, settings=settings, now=now)
-    done += await queue_visit_reminders(session, settings=settings, now=now)
-    done += await queue_helper_notices(session, settings=settings, now=now, plan_unsent=_plan_unsent)
-    done += await repeat_and_escalate(session, settings=settings, now=now)
+    return (await step(session, settings=settings, now=now, digests=digests))[0]
+
+
+async def step(session: AsyncSession, *, settings: Settings, now: datetime, digests: bool = False) -> tuple[int, bool]:
+    """`advance`, and whether another pass at this instant could find more: a kind that stopped
+    at its batch limit, course plans still to send (they hold reminders and questions back), or
+    a feature module's work (counted as before)."""
+    due = await _work_due(session, settings=settings, now=now)
+    closed = await close_days(session, settings=settings, now=now) if due["close"] else 0
+    reminded = await queue_reminders(session, settings=settings, now=now) if due["remind"] else 0
+    caught_up = await queue_catch_ups(session, settings=settings, now=now) if due["catch_up"] else 0
+    plans = await plans_due(session, now=now) if due["plans"] else 0
+    ended = await end_courses(session, settings=settings, now=now) if due["end"] else 0
+    features = await queue_conmed_checks(session, settings=settings, now=now, plan_unsent=_plan_unsent)
+    features += await queue_tablet_counts(session, settings=settings, now=now)
+    features += await queue_visit_reminders(session, settings=settings, now=now)
+    features += await queue_helper_notices(session, settings=settings, now=now, plan_unsent=_plan_unsent)
     if digests:
-        done += await queue_digests(session, settings=settings, now=now)
-    return done
+        features += await queue_digests(session, settings=settings, now=now)
+    alerts = await repeat_and_escalate(session, settings=settings, now=now) if due["alerts"] else 0
+    done = closed + reminded + caught_up + plans + ended + features + alerts
+    more = BATCH in (closed, reminded, alerts) or caught_up > 0 or plans > 0 or features > 0
+    return done, more
 
 
 async def advance_alerts(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
@@ -240,12 +327,15 @@ async def advance_alerts(session: AsyncSession, *, settings: Settings, now: date
     return await repeat_and_escalate(session, settings=settings, now=now)
 
 
-async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
+async def next_due(session: AsyncSession, *, now: datetime, with_overdue: bool = False):
     """The earliest instant after `now` at which something becomes due.
 
     Only the future counts: whatever is due already was handled by the pass that just ran, or
     is waiting for an event that wakes the scheduler itself (a paused patient resuming, an
-    unreachable one writing again). Counting it would make the scheduler spin."""
+    unreachable one writing again). Counting it would make the scheduler spin.
+    With `with_overdue`: (that instant, whether pending outbox rows are already due)."""
+    overdue = (select(Outbox.id).where(Outbox.state == OutboxState.PENDING, Outbox.due_at <= now).exists(),) \
+        if with_overdue else ()
     candidates = (await session.exec(select(  # one round trip: this runs after every pass
         select(_earliest(Outbox.due_at)).where(Outbox.state == OutboxState.PENDING, Outbox.due_at > now).scalar_subquery(),
         select(_earliest(DoseDay.due_at)).where(
@@ -258,9 +348,16 @@ async def next_due(session: AsyncSession, *, now: datetime) -> datetime | None:
         select(_earliest(Alert.escalate_at)).where(
             col(Alert.acknowledged_at).is_(None), col(Alert.escalated_at).is_(None), Alert.escalate_at > now
         ).scalar_subquery(),
+        *overdue,
     ))).one()
-    values = [c for c in candidates if c is not None]
-    return min(values) if values else None
+    values = [c for c in candidates[:5] if c is not None]
+    earliest = min(values) if values else None
+    return (earliest, bool(candidates[5])) if with_overdue else earliest
+
+
+async def next_wakeup(session: AsyncSession, *, now: datetime) -> tuple[datetime | None, bool]:
+    """`next_due` and `overdue_outbox` in one round trip (what every pass asks before it sleeps)."""
+    return await next_due(session, now=now, with_overdue=True)
 
 
 async def overdue_outbox(session: AsyncSession, *, now: datetime) -> bool:

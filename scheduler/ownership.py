@@ -74,10 +74,16 @@ async def claim_sqlite_ownership(rt: Runtime, *, owner: str) -> None:
 async def still_owner(rt: Runtime, *, owner: str, now: datetime) -> bool:
     """Heartbeat: refresh our claim; False if another process has taken over."""
     async with rt.session() as session:
-        result = await session.exec(update(RuntimeState).where(RuntimeState.key == OWNER_KEY,
-                                                               RuntimeState.value == owner).values(updated_at=now))
+        owned = await refresh_ownership(session, owner=owner, now=now)
         await session.commit()
-        return result.rowcount == 1
+        return owned
+
+
+async def refresh_ownership(session, *, owner: str, now: datetime) -> bool:
+    """`still_owner` inside the caller's transaction (committed with the rest of its heartbeat)."""
+    result = await session.exec(update(RuntimeState).where(RuntimeState.key == OWNER_KEY,
+                                                           RuntimeState.value == owner).values(updated_at=now))
+    return result.rowcount == 1
 
 
 async def release_sqlite_ownership(rt: Runtime, *, owner: str) -> None:

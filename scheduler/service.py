@@ -25,7 +25,7 @@ import logging
 import time
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from bot.channels.port import Channel
 from bot.db.models import RuntimeState
@@ -34,7 +34,8 @@ from bot.services.runtime import Runtime
 from scheduler import ownership
 from scheduler.courier import Courier
 from scheduler.digests import next_digest
-from scheduler.lifecycle import advance, advance_alerts, next_due, overdue_outbox
+from scheduler.lifecycle import advance_alerts, next_due, next_wakeup
+from scheduler.lifecycle import step as lifecycle_step
 
 log = logging.getLogger("adherence.scheduler")
 
@@ -69,6 +70,8 @@ class Scheduler:
         self._steps = 0
         self._last_step = 0.0
         self._last_upkeep = 0.0
+        self._upkeep_at: datetime | None = None  # the clock's instant at the last upkeep
+        self._failed = False  # a pass failed since the last upkeep (rows may be left claimed)
         self._created = time.monotonic()
         self.digests = True  # queue the morning digests (a simulation on a fake clock turns them off)
 
@@ -118,10 +121,12 @@ class Scheduler:
 
     def wake(self) -> None:
         """Something changed: run now (alerts first, in their own lane)."""
+        self.courier.poke()
         self._kick("alert")
         self._kick("main")
 
     def wake_alerts(self) -> None:
+        self.courier.poke()
         self._kick("alert")
 
     def _kick(self, runner: str) -> None:
@@ -156,6 +161,7 @@ class Scheduler:
                 # wait for the next reminder pass to be looked at again.
                 await self._schedule_wakeup()
             except Exception:
+                self._failed = True
                 log.exception("event=alert_lane_failed retry_in=%s", RETRY_AFTER_ERROR)
                 self._schedule(RETRY_AFTER_ERROR)
                 return
@@ -168,17 +174,22 @@ class Scheduler:
         first of 10,000 reminders due together goes out after one batch is queued, not all."""
         async with self._lock:
             first_step = self._steps
-            await self._step()
-            await self._upkeep()
-            handled = await self.drain_alerts()
-            while True:
-                handled += await self.courier.drain(lane=NORMAL_LANE, between=self._between_batches)
-                if not self._more or self._should_stop() or self.courier.stopping:
-                    break
+            try:
                 await self._step()
-            if self._steps - first_step > 1:
-                handled += await self.drain_alerts()  # raised by the later steps (e.g. days closed)
-            await self._schedule_wakeup()
+                if self._upkeep_due():
+                    await self._upkeep()
+                handled = await self.drain_alerts()
+                while True:
+                    handled += await self.courier.drain(lane=NORMAL_LANE, between=self._between_batches)
+                    if not self._more or self._should_stop() or self.courier.stopping:
+                        break
+                    await self._step()
+                if self._steps - first_step > 1:
+                    handled += await self.drain_alerts()  # raised by the later steps (e.g. days closed)
+                await self._schedule_wakeup()
+            except BaseException:
+                self._failed = True  # rows may be left claimed: the next pass recovers them
+                raise
             if not self._ready:
                 self._ready = True
                 log.info("event=scheduler_ready worker=%s seconds_since_created=%.3f",
@@ -193,30 +204,41 @@ class Scheduler:
                 await session.commit()
             return await self.courier.drain(lane=ALERT_LANE)
 
-    async def _between_batches(self, starved: bool) -> None:
+    async def _between_batches(self, starved: bool) -> bool:
         # A wake-up arrived during a long fan-out, or the queued rows run out and the lifecycle has
         # more to queue (while they last, another step would only slow the fan-out down).
+        stepped = False
         if self._dirty["main"] or (self._more and (starved or time.monotonic() - self._last_step >= STEP_AT_LEAST)):
             self._dirty["main"] = False
             await self._step()
+            stepped = True
         if time.monotonic() - self._last_upkeep >= UPKEEP_SECONDS:
-            await self._upkeep()
+            await self._upkeep()  # may hand rows back
+            stepped = True
+        return stepped
 
     async def _step(self) -> None:
         """One lifecycle step (at most a batch of each kind of work); `_more` says whether to go on."""
         async with self.rt.session() as session:
             await self._serialize(session)
-            busy = await advance(session, settings=self.rt.settings, now=self.rt.now(), digests=self.digests)
+            busy, more = await lifecycle_step(session, settings=self.rt.settings, now=self.rt.now(), digests=self.digests)
             await session.commit()
+        self._more = more
         self._steps += 1
         self._last_step = time.monotonic()
-        self._more = busy > 0
         if busy and self._steps > 1:
             self.wake_alerts()  # a step may have raised alerts: they must not wait for the fan-out
+
+    def _upkeep_due(self) -> bool:
+        """Every pass keeps up, except another pass at the very instant of the last upkeep (the
+        clock has not moved: the same heartbeat, nothing can have gone stale) when nothing has
+        failed since (no batch can have left rows behind)."""
+        return self._failed or self.courier.troubled or self._upkeep_at != self.rt.now()
 
     async def _upkeep(self) -> None:
         """Heartbeat (and SQLite ownership), and rows left behind by dead workers or failed batches."""
         self._last_upkeep = time.monotonic()
+        self._upkeep_at, self._failed = self.rt.now(), False
         released, requeued = await self.courier.recover(startup=False)
         if released or requeued:
             log.warning("event=recovered_orphaned_rows handed_back=%d requeued_in_flight=%d", released, requeued)
@@ -228,16 +250,18 @@ class Scheduler:
             await session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=LIFECYCLE_LOCK))
 
     async def _heartbeat(self, now: datetime) -> None:
-        if self._sqlite and not await ownership.still_owner(self.rt, owner=self.worker_id, now=now):
-            log.critical("event=scheduler_ownership_lost worker=%s: another process owns this SQLite database; "
-                         "this scheduler stops", self.worker_id)
-            self._stopped = True
-            self.courier.stop()
-            return
-        async with self.rt.session() as session:
-            row = await session.get(RuntimeState, HEARTBEAT_KEY) or RuntimeState(key=HEARTBEAT_KEY)
-            row.value, row.updated_at = self.worker_id, now
-            session.add(row)
+        async with self.rt.session() as session:  # ownership and heartbeat in one transaction
+            if self._sqlite and not await ownership.refresh_ownership(session, owner=self.worker_id, now=now):
+                await session.rollback()
+                log.critical("event=scheduler_ownership_lost worker=%s: another process owns this SQLite database; "
+                             "this scheduler stops", self.worker_id)
+                self._stopped = True
+                self.courier.stop()
+                return
+            beat = await session.exec(update(RuntimeState).where(RuntimeState.key == HEARTBEAT_KEY)
+                                      .values(value=self.worker_id, updated_at=now))
+            if beat.rowcount != 1:  # the first beat on this database
+                session.add(RuntimeState(key=HEARTBEAT_KEY, value=self.worker_id, updated_at=now))
             await session.commit()
 
     async def next_due(self) -> datetime | None:
@@ -254,8 +278,8 @@ class Scheduler:
             return
         now = self.rt.now()
         async with self.rt.session() as session:
-            due = self._with_digest(await next_due(session, now=now), now)
-            overdue = await overdue_outbox(session, now=now)
+            due, overdue = await next_wakeup(session, now=now)
+            due = self._with_digest(due, now)
         delay = None if due is None else max(0.0, (due - now).total_seconds())
         if overdue:  # held by another process right now: look again shortly
             delay = 1.0 if delay is None else min(delay, 1.0)

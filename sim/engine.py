@@ -28,7 +28,7 @@ from bot.services.clock import FakeClock
 from bot.channels.port import Account
 from bot.services.coord_access import coordinator_actor
 from bot.sandbox import BotApiSandbox
-from scheduler.lifecycle import next_due
+from scheduler.lifecycle import anything_due, next_due
 from sim import faults as sim_faults
 from sim.people import (Person, ack_delay, alert_id, decide_day, dose_buttons, free_text)
 from sim.scenario import (REBIND_BASE, SITES, TRIAL_START, UTC, SimConfig, local_instant, plan_patient, quantize,
@@ -696,6 +696,10 @@ class Simulation:
         upcoming = min(candidates) if candidates else None
         return upcoming, due is not None and due == upcoming
 
+    async def due_now(self) -> bool:
+        async with self.bot.rt.session() as session:
+            return await anything_due(session, settings=self.bot.settings, now=self.clock.now())
+
     async def run_loop(self) -> None:
         same_instant = 0
         while True:
@@ -705,11 +709,14 @@ class Simulation:
             if upcoming is None or (upcoming > self.end and not self.heap):
                 break
             if upcoming <= self.clock.now():
-                scheduler_due = True
+                # People react at the instant they read something. The last settle left nothing
+                # due unless something queued work without waking the bot: ask (one statement)
+                # instead of running a whole pass for nothing.
                 same_instant += 1
                 if same_instant > 30:  # something keeps itself due: let a second pass
                     self.clock.advance(seconds=1)
                     same_instant = 0
+                scheduler_due = await self.due_now()
             else:
                 same_instant = 0
                 self.clock.set(upcoming)
@@ -791,8 +798,10 @@ class Simulation:
                 fault_counts["crash"] = self.crashes
                 if self.faults.injected["database drop"]:
                     fault_counts["database drop"] = self.faults.injected["database drop"]
+                if self.bot.relocations:
+                    self.counts["restarts on a copy of the SQLite file (lock kept by the in-process kill)"] = self.bot.relocations
                 context = invariants.Context(
-                    config=self.config, settings=settings, clock=self.clock, seen=self.seen,
+                    config=self.config, settings=self.bot.settings, clock=self.clock, seen=self.seen,
                     free_texts=self.free_texts, log_lines=capture.lines, token=sandbox.token, sandbox=sandbox,
                     people=self.people)
                 outcomes, extra = await invariants.check_all(context)
