@@ -254,6 +254,7 @@ SLOWEST_FIRST = (
     "tests/security/test_sec_polling_outage.py::test_a_polling_outage_in_the_running_bot",
     "tests/test_conversations_doc.py::test_the_committed_conversations_document_is_current",
     "tests/dialogs/test_dialog_restart.py::",
+    "tests/dialogs/test_two_processes.py::",
     "tests/scheduler/test_alert_fairness.py::test_recovery_never_hands_back",
     "tests/scheduler/test_sched_processes.py::",
     "tests/deploy/test_install.py::test_unit_command_lines",
