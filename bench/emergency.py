@@ -13,8 +13,9 @@ import asyncio
 import time
 from datetime import timedelta
 
+from bot.channels.port import Account
 from bot.db.engine import make_engine
-from bench.support import SandboxProcess, fresh_database, percentile, running_app, seed, settings_for, utc_now
+from bench.support import CHAT_BASE, SandboxProcess, fresh_database, percentile, running_app, seed, settings_for, utc_now
 
 PATIENTS = 10_000
 EMERGENCIES = 50
@@ -42,7 +43,7 @@ async def emergency_latency(database: str, *, patients: int = PATIENTS, emergenc
                 index = (n * (patients // emergencies) + 7) % patients
                 subject = f"NJ-B{index:06d}"
                 reported[subject] = time.monotonic()
-                await symptoms.report(rt, telegram_user_id=7_000_000 + index, codes=["black_stool"],
+                await symptoms.report(rt, account=Account.telegram(CHAT_BASE + index), codes=["black_stool"],
                                       advice_sent_by_caller=False)
                 await asyncio.sleep(SPACING_S)
             deadline = time.monotonic() + 30

@@ -123,7 +123,8 @@ async def seed(engine, patients: int, *, days: int, first_due: datetime, spacing
         for start in range(0, patients, CHUNK):
             block = range(start, min(start + CHUNK, patients))
             await connection.execute(insert(Patient), [dict(
-                subject_id=f"NJ-B{i:06d}", site_id="NJ", telegram_user_id=CHAT_BASE + i, chat_id=CHAT_BASE + i,
+                subject_id=f"NJ-B{i:06d}", site_id="NJ", channel="telegram", account=str(CHAT_BASE + i),
+                address=str(CHAT_BASE + i),
                 locale="zh_Hans" if i % 2 else "en", timezone="Asia/Shanghai", reminder_time="08:00",
                 status="active", unreachable=False, enrolled_at=now, created_at=now) for i in block])
         ids = dict((await connection.execute(select(Patient.subject_id, Patient.id))).all())
@@ -166,7 +167,7 @@ def settings_for(sandbox: SandboxProcess, database_url: str, **delivery):
 
 @asynccontextmanager
 async def running_app(settings, engine):
-    from bot.app import build_application, on_startup
+    from bot.app import build_application, on_startup, on_stop
 
     application = build_application(settings, engine=engine)
     await application.initialize()
@@ -178,6 +179,7 @@ async def running_app(settings, engine):
     finally:
         await application.updater.stop()
         await application.stop()
+        await on_stop(application)  # what run_polling's post_stop does: the scheduler stops with PTB
         await application.shutdown()
 
 

@@ -24,7 +24,7 @@ from telegram import Update
 from telegram.ext import ApplicationBuilder, CallbackQueryHandler, ContextTypes
 from telegram.request import HTTPXRequest
 
-from bot.app import build_application, on_startup
+from bot.app import build_application, on_startup, on_stop
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import Course, Patient
@@ -43,7 +43,8 @@ async def _seed(rt, patients: int) -> None:
     async with rt.session() as session:
         for i in range(patients):
             user_id = FIRST_USER + i
-            patient = Patient(subject_id=f"NJ-B{i:05d}", site_id="NJ", telegram_user_id=user_id, chat_id=user_id,
+            patient = Patient(subject_id=f"NJ-B{i:05d}", site_id="NJ", channel="telegram", account=str(user_id),
+                              address=str(user_id),
                               locale="en" if i % 2 else "zh_Hans", created_at=now, enrolled_at=now)
             session.add(patient)
             await session.flush()
@@ -97,6 +98,7 @@ async def run_ours(database_url: str, patients: int) -> tuple[float, list[float]
         finally:
             await app.updater.stop()
             await app.stop()
+            await on_stop(app)
             await app.shutdown()
             await engine.dispose()
 
