@@ -156,10 +156,11 @@ class Scheduler:
         while self._dirty["alert"] and not self._should_stop():
             self._dirty["alert"] = False
             try:
-                await self.drain_alerts()
-                # A row the lane deferred or will retry (a copy still in flight, a 5xx) must not
-                # wait for the next reminder pass to be looked at again.
-                await self._schedule_wakeup()
+                # A row the lane deferred or will retry (a copy still in flight, a 5xx), or an
+                # alert's next repeat, must not wait for the next reminder pass to be looked at
+                # again. A drain that found nothing to do changed no instant.
+                if await self.drain_alerts():
+                    await self._schedule_wakeup()
             except Exception:
                 self._failed = True
                 log.exception("event=alert_lane_failed retry_in=%s", RETRY_AFTER_ERROR)
@@ -197,12 +198,14 @@ class Scheduler:
         return handled
 
     async def drain_alerts(self) -> int:
+        """Repeat and escalate what is due, send the alert lane; returns how much was done (alerts
+        advanced + rows handled)."""
         async with self._alert_lock:
             async with self.rt.session() as session:
                 await self._serialize(session)
-                await advance_alerts(session, settings=self.rt.settings, now=self.rt.now())
+                advanced = await advance_alerts(session, settings=self.rt.settings, now=self.rt.now())
                 await session.commit()
-            return await self.courier.drain(lane=ALERT_LANE)
+            return advanced + await self.courier.drain(lane=ALERT_LANE)
 
     async def _between_batches(self, starved: bool) -> bool:
         # A wake-up arrived during a long fan-out, or the queued rows run out and the lifecycle has

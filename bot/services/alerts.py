@@ -37,7 +37,7 @@ from bot.domain.alerts import AlertKind, LEVEL_BY_KIND, NOTICE_KINDS
 from bot.domain.hours import same_day_deadline
 from bot.services.audit import audit
 from bot.services.coord_access import Actor
-from bot.services.outbox import ALERT_LANE, enqueue
+from bot.services.outbox import ALERT_LANE, enqueue, mark_queued
 from bot.services.runtime import Runtime
 from bot.services.staff import staff_label
 
@@ -244,6 +244,7 @@ async def raise_alert(
         alert = Alert(**values)
         session.add(alert)
         await session.flush()
+    mark_queued(session)  # its copies, repeats and escalation are the scheduler's to send
     recipients = await reachable_recipients(session, site)
     priority = FIRST_EMERGENCY if level == "emergency" else NEW
     await queue_copies(session, alert=alert, recipients=recipients, now=now, priority=priority)

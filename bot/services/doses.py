@@ -18,7 +18,7 @@ from bot.domain.dose import (Answer, AnswerSource, DoseRuleError, DoseState, ans
                              catch_up_allowed, snooze_until)
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
-from bot.services.outbox import enqueue
+from bot.services.outbox import enqueue, queued_work
 from bot.services.queries import callers_row
 from bot.services.runtime import Runtime
 
@@ -142,7 +142,8 @@ async def answer(rt: Runtime, *, account: Account, dose_day_id: int, choice: Ans
             await close_reminder_messages(session, now=now, dose=dose, patient=patient)
         await session.commit()
         await session.refresh(dose)
-    rt.wake()
+    if queued_work(session):  # an alert (missed days in a row) or reminder edits (a late answer)
+        rt.wake()
     return DoseResult("recorded", dose, patient)
 
 
@@ -178,7 +179,8 @@ async def add_missed_reason(rt: Runtime, *, account: Account, dose_day_id: int, 
                                                         "cycle": dose.cycle, "day": dose.day},
                               dedupe_key=f"missed_reason:{dose.id}", update_id=update_id)
         await session.commit()
-    rt.wake()
+    if queued_work(session):
+        rt.wake()
     return DoseResult("reason_saved", dose, patient)
 
 

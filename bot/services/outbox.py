@@ -14,6 +14,18 @@ from bot.db.models import Outbox
 from bot.domain.outbox import Lane, OutboxState
 
 ALERT_LANE, NORMAL_LANE = Lane.ALERT, Lane.NORMAL
+QUEUED = "queued_for_scheduler"  # session.info key: this transaction queued work (see `queued_work`)
+
+
+def mark_queued(session: AsyncSession) -> None:
+    """This transaction queued work for the scheduler (an outbox row, an alert with its
+    repeat and escalation instants), so the scheduler must be woken once it commits."""
+    session.info[QUEUED] = True
+
+
+def queued_work(session: AsyncSession) -> bool:
+    """Whether anything in this session's transactions queued work (`mark_queued`)."""
+    return bool(session.info.get(QUEUED))
 
 
 async def enqueue(
@@ -44,4 +56,5 @@ async def enqueue(
     statement = insert(Outbox).values(**values)
     statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"]) if dedupe_key else statement
     result = await session.exec(statement)
+    mark_queued(session)
     return bool(result.rowcount)

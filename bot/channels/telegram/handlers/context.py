@@ -49,11 +49,17 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
             rt = self.runtime
             async with rt.session() as session:
                 patient = await patient_by_account(session, account=self.account)
-            if patient is not None:
-                rt.known_patients.remember(Account.telegram(self._user_id), KnownPatient(patient.site_id, patient.locale,
-                                                                        patient.timezone))
+            self._remember(patient)
             self._patient = patient
         return self._patient
+
+    def _remember(self, patient: Patient | None) -> None:
+        """The caller is this patient: kept for the emergency path and the gate (no stranger's
+        language to look up for them)."""
+        account = self.account
+        if patient is not None and account is not None and patient.account_key == account.key:
+            self.runtime.known_patients.remember(account, KnownPatient(patient.site_id, patient.locale,
+                                                                       patient.timezone))
 
     def patient_changed(self, patient: Patient | None) -> None:
         """A use case in this update changed the caller's patient row (a new language)."""
@@ -63,6 +69,7 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
         """The patient's language, else the staff member's, else the one chosen before enrolling,
         else Telegram's language code mapped to a catalog."""
         if patient is not None:
+            self._remember(patient)  # a service found the caller's row: the next update needs no lookup
             return Translator(patient.locale, patient.timezone)
         if (staff := self.staff) is not None:
             site, person = staff
