@@ -99,6 +99,9 @@ class Courier:
         self.stopping = False
         self.sent = 0
         self._pokes = 0  # wake-ups seen (see `poke`)
+        # lane → (instant, wake-ups seen) of the last claim of a drain that took every due row:
+        # at that same instant, with no wake-up since, another drain of that lane finds nothing.
+        self._drained: dict[str, tuple[Any, int]] = {}
         self.troubled = False  # a delivery or drain failed since the last recovery
         self._poke_waiters: set[asyncio.Future[None]] = set()
         # Called after this courier raised an alert (403), so the alert lane runs now.
@@ -123,6 +126,7 @@ class Courier:
         error mid-batch)."""
         now = self.rt.now()
         self.troubled = False  # whatever failed before this moment, this recovery sees
+        self._drained.clear()  # rows it hands back are due again
         async with self._claims, self.rt.session() as session:
             busy = or_(Outbox.state == OutboxState.CLAIMED, Outbox.state == OutboxState.SENDING)
             if startup and not self._postgres:
@@ -154,7 +158,7 @@ class Courier:
                .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id)).limit(limit))
         if self._postgres:
             due = due.with_for_update(skip_locked=True)
-        async with self._claims, self.rt.session() as session:
+        async with self._claims, self.rt.single() as session:  # one atomic statement
             result = await session.exec(
                 update(Outbox).where(col(Outbox.id).in_(due.scalar_subquery()))
                 .values(state=OutboxState.CLAIMED, claimed_at=now, claimed_by=self.worker_id)
@@ -167,7 +171,7 @@ class Courier:
 
     async def plan(self, rows: list[Outbox]) -> list[tuple[Outbox, Plan | Exception]]:
         now = self.rt.now()
-        async with self.rt.session() as session:
+        async with self.rt.single() as session:  # reads only
             loaded = await load(session, rows, now=now, settings=self.rt.settings)
         planned: list[tuple[Outbox, Plan | Exception]] = []
         for row in rows:
@@ -200,8 +204,9 @@ class Courier:
         starved = True  # the last claim got fewer rows than it asked for
         loop = asyncio.get_running_loop()
         # After a claim that got fewer rows than it asked for (every due row taken): the instant
-        # it claimed at, the wake-ups seen by then, and when to claim again regardless.
-        drained: tuple[Any, int] | None = None
+        # it claimed at, the wake-ups seen by then, and when to claim again regardless. An earlier
+        # drain of this lane counts too (see `drained`).
+        drained: tuple[Any, int] | None = None if self.troubled else self._drained.get(lane)
         look_again_at = 0.0
         try:
             while not self.stopping:
@@ -240,6 +245,7 @@ class Courier:
                     task.add_done_callback(finished)
         except BaseException:
             self.troubled = True
+            self._drained.pop(lane, None)
             raise
         finally:
             if tasks:
@@ -247,7 +253,18 @@ class Courier:
                     tag.abort()
                 await asyncio.gather(*tasks, return_exceptions=True)
             self._tags.discard(tag)
+        if drained is not None and not self.stopping:
+            self._drained[lane] = drained
+        else:
+            self._drained.pop(lane, None)
         return handled
+
+    def drained(self, lane: str) -> bool:
+        """Whether a drain of `lane` now would find nothing: one took every due row at this very
+        instant, nothing failed since, and nothing woke the courier (a handler's row, a lifecycle
+        step that queued some, an alarm). Production's clock always moves, so there this holds
+        only for passes in the same instant (a simulated clock's)."""
+        return not self.troubled and self._drained.get(lane) == (self.rt.now(), self._pokes)
 
     def poke(self) -> None:
         """Something may have queued a due row (a handler, an alarm): a drain waiting after an

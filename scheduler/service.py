@@ -201,6 +201,8 @@ class Scheduler:
         """Repeat and escalate what is due, send the alert lane; returns how much was done (alerts
         advanced + rows handled)."""
         async with self._alert_lock:
+            if self.courier.drained(ALERT_LANE):  # drained at this instant, nothing new since
+                return 0
             async with self.rt.session() as session:
                 await self._serialize(session)
                 advanced = await advance_alerts(session, settings=self.rt.settings, now=self.rt.now())
@@ -229,8 +231,10 @@ class Scheduler:
         self._more = more
         self._steps += 1
         self._last_step = time.monotonic()
-        if busy and self._steps > 1:
-            self.wake_alerts()  # a step may have raised alerts: they must not wait for the fan-out
+        if busy:
+            self.courier.poke()  # it may have queued rows due now: both lanes claim again
+            if self._steps > 1:
+                self.wake_alerts()  # a step may have raised alerts: they must not wait for the fan-out
 
     def _upkeep_due(self) -> bool:
         """Every pass keeps up, except another pass at the very instant of the last upkeep (the
@@ -269,7 +273,7 @@ class Scheduler:
 
     async def next_due(self) -> datetime | None:
         now = self.rt.now()
-        async with self.rt.session() as session:
+        async with self.rt.single() as session:
             return self._with_digest(await next_due(session, now=now), now)
 
     def _with_digest(self, due: datetime | None, now: datetime) -> datetime | None:
@@ -280,7 +284,7 @@ class Scheduler:
         if self._job_queue is None or self._should_stop():
             return
         now = self.rt.now()
-        async with self.rt.session() as session:
+        async with self.rt.single() as session:
             due, overdue = await next_wakeup(session, now=now)
             due = self._with_digest(due, now)
         delay = None if due is None else max(0.0, (due - now).total_seconds())

@@ -690,14 +690,14 @@ class Simulation:
 
     async def next_instant(self) -> tuple[datetime | None, bool]:
         """The next instant anything happens, and whether the scheduler has work due then."""
-        async with self.bot.rt.session() as session:
+        async with self.bot.rt.single() as session:
             due = await next_due(session, now=self.clock.now())
         candidates = [c for c in (due, self.heap[0].at if self.heap else None) if c is not None]
         upcoming = min(candidates) if candidates else None
         return upcoming, due is not None and due == upcoming
 
     async def due_now(self) -> bool:
-        async with self.bot.rt.session() as session:
+        async with self.bot.rt.single() as session:
             return await anything_due(session, settings=self.bot.settings, now=self.clock.now())
 
     async def run_loop(self) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,8 +45,48 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
             cursor.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    # asyncpg prepares each statement once per connection and keeps the last N: a miss costs a
+    # round trip of its own, and the bot runs a few hundred distinct statements (default: 100).
+    kwargs.setdefault("connect_args", {}).setdefault("prepared_statement_cache_size", PREPARED_STATEMENTS)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine)
+    return engine
+
+
+# A pooled PostgreSQL connection idle this long is pinged before use (a restarted server, a dropped
+# network link); one reused sooner is not. SQLAlchemy's pool_pre_ping pings on every checkout, and
+# its asyncpg ping is three round trips (BEGIN, ";", ROLLBACK): more than most of our sessions'
+# own statements. A connection that dies within these seconds fails one operation, as a
+# connection dying mid-transaction always can: the scheduler retries its pass, and the
+# handlers' database-fault paths (DESIGN.md §1) answer the patient.
+PING_AFTER_IDLE_SECONDS = 5.0
+PREPARED_STATEMENTS = 512
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _idle_from(_dbapi_connection, record) -> None:
+        record.info["idle_from"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        idle_from = record.info.get("idle_from")  # None: connected just now
+        if idle_from is None or time.monotonic() - idle_from < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool discards this connection and checks out a new one
+            raise DisconnectionError("pooled connection did not answer a ping") from error
+
+
+def single_statement_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for work of one statement (a read, or one atomic write such as a claim): on
+    PostgreSQL in autocommit, one round trip instead of three (BEGIN, the statement, COMMIT). On
+    SQLite a read begins no transaction anyway, so nothing changes there."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

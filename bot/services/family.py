@@ -75,7 +75,7 @@ async def active_helper(session: AsyncSession, *, account: Account) -> HelperVie
 async def helper_role(rt: Runtime, *, account: Account) -> tuple[HelperView | None, Helper | None]:
     """(this user's helper role if it counts now, else their former helper row to tell them they
     are cut off), in one query. A former helper who is a patient now is neither."""
-    async with rt.session() as session:
+    async with rt.single() as session:  # reads only
         row = (await session.exec(select(Helper, Patient).join(Patient, Patient.id == Helper.patient_id)
                                   .where(*_of(account))
                                   .order_by(col(Helper.id).desc()).limit(1))).first()

@@ -6,12 +6,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels.port import Account
 from bot.config import Settings
-from bot.db.engine import session_factory
+from bot.db.engine import session_factory, single_statement_engine
 from bot.services.clock import Clock, SystemClock
 
 
@@ -53,9 +53,20 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self._sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self._single_engine = single_statement_engine(self.engine)
+        self._single_sessions: async_sessionmaker[AsyncSession] = session_factory(self._single_engine)
 
     def session(self) -> AsyncSession:
         return self._sessions()
+
+    def single(self) -> AsyncSession:
+        """A session for reads that need no transaction, or one atomic statement (on PostgreSQL
+        without BEGIN and COMMIT: see `single_statement_engine`). Never for several writes."""
+        return self._single_sessions()
+
+    def single_connection(self) -> AsyncConnection:
+        """A bare connection in the same mode as `single` (commit after a write: SQLite needs it)."""
+        return self._single_engine.connect()
 
     def now(self):
         return self.clock.now()

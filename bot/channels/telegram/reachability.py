@@ -51,12 +51,13 @@ async def _mark_reachable(rt, user_id: int, update_id: int) -> None:
                 await session.commit()
                 log.info("event=alert_recipient_reachable_again")
         return
-    async with rt.session() as session:
+    async with rt.single() as session:  # nearly always finds nobody: a read on its own
         patient = (await session.exec(select(Patient).where(Patient.channel == ChannelName.TELEGRAM,
                                                             Patient.account == str(user_id),
                                                             Patient.unreachable.is_(True)))).first()
-        if patient is None:
-            return
+    if patient is None:
+        return
+    async with rt.session() as session:
         flipped = await session.exec(sql_update(Patient).where(Patient.id == patient.id, Patient.unreachable.is_(True))
                                      .values(unreachable=False))
         if flipped.rowcount != 1:

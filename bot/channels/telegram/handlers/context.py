@@ -47,7 +47,7 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
         this only where a database fault is caught)."""
         if self._patient is _UNKNOWN:
             rt = self.runtime
-            async with rt.session() as session:
+            async with rt.single() as session:
                 patient = await patient_by_account(session, account=self.account)
             self._remember(patient)
             self._patient = patient

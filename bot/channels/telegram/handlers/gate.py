@@ -1,7 +1,7 @@
 """Before any handler: drop an update some process already took on (a webhook redelivery, or
 the same update reaching a second instance), and load what the caller's language needs.
 
-One short transaction per update. If the database does not answer the update is handled anyway:
+One atomic INSERT per update (and a read for a stranger). If the database does not answer the update is handled anyway:
 the emergency path must not depend on it (DESIGN.md §1), and nothing else can write either.
 
 The record is made before the handlers run, so a process killed between the two (a window of
@@ -29,7 +29,7 @@ async def _gate(update: Update, context: BotContext) -> None:
     rt = context.runtime
     user = update.effective_user
     try:
-        async with rt.engine.begin() as connection:
+        async with rt.single_connection() as connection:  # one atomic INSERT, then a read
             first = await seen_updates.first_time(connection, channel=CHANNEL, update_id=update.update_id,
                                                   now=rt.now())
             # Only someone who is not (yet) a patient or staff member may have chosen a language here.
@@ -37,6 +37,7 @@ async def _gate(update: Update, context: BotContext) -> None:
                 chosen = await dialogs.get(connection, channel_user_id=Account.telegram(user.id).key,
                                            kind=dialogs.LOCALE, now=rt.now())
                 context.stranger_locale = chosen["locale"] if chosen else None
+            await connection.commit()
     except Exception as error:
         log.warning("event=update_gate_failed error=%s", type(error).__name__)
         return
