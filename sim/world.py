@@ -275,12 +275,13 @@ class Bot:
 
         path = self.engine.url.database
         for attempt in range(20):
-            gc.collect()
             if self._sqlite_writable(path):
                 if attempt:
                     log.warning("event=sim_crash_lock_released attempts=%d", attempt + 1)
                 return
-            self._close_orphaned_sqlite()
+            if attempt % 5 == 4:  # a full collection walks the simulator's whole heap: now and then
+                gc.collect()
+                self._close_orphaned_sqlite()
             await asyncio.sleep(0.1)
         self.relocations += 1
         copy = f"{path.removesuffix('.db')}-restart{self.relocations}.db"
