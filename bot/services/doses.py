@@ -140,8 +140,7 @@ async def answer(rt: Runtime, *, account: Account, dose_day_id: int, choice: Ans
                               await session.get(Patient, patient_id, populate_existing=True))
         if outcome.late:
             await close_reminder_messages(session, now=now, dose=dose, patient=patient)
-        await session.commit()
-        await session.refresh(dose)
+        await session.commit()  # `dose` already holds the new values (the ORM update synchronises it)
     if queued_work(session):  # an alert (missed days in a row) or reminder edits (a late answer)
         rt.wake()
     return DoseResult("recorded", dose, patient)

@@ -37,6 +37,9 @@ async def test_taken_twice_records_once_and_the_second_tap_is_told_already(world
     again = await doses.answer(world.rt, account=Account.parse(patient.account_key), dose_day_id=first.id,
                                choice=Answer.MISSED)
     assert (result.status, again.status) == ("recorded", "already")
+    # What the confirmation is drawn from: the day as recorded, not as it was read.
+    assert (result.dose.state, result.dose.answered_at, result.dose.source) == (DoseState.TAKEN, world.clock.now(),
+                                                                               AnswerSource.BUTTON)
     assert (await world.day(patient, 1)).state == DoseState.TAKEN
     assert [e.to_state for e in await _events(world, first.id)] == [DoseState.TAKEN]
 
