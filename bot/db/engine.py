@@ -44,6 +44,7 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        _skip_idle_transaction_ends(engine)
         return engine
     # asyncpg prepares each statement once per connection and keeps the last N: a miss costs a
     # round trip of its own, and the bot runs a few hundred distinct statements (default: 100).
@@ -52,6 +53,26 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
     if not kwargs.get("pool_pre_ping"):
         _ping_after_idle(engine)
     return engine
+
+
+def _skip_idle_transaction_ends(engine: AsyncEngine) -> None:
+    """aiosqlite runs every call on the connection's own thread, so each COMMIT and ROLLBACK is a
+    round trip between threads, even when no transaction is open (a session that only read ends
+    with a ROLLBACK), where sqlite3 itself does nothing. Skip exactly those: sqlite3 says whether a
+    transaction is open from any thread, and the connection is idle while it is being ended."""
+    dialect = engine.sync_engine.dialect
+    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
+
+    def transaction_open(dbapi_connection) -> bool:
+        try:
+            return dbapi_connection.driver_connection._conn.in_transaction  # aiosqlite → sqlite3
+        except Exception:  # closed, or not what we expect: end it the usual way
+            return True
+
+    dialect.do_commit = lambda dbapi_connection: (do_commit(dbapi_connection)
+                                                  if transaction_open(dbapi_connection) else None)
+    dialect.do_rollback = lambda dbapi_connection: (do_rollback(dbapi_connection)
+                                                    if transaction_open(dbapi_connection) else None)
 
 
 # A pooled PostgreSQL connection idle this long is pinged before use (a restarted server, a dropped
