@@ -252,7 +252,7 @@ class Simulation:
         return run
 
     async def _enrolled(self, person: Person) -> bool:
-        async with self.bot.rt.session() as session:
+        async with self.bot.rt.single() as session:
             patient = (await session.exec(select(Patient).where(Patient.subject_id == person.plan.subject_id))).first()
         return patient is not None and patient.account == str(person.user_id)
 
@@ -524,7 +524,7 @@ class Simulation:
 
     def _decide_ack(self, seen: Seen, alert: int):
         async def run() -> None:
-            async with self.bot.rt.session() as session:
+            async with self.bot.rt.single() as session:
                 row = await session.get(Alert, alert)
             if row is None or row.acknowledged_at is not None:
                 return
@@ -542,7 +542,7 @@ class Simulation:
             staff.press(seen.message, f"a:{alert}")
             self.counts["alert acknowledgements pressed"] += 1
             await self.bot.replied()
-            async with self.bot.rt.session() as session:
+            async with self.bot.rt.single() as session:
                 row = await session.get(Alert, alert)
             if row is not None and row.acknowledged_at is None and attempt < 4:  # it did not take: try again
                 self.at(self.clock.now() + timedelta(minutes=15), "staff presses Acknowledge again",
@@ -587,7 +587,7 @@ class Simulation:
     async def maybe_crash(self) -> bool:
         if not self.crash_days or self.clock.now().date() < self.crash_days[0]:
             return False
-        async with self.bot.rt.session() as session:
+        async with self.bot.rt.single() as session:
             due = (await session.exec(
                 select(DoseDay.patient_id).join(Patient, Patient.id == DoseDay.patient_id).where(
                     DoseDay.due_at <= self.clock.now(), DoseDay.state == "scheduled",
