@@ -1,12 +1,14 @@
 """`make bench` (`python -m bench.run`): scheduler and delivery benchmarks → docs/benchmarks.md.
 
-Every benchmark is bounded in time (the whole run takes about five minutes). PostgreSQL runs
-are included when BENCH_DATABASE_URL names a database that may be wiped, e.g.
-`BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench make bench`.
+Every benchmark is bounded in time (the whole run takes about twenty minutes). Each runs on
+SQLite and on PostgreSQL: in a database this run creates on $BENCH_POSTGRES_URL's server (default
+the local one, postgresql://postgres@127.0.0.1:5432) and drops at the end, or in
+BENCH_DATABASE_URL if set (a database that may be wiped); SKIP_POSTGRES=1 runs SQLite only.
 
     python -m bench.run [--only fanout,punctuality,startup,ceiling,emergency] [--out docs/benchmarks.md]
 
-With --only, the sections of the other benchmarks already in the file are kept as they were.
+The file's sections this run does not produce (other benchmarks with --only, and the written
+analyses such as the whole-trial simulation's) are kept as they were.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.startup import startup
 from bench.support import ROOT, databases
 
 ALL = ("fanout", "punctuality", "startup", "ceiling", "emergency")
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 def _sh(*command: str) -> str:
@@ -175,7 +178,7 @@ def report(facts: dict, results: dict) -> str:
 
 
 def splice(old: str, new: str) -> str:
-    """Keep the old file's benchmark sections that this run did not produce (`--only`)."""
+    """Keep the old file's sections that this run did not produce (`--only`, written analyses)."""
     def sections(text: str) -> list[tuple[str, str]]:
         out, title, lines = [], "", []
         for line in text.splitlines(keepends=True):
@@ -237,10 +240,20 @@ def main() -> None:
     args = parser.parse_args()
     only = tuple(name for name in args.only.split(",") if name)
     facts = machine()
-    results = asyncio.run(run(only))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    text = report(facts, results)
-    if set(only) != set(ALL) and args.out.exists():
+    own = None
+    if not os.environ.get("BENCH_DATABASE_URL") and os.environ.get("SKIP_POSTGRES") != "1":
+        from sim.world import create_database
+
+        own = asyncio.run(create_database(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)))
+        os.environ["BENCH_DATABASE_URL"] = own.url
+    try:
+        results = asyncio.run(run(only))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        text = report(facts, results)
+    finally:
+        if own is not None:
+            asyncio.run(own.drop())
+    if args.out.exists():
         text = splice(args.out.read_text("utf-8"), text)
     args.out.write_text(text, "utf-8")
     print(f"wrote {args.out}")

@@ -93,13 +93,14 @@ def _remindable() -> tuple:
             ~_plan_unsent(Patient.id))
 
 
-def _reminders_due(now: datetime):
+def _reminders_due(now: datetime, *columns):
     # The due days first, on their own (materialised), then their patients: planned any other way,
     # PostgreSQL without fresh statistics (right after a bulk load) probed the whole day index
-    # once per patient, which took half a minute for 10,000 patients.
+    # once per patient, which took half a minute for 10,000 patients (the lifecycle's EXISTS flag
+    # too: 20-40 s at start-up over 140,000 future days, before it took this form as well).
     due = select(DoseDay.id).where(*_due_days(now)).cte("due_days").prefix_with("MATERIALIZED")
-    return (select(DoseDay, Patient).join(due, due.c.id == DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
-            .where(*_remindable()))
+    return (select(*(columns or (DoseDay, Patient))).join(due, due.c.id == DoseDay.id)
+            .join(Patient, Patient.id == DoseDay.patient_id).where(*_remindable()))
 
 
 async def queue_reminders(session: AsyncSession, *, settings: Settings, now: datetime) -> int:
@@ -258,9 +259,8 @@ def _work_statement(course_days: int, *, with_outbox: bool):
     bounds = {name: bindparam(name, type_=UTCDateTime()) for name in ("closed_after", "created_after", "ended_after")}
     queries = {
         "close": _closing(now),
-        # The same rows as `_reminders_due`, without its planner hint (a CTE cannot sit in EXISTS).
-        "remind": select(DoseDay.id).join(Patient, Patient.id == DoseDay.patient_id)
-        .where(*_due_days(now), *_remindable()),
+        # `_reminders_due` itself: its due days materialised first (its CTE goes to the top).
+        "remind": _reminders_due(now, DoseDay.id),
         "catch_up": _catch_ups_due(now, closed_after=bounds["closed_after"], created_after=bounds["created_after"]),
         "plans": select(Outbox.id).where(*_plans_ready(now)),
         "end": _courses_ended(course_days, now, ended_after=bounds["ended_after"]),
