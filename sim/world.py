@@ -85,6 +85,10 @@ async def create_database(kind: str) -> SimDatabase:
         connection = await asyncpg.connect(server + "/postgres", timeout=10)
         try:
             await connection.execute(f'CREATE DATABASE "{name}"')
+            # As SQLite runs here (WAL, synchronous=NORMAL): a commit is not flushed to disk before
+            # the next one starts (2.2 → 0.5 ms per commit on this machine). Only the bot is
+            # crashed in a simulation, never the server, so nothing it checks depends on the flush.
+            await connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit TO off')
         finally:
             await connection.close()
         database = SimDatabase(f"postgresql+asyncpg://{server.removeprefix('postgresql://')}/{name}", "PostgreSQL",
