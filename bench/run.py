@@ -244,7 +244,8 @@ def main() -> None:
     if not os.environ.get("BENCH_DATABASE_URL") and os.environ.get("SKIP_POSTGRES") != "1":
         from sim.world import create_database
 
-        own = asyncio.run(create_database(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)))
+        # Commits flushed to disk as in production (the simulator's own databases skip that).
+        own = asyncio.run(create_database(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES), flush_commits=True))
         os.environ["BENCH_DATABASE_URL"] = own.url
     try:
         results = asyncio.run(run(only))

@@ -71,7 +71,7 @@ def postgres_server(url: str) -> str:
     return "postgresql://" + head
 
 
-async def create_database(kind: str) -> SimDatabase:
+async def create_database(kind: str, *, flush_commits: bool = False) -> SimDatabase:
     """A migrated, empty database of the simulation's own: a temporary SQLite file, or a new
     PostgreSQL database `sim_<pid>_<random>` on the given server (dropped afterwards)."""
     if kind == "sqlite":
@@ -88,7 +88,8 @@ async def create_database(kind: str) -> SimDatabase:
             # As SQLite runs here (WAL, synchronous=NORMAL): a commit is not flushed to disk before
             # the next one starts (2.2 → 0.5 ms per commit on this machine). Only the bot is
             # crashed in a simulation, never the server, so nothing it checks depends on the flush.
-            await connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit TO off')
+            if not flush_commits:
+                await connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit TO off')
         finally:
             await connection.close()
         database = SimDatabase(f"postgresql+asyncpg://{server.removeprefix('postgresql://')}/{name}", "PostgreSQL",
