@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import exists
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain.dose import DoseState
 from bot.domain.status import CourseStatus, PatientStatus
 from bot.channels.port import Account
-from bot.db.models import Course, DoseDay, Patient
+from bot.db.engine import execute
+from bot.db.models import Course, DoseDay, Helper, Patient
 from bot.services.audit import audit
 
 
 def _of(model, account: Account):
     return (model.channel == account.channel, model.account == account.id)
+
+
+@dataclass(frozen=True)
+class CallerFacts:
+    """What the handlers that run before the features would otherwise each ask on every update:
+    whether this account is a patient marked unreachable, and whether it has any helper row."""
+
+    unreachable_patient: bool
+    helper_row: bool
+
+
+async def caller_facts(db, *, account: Account) -> CallerFacts:
+    """Both facts in one statement (a session or a bare connection)."""
+    row = (await execute(db, select(exists().where(*_of(Patient, account), Patient.unreachable.is_(True)),
+                                    exists().where(*_of(Helper, account))))).one()
+    return CallerFacts(bool(row[0]), bool(row[1]))
 
 
 async def patient_by_account(session: AsyncSession, *, account: Account) -> Patient | None:

@@ -37,12 +37,12 @@ async def patient_wrote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         return  # this update says they blocked us, not that they came back
     rt = context.application.bot_data["runtime"]
     try:
-        await _mark_reachable(rt, user.id, update.update_id)
+        await _mark_reachable(rt, user.id, update.update_id, getattr(context, "caller_facts", None))
     except Exception as error:  # never an error reply of its own: the feature handler answers once
         log.warning("event=reachability_check_failed error=%s", type(error).__name__)
 
 
-async def _mark_reachable(rt, user_id: int, update_id: int) -> None:
+async def _mark_reachable(rt, user_id: int, update_id: int, facts=None) -> None:
     if rt.staff(Account.telegram(user_id)) is not None or _is_staff_chat(rt.settings, user_id):
         async with rt.session() as session:
             if await mark_recipient_reachable(session, settings=rt.settings, recipient=Recipient.telegram(user_id),
@@ -51,7 +51,9 @@ async def _mark_reachable(rt, user_id: int, update_id: int) -> None:
                 await session.commit()
                 log.info("event=alert_recipient_reachable_again")
         return
-    async with rt.single() as session:  # nearly always finds nobody: a read on its own
+    if facts is not None and not facts.unreachable_patient:
+        return  # the update gate already looked: not a patient marked unreachable
+    async with rt.single() as session:  # the gate could not tell: a read on its own
         patient = (await session.exec(select(Patient).where(Patient.channel == ChannelName.TELEGRAM,
                                                             Patient.account == str(user_id),
                                                             Patient.unreachable.is_(True)))).first()

@@ -13,7 +13,7 @@ from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 from bot.channels.port import Account
 from bot.db.models import Patient
 from bot.i18n import Translator, resolve_locale
-from bot.services.queries import patient_by_account
+from bot.services.queries import CallerFacts, patient_by_account
 from bot.services.runtime import KnownPatient, Runtime
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
     def __init__(self, application: Application, chat_id: int | None = None, user_id: int | None = None) -> None:
         super().__init__(application, chat_id, user_id)
         self.stranger_locale: str | None = None  # a language chosen before enrolment ended (set by the gate)
+        self.caller_facts: CallerFacts | None = None  # set by the gate; None: unknown, look it up
         self._patient: object = _UNKNOWN
 
     @property

@@ -77,6 +77,9 @@ async def route(update: Update, context: BotContext) -> None:
         raise ApplicationHandlerStop
     text = (update.message.text or "").strip() if update.message is not None and update.message.text else ""
     token = args[0] if command == "start" and args else text if looks_like_token(text) else None
+    facts = context.caller_facts
+    if not token and facts is not None and not facts.helper_row:
+        return  # the update gate already looked: no helper row for this account, nothing to route
     try:
         helper_token = bool(token) and await family.is_helper_token(rt, token=token)
         found, former = (None, None) if helper_token else await family.helper_role(rt, account=Account.telegram(user.id))
