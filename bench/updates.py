@@ -6,7 +6,10 @@ from an update being queued to its answerCallbackQuery arriving at the sandbox. 
 drives a bare PTB Application with one callback handler that answers and edits the same way
 (no database), on the same sandbox, and reports ours / bare.
 
-    .venv/bin/python -m bench.updates [--patients 1000] [--postgres URL]
+    .venv/bin/python -m bench.updates [--patients 1000] [--postgres SERVER_URL]
+
+With --postgres (e.g. postgresql://postgres@127.0.0.1:5432) the run also measures PostgreSQL, in a
+database it creates on that server and drops afterwards.
 """
 
 from __future__ import annotations
@@ -140,11 +143,17 @@ async def main(patients: int, postgres: str | None) -> str:
         if postgres:
             targets.append(("PostgreSQL", postgres))
         for name, url in targets:
-            if name == "PostgreSQL":
-                from tests.conftest import _reset_postgres
+            own = None
+            if name == "PostgreSQL":  # a database of this run's own on that server, dropped after
+                from sim.world import create_database
 
-                await _reset_postgres(url)
-            rate, latencies = await run_ours(url, patients)
+                own = await create_database(url, flush_commits=True)
+                url = own.url
+            try:
+                rate, latencies = await run_ours(url, patients)
+            finally:
+                if own is not None:
+                    await own.drop()
             lines.append(f"adherence-bot on {name}: {rate:,.0f} updates/s, p99 {_p99(latencies) * 1000:.0f} ms, "
                          f"ratio ours/bare {rate / bare_rate:.2f} (target ≥ 0.8)")
     return "\n".join(lines)
