@@ -134,3 +134,42 @@ async def test_day_closed_while_down_is_closed_at_the_next_pass_and_stale_follow
     [question] = await world.outbox(Outbox.kind == "late_question")
     assert question.state == "pending" and question.due_at == T0 + timedelta(hours=24)  # next morning 08:00
     assert len(channel.messages(to)) == 1
+
+
+async def test_a_second_pass_in_the_same_instant_claims_only_after_something_new_was_queued(world, clock, engine):
+    """A simulated clock runs many passes in one instant; one that follows a complete drain, with
+    nothing queued since, claims nothing. Whatever queues a row wakes the courier, and then the
+    next pass claims and sends it, in that same instant."""
+    from sqlalchemy import event
+
+    from scheduler.service import Scheduler
+
+    clock.set(T0)
+    [(patient_id, _, _), *_] = await seed_due(engine, 3, due_at=T0)
+    claims = []
+
+    def count_claims(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("UPDATE outbox SET state=") and "claimed_by=" in statement.split("WHERE")[0]:
+            claims.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count_claims)
+    channel = RecordingChannel()
+    scheduler = Scheduler(world.rt, {channel.name: channel}, worker_id="same-instant")
+    await scheduler.start(None)
+    try:
+        await scheduler.tick()  # the lifecycle queues the three reminders (a step that queued: it claims)
+        assert len(channel.deliveries) == 3 and claims
+        claims.clear()
+        await scheduler.tick()  # the same instant, nothing new: no claim in either lane
+        assert claims == [] and len(channel.deliveries) == 3
+        async with world.rt.session() as session:  # a handler raises an alert and wakes the courier
+            patient = await session.get(Patient, patient_id)
+            await raise_alert(session, settings=world.rt.settings, now=T0, site_id="NJ", kind="emergency_symptom",
+                              patient=patient, details={"symptoms": ["black_stool"]})
+            await session.commit()
+        scheduler.courier.poke()
+        await scheduler.tick()
+        assert claims and {d.recipient for d in channel.deliveries[3:]} >= {Recipient.telegram(COORDINATOR_NJ)}
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count_claims)
+        await scheduler.stop()
