@@ -2,8 +2,9 @@
 the same update reaching a second instance), and load what the caller's language needs.
 
 One atomic INSERT per update, and one read of what the next handlers ask about the caller
-(`CallerFacts`; a stranger's chosen language too). If the database does not answer the update is handled anyway:
-the emergency path must not depend on it (DESIGN.md §1), and nothing else can write either.
+(`CallerFacts`; a stranger's chosen language too). If the database does not answer the update is
+handled anyway: the emergency path must not depend on it (DESIGN.md §1), and nothing else can
+write either.
 
 The record is made before the handlers run, so a process killed between the two (a window of
 milliseconds) drops that update rather than risk handling it twice; the person saw no answer
