@@ -361,14 +361,18 @@ class Bot:
         await self.quiesce(scheduler=False)
 
     async def _watch(self, timeout: float, scheduler: bool) -> None:
-        """Settled = idle at several consecutive looks: a few bare yields (task hand-offs such as
-        update fetched → handler task started take one loop iteration each), then a short sleep."""
+        """Settled = idle at five consecutive looks, each one loop iteration apart (task hand-offs
+        such as update fetched → handler task started take one iteration each, and every
+        iteration reads the sockets that are ready: the sandbox's answers on localhost are).
+        While busy, it looks every millisecond, so it never spins on the event loop; an idle
+        bot costs no sleep at all (it used to cost 2 ms per look, about 50 s of a full run)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        stable = 0
+        stable, busy = 0, False
         while stable < 5:
-            await asyncio.sleep(0 if 0 < stable < 4 else 0.001)
-            stable = 0 if self.busy(scheduler=scheduler) else stable + 1
+            await asyncio.sleep(0.001 if busy else 0)
+            busy = self.busy(scheduler=scheduler)
+            stable = 0 if busy else stable + 1
             if loop.time() > deadline:
                 raise TimeoutError("the bot did not settle within %.0f s" % timeout)
 
