@@ -279,7 +279,7 @@ class Bot:
         import sqlite3
 
         path = self.engine.url.database
-        for attempt in range(20):
+        for attempt in range(10):  # half a second
             if self._sqlite_writable(path):
                 if attempt:
                     log.warning("event=sim_crash_lock_released attempts=%d", attempt + 1)
@@ -287,7 +287,7 @@ class Bot:
             if attempt % 5 == 4:  # a full collection walks the simulator's whole heap: now and then
                 gc.collect()
                 self._close_orphaned_sqlite()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         self.relocations += 1
         copy = f"{path.removesuffix('.db')}-restart{self.relocations}.db"
         source, target = sqlite3.connect(path, timeout=10), sqlite3.connect(copy)
