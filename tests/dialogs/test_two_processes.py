@@ -51,10 +51,9 @@ async def _processes(sandbox: BotApiSandbox, database_url: str, folder, count: i
         assert "event=handler_error" not in bot.output, bot.output[-3000:]
 
 
+@pytest.mark.postgres_only  # two processes share one database only on PostgreSQL (SQLite: one owner)
 async def test_a_dialog_moves_between_two_processes_and_a_redelivery_is_handled_once(engine, database_url,
                                                                                       tmp_path):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("needs PostgreSQL")
     async with BotApiSandbox() as sandbox:
         rt = Runtime(settings=make_settings(sandbox, database_url), engine=engine)
         invitation = await invitations.issue(rt, site_id="NJ", subject_id="NJ-8901")
