@@ -117,6 +117,11 @@ class DoseDay(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("patient_id", "cycle", "day", name="uq_dose_day_patient_cycle_day"),
         Index("ix_dose_day_state_closes", "state", "closes_at"),
+        # The scheduler's look-ups by instant (`scheduler.lifecycle`): scheduled days by due time
+        # (the reminders due, the next one), and every day by its close (the next close, the
+        # courses that just ended).
+        Index("ix_dose_day_state_due", "state", "due_at"),
+        Index("ix_dose_day_closes", "closes_at"),
         # One dose day per patient per local date: at most one dose per calendar day.
         Index("uq_dose_day_patient_date_live", "patient_id", "local_date", unique=True,
               sqlite_where=text("state <> 'cancelled'"), postgresql_where=text("state <> 'cancelled'")),
