@@ -29,7 +29,7 @@ setup: $(STAMP) catalogs bytecode
 
 # The project's bytecode, compiled once here: the service cannot write it (its code directory is
 # read-only to it, ProtectSystem=strict) and would otherwise compile every module from source at
-# every start (about 0.1 s of a 0.8 s start-up; docs/benchmarks.md, start-up). Also where the
+# every start (about 0.15 s of a 0.9 s start-up; docs/benchmarks.md, start-up). Also where the
 # environment sets PYTHONDONTWRITEBYTECODE. Files already up to date are skipped.
 bytecode: $(STAMP)
 	$(PY) -m compileall -q bot scheduler sim

@@ -77,7 +77,7 @@ def _heavy(nodes: list[dict]) -> list[tuple]:
 async def test_the_lifecycle_queries_read_few_rows_on_a_freshly_loaded_postgresql(tmp_path):
     """What start-up runs over 3,000 patients with 42,000 future days: the lifecycle's flags and
     the next wake-up. Before the forms above and the indexes of migration 0011, the course-end and
-    catch-up checks ran once per course, and the next due reminder sorted every future day.
+    catch-up checks ran once per course, and the next due reminder was found by reading every future day.
     Right after the load (no statistics yet: autovacuum has not run) the flags must already be
     cheap (their old forms took 20-40 s at start-up over 140,000 days); once statistics exist
     (autovacuum gathers them within a minute), the next wake-up too."""
