@@ -51,7 +51,8 @@ BULK_LOAD = [
     ":created, 'test' FROM generate_series(1, :n) g",
     "INSERT INTO dose_day (patient_id, course_id, cycle, day, local_date, due_at, closes_at, late_until, state, late, "
     "snoozes) SELECT p, p, 1, d, DATE '2026-12-02' + d, CAST(:first AS TIMESTAMPTZ) + (d - 1) * INTERVAL '1 day', "
-    "CAST(:first AS TIMESTAMPTZ) + (d - 1) * INTERVAL '1 day' + INTERVAL '15 hours', CAST(:first AS TIMESTAMPTZ) + (d - 1) * INTERVAL '1 day' + INTERVAL '39 hours', "
+    "CAST(:first AS TIMESTAMPTZ) + (d - 1) * INTERVAL '1 day' + INTERVAL '15 hours', "
+    "CAST(:first AS TIMESTAMPTZ) + (d - 1) * INTERVAL '1 day' + INTERVAL '39 hours', "
     "'scheduled', false, 0 FROM generate_series(1, :n) p, generate_series(1, 14) d",
 ]
 
@@ -77,7 +78,8 @@ def _heavy(nodes: list[dict]) -> list[tuple]:
 async def test_the_lifecycle_queries_read_few_rows_on_a_freshly_loaded_postgresql(tmp_path):
     """What start-up runs over 3,000 patients with 42,000 future days: the lifecycle's flags and
     the next wake-up. Before the forms above and the indexes of migration 0011, the course-end and
-    catch-up checks ran once per course, and the next due reminder was found by reading every future day.
+    catch-up checks ran once per course, and the next due reminder was found by reading every
+    future day.
     Right after the load (no statistics yet: autovacuum has not run) the flags must already be
     cheap (their old forms took 20-40 s at start-up over 140,000 days); once statistics exist
     (autovacuum gathers them within a minute), the next wake-up too."""
