@@ -1,6 +1,6 @@
 """`make bench` (`python -m bench.run`): scheduler and delivery benchmarks → docs/benchmarks.md.
 
-Every benchmark is bounded in time (the whole run takes about twenty minutes). Each runs on
+Every benchmark is bounded in time (the whole run takes about ten minutes on this machine). Each runs on
 SQLite and on PostgreSQL: in a database this run creates on $BENCH_POSTGRES_URL's server (default
 the local one, postgresql://postgres@127.0.0.1:5432) and drops at the end, or in
 BENCH_DATABASE_URL if set (a database that may be wiped); SKIP_POSTGRES=1 runs SQLite only.
