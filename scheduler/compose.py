@@ -131,28 +131,37 @@ async def load(session, rows: list[Outbox], *, now: datetime, settings: Settings
         loaded.ack_key = await ack_key(session, now=now)
         await session.commit()  # created once; every later mail's code uses the same key
 
-    async def fetch(model, ids):
+    async def fetch(model, ids, *, share: bool = False):
         ids = {i for i in ids if i is not None}
         if not ids:
             return {}
-        return {o.id: o for o in (await session.exec(select(model).where(col(model.id).in_(ids)))).all()}
+        statement = select(model).where(col(model.id).in_(ids))
+        return {o.id: o for o in (await session.exec(statement.with_for_update(read=True) if share
+                                                     else statement)).all()}
 
     loaded.patients = await fetch(Patient, (r.patient_id for r in rows))
     loaded.doses = await fetch(DoseDay, (r.dose_day_id for r in rows))
-    loaded.alerts = await fetch(Alert, (r.alert_id for r in rows))
+    # FOR SHARE (PostgreSQL; SQLite serialises writers anyway): a transaction adding a report or
+    # a note to an alert, or acknowledging it, holds its row while it looks for copies to edit. A
+    # copy it did not see (still pending) waits here for that commit and renders what it wrote,
+    # instead of reading the alert as it was and going out without it.
+    loaded.alerts = await fetch(Alert, (r.alert_id for r in rows), share=True)
     loaded.messages = await fetch(PatientMessage, (r.payload.get("message_id") for r in rows
                                                    if r.kind == STAFF_REPLY_KIND))
     updating = {r.alert_id for r in rows if r.kind == ALERT_UPDATE_KIND} - {None}
     if updating:
+        # In-flight copies first, recorded copies second: a copy finishing between the two reads
+        # (its row marked sent and its message recorded in one commit) is then seen by one or the
+        # other. In the other order it can slip between them and the edit is dropped.
+        loaded.copies_in_flight = set((await session.exec(
+            select(Outbox.alert_id, Outbox.address).where(col(Outbox.channel).in_(EDITABLE_CHANNELS), col(Outbox.alert_id).in_(updating), Outbox.kind == OutboxKind.ALERT,
+                                                         col(Outbox.state).in_(IN_PROGRESS))
+        )).all())
         for alert_id, address, message_id in (await session.exec(
                 select(AlertMessage.alert_id, AlertMessage.address, AlertMessage.message_id)
                 .where(col(AlertMessage.alert_id).in_(updating), col(AlertMessage.channel).in_(EDITABLE_CHANNELS))
                 .order_by(col(AlertMessage.id)))).all():
             loaded.alert_copies[(alert_id, address)] = message_id
-        loaded.copies_in_flight = set((await session.exec(
-            select(Outbox.alert_id, Outbox.address).where(col(Outbox.channel).in_(EDITABLE_CHANNELS), col(Outbox.alert_id).in_(updating), Outbox.kind == OutboxKind.ALERT,
-                                                         col(Outbox.state).in_(IN_PROGRESS))
-        )).all())
     course_ids = {r.payload.get("course_id") for r in rows
                   if r.kind in ("course_plan", "course_end", "catch_up", "course_cancelled", CONMED_CHECK,
                                 TABLET_COUNT, family.NOTICE_KIND)}
