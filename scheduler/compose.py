@@ -77,6 +77,7 @@ class Loaded:
     reminders: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)  # dose id → (state, sent at)
     messages: dict[int, PatientMessage] = field(default_factory=dict)  # staff replies to send
     alert_copies: dict[tuple[int, str], int] = field(default_factory=dict)  # (alert, chat) → latest message id
+    copy_rows: dict[int, Outbox] = field(default_factory=dict)  # alert copies followed by an edit, by row id
     copies_in_flight: set[tuple[int, str]] = field(default_factory=set)  # (alert, chat) still being sent
     catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
     conmed_answered: set[tuple[int, str]] = field(default_factory=set)  # (course id, check point) answered
@@ -148,7 +149,8 @@ async def load(session, rows: list[Outbox], *, now: datetime, settings: Settings
     loaded.alerts = await fetch(Alert, (r.alert_id for r in rows), share=True)
     loaded.messages = await fetch(PatientMessage, (r.payload.get("message_id") for r in rows
                                                    if r.kind == STAFF_REPLY_KIND))
-    updating = {r.alert_id for r in rows if r.kind == ALERT_UPDATE_KIND} - {None}
+    loaded.copy_rows = await fetch(Outbox, (r.payload.get("copy_row") for r in rows if r.kind == ALERT_UPDATE_KIND))
+    updating = {r.alert_id for r in rows if r.kind == ALERT_UPDATE_KIND and "copy_row" not in r.payload} - {None}
     if updating:
         # In-flight copies first, recorded copies second: a copy finishing between the two reads
         # (its row marked sent and its message recorded in one commit) is then seen by one or the
@@ -235,7 +237,14 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
         if alert.acknowledged_at is not None and not row.payload.get("acknowledged"):
             return Skip("alert already acknowledged")
         target = None
-        if row.kind == ALERT_UPDATE_KIND:
+        if row.kind == ALERT_UPDATE_KIND and "copy_row" in row.payload:  # one copy that was in flight
+            copy = loaded.copy_rows.get(row.payload["copy_row"])
+            if copy is not None and copy.state in IN_PROGRESS:
+                return Defer(now + timedelta(seconds=1), "alert copy still being sent")
+            if copy is None or copy.state != OutboxState.SENT or copy.message_id is None:
+                return Skip("the alert copy was not delivered")
+            target = copy.message_id
+        elif row.kind == ALERT_UPDATE_KIND:
             target = row.payload.get("message_id") or loaded.alert_copies.get((alert.id, row.address))
             if target is None:
                 if (alert.id, row.address) in loaded.copies_in_flight:

@@ -28,10 +28,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.domain.outbox import OutboxKind
+from bot.domain.outbox import OutboxKind, OutboxState
 from bot.channels.port import EDITABLE_CHANNELS, Account, Recipient
 from bot.config import Settings, Site
-from bot.db.models import Alert, AlertMessage, Patient, RuntimeState, UnreachableRecipient
+from bot.db.models import Alert, AlertMessage, Outbox, Patient, RuntimeState, UnreachableRecipient
 from bot.domain.ack_codes import ack_code, issued_to, parse
 from bot.domain.alerts import AlertKind, LEVEL_BY_KIND, NOTICE_KINDS
 from bot.domain.hours import same_day_deadline
@@ -358,8 +358,29 @@ async def _acknowledge(session, rt: Runtime, *, alert_id: int, by: str | None, a
               entity="alert", entity_id=alert_id, after=details, update_id=update_id)
     await session.commit()
     alert = await session.get(Alert, alert_id, populate_existing=True)
+    if changed.rowcount == 1:  # before the delivered copies are read: a copy landing in between is in those
+        await _follow_copies_in_flight(session, rt, alert)
     copies = list((await session.exec(select(AlertMessage).where(AlertMessage.alert_id == alert_id))).all())
     return AckResult("acknowledged" if changed.rowcount == 1 else "already", alert, copies)
+
+
+async def _follow_copies_in_flight(session, rt: Runtime, alert: Alert) -> None:
+    """A copy being sent right now was composed before the acknowledgement and will arrive
+    asking for one. Queue its edit to the acknowledged state: the courier waits for that copy's
+    outcome and edits exactly that message (a copy composed from now on is not sent at all)."""
+    now = rt.now()
+    in_flight = (await session.exec(select(Outbox).where(
+        Outbox.alert_id == alert.id, Outbox.kind == OutboxKind.ALERT, col(Outbox.channel).in_(EDITABLE_CHANNELS),
+        col(Outbox.state).in_([OutboxState.CLAIMED, OutboxState.SENDING])))).all()
+    for copy in in_flight:
+        await enqueue(session, kind=OutboxKind.ALERT_UPDATE, lane=ALERT_LANE, to=Recipient(copy.channel, copy.address),
+                      due_at=now, now=now, patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
+                      payload={"acknowledged": True, "copy_row": copy.id,
+                               "escalated": bool(copy.payload.get("escalated"))},
+                      dedupe_key=f"alert_update:{alert.id}:row{copy.id}:acknowledged")
+    if in_flight:
+        await session.commit()
+        rt.wake()
 
 
 def mail_recipients(site: Site) -> list[Recipient]:

@@ -14,6 +14,7 @@ from bot.services import symptoms
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, ESCALATION_NJ, NURSE_IDS,
                                              NURSES, audits, enrol_direct, nurse, register, send, tap, tr)
 from tests.e2e.harness import running_bot
+from tests.e2e.test_patient_voice import wait_as_time_passes
 
 UTC = timezone.utc
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai, day 1 of the course
@@ -154,3 +155,27 @@ async def test_two_silent_days_raise_one_alert(engine, database_url):
         rows = await h.rows(Outbox, Outbox.alert_id == alerts[0].id)
         first_round = sorted(int(r.address) for r in rows if not r.payload.get("escalated"))
         assert first_round == sorted([COORDINATOR_NJ, ADMIN_NJ])  # one copy per NJ coordinator, no repeats
+
+
+async def test_a_copy_still_on_its_way_when_the_alert_is_acknowledged_is_edited_once_it_lands(engine, database_url):
+    """One coordinator acknowledges while the other's copy is still being sent (Telegram slow to
+    answer): that copy, once delivered, must not go on asking for an acknowledgement."""
+    async with running_bot(engine, database_url, start=T0, delivery={"send_timeout_seconds": 10}) as h:
+        await enrol_direct(h, 7441, "NJ-0441", locale="en")
+        await h.sandbox.wait_for(lambda: any("NJ-0441" in (m.text or "")  # the new-enrolment notice
+                                             for m in h.sandbox.messages(ADMIN_NJ)))
+        h.sandbox.inject_fault(kind="slow", chat_id=ADMIN_NJ, method="sendMessage", delay=4)
+        await symptoms.report(h.rt, account=Account.telegram(7441), codes=["black_stool"])  # wakes the courier
+        [alert] = await h.rows(Alert, Alert.kind == "emergency_symptom")
+        button = f"a:{alert.id}"
+        first = await h.sandbox.wait_for(lambda: next(
+            (m for m in h.sandbox.messages(COORDINATOR_NJ) if button in str(m.reply_markup)), None))
+        assert not [m for m in h.sandbox.messages(ADMIN_NJ) if button in str(m.reply_markup) + str(m.history)]
+        answer = await tap(h, nurse(h, COORDINATOR_NJ, "zh_Hans"), first, button)
+        assert answer["text"] == tr("zh_Hans")._("Acknowledged.")
+        late = await h.sandbox.wait_for(lambda: next(
+            (m for m in h.sandbox.messages(ADMIN_NJ) if button in str(m.reply_markup) + str(m.history)), None))
+        await wait_as_time_passes(h, lambda: late.reply_markup is None)  # its edit looks again each second
+        assert late.text.endswith("✅ " + tr("en")._("Acknowledged by {who} at {when}", who="NJ nurse 1",
+                                                      when="2 Dec 11:00")), late.text  # in the admin's language
+        assert first.reply_markup is None
