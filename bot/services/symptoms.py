@@ -172,17 +172,35 @@ async def _queue_edits(session, *, alert: Alert, now) -> None:
     """Edit the alert's copy in each chat where one is out (or on its way) to show what was added.
     A copy not yet claimed needs nothing: it renders the alert as it is when it is sent. The
     edit finds its target message when it is sent (`scheduler.compose`), so a copy in flight
-    right now is edited too, once it is recorded."""
-    copies = (await session.exec(select(Outbox.channel, Outbox.address).where(  # a mail cannot be edited
-        Outbox.alert_id == alert.id, Outbox.kind == OutboxKind.ALERT, col(Outbox.channel).in_(EDITABLE_CHANNELS),
-        col(Outbox.state).in_([OutboxState.CLAIMED, OutboxState.SENDING, OutboxState.SENT, OutboxState.UNKNOWN])).distinct())).all()
+    right now is edited too, once it is recorded. Where the only copies a chat has were taken by
+    the channel without an answer (delivery unknown, no message to edit), the alert goes to that
+    chat again as it is now: a second copy rather than a note the team never sees."""
+    states: dict[tuple[str, str], set[str]] = {}
+    escalated: set[tuple[str, str]] = set()
+    for channel, address, state, payload in (await session.exec(select(
+            Outbox.channel, Outbox.address, Outbox.state, Outbox.payload).where(  # a mail cannot be edited
+            Outbox.alert_id == alert.id, Outbox.kind == OutboxKind.ALERT, col(Outbox.channel).in_(EDITABLE_CHANNELS),
+            col(Outbox.state).in_([OutboxState.PENDING, OutboxState.CLAIMED, OutboxState.SENDING, OutboxState.SENT,
+                                   OutboxState.UNKNOWN])))).all():
+        states.setdefault((channel, address), set()).add(state)
+        if payload.get("escalated"):
+            escalated.add((channel, address))
     version = f"{len(alert.details.get('report_ids', []))}.{len(alert.details.get('notes', []))}"
-    for channel, address in copies:
+    for (channel, address), found in states.items():
+        to = Recipient(channel, address)
+        if found == {OutboxState.UNKNOWN}:
+            await enqueue(session, kind=OutboxKind.ALERT, lane=ALERT_LANE, to=to, due_at=now, now=now,
+                          patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
+                          payload={"round": alert.repeats, "escalated": (channel, address) in escalated},
+                          dedupe_key=f"alert:{alert.id}:{to.short_key}:again:{version}")
+            continue
+        if found == {OutboxState.PENDING}:
+            continue
         prefix = f"alert_update:{alert.id}:{address}:"
         pending = (await session.exec(select(Outbox.id).where(
             Outbox.state == OutboxState.PENDING, col(Outbox.dedupe_key).startswith(prefix)).limit(1))).first()
         if pending is None:
-            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, to=Recipient(channel, address), due_at=now, now=now,
+            await enqueue(session, kind=ALERT_UPDATE_KIND, lane=ALERT_LANE, to=to, due_at=now, now=now,
                           patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
                           dedupe_key=prefix + version)
 

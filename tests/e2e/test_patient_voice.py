@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bot.db.models import Alert, AuditLog, PatientMessage, SymptomReport
+from bot.db.models import Alert, AuditLog, Outbox, PatientMessage, SymptomReport
 from bot.i18n import Translator
 from bot.render.coordinator import alert_title
+from tests.coordinator.coord_helpers import tap
 from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ, running_bot
 from tests.e2e.test_emergency_faults import NJ_PHONE, emergency_alert_for, open_picker, send_button, tick_symptom
 from tests.e2e.test_patient_days import DAY1, enrolled_with_course, reminder_at
@@ -148,6 +149,40 @@ async def test_a_same_day_report_on_friday_night_names_the_next_working_day(engi
         await wait_as_time_passes(h, lambda: any("NJ-9501" in (m.text or "") and title in m.text
                                                   and "my mouth is very sore" in m.text
                                                   for m in h.sandbox.messages(COORDINATOR_NJ)))
+
+
+async def test_a_note_reaches_a_chat_whose_alert_copy_was_never_confirmed(engine, database_url):
+    """Telegram took the admin's copy but never answered (delivery unknown, no message to edit):
+    the note goes to that chat as the alert again, which acknowledging then edits like any copy."""
+    async with running_bot(engine, database_url) as h:
+        user = await enrolled_with_course(h, "en", "English", 9511)
+        h.sandbox.inject_fault(kind="timeout_after_accept", chat_id=ADMIN_NJ, method="sendMessage", delay=30)
+        picker = await open_picker(h, user)
+        await tick_symptom(h, user, picker, "other_unwell")
+        user.press(picker, send_button(picker))
+        await h.sandbox.wait_for(lambda: "describe it" in (picker.text or ""))
+        [alert] = await h.rows(Alert, Alert.kind == "same_day_symptom")
+        titles = {COORDINATOR_NJ: alert_title(Translator("zh_Hans"), "same_day_symptom"),
+                  ADMIN_NJ: alert_title(Translator("en"), "same_day_symptom")}  # each in its reader's language
+        copies = lambda chat: [m for m in h.sandbox.messages(chat) if titles[chat] in (m.text or "")]  # noqa: E731
+        for _ in range(50):  # the admin's copy times out: its outcome is unknown
+            if [r.state for r in await h.rows(Outbox, Outbox.alert_id == alert.id, Outbox.address == str(ADMIN_NJ))] \
+                    == ["unknown"]:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the admin's copy never became unknown")
+        [unconfirmed] = copies(ADMIN_NJ)
+        [first] = copies(COORDINATOR_NJ)
+        user.send_text("my mouth is very sore")
+        await wait_as_time_passes(h, lambda: "my mouth is very sore" in first.text
+                                  and any("my mouth is very sore" in m.text for m in copies(ADMIN_NJ)))
+        assert first.history and len(copies(COORDINATOR_NJ)) == 1  # edited in place where it could be
+        [again] = [m for m in copies(ADMIN_NJ) if m is not unconfirmed]
+        assert "my mouth is very sore" not in unconfirmed.text and again.reply_markup is not None
+        answer = await tap(h, h.sandbox.user(COORDINATOR_NJ, language_code="zh-hans"), first, f"a:{alert.id}")
+        assert answer["text"] == Translator("zh_Hans")._("Acknowledged.")
+        await h.sandbox.wait_for(lambda: again.reply_markup is None and first.reply_markup is None)
 
 
 @pytest.mark.parametrize("language_code, user_id, dairy", [("en", 9601, "No milk or dairy"), ("zh-hans", 9602, "奶")])
