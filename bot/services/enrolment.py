@@ -17,7 +17,7 @@ from bot.domain.enrolment import EnrolStep, StepRefused, next_step
 from bot.services import dialogs, invitations, patients
 from bot.services.alerts import raise_alert
 from bot.services.audit import audit
-from bot.services.queries import patient_by_subject, patient_by_account
+from bot.services.queries import helper_by_account, patient_by_subject, patient_by_account
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
@@ -25,8 +25,9 @@ REJECTED = "enrol.token_rejected"
 
 
 class EnrolmentRefused(Refused):
-    """code: invalid | throttled | already_enrolled. The patient sees one message for all
-    invalid cases, so the reason is never revealed to them (it is in the audit log)."""
+    """code: invalid | throttled | already_enrolled | is_helper | is_staff (the account has another role). The
+    patient sees one message for all invalid cases, so the reason is never revealed to them (it is
+    in the audit log)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,16 @@ async def check_token(rt: Runtime, *, account: Account, token: str | None = None
             invitation = await invitations.find(session, token=token) if token_ok else None
         if invitation and invitation.purpose == "enrol" and await patient_by_account(session, account=account):
             raise EnrolmentRefused("already_enrolled")
+        if invitation and invitation.purpose != "helper":
+            # One account, one role: a patient's messages could not be told apart from a helper's
+            # or a staff member's (a patient or staff member joining as a helper is refused alike).
+            role = "is_staff" if rt.staff(account) is not None else \
+                "is_helper" if await helper_by_account(session, account=account) else None
+            if role:
+                audit(session, at=now, actor_kind="user", actor_id=account, action="enrol.refused",
+                      entity="invitation", entity_id=invitation.id, reason=role, update_id=update_id)
+                await session.commit()
+                raise EnrolmentRefused(role)
         reason = "format" if not token_ok else "unknown" if invitation is None else None
         if invitation is not None:
             status = invitation_status(expires_at=invitation.expires_at, used_at=invitation.used_at,

@@ -30,7 +30,7 @@ from bot.services import dialogs, enrolment, invitations
 from bot.services.audit import audit
 from bot.services.coord_access import Actor, patient_in_reach
 from bot.services.outbox import enqueue
-from bot.services.queries import patient_by_account
+from bot.services.queries import helper_by_account, patient_by_account
 from bot.services.runtime import Runtime
 from bot.services.refusal import Refused
 
@@ -61,14 +61,8 @@ def _of(account: Account):
     return (Helper.channel == account.channel, Helper.account == account.id)
 
 
-def helping_now():
-    """The SQL condition under which a helper row still counts (joined with Patient)."""
-    return (Helper.status == ACTIVE, col(Patient.helper_consent_at).is_not(None), Patient.status != PatientStatus.WITHDRAWN)
-
-
 async def active_helper(session: AsyncSession, *, account: Account) -> HelperView | None:
-    found = (await session.exec(select(Helper, Patient).join(Patient, Patient.id == Helper.patient_id)
-                                .where(*_of(account), *helping_now()))).first()
+    found = await helper_by_account(session, account=account)
     return HelperView(*found) if found else None
 
 

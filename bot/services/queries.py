@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain.dose import DoseState
-from bot.domain.status import CourseStatus, PatientStatus
+from bot.domain.status import CourseStatus, HelperStatus, PatientStatus
 from bot.channels.port import Account
 from bot.db.engine import execute
 from bot.db.models import Course, DoseDay, Helper, Patient
@@ -35,6 +35,14 @@ async def caller_facts(db, *, account: Account) -> CallerFacts:
     row = (await execute(db, select(exists().where(*_of(Patient, account), Patient.unreachable.is_(True)),
                                     exists().where(*_of(Helper, account))))).one()
     return CallerFacts(bool(row[0]), bool(row[1]))
+
+
+async def helper_by_account(session: AsyncSession, *, account: Account) -> tuple[Helper, Patient] | None:
+    """This account's helper row and its patient, while it counts: the helper not removed, the
+    patient's consent to helpers still given and the patient not withdrawn."""
+    return (await session.exec(select(Helper, Patient).join(Patient, Patient.id == Helper.patient_id).where(
+        *_of(Helper, account), Helper.status == HelperStatus.ACTIVE, col(Patient.helper_consent_at).is_not(None),
+        Patient.status != PatientStatus.WITHDRAWN))).first()
 
 
 async def patient_by_account(session: AsyncSession, *, account: Account) -> Patient | None:

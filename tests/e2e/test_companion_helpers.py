@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from bot.db.models import Alert, AuditLog, Helper, Invitation, Outbox, SymptomReport
+from bot.db.models import Alert, AuditLog, Helper, Invitation, Outbox, Patient, SymptomReport
 from bot.i18n import Translator
-from bot.services import exports, family, patients
+from bot.services import exports, family, invitations, patients
 from bot.services.coord_access import operator_actor
 from tests.e2e.harness import COORDINATOR_NJ, assert_language, running_bot
 from tests.e2e.test_patient_days import DAY1, enrolled_with_course
@@ -265,3 +265,38 @@ async def test_switched_off_no_helper_messages_and_commands_answer_unavailable(e
         assert await h.rows(Helper) == []
         export = await exports.collect(h.rt, operator_actor())
         assert export.tables["helpers"] == []
+
+
+async def test_a_helper_or_a_staff_account_cannot_also_enrol_as_a_patient(engine, database_url):
+    """One account, one role. A helper who taps a patient's enrolment link (or types its code)
+    is told why it cannot be used, instead of getting the helper's help; a coordinator trying the
+    link on their own phone likewise. Nothing is bound or spent, and the refusal is audited.
+    Once the helper is removed, the same account enrols."""
+    async with running_bot(engine, database_url, **ON) as h:
+        _, helper, row = await helper_with_patient(h, "zh-hans", "zh_Hans", "中文", 7671)
+        issued = await invitations.issue(h.rt, site_id="NJ", subject_id="NJ-7672")
+        refusal = Translator("zh_Hans")._(
+            "This account is already a family helper for a patient in this study, so it cannot be "
+            "enrolled as a patient too. Nothing has changed. Please ask your study nurse.")
+        for send in (lambda: helper.send_command("/start", issued.token), lambda: helper.send_text(issued.token)):
+            count = len(helper.messages)
+            send()
+            await h.sandbox.wait_for(lambda: any(m.text == refusal for m in helper.messages[count:]))
+        nurse = h.sandbox.user(COORDINATOR_NJ, language_code="zh-hans")
+        nurse.send_command("/start", issued.token)
+        staff = Translator("zh_Hans")._("This account belongs to the study team, so it cannot be enrolled as a "
+                                        "patient. Nothing has changed. Use the patient's own phone.")
+        await h.sandbox.wait_for(lambda: any(m.text == staff for m in nurse.messages))
+        [invitation] = await h.rows(Invitation, Invitation.subject_id == "NJ-7672")
+        assert invitation.used_at is None
+        assert [p.subject_id for p in await h.rows(Patient)] == ["NJ-7671"]
+        refused = await h.rows(AuditLog, AuditLog.action == "enrol.refused")
+        assert [(r.actor_id, r.reason) for r in refused] == [
+            (f"telegram:{helper.user_id}", "is_helper"), (f"telegram:{helper.user_id}", "is_helper"),
+            (f"telegram:{COORDINATOR_NJ}", "is_staff")]
+
+        await family.remove_by_coordinator(h.rt, operator_actor(), helper_id=row.helper_id, reason="enrols himself")
+        count = len(helper.messages)
+        helper.send_command("/start", issued.token)
+        await h.sandbox.wait_for(lambda: len(helper.messages) > count and helper.last_message.buttons)
+        assert "中文" in helper.last_message.button_texts[0]  # the enrolment's language question

@@ -37,6 +37,12 @@ def _refusal(t: Translator, code: str) -> str:
         return t._("Too many attempts. Please wait an hour, or ask your study nurse for help.")
     if code == "already_enrolled":
         return t._("You are already enrolled. Nothing has changed. Use the menu below.")
+    if code == "is_helper":
+        return t._("This account is already a family helper for a patient in this study, so it cannot be "
+                   "enrolled as a patient too. Nothing has changed. Please ask your study nurse.")
+    if code == "is_staff":
+        return t._("This account belongs to the study team, so it cannot be enrolled as a patient. "
+                   "Nothing has changed. Use the patient's own phone.")
     return t._("This invitation code cannot be used. Please check it with your study nurse.")
 
 

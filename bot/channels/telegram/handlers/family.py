@@ -82,7 +82,8 @@ async def route(update: Update, context: BotContext) -> None:
         return  # the update gate already looked: no helper row for this account, nothing to route
     try:
         helper_token = bool(token) and await family.is_helper_token(rt, token=token)
-        found, former = (None, None) if helper_token else await family.helper_role(rt, account=Account.telegram(user.id))
+        # Any other link or code is enrolment's to answer, even from a helper (who it refuses).
+        found, former = (None, None) if token else await family.helper_role(rt, account=Account.telegram(user.id))
     except Exception as error:  # database down: the feature handlers (and the emergency path) answer
         log.warning("event=helper_lookup_failed error=%s", type(error).__name__)
         return
