@@ -98,15 +98,11 @@ class Loaded:
 def recipient_translator(settings: Settings, recipient: Recipient, patient: Patient | None,
                          loaded: Loaded | None = None) -> Translator:
     """The reader's language: the patient's, a coordinator's own, else the site's default."""
-    make = loaded.translator if loaded is not None else (lambda locale, tz: Translator(locale, tz))
+    make = loaded.translator if loaded is not None else Translator
     if patient is not None and patient.address is not None and recipient == patient.recipient:
         return make(patient.locale, patient.timezone)
-    for site in settings.sites:
-        for coordinator in site.coordinators:
-            if recipient in coordinator.recipients:
-                return make(coordinator.locale, site.timezone)
-    site = settings.sites[0] if patient is None else settings.site(patient.site_id)
-    return make("zh_Hans", site.timezone)
+    return render_coordinator.reader_translator(
+        settings, recipient, settings.sites[0].id if patient is None else patient.site_id, make=make)
 
 
 def _recipient(row: Outbox) -> Recipient:

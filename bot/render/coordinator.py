@@ -19,14 +19,14 @@ from bot.domain.alerts import AlertKind, is_notice
 from bot.services.staff import staff_label
 
 
-def reader_translator(settings: Settings, reader: Recipient, site_id: str) -> Translator:
-    """The language of a staff reader: a coordinator's own, else the site's alert-chat default."""
-    site = settings.site(site_id)
+def reader_translator(settings: Settings, reader: Recipient, site_id: str, *, make=Translator) -> Translator:
+    """The language of a staff reader: a coordinator's own, else the site's alert-chat default.
+    `make(locale, tz)` builds it (the courier passes its cache)."""
     for any_site in settings.sites:
         for coordinator in any_site.coordinators:
             if reader in coordinator.recipients:
-                return Translator(coordinator.locale, any_site.tz)
-    return Translator("zh_Hans", site.tz)
+                return make(coordinator.locale, any_site.timezone)
+    return make("zh_Hans", settings.site(site_id).timezone)
 
 
 def printable(text: str) -> str:

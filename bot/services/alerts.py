@@ -71,6 +71,12 @@ def escalation_recipients(site: Site) -> list[Recipient]:
     return site.escalation_recipients()
 
 
+def escalated_copy(settings: Settings, alert: Alert, to: Recipient) -> bool:
+    """The copy in this chat is the escalation contact's copy of an escalated alert, whose
+    header says so (an edit keeps it)."""
+    return alert.escalated_at is not None and to in escalation_recipients(settings.site(alert.site_id))
+
+
 async def unreachable(session: AsyncSession, recipients: list[Recipient]) -> set[Recipient]:
     if not recipients:
         return set()
@@ -334,7 +340,6 @@ async def _queue_acknowledged_copies(session, rt: Runtime, result: AckResult) ->
     delivered copy (first sends and repeats) to its acknowledged state, so none still asks for an
     acknowledgement. (In a chat the handler edits them at once.)"""
     alert, now = result.alert, rt.now()
-    escalation = set(escalation_recipients(rt.settings.site(alert.site_id)))
     for copy in result.copies:
         to = Recipient(copy.channel, copy.address)
         if to.channel not in EDITABLE_CHANNELS:
@@ -342,7 +347,7 @@ async def _queue_acknowledged_copies(session, rt: Runtime, result: AckResult) ->
         await enqueue(session, kind=OutboxKind.ALERT_UPDATE, lane=ALERT_LANE, to=to, due_at=now, now=now,
                       patient_id=alert.patient_id, alert_id=alert.id, priority=FOLLOW_UP,
                       payload={"acknowledged": True, "message_id": copy.message_id,
-                               "escalated": alert.escalated_at is not None and to in escalation},
+                               "escalated": escalated_copy(rt.settings, alert, to)},
                       dedupe_key=f"alert_update:{alert.id}:{to.short_key}:{copy.message_id}:acknowledged")
     await session.commit()
     rt.wake()

@@ -42,12 +42,10 @@ async def edit_copies(context: BotContext, result: AckResult, outcome=None) -> N
     """Every copy, in its reader's language; `outcome(t)` adds what was done (e.g. the course confirmed)."""
     rt = runtime(context)
     for copy in result.copies:  # Telegram copies: a mail cannot be edited
-        chat_id = int(copy.address)
-        t = render.reader_translator(rt.settings, Recipient(copy.channel, copy.address), result.alert.site_id)
-        escalation = rt.settings.site(result.alert.site_id).escalation_contact
-        text, markup = render.alert_message(t, rt.settings, result.alert,  # the escalation copy keeps its header
-                                            escalated=result.alert.escalated_at is not None and
-                                            chat_id == escalation)
+        chat_id, reader = int(copy.address), Recipient(copy.channel, copy.address)
+        t = render.reader_translator(rt.settings, reader, result.alert.site_id)
+        text, markup = render.alert_message(t, rt.settings, result.alert,
+                                            escalated=alert_service.escalated_copy(rt.settings, result.alert, reader))
         if outcome is not None:  # it replaces the plain "acknowledged by" line (the last one)
             text = text.rsplit("\n", 1)[0] + "\n" + outcome(t)
         try:
