@@ -77,7 +77,7 @@ class Loaded:
     reminders: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)  # dose id → (state, sent at)
     messages: dict[int, PatientMessage] = field(default_factory=dict)  # staff replies to send
     alert_copies: dict[tuple[int, str], int] = field(default_factory=dict)  # (alert, chat) → latest message id
-    copy_rows: dict[int, Outbox] = field(default_factory=dict)  # alert copies followed by an edit, by row id
+    copy_rows: dict[int, Outbox] = field(default_factory=dict)  # messages in flight an edit follows, by row id
     copies_in_flight: set[tuple[int, str]] = field(default_factory=set)  # (alert, chat) still being sent
     catch_up_days: dict[int, list[DoseDay]] = field(default_factory=lambda: defaultdict(list))  # course id → days
     conmed_answered: set[tuple[int, str]] = field(default_factory=set)  # (course id, check point) answered
@@ -145,7 +145,8 @@ async def load(session, rows: list[Outbox], *, now: datetime, settings: Settings
     loaded.alerts = await fetch(Alert, (r.alert_id for r in rows), share=True)
     loaded.messages = await fetch(PatientMessage, (r.payload.get("message_id") for r in rows
                                                    if r.kind == STAFF_REPLY_KIND))
-    loaded.copy_rows = await fetch(Outbox, (r.payload.get("copy_row") for r in rows if r.kind == ALERT_UPDATE_KIND))
+    loaded.copy_rows = await fetch(Outbox, (r.payload.get("copy_row") for r in rows
+                                            if r.kind in (ALERT_UPDATE_KIND, OutboxKind.REMINDER_CLOSE)))
     updating = {r.alert_id for r in rows if r.kind == ALERT_UPDATE_KIND and "copy_row" not in r.payload} - {None}
     if updating:
         # In-flight copies first, recorded copies second: a copy finishing between the two reads
@@ -234,12 +235,9 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
             return Skip("alert already acknowledged")
         target = None
         if row.kind == ALERT_UPDATE_KIND and "copy_row" in row.payload:  # one copy that was in flight
-            copy = loaded.copy_rows.get(row.payload["copy_row"])
-            if copy is not None and copy.state in IN_PROGRESS:
-                return Defer(now + timedelta(seconds=1), "alert copy still being sent")
-            if copy is None or copy.state != OutboxState.SENT or copy.message_id is None:
-                return Skip("the alert copy was not delivered")
-            target = copy.message_id
+            target = _followed_message(loaded, row, now)
+            if not isinstance(target, int):
+                return target
         elif row.kind == ALERT_UPDATE_KIND:
             target = row.payload.get("message_id") or loaded.alert_copies.get((alert.id, row.address))
             if target is None:
@@ -270,7 +268,7 @@ def _prepare(loaded: Loaded, *, settings: Settings, row: Outbox, now: datetime) 
     if row.kind == family.NOTICE_KIND:
         return _prepare_helper_notice(loaded, settings=settings, row=row, patient=patient)
     if row.kind in ("reminder_close", "course_cancelled"):
-        return _prepare_course_news(loaded, settings=settings, row=row, patient=patient, t=t)
+        return _prepare_course_news(loaded, settings=settings, row=row, patient=patient, t=t, now=now)
     if patient is None or patient.status != PatientStatus.ACTIVE:
         return Skip(f"patient {patient.status if patient else 'missing'}")
     if patient.unreachable:
@@ -416,7 +414,7 @@ def _resent_marker(t: Translator, row: Outbox) -> str:
 
 
 def _prepare_course_news(loaded: Loaded, *, settings: Settings, row: Outbox, patient: Patient | None,
-                         t: Translator) -> Plan:
+                         t: Translator, now: datetime) -> Plan:
     """Closing a day's reminder (an edit) and telling the patient a course was cancelled: also
     while reminders are paused (a held day's buttons must go too), never after withdrawal."""
     if patient is None or patient.status == PatientStatus.WITHDRAWN or patient.unreachable:
@@ -427,11 +425,28 @@ def _prepare_course_news(loaded: Loaded, *, settings: Settings, row: Outbox, pat
             return Skip("course missing")
         text, markup = render_patient.cancelled_course(t, settings, course)
         return _message(text, markup, protect=True)
+    if "copy_row" in row.payload:  # a reminder that was on its way when the day was answered or closed
+        target = _followed_message(loaded, row, now)
+        if not isinstance(target, int):
+            return target
+    else:
+        target = row.payload.get("message_id")
     dose = loaded.doses.get(row.dose_day_id)
-    if dose is None or not row.payload.get("message_id"):
+    if dose is None or not target:
         return Skip("nothing to close")
     text, _ = render_patient.closed_reminder(t, settings, dose)
-    return _message(text, None, protect=True, edit_of=int(row.payload["message_id"]))
+    return _message(text, None, protect=True, edit_of=int(target))
+
+
+def _followed_message(loaded: Loaded, row: Outbox, now: datetime) -> int | Plan:
+    """The message an edit of a message that was on its way is for: its id once delivered; wait
+    while it is still in the courier's hands; nothing if it was never delivered."""
+    followed = loaded.copy_rows.get(row.payload["copy_row"])
+    if followed is not None and followed.state in IN_PROGRESS:
+        return Defer(now + timedelta(seconds=1), "the message to edit is still being sent")
+    if followed is None or followed.state != OutboxState.SENT or followed.message_id is None:
+        return Skip("the message to edit was not delivered")
+    return followed.message_id
 
 
 def _follow_up_too_soon(loaded: Loaded, *, settings: Settings, row: Outbox, dose: DoseDay, patient: Patient,

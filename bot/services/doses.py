@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 
 from bot.domain.outbox import OutboxKind, OutboxState
@@ -62,19 +62,28 @@ async def check_consecutive(session, *, settings, now, patient: Patient, update_
                           dedupe_key=f"consecutive:{patient.id}:{days[first][0]}", update_id=update_id)
 
 
-async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patient) -> int:
+async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patient, in_flight_only: bool = False) -> int:
     """Queue an edit of every message of this day that still carries its buttons (reminder,
     follow-up, snooze) to the day's final state, without buttons. Rendered from the state at
-    delivery time, so a later answer (next-morning question, correction) shows there too."""
+    delivery time, so a later answer (next-morning question, correction) shows there too.
+    A message on its way right now (or due now, so possibly composed before this change) is
+    followed: the courier waits for its outcome and closes it if it was delivered. With
+    `in_flight_only` (an answer tapped on time, whose own message the handler edits; earlier
+    ones answer a tap with the day's state) only those: a follow-up asking about a day already
+    answered could make a patient take a second dose."""
     if not patient.address:
         return 0
-    sent = (await session.exec(select(Outbox.id, Outbox.message_id, Outbox.channel, Outbox.address).where(
+    in_flight = or_(col(Outbox.state).in_((OutboxState.CLAIMED, OutboxState.SENDING)),
+                    and_(Outbox.state == OutboxState.PENDING, Outbox.due_at <= now))
+    rows = (await session.exec(select(Outbox.id, Outbox.state, Outbox.message_id, Outbox.channel, Outbox.address).where(
         Outbox.dose_day_id == dose.id, col(Outbox.kind).in_((OutboxKind.REMINDER, OutboxKind.FOLLOWUP, OutboxKind.SNOOZE)),
-        Outbox.state == OutboxState.SENT, col(Outbox.message_id).is_not(None)))).all()
+        in_flight if in_flight_only else
+        or_(and_(Outbox.state == OutboxState.SENT, col(Outbox.message_id).is_not(None)), in_flight)))).all()
     added = 0
-    for row_id, message_id, channel, address in sent:
+    for row_id, state, message_id, channel, address in rows:
+        payload = {"message_id": message_id} if state == OutboxState.SENT else {"copy_row": row_id}
         added += await enqueue(session, kind=OutboxKind.REMINDER_CLOSE, to=Recipient(channel, address), due_at=now, now=now,
-                               patient_id=patient.id, dose_day_id=dose.id, payload={"message_id": message_id},
+                               patient_id=patient.id, dose_day_id=dose.id, payload=payload,
                                dedupe_key=f"reminder_close:{row_id}:{now.isoformat()}")
     return added
 
@@ -138,8 +147,7 @@ async def answer(rt: Runtime, *, account: Account, dose_day_id: int, choice: Ans
             await session.rollback()  # the other tap won the race: report its answer, loaded afresh
             return DoseResult("already", await session.get(DoseDay, dose_day_id, populate_existing=True),
                               await session.get(Patient, patient_id, populate_existing=True))
-        if outcome.late:
-            await close_reminder_messages(session, now=now, dose=dose, patient=patient)
+        await close_reminder_messages(session, now=now, dose=dose, patient=patient, in_flight_only=not outcome.late)
         await session.commit()  # `dose` already holds the new values (the ORM update synchronises it)
     if queued_work(session):  # an alert (missed days in a row) or reminder edits (a late answer)
         rt.wake()

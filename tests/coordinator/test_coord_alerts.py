@@ -13,8 +13,7 @@ from bot.db.models import Alert, AlertMessage, Outbox
 from bot.services import symptoms
 from tests.coordinator.coord_helpers import (ADMIN_NJ, COORDINATOR_NJ, COORDINATOR_SH, ESCALATION_NJ, NURSE_IDS,
                                              NURSES, audits, enrol_direct, nurse, register, send, tap, tr)
-from tests.e2e.harness import running_bot
-from tests.e2e.test_patient_voice import wait_as_time_passes
+from tests.e2e.harness import running_bot, wait_as_time_passes
 
 UTC = timezone.utc
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai, day 1 of the course

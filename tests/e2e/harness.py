@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tomllib
 from contextlib import asynccontextmanager
@@ -105,3 +106,15 @@ def assert_language(messages, locale: str) -> None:
             assert is_chinese(text), f"expected Chinese: {text!r}"
         else:
             assert not is_chinese(text.replace("中文", "")), f"expected English: {text!r}"
+
+
+async def wait_as_time_passes(h, predicate, timeout: float = 10) -> None:
+    """Wait while the fake clock moves a second at a time: an edit waiting for the message it
+    edits to be delivered and recorded looks again a second later."""
+    for _ in range(int(timeout / 0.3)):
+        if predicate():
+            return
+        h.clock.advance(seconds=1)
+        h.rt.wake()
+        await asyncio.sleep(0.3)
+    assert predicate()

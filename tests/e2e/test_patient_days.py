@@ -11,7 +11,7 @@ from bot.db.models import Alert, AuditLog, DoseDay, Patient, SymptomReport
 from bot.i18n import Translator
 from bot.render.coordinator import alert_title
 from bot.services import courses, invitations
-from tests.e2e.harness import COORDINATOR_NJ, assert_language, running_bot
+from tests.e2e.harness import COORDINATOR_NJ, assert_language, running_bot, wait_as_time_passes
 from tests.e2e.test_patient_journey import CASES, enrol
 
 UTC = timezone.utc
@@ -167,3 +167,25 @@ async def test_whole_course_ends_with_correct_summary(engine, database_url, lang
         states = [d.state for d in await h.rows(DoseDay)]
         assert states.count("taken") == 13 and states.count("not_reported") == 1
         assert_language(user.messages, locale)
+
+
+async def test_a_follow_up_still_on_its_way_when_the_day_is_answered_loses_its_buttons_once_it_lands(
+        engine, database_url):
+    """The patient taps Taken on the morning reminder while the follow-up is being sent (Telegram
+    slow to answer): once delivered, the follow-up must not go on asking about an answered day."""
+    async with running_bot(engine, database_url, delivery={"send_timeout_seconds": 10}) as h:
+        user = await enrolled_with_course(h, "en", "English", 8701)
+        reminder = await reminder_at(h, user, DAY1)
+        h.sandbox.inject_fault(kind="slow", chat_id=8701, method="sendMessage", delay=4)
+        h.clock.set(DAY1 + timedelta(hours=2))  # the follow-up is due
+        h.rt.wake()
+        await h.sandbox.wait_for(lambda: any(c.method == "sendMessage" and c.chat_id == 8701 and c.status == 0
+                                             for c in h.sandbox.calls))  # on its way
+        user.press(reminder, reminder.buttons[0][1])  # taken
+        await h.sandbox.wait_for(lambda: reminder.reply_markup is None)
+        [day1] = await h.rows(DoseDay, DoseDay.day == 1)
+        assert day1.state == "taken"
+        followup = await h.sandbox.wait_for(lambda: user.last_message if user.last_message is not reminder
+                                            and user.last_message.buttons else None)
+        await wait_as_time_passes(h, lambda: followup.reply_markup is None)
+        assert followup.text.startswith("✅") and "Taken" in followup.text, followup.text  # the day as it is now

@@ -12,23 +12,13 @@ from bot.db.models import Alert, AuditLog, Outbox, PatientMessage, SymptomReport
 from bot.i18n import Translator
 from bot.render.coordinator import alert_title
 from tests.coordinator.coord_helpers import tap
-from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ, running_bot
+from tests.e2e.harness import ADMIN_NJ, COORDINATOR_NJ, running_bot, wait_as_time_passes
 from tests.e2e.test_emergency_faults import NJ_PHONE, emergency_alert_for, open_picker, send_button, tick_symptom
 from tests.e2e.test_patient_days import DAY1, enrolled_with_course, reminder_at
 
 UTC = timezone.utc
 
 
-async def wait_as_time_passes(h, predicate, timeout: float = 10) -> None:
-    """Wait while the fake clock moves a second at a time: an edit waiting for its alert copy
-    to be recorded looks again a second later."""
-    for _ in range(int(timeout / 0.3)):
-        if predicate():
-            return
-        h.clock.advance(seconds=1)
-        h.rt.wake()
-        await asyncio.sleep(0.3)
-    assert predicate()
 FRIDAY_2230 = datetime(2026, 12, 4, 14, 30, tzinfo=UTC)  # Friday 22:30 in Shanghai
 
 
