@@ -62,23 +62,24 @@ async def check_consecutive(session, *, settings, now, patient: Patient, update_
                           dedupe_key=f"consecutive:{patient.id}:{days[first][0]}", update_id=update_id)
 
 
-async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patient, in_flight_only: bool = False) -> int:
+async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patient,
+                                  except_message: int | None = None) -> int:
     """Queue an edit of every message of this day that still carries its buttons (reminder,
-    follow-up, snooze) to the day's final state, without buttons. Rendered from the state at
-    delivery time, so a later answer (next-morning question, correction) shows there too.
-    A message on its way right now (or due now, so possibly composed before this change) is
-    followed: the courier waits for its outcome and closes it if it was delivered. With
-    `in_flight_only` (an answer tapped on time, whose own message the handler edits; earlier
-    ones answer a tap with the day's state) only those: a follow-up asking about a day already
-    answered could make a patient take a second dose."""
+    follow-up, snooze) to the day's final state, without buttons: one left asking "have you
+    taken today's tablets?" after the day was answered could make a patient take a second dose.
+    Rendered from the state at delivery time, so a later answer (next-morning question,
+    correction) shows there too. A message on its way right now (or due now, so possibly
+    composed before this change) is followed: the courier waits for its outcome and closes it
+    if it was delivered. `except_message`: the one the answer was tapped on (its handler edits it)."""
     if not patient.address:
         return 0
-    in_flight = or_(col(Outbox.state).in_((OutboxState.CLAIMED, OutboxState.SENDING)),
-                    and_(Outbox.state == OutboxState.PENDING, Outbox.due_at <= now))
+    delivered = and_(Outbox.state == OutboxState.SENT, col(Outbox.message_id).is_not(None))
+    if except_message is not None:
+        delivered = and_(delivered, Outbox.message_id != except_message)
     rows = (await session.exec(select(Outbox.id, Outbox.state, Outbox.message_id, Outbox.channel, Outbox.address).where(
         Outbox.dose_day_id == dose.id, col(Outbox.kind).in_((OutboxKind.REMINDER, OutboxKind.FOLLOWUP, OutboxKind.SNOOZE)),
-        in_flight if in_flight_only else
-        or_(and_(Outbox.state == OutboxState.SENT, col(Outbox.message_id).is_not(None)), in_flight)))).all()
+        or_(delivered, col(Outbox.state).in_((OutboxState.CLAIMED, OutboxState.SENDING)),
+            and_(Outbox.state == OutboxState.PENDING, Outbox.due_at <= now))))).all()
     added = 0
     for row_id, state, message_id, channel, address in rows:
         payload = {"message_id": message_id} if state == OutboxState.SENT else {"copy_row": row_id}
@@ -109,11 +110,13 @@ async def _record(session, *, rt, now, patient: Patient, dose: DoseDay, state: D
 
 
 async def answer(rt: Runtime, *, account: Account, dose_day_id: int, choice: Answer,
-                 source: AnswerSource | str = AnswerSource.BUTTON, update_id: int | None = None) -> DoseResult:
+                 source: AnswerSource | str = AnswerSource.BUTTON, update_id: int | None = None,
+                 message_id: int | None = None) -> DoseResult:
     """One answer for one day. From the day's own reminder (`button`) only while the day is open;
     a day that is over is answered only through the question about it (`late_question`: the
     next-morning question, `catch_up`: days over before registration), so `source` is what
-    really happened."""
+    really happened. `message_id`: the message tapped, which the caller shows the answer on;
+    the day's other reminders are closed."""
     source = AnswerSource(source)
     now = rt.now()
     async with rt.session() as session:
@@ -147,9 +150,9 @@ async def answer(rt: Runtime, *, account: Account, dose_day_id: int, choice: Ans
             await session.rollback()  # the other tap won the race: report its answer, loaded afresh
             return DoseResult("already", await session.get(DoseDay, dose_day_id, populate_existing=True),
                               await session.get(Patient, patient_id, populate_existing=True))
-        await close_reminder_messages(session, now=now, dose=dose, patient=patient, in_flight_only=not outcome.late)
+        await close_reminder_messages(session, now=now, dose=dose, patient=patient, except_message=message_id)
         await session.commit()  # `dose` already holds the new values (the ORM update synchronises it)
-    if queued_work(session):  # an alert (missed days in a row) or reminder edits (a late answer)
+    if queued_work(session):  # an alert (missed days in a row) or edits of the day's other reminders
         rt.wake()
     return DoseResult("recorded", dose, patient)
 

@@ -169,23 +169,30 @@ async def test_whole_course_ends_with_correct_summary(engine, database_url, lang
         assert_language(user.messages, locale)
 
 
-async def test_a_follow_up_still_on_its_way_when_the_day_is_answered_loses_its_buttons_once_it_lands(
-        engine, database_url):
-    """The patient taps Taken on the morning reminder while the follow-up is being sent (Telegram
-    slow to answer): once delivered, the follow-up must not go on asking about an answered day."""
-    async with running_bot(engine, database_url, delivery={"send_timeout_seconds": 10}) as h:
+async def test_answering_closes_the_days_other_reminders_even_one_still_on_its_way(engine, database_url):
+    """A patient who taps Taken must not be asked again about that day by another of its messages:
+    one delivered earlier, or one being sent at that very moment (Telegram slow to answer), which
+    loses its buttons once it lands. A message asking "have you taken today's tablets?" after the
+    answer could make a patient take a second dose."""
+    async with running_bot(engine, database_url, delivery={"send_timeout_seconds": 15}) as h:
         user = await enrolled_with_course(h, "en", "English", 8701)
         reminder = await reminder_at(h, user, DAY1)
-        h.sandbox.inject_fault(kind="slow", chat_id=8701, method="sendMessage", delay=4)
+        answers = len(h.sandbox.callback_answers)
+        user.press(reminder, reminder.buttons[1][1])  # remind me later
+        await h.sandbox.wait_for(lambda: len(h.sandbox.callback_answers) > answers)
+        snoozed = await reminder_at(h, user, DAY1 + timedelta(minutes=30))
+        assert reminder.reply_markup is not None and snoozed.buttons
+        h.sandbox.inject_fault(kind="slow", chat_id=8701, method="sendMessage", delay=6)
         h.clock.set(DAY1 + timedelta(hours=2))  # the follow-up is due
         h.rt.wake()
         await h.sandbox.wait_for(lambda: any(c.method == "sendMessage" and c.chat_id == 8701 and c.status == 0
                                              for c in h.sandbox.calls))  # on its way
-        user.press(reminder, reminder.buttons[0][1])  # taken
-        await h.sandbox.wait_for(lambda: reminder.reply_markup is None)
+        user.press(snoozed, snoozed.buttons[0][1])  # taken, on the snoozed reminder
+        await h.sandbox.wait_for(lambda: snoozed.reply_markup is None and reminder.reply_markup is None)
         [day1] = await h.rows(DoseDay, DoseDay.day == 1)
         assert day1.state == "taken"
-        followup = await h.sandbox.wait_for(lambda: user.last_message if user.last_message is not reminder
+        assert reminder.text.startswith("✅") and "Taken" in reminder.text, reminder.text  # the day as it is now
+        followup = await h.sandbox.wait_for(lambda: user.last_message if user.last_message not in (reminder, snoozed)
                                             and user.last_message.buttons else None)
         await wait_as_time_passes(h, lambda: followup.reply_markup is None)
-        assert followup.text.startswith("✅") and "Taken" in followup.text, followup.text  # the day as it is now
+        assert followup.text.startswith("✅") and "Taken" in followup.text, followup.text

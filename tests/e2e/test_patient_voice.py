@@ -47,7 +47,6 @@ async def test_typed_fever_gets_emergency_advice_at_once_and_an_emergency_alert(
 async def test_plain_text_and_a_voice_note_are_kept_relayed_and_answered_and_the_team_can_reply(engine, database_url):
     async with running_bot(engine, database_url) as h:
         user = await enrolled_with_course(h, "en", "English", 9201)
-        subject = "NJ-9201"
         count = len(user.messages)
         user.send_text("The tablets make me a bit sleepy, is that ok?")
         await h.sandbox.wait_for(lambda: len(user.messages) > count)

@@ -31,7 +31,8 @@ async def on_dose(update: Update, context: BotContext) -> None:
         source = {cb.LATE_TAKEN: AnswerSource.LATE_QUESTION, cb.LATE_MISSED: AnswerSource.LATE_QUESTION,
                   cb.CATCH_UP_TAKEN: AnswerSource.CATCH_UP}.get(action, AnswerSource.BUTTON)
         result = await doses.answer(rt, account=Account.telegram(user_id), dose_day_id=dose_day_id, choice=choice,
-                                    source=source, update_id=update.update_id)
+                                    source=source, update_id=update.update_id,
+                                    message_id=query.message.message_id if query.message is not None else None)
         if action == cb.CATCH_UP_TAKEN and result.status in ("recorded", "already"):
             await _catch_up_answered(update, context, result)
             return
