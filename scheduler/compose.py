@@ -446,6 +446,8 @@ def _followed_message(loaded: Loaded, row: Outbox, now: datetime) -> int | Plan:
         return Defer(now + timedelta(seconds=1), "the message to edit is still being sent")
     if followed is None or followed.state != OutboxState.SENT or followed.message_id is None:
         return Skip("the message to edit was not delivered")
+    if followed.message_id == row.payload.get("unless"):
+        return Skip("the message to edit is the one the patient answered on")
     return followed.message_id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
@@ -82,11 +83,23 @@ async def close_reminder_messages(session, *, now, dose: DoseDay, patient: Patie
             and_(Outbox.state == OutboxState.PENDING, Outbox.due_at <= now))))).all()
     added = 0
     for row_id, state, message_id, channel, address in rows:
-        payload = {"message_id": message_id} if state == OutboxState.SENT else {"copy_row": row_id}
+        payload = {"message_id": message_id} if state == OutboxState.SENT else \
+            {"copy_row": row_id, "unless": except_message}  # the tapped one, delivered but not yet recorded
         added += await enqueue(session, kind=OutboxKind.REMINDER_CLOSE, to=Recipient(channel, address), due_at=now, now=now,
                                patient_id=patient.id, dose_day_id=dose.id, payload=payload,
                                dedupe_key=f"reminder_close:{row_id}:{now.isoformat()}")
     return added
+
+
+def _other_messages_possible(settings, dose: DoseDay, *, tapped: int | None, now) -> bool:
+    """Whether the day may have a reminder message besides the one tapped, to close: not when the
+    tap was on the day's recorded reminder, with no snooze and before its first follow-up could
+    be due (the common case, which then costs no query)."""
+    if tapped is None or tapped != dose.reminder_message_id or dose.snoozes:
+        return True
+    reminders = settings.reminders
+    queued = max(dose.due_at, dose.reminder_queued_at or dose.due_at)  # follow-ups count from here, or later
+    return reminders.followup_count > 0 and now >= queued + timedelta(minutes=reminders.followup_minutes)
 
 
 async def _record(session, *, rt, now, patient: Patient, dose: DoseDay, state: DoseState, late: bool, source: str,
@@ -150,7 +163,8 @@ async def answer(rt: Runtime, *, account: Account, dose_day_id: int, choice: Ans
             await session.rollback()  # the other tap won the race: report its answer, loaded afresh
             return DoseResult("already", await session.get(DoseDay, dose_day_id, populate_existing=True),
                               await session.get(Patient, patient_id, populate_existing=True))
-        await close_reminder_messages(session, now=now, dose=dose, patient=patient, except_message=message_id)
+        if _other_messages_possible(rt.settings, dose, tapped=message_id, now=now):
+            await close_reminder_messages(session, now=now, dose=dose, patient=patient, except_message=message_id)
         await session.commit()  # `dose` already holds the new values (the ORM update synchronises it)
     if queued_work(session):  # an alert (missed days in a row) or edits of the day's other reminders
         rt.wake()

@@ -1,7 +1,8 @@
-"""An edit of an alert's copies (a report or a note was added) races the copy being sent: the
-courier composes each row from what the database holds at that moment, read by statements that
-other transactions commit between. Each test holds the other side at the exact point where the
-race once lost the edit (`make test` saw it: a patient's note never reached the coordinator)."""
+"""An edit of a message (an alert's copy when a report or a note was added, a day's reminder when
+the day was answered) races that message being sent: the courier composes each row from what
+the database holds at that moment, read by statements that other transactions commit between.
+Each test holds the other side at the exact point where the race once lost the edit (`make test`
+saw it: a patient's note never reached the coordinator)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from sqlmodel import select
 
 from bot.config import settings_from_mapping
 from bot.db.engine import session_factory, single_statement_engine
-from bot.db.models import Alert, AlertMessage, Outbox, Patient
+from bot.db.models import Alert, AlertMessage, DoseDay, Outbox, Patient
 from bot.domain.outbox import OutboxKind, OutboxState
-from scheduler.compose import Defer, OutgoingMessage, Skip, load, prepare
+from scheduler.compose import Defer, Loaded, OutgoingMessage, Skip, load, prepare
 from tests.e2e.harness import EXAMPLE
 
 NOW = datetime(2026, 12, 4, 14, 30, tzinfo=timezone.utc)
@@ -126,3 +127,25 @@ async def test_a_copy_composed_while_a_note_is_being_added_waits_for_it(engine):
     finally:
         await adding.close()
     assert "my mouth is sore" in text  # … and renders it
+
+
+def test_closing_a_reminder_that_was_on_its_way_spares_the_one_the_patient_answered_on():
+    """The patient tapped a reminder delivered a moment before its delivery was recorded: the
+    close that followed it (in flight when the answer came) must not overwrite the answer's own
+    message (after "not today" it keeps Undo and the reasons)."""
+    patient = Patient(id=1, subject_id="NJ-0001", site_id="NJ", account="9001", address="9001", locale="en",
+                      timezone="Asia/Shanghai", reminder_time="08:00", status="active")
+    dose = DoseDay(id=3, patient_id=1, course_id=1, cycle=1, day=1, local_date=NOW.date(), due_at=NOW,
+                   closes_at=NOW, late_until=NOW, state="missed", answered_at=NOW)
+    reminder = Outbox(id=5, kind=OutboxKind.REMINDER, address="9001", patient_id=1, dose_day_id=3,
+                      state=OutboxState.SENT, message_id=MESSAGE_ID)
+    loaded = Loaded(patients={1: patient}, doses={3: dose}, copy_rows={5: reminder})
+
+    def close(unless):
+        row = Outbox(id=6, kind=OutboxKind.REMINDER_CLOSE, address="9001", patient_id=1, dose_day_id=3,
+                     payload={"copy_row": 5, "unless": unless})
+        return prepare(loaded, settings=SETTINGS, row=row, now=NOW)
+
+    assert isinstance(close(MESSAGE_ID), Skip)
+    other = close(MESSAGE_ID + 1)  # answered on another message: this one is closed
+    assert isinstance(other, OutgoingMessage) and other.edit_of == MESSAGE_ID and not other.actions
