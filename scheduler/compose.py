@@ -442,8 +442,9 @@ def _followed_message(loaded: Loaded, row: Outbox, now: datetime) -> int | Plan:
     """The message an edit of a message that was on its way is for: its id once delivered; wait
     while it is still in the courier's hands; nothing if it was never delivered."""
     followed = loaded.copy_rows.get(row.payload["copy_row"])
-    if followed is not None and followed.state in IN_PROGRESS:
-        return Defer(now + timedelta(seconds=1), "the message to edit is still being sent")
+    if followed is not None and followed.state in IN_PROGRESS:  # a pending one is not looked at before it is due
+        again = max(now, followed.due_at if followed.state == OutboxState.PENDING else now) + timedelta(seconds=1)
+        return Defer(again, "the message to edit is still being sent")
     if followed is None or followed.state != OutboxState.SENT or followed.message_id is None:
         return Skip("the message to edit was not delivered")
     if followed.message_id == row.payload.get("unless"):
