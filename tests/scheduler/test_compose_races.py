@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import insert, update
@@ -149,3 +149,8 @@ def test_closing_a_reminder_that_was_on_its_way_spares_the_one_the_patient_answe
     assert isinstance(close(MESSAGE_ID), Skip)
     other = close(MESSAGE_ID + 1)  # answered on another message: this one is closed
     assert isinstance(other, OutgoingMessage) and other.edit_of == MESSAGE_ID and not other.actions
+
+    reminder.state, reminder.message_id, reminder.due_at = OutboxState.SENDING, None, NOW
+    assert close(None) == Defer(NOW + timedelta(seconds=1), "the message to edit is still being sent")
+    reminder.state, reminder.due_at = OutboxState.PENDING, NOW + timedelta(hours=2)  # moved later: no busy wait
+    assert close(None).until == NOW + timedelta(hours=2, seconds=1)
